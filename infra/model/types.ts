@@ -189,3 +189,11 @@ export interface PtrExpectation {
   reverseName: string;
   expectedHostname: string;
 }
+
+/** A directory the host must have, with this owner and mode (the spool tree, key directories). */
+export interface HostDirectory {
+  path: string;
+  mode: number;
+  owner: string;
+  group: string;
+}
