@@ -1,0 +1,77 @@
+// brightchain-lookup: the RecipientLookupService daemon Postfix queries through
+// virtual_mailbox_maps = socketmap:inet:127.0.0.1:2526:virtual. Configured by /etc/brightchain/gateway.env;
+// logs one line per event to stderr, which journald keeps.
+import { ConfigError, loadRuntimeConfig, type RuntimeConfig } from "../src/config";
+import { FileRegistry, HttpRegistry, type RecipientRegistry } from "../src/lookup/registry";
+import { RecipientLookupService } from "../src/lookup/server";
+
+/** sysexits.h EX_CONFIG: systemd shows it, and Restart=on-failure with RestartPreventExitStatus=78 stops looping. */
+const EX_CONFIG = 78;
+
+function log(line: string): void {
+  process.stderr.write(`brightchain-lookup: ${line}\n`);
+}
+
+function openRegistry(config: RuntimeConfig): RecipientRegistry {
+  if (config.registryUrl !== undefined) {
+    log(`registry ${config.registryUrl} (positive answers cached ${config.lookupCacheTtlSeconds} s)`);
+    return new HttpRegistry(config.registryUrl, {
+      cacheTtlSeconds: config.lookupCacheTtlSeconds,
+      timeoutMs: config.lookupTimeoutMs,
+    });
+  }
+  if (config.registryFile === undefined) {
+    throw new ConfigError("GATEWAY_REGISTRY_FILE", undefined, "the recipient file path (or GATEWAY_REGISTRY_URL for the node's API)");
+  }
+  const registry = new FileRegistry(config.registryFile, {
+    onReload: (count) => log(`reloaded ${config.registryFile}: ${count} recipients`),
+    onReloadError: (error) => log(`reload refused, previous recipients kept: ${error.message}`),
+  });
+  log(`registry ${config.registryFile}: ${registry.size} recipients`);
+  return registry;
+}
+
+async function main(): Promise<void> {
+  let config: RuntimeConfig;
+  let registry: RecipientRegistry;
+  try {
+    config = loadRuntimeConfig();
+    registry = openRegistry(config);
+  } catch (error) {
+    log(`not started: ${(error as Error).message}`);
+    process.exit(EX_CONFIG);
+  }
+
+  const service = new RecipientLookupService({
+    registry,
+    domains: config.emailDomains,
+    host: config.lookupHost,
+    port: config.lookupPort,
+    lookupTimeoutMs: config.lookupTimeoutMs,
+    log,
+  });
+  try {
+    await service.listen();
+  } catch (error) {
+    log(`cannot listen on ${config.lookupHost}:${config.lookupPort} (GATEWAY_LOOKUP_HOST/GATEWAY_LOOKUP_PORT): ${(error as Error).message}`);
+    registry.close();
+    process.exit(EX_CONFIG);
+  }
+  log(`serving socketmap "virtual" for ${config.emailDomains.join(", ")} on ${config.lookupHost}:${service.port}`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: finishing in-flight lookups`);
+    void service.close().then(() => {
+      registry.close();
+      log("stopped");
+      process.exit(0);
+    });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+void main();

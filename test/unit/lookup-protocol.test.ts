@@ -1,0 +1,290 @@
+// The socketmap server against raw sockets on an ephemeral port: what Postfix (and a person with nc) sees.
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FileRegistry, HttpRegistry, type RecipientRegistry } from "../../runtime/src/lookup/registry";
+import { RecipientLookupService, encodeNetstring } from "../../runtime/src/lookup/server";
+
+const netstring = (payload: string) => Buffer.from(encodeNetstring(payload));
+
+/** A raw client that collects everything the server writes and notices when it closes. */
+class RawClient {
+  private received = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  readonly ready: Promise<void>;
+  private readonly socket: Socket;
+
+  constructor(port: number) {
+    this.socket = connect(port, "127.0.0.1");
+    this.socket.setNoDelay(true);
+    this.ready = new Promise((resolve) => this.socket.once("connect", () => resolve()));
+    this.socket.on("data", (chunk) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      this.wake();
+    });
+    this.socket.on("error", () => undefined);
+    this.socket.on("close", () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    for (const waiter of this.waiters.splice(0)) waiter();
+  }
+
+  write(data: string | Buffer): Promise<void> {
+    return new Promise((resolve) => this.socket.write(data, () => resolve()));
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Waits until `predicate` holds for what was received, or fails at the deadline. */
+  async until(predicate: () => boolean, deadlineMs = 5_000): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) throw new Error(`deadline: received ${JSON.stringify(this.text())}, closed=${this.closed}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  text(): string {
+    return this.received.toString("utf8");
+  }
+
+  /** Complete netstring payloads received so far. */
+  netstrings(): string[] {
+    const out: string[] = [];
+    let rest = this.text();
+    for (let match = /^(\d+):/.exec(rest); match; match = /^(\d+):/.exec(rest)) {
+      const length = Number(match[1]);
+      const start = match[0].length;
+      if (rest.length < start + length + 1) break;
+      expect(rest[start + length]).toBe(",");
+      out.push(rest.slice(start, start + length));
+      rest = rest.slice(start + length + 1);
+    }
+    return out;
+  }
+
+  async replies(count: number): Promise<string[]> {
+    await this.until(() => this.netstrings().length >= count || this.closed);
+    return this.netstrings();
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), "lookup-protocol-"));
+const registryFile = join(dir, "recipients");
+const clients: RawClient[] = [];
+function client(port: number): RawClient {
+  const c = new RawClient(port);
+  clients.push(c);
+  return c;
+}
+afterEach(() => {
+  for (const c of clients.splice(0)) c.destroy();
+});
+
+describe("socketmap server with the file registry", () => {
+  let registry: FileRegistry;
+  // Each test that edits the file sets these to hear the registry's own reload events.
+  let onReload: (count: number) => void = () => undefined;
+  let onReloadError: (error: Error) => void = () => undefined;
+  let service: RecipientLookupService;
+  let port: number;
+
+  beforeAll(async () => {
+    writeFileSync(registryFile, "# users synced by the node\nalice@brightchain.org\n\nBob@BrightChain.org  # mixed case in the file\ncarol@example.net\n");
+    registry = new FileRegistry(registryFile, { onReload: (n) => onReload(n), onReloadError: (e) => onReloadError(e) });
+    service = new RecipientLookupService({
+      registry,
+      domains: ["brightchain.org", "example.net"],
+      port: 0,
+      lookupTimeoutMs: 500,
+      maxRequestBytes: 1024,
+    });
+    port = await service.listen();
+  });
+  afterAll(async () => {
+    await service.close();
+    registry.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers OK with the canonical address, case-insensitively, and resolves +tag extensions", async () => {
+    const c = client(port);
+    await c.write(
+      Buffer.concat(
+        ["virtual alice@brightchain.org", "virtual ALICE@BrightChain.ORG", "virtual bob+lists@brightchain.org", "virtual carol@example.net"].map(netstring),
+      ),
+    );
+    expect(await c.replies(4)).toEqual(["OK alice@brightchain.org", "OK alice@brightchain.org", "OK bob@brightchain.org", "OK carol@example.net"]);
+  });
+
+  it("answers NOTFOUND for unknown users, unserved domains and malformed keys", async () => {
+    const c = client(port);
+    const keys = ["nobody@brightchain.org", "alice@elsewhere.org", "alice", "@brightchain.org", "alice@@brightchain.org", "a b@brightchain.org", "+tag@brightchain.org", ""];
+    await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
+    expect(await c.replies(keys.length)).toEqual(keys.map(() => "NOTFOUND "));
+    expect(c.closed).toBe(false);
+  });
+
+  it("answers PERM for an unknown map name and a request without a key", async () => {
+    const c = client(port);
+    await c.write(Buffer.concat([netstring("aliases alice@brightchain.org"), netstring("virtual")]));
+    const replies = await c.replies(2);
+    expect(replies[0]).toMatch(/^PERM unknown map name "aliases"; this service answers virtual$/);
+    expect(replies[1]).toMatch(/^PERM /);
+  });
+
+  it("answers pipelined requests in order, including many in one segment", async () => {
+    const c = client(port);
+    const keys = Array.from({ length: 500 }, (_, i) => (i % 3 === 0 ? "alice@brightchain.org" : i % 3 === 1 ? `x${i}@brightchain.org` : "carol@example.net"));
+    await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
+    const replies = await c.replies(keys.length);
+    expect(replies).toEqual(keys.map((k) => (k.startsWith("x") ? "NOTFOUND " : `OK ${k}`)));
+  });
+
+  it("reassembles requests written one byte at a time", async () => {
+    const c = client(port);
+    const bytes = Buffer.concat([netstring("virtual alice@brightchain.org"), netstring("virtual zed@brightchain.org")]);
+    await c.ready;
+    for (const byte of bytes) await c.write(Buffer.from([byte]));
+    expect(await c.replies(2)).toEqual(["OK alice@brightchain.org", "NOTFOUND "]);
+  });
+
+  it("closes only the connection with an oversized length prefix, before the payload arrives", async () => {
+    const bystander = client(port);
+    const attacker = client(port);
+    await attacker.write("999999999:");
+    await attacker.until(() => attacker.closed);
+    await bystander.write(netstring("virtual alice@brightchain.org"));
+    expect(await bystander.replies(1)).toEqual(["OK alice@brightchain.org"]);
+  });
+
+  it("closes a connection whose length prefix lies, after answering what came before", async () => {
+    const c = client(port);
+    await c.write(Buffer.concat([netstring("virtual alice@brightchain.org"), Buffer.from("5:virtual alice@brightchain.org,")]));
+    await c.until(() => c.closed);
+    expect(c.netstrings()).toEqual(["OK alice@brightchain.org"]);
+  });
+
+  it("closes a netstring connection that sends garbage instead of a length", async () => {
+    const c = client(port);
+    await c.write(Buffer.concat([netstring("virtual alice@brightchain.org"), Buffer.from("xx:virtual alice,")]));
+    await c.until(() => c.closed);
+    expect(c.netstrings()).toEqual(["OK alice@brightchain.org"]);
+  });
+
+  it("closes a line-probe connection that never sends a newline within the size cap", async () => {
+    const c = client(port);
+    await c.write("virtual " + "a".repeat(4000));
+    await c.until(() => c.closed);
+    expect(c.text()).toBe("");
+  });
+
+  it("serves the guide's line probe on the same port", async () => {
+    const c = client(port);
+    await c.write("virtual alice@brightchain.org\nvirtual nobody@brightchain.org\r\n");
+    c.end();
+    await c.until(() => c.closed);
+    expect(c.text()).toBe("OK alice@brightchain.org\nNOTFOUND\n");
+  });
+
+  it("reloads the registry file on an atomic rename, and keeps the previous set when a line is bad", async () => {
+    const reloaded = new Promise<number>((resolve) => (onReload = resolve));
+    writeFileSync(join(dir, "recipients.new"), "alice@brightchain.org\ndave@brightchain.org\n");
+    renameSync(join(dir, "recipients.new"), registryFile);
+    expect(await reloaded).toBe(2);
+    const c = client(port);
+    await c.write(Buffer.concat([netstring("virtual dave@brightchain.org"), netstring("virtual bob@brightchain.org")]));
+    expect(await c.replies(2)).toEqual(["OK dave@brightchain.org", "NOTFOUND "]);
+
+    const refused = new Promise<Error>((resolve) => (onReloadError = resolve));
+    writeFileSync(registryFile, "alice@brightchain.org\nerin@brightchain.org\nnot an address\n");
+    expect((await refused).message).toBe(`${registryFile} line 3: "not an address" is not a recipient address; expected local@domain, one per line (# starts a comment)`);
+    expect(registry.find("dave@brightchain.org")).toBe("dave@brightchain.org");
+    expect(registry.find("erin@brightchain.org")).toBeUndefined();
+  });
+});
+
+describe("socketmap server with a registry that fails", () => {
+  const services: RecipientLookupService[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    await Promise.all(services.splice(0).map((s) => s.close()));
+  });
+  async function serve(registry: RecipientRegistry, lookupTimeoutMs = 200): Promise<number> {
+    const service = new RecipientLookupService({ registry, domains: ["brightchain.org"], port: 0, lookupTimeoutMs });
+    services.push(service);
+    return service.listen();
+  }
+
+  it("answers TEMP when the registry is slower than the deadline, and keeps later answers in order", async () => {
+    const slow: RecipientRegistry = {
+      find: (address) => (address.startsWith("slow") ? new Promise((resolve) => setTimeout(() => resolve(address), 2_000).unref()) : address),
+      close: () => undefined,
+    };
+    const c = client(await serve(slow));
+    const started = Date.now();
+    await c.write(Buffer.concat([netstring("virtual slow@brightchain.org"), netstring("virtual fast@brightchain.org")]));
+    const replies = await c.replies(2);
+    expect(replies).toEqual(["TEMP recipient registry did not answer within 200 ms", "OK fast@brightchain.org"]);
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
+  it("answers TEMP when the registry throws, without closing the connection", async () => {
+    const broken: RecipientRegistry = {
+      find: () => {
+        throw new Error("disk on fire");
+      },
+      close: () => undefined,
+    };
+    const c = client(await serve(broken));
+    await c.write(Buffer.concat([netstring("virtual alice@brightchain.org"), netstring("virtual nobody@elsewhere.org")]));
+    expect(await c.replies(2)).toEqual(["TEMP recipient registry failed: disk on fire", "NOTFOUND "]);
+    expect(c.closed).toBe(false);
+  });
+
+  it("answers TEMP when the node's HTTP registry is down", async () => {
+    // A port that was free a moment ago and has nothing listening: connection refused.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    const deadPort = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const c = client(await serve(new HttpRegistry(`http://127.0.0.1:${deadPort}`, { cacheTtlSeconds: 60, timeoutMs: 150 })));
+    await c.write(netstring("virtual alice@brightchain.org"));
+    expect((await c.replies(1))[0]).toMatch(/^TEMP recipient registry failed: registry unreachable/);
+  });
+
+  it("finishes in-flight lookups on shutdown before closing", async () => {
+    let asked!: () => void;
+    const lookupStarted = new Promise<void>((resolve) => (asked = resolve));
+    const slowish: RecipientRegistry = {
+      find: (address) => {
+        asked();
+        return new Promise((resolve) => setTimeout(() => resolve(address), 100));
+      },
+      close: () => undefined,
+    };
+    const service = new RecipientLookupService({ registry: slowish, domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 1_000 });
+    const c = client(await service.listen());
+    await c.write(netstring("virtual alice@brightchain.org"));
+    await lookupStarted;
+    await service.close();
+    await c.until(() => c.closed);
+    expect(c.netstrings()).toEqual(["OK alice@brightchain.org"]);
+  });
+});
