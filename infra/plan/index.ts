@@ -1,0 +1,208 @@
+// hostPlan: the ordered, idempotent steps that turn a bare server into the node described by the model.
+// Pure: same node, files and directories in, same steps out. Triggers are content hashes so an adapter re-runs
+// exactly the steps whose inputs changed: a changed main.cf re-runs its install step, `postfix check`, the
+// Postfix reload and the final verification, and nothing else.
+import { posix } from "node:path";
+import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { spamServices } from "../render/spam";
+import { packagesCommand } from "./packages";
+import { pathSlug, sha256 } from "./shell";
+import {
+  POSTFIX_CHECK_COMMAND,
+  POSTFIX_RELOAD_COMMAND,
+  certificateCommand,
+  dkimKeyCommand,
+  directoriesCommand,
+  firewallCommand,
+  installFileCommand,
+  serviceCommand,
+  systemUserCommand,
+  verifyCommand,
+} from "./steps";
+import type { HostStep, RuntimeArtifact } from "./types";
+
+export type { HostStep, RuntimeArtifact } from "./types";
+
+export const STEP_PACKAGES = "packages";
+export const STEP_SYSTEM_USER = "system-user";
+export const STEP_DIRECTORIES = "directories";
+export const STEP_DKIM_KEY = "dkim-key";
+export const STEP_CERTIFICATE = "certificate";
+export const STEP_FIREWALL = "firewall";
+export const STEP_POSTFIX_CHECK = "postfix-check";
+export const STEP_POSTFIX_RELOAD = "postfix-reload";
+export const STEP_VERIFY = "verify";
+
+export function fileStepId(path: string): string {
+  return `file-${pathSlug(path)}`;
+}
+
+export function serviceStepId(service: string): string {
+  return `service-${pathSlug(service)}`;
+}
+
+/** Only the primary signs outbound mail; relays forward inbound mail to it and publish no DKIM record. */
+export function needsDkimKey(node: GatewayNode): boolean {
+  return node.role === "primary";
+}
+
+function fileTrigger(file: HostFile): string {
+  return sha256(JSON.stringify([file.path, file.mode, file.owner, file.group, file.content]));
+}
+
+/**
+ * A runtime artifact is installed like any file, executable and root-owned (the service user must not be able
+ * to rewrite its own program), and restarts the systemd unit of the same name when one is among the files.
+ */
+function artifactFiles(node: GatewayNode, artifacts: RuntimeArtifact[], files: HostFile[]): HostFile[] {
+  const units = new Set(files.map((f) => f.path).filter((p) => p.startsWith("/etc/systemd/system/")).map((p) => posix.basename(p, ".service")));
+  return artifacts.map((artifact) => {
+    const unit = artifact.name.replace(/\.c?js$/, "");
+    return {
+      path: posix.join(node.runtime.installDir, artifact.name),
+      mode: 0o755,
+      owner: "root",
+      group: "root",
+      content: artifact.content,
+      notify: units.has(unit) ? [unit] : [],
+    };
+  });
+}
+
+function rejectDuplicatePaths(files: HostFile[]): void {
+  const seen = new Set<string>();
+  for (const file of files) {
+    if (seen.has(file.path)) {
+      throw new Error(`host file ${file.path} is rendered twice; every path must come from exactly one renderer`);
+    }
+    seen.add(file.path);
+  }
+}
+
+export function hostPlan(
+  node: GatewayNode,
+  files: HostFile[],
+  directories: HostDirectory[],
+  artifacts: RuntimeArtifact[] = [],
+): HostStep[] {
+  const allFiles = [...files, ...artifactFiles(node, artifacts, files)];
+  rejectDuplicatePaths(allFiles);
+
+  const steps: HostStep[] = [];
+  const add = (step: Omit<HostStep, "secret"> & { secret?: boolean }): HostStep => {
+    const full: HostStep = { ...step, secret: step.secret ?? false };
+    steps.push(full);
+    return full;
+  };
+
+  const packages = packagesCommand(node);
+  add({ id: STEP_PACKAGES, description: "install the distribution packages", command: packages, after: [], triggers: [sha256(packages)] });
+
+  const user = systemUserCommand(node);
+  add({
+    id: STEP_SYSTEM_USER,
+    description: `create the ${node.drop.user} system user (uid ${node.drop.uid}, gid ${node.drop.gid})`,
+    command: user,
+    after: [STEP_PACKAGES],
+    triggers: [sha256(user)],
+  });
+
+  const dirs = directoriesCommand(directories);
+  add({
+    id: STEP_DIRECTORIES,
+    description: "create the spool tree and key directories with their owners and modes",
+    command: dirs,
+    after: [STEP_SYSTEM_USER],
+    triggers: [sha256(dirs)],
+  });
+
+  const hashesByService = new Map<string, string[]>();
+  const stepsByService = new Map<string, string[]>();
+  for (const file of allFiles) {
+    const id = fileStepId(file.path);
+    const trigger = fileTrigger(file);
+    add({
+      id,
+      description: `install ${file.path} (${file.mode.toString(8)} ${file.owner}:${file.group})`,
+      command: installFileCommand(file),
+      stdin: file.content,
+      secret: file.secret ?? false,
+      after: [STEP_DIRECTORIES],
+      triggers: [trigger],
+    });
+    for (const service of file.notify) {
+      hashesByService.set(service, [...(hashesByService.get(service) ?? []), trigger]);
+      stepsByService.set(service, [...(stepsByService.get(service) ?? []), id]);
+    }
+  }
+  const fileStepIds = allFiles.map((f) => fileStepId(f.path));
+
+  const prerequisites: string[] = [];
+  if (needsDkimKey(node)) {
+    const dkim = dkimKeyCommand(node);
+    add({
+      id: STEP_DKIM_KEY,
+      description: `generate the DKIM key ${node.dkim.selector} on the host if absent and print its public record`,
+      command: dkim,
+      after: [STEP_DIRECTORIES],
+      triggers: [sha256(dkim)],
+    });
+    prerequisites.push(STEP_DKIM_KEY);
+  }
+
+  const firewall = firewallCommand(node);
+  add({ id: STEP_FIREWALL, description: "apply the host firewall", command: firewall, after: [STEP_PACKAGES], triggers: [sha256(firewall)] });
+
+  const certificate = certificateCommand(node);
+  add({
+    id: STEP_CERTIFICATE,
+    description: `obtain the TLS certificate for ${node.host.hostname} (${node.tls.challenge})`,
+    command: certificate,
+    // The Cloudflare credentials and the deploy hook are files; http-01 needs the firewall's port 80.
+    after: [...fileStepIds, STEP_FIREWALL],
+    triggers: [sha256(certificate)],
+  });
+  prerequisites.push(STEP_CERTIFICATE);
+
+  const services = new Set<string>([...spamServices(node), ...hashesByService.keys()]);
+  services.delete("postfix");
+  const serviceStepIds: string[] = [];
+  for (const service of [...services].sort()) {
+    const id = serviceStepId(service);
+    serviceStepIds.push(id);
+    add({
+      id,
+      description: `enable ${service} and reload or restart it on its configuration`,
+      command: serviceCommand(service),
+      after: [...(stepsByService.get(service) ?? []), ...prerequisites],
+      // A service no file notifies still runs once, to be enabled and started.
+      triggers: hashesByService.get(service) ?? [sha256(service)],
+    });
+  }
+
+  const postfixTriggers = hashesByService.get("postfix") ?? [sha256("postfix")];
+  add({
+    id: STEP_POSTFIX_CHECK,
+    description: "postfix check: refuse to reload a configuration Postfix itself rejects",
+    command: POSTFIX_CHECK_COMMAND,
+    after: [...fileStepIds, ...prerequisites, ...serviceStepIds],
+    triggers: postfixTriggers,
+  });
+  add({
+    id: STEP_POSTFIX_RELOAD,
+    description: "enable Postfix and reload it (start it if stopped)",
+    command: POSTFIX_RELOAD_COMMAND,
+    after: [STEP_POSTFIX_CHECK],
+    triggers: postfixTriggers,
+  });
+
+  add({
+    id: STEP_VERIFY,
+    description: "wait for Postfix to listen and the recipient lookup service to answer",
+    command: verifyCommand(node),
+    after: [STEP_POSTFIX_RELOAD, ...serviceStepIds],
+    triggers: [...postfixTriggers, ...serviceStepIds.flatMap((id) => steps.find((s) => s.id === id)!.triggers)],
+  });
+
+  return steps;
+}

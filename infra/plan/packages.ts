@@ -1,0 +1,60 @@
+// Which distribution packages a node needs, and the command that installs them without a prompt.
+import type { GatewayNode } from "../model/types";
+import { shellQuote } from "./shell";
+
+/** The exact package names for this node's role, spam engine, ACME challenge and OS family. */
+export function requiredPackages(node: GatewayNode): string[] {
+  const debian = node.os.family === "debian";
+  const packages = ["postfix", "opendkim", "opendkim-tools", "certbot", "nodejs", "ca-certificates"];
+  if (node.tls.challenge === "dns-01") packages.push("python3-certbot-dns-cloudflare");
+  switch (node.spam.engine) {
+    case "spamassassin":
+      // spamd moved out of the spamassassin package in Debian bookworm and Ubuntu 24.04. On RHEL,
+      // spamass-milter-postfix is what creates the socket Postfix is pointed at.
+      packages.push(...(debian ? ["spamassassin", "spamd", "spamass-milter"] : ["spamassassin", "spamass-milter-postfix"]));
+      break;
+    case "rspamd":
+      packages.push("rspamd");
+      break;
+    case "none":
+      break;
+  }
+  if (node.submission?.enabled) packages.push(debian ? "dovecot-core" : "dovecot");
+  packages.push(debian ? "ufw" : "firewalld");
+  return packages;
+}
+
+/**
+ * apt with the postfix debconf answers preseeded (an unanswered "General type of mail configuration" question
+ * blocks a non-interactive install or leaves postfix unconfigured); dnf after enabling EPEL (opendkim,
+ * spamass-milter, certbot live there), Rspamd's own repository (not in EPEL) and Node 20 where RHEL 9
+ * would otherwise install its default Node 16.
+ */
+export function packagesCommand(node: GatewayNode): string {
+  const names = requiredPackages(node).join(" ");
+  if (node.os.family === "debian") {
+    return [
+      "set -eu",
+      "export DEBIAN_FRONTEND=noninteractive",
+      "echo 'postfix postfix/main_mailer_type select Internet Site' | debconf-set-selections",
+      `echo ${shellQuote(`postfix postfix/mailname string ${node.domain}`)} | debconf-set-selections`,
+      "apt-get update -q",
+      `apt-get install -y -q --no-install-recommends ${names}`,
+    ].join("\n");
+  }
+  const lines = [
+    "set -eu",
+    "rpm -q epel-release >/dev/null 2>&1 || dnf install -y epel-release || dnf install -y \"https://dl.fedoraproject.org/pub/epel/epel-release-latest-$(rpm -E %rhel).noarch.rpm\"",
+    "if dnf module list nodejs >/dev/null 2>&1; then dnf module enable -y nodejs:20; fi",
+  ];
+  if (node.spam.engine === "rspamd") {
+    lines.push(
+      "if [ ! -f /etc/yum.repos.d/rspamd.repo ]; then",
+      "  curl -fsS -o /etc/yum.repos.d/rspamd.repo \"https://rspamd.com/rpm-stable/centos-$(rpm -E %rhel)/rspamd.repo\"",
+      "  rpm --import https://rspamd.com/rpm-stable/gpg.key",
+      "fi",
+    );
+  }
+  lines.push(`dnf install -y ${names}`);
+  return lines.join("\n");
+}

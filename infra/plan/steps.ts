@@ -1,0 +1,170 @@
+// The shell commands behind each host step. Each one converges: re-running it on a host already in the
+// wanted state changes nothing and exits 0.
+import { posix } from "node:path";
+import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { octalMode, sha256, shellQuote } from "./shell";
+
+/** The brightchain system user and group with the model's fixed ids (virtual(8) is told them in main.cf). */
+export function systemUserCommand(node: GatewayNode): string {
+  const { user, group, uid, gid, spoolDir } = node.drop;
+  const u = shellQuote(user);
+  const g = shellQuote(group);
+  return [
+    "set -eu",
+    `getent group ${g} >/dev/null || groupadd --system --gid ${gid} ${g}`,
+    `getent passwd ${u} >/dev/null || useradd --system --uid ${uid} --gid ${g} --home-dir ${shellQuote(spoolDir)} --no-create-home --shell /usr/sbin/nologin ${u}`,
+    // An existing account with other ids would make virtual(8) write files the runtime cannot read.
+    `[ "$(id -u ${u})" = ${uid} ] || { echo "user ${user} has uid $(id -u ${u}); the node model (drop.uid) says ${uid}" >&2; exit 1; }`,
+    `[ "$(getent group ${g} | cut -d: -f3)" = ${gid} ] || { echo "group ${group} has another gid; the node model (drop.gid) says ${gid}" >&2; exit 1; }`,
+  ].join("\n");
+}
+
+/** Directories in the order given (parents first), each with exactly its owner and mode. */
+export function directoriesCommand(directories: HostDirectory[]): string {
+  const lines = ["set -eu"];
+  for (const dir of directories) {
+    const path = shellQuote(dir.path);
+    lines.push(
+      `mkdir -p ${path}`,
+      `chown ${shellQuote(`${dir.owner}:${dir.group}`)} ${path}`,
+      `chmod ${octalMode(dir.mode)} ${path}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Installs stdin at `file.path` with exact mode and owner, atomically: a 0600 temp file in the same directory
+ * (so a secret is never readable by others, not even for a moment), checked against the expected hash (a
+ * truncated transfer fails the step instead of installing half a main.cf), then renamed over the target.
+ */
+export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner" | "group" | "content">): string {
+  const dir = shellQuote(posix.dirname(file.path));
+  const target = shellQuote(file.path);
+  return [
+    "set -eu",
+    `mkdir -p ${dir}`,
+    `tmp=$(mktemp ${shellQuote(`${posix.dirname(file.path)}/.${posix.basename(file.path)}.`)}XXXXXX)`,
+    `trap 'rm -f "$tmp"' EXIT`,
+    `cat > "$tmp"`,
+    `echo "${sha256(file.content)}  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
+    `chown ${shellQuote(`${file.owner}:${file.group}`)} "$tmp"`,
+    `chmod ${octalMode(file.mode)} "$tmp"`,
+    `mv -f "$tmp" ${target}`,
+    "trap - EXIT",
+  ].join("\n");
+}
+
+/**
+ * Generates the DKIM key on the host only if absent (the private key never leaves it), fixes its owner and
+ * mode, and prints <selector>.txt: the step's stdout is the public half, read back for the DKIM TXT record.
+ */
+export function dkimKeyCommand(node: GatewayNode): string {
+  const { keyDir, selector, keyBits } = node.dkim;
+  const privateKey = shellQuote(`${keyDir}/${selector}.private`);
+  const publicRecord = shellQuote(`${keyDir}/${selector}.txt`);
+  return [
+    "set -eu",
+    `install -d -m 0750 -o opendkim -g opendkim ${shellQuote(keyDir)}`,
+    `if [ ! -s ${privateKey} ] || [ ! -s ${publicRecord} ]; then`,
+    `  opendkim-genkey -b ${keyBits} -s ${shellQuote(selector)} -d ${shellQuote(node.domain)} -D ${shellQuote(keyDir)}`,
+    "fi",
+    `chown opendkim:opendkim ${privateKey} ${publicRecord}`,
+    `chmod 0600 ${privateKey}`,
+    `chmod 0644 ${publicRecord}`,
+    `cat ${publicRecord}`,
+  ].join("\n");
+}
+
+/** Where certbot's dns-cloudflare plugin reads its API token (a secret host file, mode 0600). */
+export const CERTBOT_CLOUDFLARE_CREDENTIALS = "/etc/letsencrypt/cloudflare.ini";
+
+/**
+ * Issues the certificate Postfix serves. dns-01 needs no inbound port; http-01 runs certbot's standalone
+ * server on 80, which the firewall step opens for that challenge only. --keep-until-expiring makes a re-run
+ * a no-op while the certificate is valid; renewals are certbot's timer's job, and its deploy hook reloads Postfix.
+ */
+export function certificateCommand(node: GatewayNode): string {
+  const challenge =
+    node.tls.challenge === "dns-01"
+      ? `--dns-cloudflare --dns-cloudflare-credentials ${CERTBOT_CLOUDFLARE_CREDENTIALS} --dns-cloudflare-propagation-seconds 30`
+      : "--standalone --preferred-challenges http";
+  return [
+    "set -eu",
+    [
+      "certbot certonly --non-interactive --agree-tos --keep-until-expiring",
+      `--email ${shellQuote(node.tls.acmeEmail)}`,
+      `--server ${shellQuote(node.tls.acmeServer)}`,
+      `--cert-name ${shellQuote(node.host.hostname)}`,
+      `-d ${shellQuote(node.host.hostname)}`,
+      challenge,
+    ].join(" "),
+    `test -s ${shellQuote(node.tls.certFile)}`,
+    `test -s ${shellQuote(node.tls.keyFile)}`,
+  ].join("\n");
+}
+
+/** Loopback-only services: reachable from the host itself, refused from anywhere else. */
+const LOOPBACK_ONLY_PORTS = ["2526", "783", "8891", "11332:11334"];
+
+/**
+ * ufw on Debian/Ubuntu, firewalld on RHEL: SSH, 25 and (primary) 587 in; 80 only for http-01. ufw accepts
+ * loopback traffic before user rules, so the explicit denies close the local services to the outside only.
+ */
+export function firewallCommand(node: GatewayNode): string {
+  const publicPorts = ["22", "25"];
+  if (node.submission?.enabled) publicPorts.push("587");
+  if (node.tls.challenge === "http-01") publicPorts.push("80");
+  if (node.os.family === "debian") {
+    return [
+      "set -eu",
+      "ufw default deny incoming",
+      "ufw default allow outgoing",
+      ...publicPorts.map((p) => `ufw allow ${p}/tcp`),
+      ...LOOPBACK_ONLY_PORTS.map((p) => `ufw deny ${p}/tcp`),
+      "ufw --force enable",
+    ].join("\n");
+  }
+  return [
+    "set -eu",
+    "systemctl enable --now firewalld",
+    ...publicPorts.map((p) => `firewall-cmd --permanent --zone=public --add-port=${p}/tcp`),
+    // firewalld's public zone already refuses unlisted ports; only loopback (trusted lo) reaches them.
+    "firewall-cmd --reload",
+  ].join("\n");
+}
+
+/** Enables a service and brings it to its current configuration: reload when it can, restart when not. */
+export function serviceCommand(service: string): string {
+  const name = shellQuote(service);
+  return ["set -eu", "systemctl daemon-reload", `systemctl enable ${name}`, `systemctl reload-or-restart ${name}`].join("\n");
+}
+
+export const POSTFIX_CHECK_COMMAND = "set -eu\npostfix check";
+export const POSTFIX_RELOAD_COMMAND = "set -eu\nsystemctl enable postfix\nsystemctl reload-or-restart postfix";
+
+/**
+ * The guide's section 10 checks as one step that waits (with a deadline) for Postfix to listen on 25
+ * (and 587 on a primary) and for the recipient lookup service to answer a real socketmap query.
+ */
+export function verifyCommand(node: GatewayNode): string {
+  const ports = node.submission?.enabled ? [25, 587] : [25];
+  const table = `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
+  return [
+    "set -eu",
+    `listening() { ss -Htln "sport = :$1" | grep -q .; }`,
+    // postmap exits 1 for "not found" too; only an error message means the service did not answer.
+    `lookup_answers() { err=$(postmap -q ${shellQuote(`postmaster@${node.domain}`)} ${table} 2>&1 >/dev/null) || true; [ -z "$err" ]; }`,
+    "deadline=$(( $(date +%s) + 60 ))",
+    `until ${ports.map((p) => `listening ${p}`).join(" && ")} && lookup_answers; do`,
+    `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
+    `    echo "not ready after 60s: need ${ports.join(", ")} listening and ${table} answering" >&2`,
+    "    ss -Htln >&2",
+    `    postmap -q ${shellQuote(`postmaster@${node.domain}`)} ${table} >&2 || true`,
+    "    exit 1",
+    "  fi",
+    "  sleep 1",
+    "done",
+    `echo "listening on ${ports.join(", ")}; recipient lookup answers"`,
+  ].join("\n");
+}
