@@ -1,0 +1,283 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  GatewayConfigError,
+  parseGatewayConfig,
+  parseGatewaySecrets,
+  parseSshConnection,
+  readStackConfig,
+  readStackConfigFiles,
+  type FlatConfig,
+} from "../../infra/model/config";
+import { examplePrimary, exampleRelay } from "../fixtures/nodes";
+
+const repo = path.resolve(__dirname, "../..");
+const primaryFlat = (): FlatConfig => readStackConfig(repo, "primary");
+const relayFlat = (): FlatConfig => readStackConfig(repo, "relay");
+
+function configError(flat: FlatConfig): GatewayConfigError {
+  try {
+    parseGatewayConfig(flat);
+  } catch (err) {
+    if (err instanceof GatewayConfigError) return err;
+    throw err;
+  }
+  throw new Error("expected a GatewayConfigError, but the configuration parsed");
+}
+
+const threeNodeFleet = JSON.stringify([
+  { hostname: "mail.brightchain.org", ipv4: "203.0.113.10", ipv6: "2001:db8::10" },
+  { hostname: "mail2.brightchain.org", ipv4: "203.0.113.20" },
+  { hostname: "mail3.brightchain.org", ipv4: "203.0.113.30", ipv6: "2001:db8::30" },
+]);
+
+describe("the documented example stacks", () => {
+  it("Pulumi.yaml + Pulumi.primary.yaml parse to exactly examplePrimary", () => {
+    expect(parseGatewayConfig(primaryFlat())).toStrictEqual(examplePrimary);
+  });
+
+  it("Pulumi.yaml + Pulumi.relay.yaml parse to exactly exampleRelay", () => {
+    expect(parseGatewayConfig(relayFlat())).toStrictEqual(exampleRelay);
+  });
+
+  it("flattens as allConfig() does: namespaced keys, objects and arrays as JSON strings", () => {
+    const flat = primaryFlat();
+    expect(flat["gateway:domain"]).toBe("brightchain.org");
+    expect(JSON.parse(flat["gateway:fleet"]!)).toHaveLength(2);
+    expect(JSON.parse(flat["gateway:ssh"]!)).toEqual({ host: "203.0.113.10", user: "root", port: 22 });
+  });
+});
+
+describe("node variants", () => {
+  it("several relays: MX priority defaults from fleet order (20, 30), and can be set explicitly", () => {
+    const flat = { ...relayFlat(), "gateway:fleet": threeNodeFleet };
+    expect(parseGatewayConfig(flat).mxPriority).toBe(20);
+    const third = parseGatewayConfig({ ...flat, "gateway:hostname": "mail3.brightchain.org" });
+    expect(third.mxPriority).toBe(30);
+    expect(third.host).toEqual({ hostname: "mail3.brightchain.org", ipv4: "203.0.113.30", ipv6: "2001:db8::30" });
+    expect(third.fleet.map((h) => h.hostname)).toEqual(["mail.brightchain.org", "mail2.brightchain.org", "mail3.brightchain.org"]);
+    expect(parseGatewayConfig({ ...flat, "gateway:mxPriority": "50" }).mxPriority).toBe(50);
+  });
+
+  it("puts the primary first in the fleet even when listed later", () => {
+    const fleet = JSON.stringify([{ hostname: "mail2.brightchain.org", ipv4: "203.0.113.20" }, { hostname: "mail.brightchain.org", ipv4: "203.0.113.10" }]);
+    const node = parseGatewayConfig({ ...relayFlat(), "gateway:fleet": fleet });
+    expect(node.fleet[0]!.hostname).toBe("mail.brightchain.org");
+    expect(node.mxPriority).toBe(20);
+  });
+
+  it("IPv4-only and dual-stack nodes take their addresses from the fleet entry", () => {
+    expect(parseGatewayConfig(primaryFlat()).host.ipv6).toBe("2001:db8::10");
+    expect(parseGatewayConfig(relayFlat()).host).not.toHaveProperty("ipv6");
+  });
+
+  it("RHEL and Ubuntu hosts: family derived from the distribution", () => {
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "rhel" }).os).toEqual({ family: "rhel", distro: "rhel" });
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "ubuntu" }).os).toEqual({ family: "debian", distro: "ubuntu" });
+  });
+
+  it.each(["spamassassin", "rspamd", "none"] as const)("spam engine %s", (engine) => {
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:spamEngine": engine }).spam.engine).toBe(engine);
+  });
+
+  it("pipe drop transport, http registry, node API and a custom spool", () => {
+    const node = parseGatewayConfig({
+      ...primaryFlat(),
+      "gateway:dropTransport": "pipe",
+      "gateway:registry": "https://node.brightchain.org/api/recipients",
+      "gateway:nodeUrl": "https://node.brightchain.org/",
+      "gateway:spoolDir": "/srv/brightchain",
+    });
+    expect(node.drop).toMatchObject({ transport: "pipe", mailDropDir: "/srv/brightchain/incoming", errorDir: "/srv/brightchain/errors" });
+    expect(node.lookup.registry).toEqual({ kind: "http", url: "https://node.brightchain.org/api/recipients" });
+    expect(node.runtime.nodeUrl).toBe("https://node.brightchain.org");
+  });
+
+  it("defaults: DMARC monitoring only, acme e-mail postmaster@domain, submission on the primary", () => {
+    const flat = primaryFlat();
+    delete flat["gateway:dmarc"];
+    delete flat["gateway:acmeEmail"];
+    const node = parseGatewayConfig(flat);
+    expect(node.dmarc).toEqual({ policy: "none", rua: [], pct: 100 });
+    expect(node.tls.acmeEmail).toBe("postmaster@brightchain.org");
+    expect(node.submission).toEqual({ enabled: true, saslBackend: "dovecot" });
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:submission": "false" }).submission?.enabled).toBe(false);
+  });
+
+  it("ignores other namespaces (providers' own keys)", () => {
+    expect(parseGatewayConfig({ ...primaryFlat(), "cloudflare:apiToken": "x", "brightchain-gateway:note": "y" })).toStrictEqual(examplePrimary);
+  });
+});
+
+describe("a bad value names the key, the value and what is accepted", () => {
+  const cases: [string, () => FlatConfig, string, RegExp][] = [
+    ["domain", primaryFlat, "gateway:domain", /Brightchain_org.*host name/],
+    ["hostname not in fleet", primaryFlat, "gateway:hostname", /mail9\.brightchain\.org.*listed in gateway:fleet/],
+    ["role", primaryFlat, "gateway:role", /"backup".*primary, relay/],
+    ["os", primaryFlat, "gateway:os", /"centos".*debian, ubuntu, rhel/],
+    ["spam engine", primaryFlat, "gateway:spamEngine", /"amavis".*spamassassin, rspamd, none/],
+    ["drop transport", primaryFlat, "gateway:dropTransport", /"lmtp".*virtual, pipe/],
+    ["primary priority", primaryFlat, "gateway:mxPriority", /"20".*10 for the primary/],
+    ["relay priority", relayFlat, "gateway:mxPriority", /"10".*above 10/],
+    ["scores", primaryFlat, "gateway:spamDefiniteScore", /"4".*at or above gateway:spamProbableScore \(5\)/],
+    ["score syntax", primaryFlat, "gateway:spamProbableScore", /"five".*decimal score/],
+    ["size", primaryFlat, "gateway:maxMessageSize", /"25M".*integer from 1024/],
+    ["lookup port", primaryFlat, "gateway:lookupPort", /"70000".*integer from 1 to 65535/],
+    ["acme email", primaryFlat, "gateway:acmeEmail", /"postmaster".*e-mail address/],
+    ["acme server", primaryFlat, "gateway:acmeServer", /http:\/\/acme.*https:\/\//],
+    ["challenge", primaryFlat, "gateway:acmeChallenge", /"tls-alpn-01".*dns-01, http-01/],
+    ["selector", primaryFlat, "gateway:dkimSelector", /"my_selector".*DNS label/],
+    ["key bits", primaryFlat, "gateway:dkimKeyBits", /"1024".*2048, 4096/],
+    ["queue lifetime", relayFlat, "gateway:relayQueueLifetime", /"ten days".*Postfix time/],
+    ["registry", primaryFlat, "gateway:registry", /"recipients\.txt".*absolute file path/],
+    ["submission on relay", relayFlat, "gateway:submission", /"true".*primary only/],
+    ["primary not in fleet", primaryFlat, "gateway:primaryHostname", /mx\.example\.org.*listed in gateway:fleet/],
+  ];
+  const badValue: Record<string, string> = {
+    "gateway:domain": "Brightchain_org",
+    "gateway:hostname": "mail9.brightchain.org",
+    "gateway:role": "backup",
+    "gateway:os": "centos",
+    "gateway:spamEngine": "amavis",
+    "gateway:dropTransport": "lmtp",
+    "gateway:spamDefiniteScore": "4",
+    "gateway:spamProbableScore": "five",
+    "gateway:maxMessageSize": "25M",
+    "gateway:lookupPort": "70000",
+    "gateway:acmeEmail": "postmaster",
+    "gateway:acmeServer": "http://acme.example/directory",
+    "gateway:acmeChallenge": "tls-alpn-01",
+    "gateway:dkimSelector": "my_selector",
+    "gateway:dkimKeyBits": "1024",
+    "gateway:relayQueueLifetime": "ten days",
+    "gateway:registry": "recipients.txt",
+    "gateway:submission": "true",
+    "gateway:primaryHostname": "mx.example.org",
+  };
+
+  it.each(cases)("%s", (_name, base, configKey, message) => {
+    const value = configKey === "gateway:mxPriority" ? (base === primaryFlat ? "20" : "10") : badValue[configKey]!;
+    const err = configError({ ...base(), [configKey]: value });
+    expect(err.key).toBe(configKey);
+    expect(err.message).toContain(configKey);
+    expect(err.message).toMatch(message);
+  });
+
+  it("a missing required key says it is not set", () => {
+    const flat = primaryFlat();
+    delete flat["gateway:role"];
+    expect(configError(flat).message).toBe("gateway:role is not set; expected primary or relay");
+  });
+
+  it("an unknown gateway: key (a typo) lists the accepted keys", () => {
+    const err = configError({ ...primaryFlat(), "gateway:spamEngin": "rspamd" });
+    expect(err.key).toBe("gateway:spamEngin");
+    expect(err.message).toMatch(/one of the keys .*gateway:spamEngine/);
+  });
+
+  it("gateway:ipv4 in a stack points at the fleet entry instead of duplicating addresses", () => {
+    expect(configError({ ...primaryFlat(), "gateway:ipv4": "203.0.113.10" }).message).toMatch(/gateway:fleet entry/);
+  });
+
+  it("fleet entries: bad address, missing IPv4, duplicate host, unknown field, bad JSON", () => {
+    const withFleet = (fleet: string): GatewayConfigError => configError({ ...primaryFlat(), "gateway:fleet": fleet });
+    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.300"}]').key).toBe("gateway:fleet[0].ipv4");
+    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10","ipv6":"2001:db8::g"}]').key).toBe("gateway:fleet[0].ipv6");
+    expect(withFleet('[{"hostname":"mail.brightchain.org"}]').message).toMatch(/gateway:fleet\[0\]\.ipv4 is not set/);
+    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10"},{"hostname":"mail.brightchain.org","ipv4":"203.0.113.11"}]').key).toBe("gateway:fleet[1].hostname");
+    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10","ip":"x"}]').key).toBe("gateway:fleet[0].ip");
+    expect(withFleet("[{hostname: mail}").key).toBe("gateway:fleet");
+  });
+
+  it("dmarc fields are named with their path", () => {
+    const withDmarc = (dmarc: object): GatewayConfigError => configError({ ...primaryFlat(), "gateway:dmarc": JSON.stringify(dmarc) });
+    expect(withDmarc({ policy: "block" }).message).toMatch(/gateway:dmarc\.policy="block".*none, quarantine, reject/);
+    expect(withDmarc({ pct: 150 }).message).toMatch(/gateway:dmarc\.pct="150".*0 to 100/);
+    expect(withDmarc({ rua: ["dmarc@brightchain.org"] }).message).toMatch(/gateway:dmarc\.rua\[0\].*mailto:/);
+  });
+
+  it("a relay cannot claim the primary's host name, nor the primary another's", () => {
+    expect(configError({ ...relayFlat(), "gateway:hostname": "mail.brightchain.org" }).message).toMatch(/other than the primary/);
+    expect(configError({ ...primaryFlat(), "gateway:hostname": "mail2.brightchain.org" }).message).toMatch(/gateway:primaryHostname/);
+  });
+
+  it("mynetworks needs bracketed IPv6", () => {
+    const err = configError({ ...primaryFlat(), "gateway:mynetworks": '["127.0.0.0/8","::1/128"]' });
+    expect(err.key).toBe("gateway:mynetworks[1]");
+    expect(err.message).toMatch(/\[::1\]\/128/);
+  });
+});
+
+describe("secrets and the SSH connection", () => {
+  it("parses submission users and the certbot token, never echoing a password in errors", () => {
+    const secrets = parseGatewaySecrets({
+      "gateway:submissionUsers": '[{"username":"brightchain-node","password":"correct horse battery"}]',
+      "gateway:certbotCloudflareToken": "cf_token-123456",
+    });
+    expect(secrets).toEqual({ submissionUsers: [{ username: "brightchain-node", password: "correct horse battery" }], certbotCloudflareToken: "cf_token-123456" });
+    expect(parseGatewaySecrets({})).toEqual({ submissionUsers: [] });
+    let message = "";
+    try {
+      parseGatewaySecrets({ "gateway:submissionUsers": '[{"username":"node","password":"short:pw"}]' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/gateway:submissionUsers\[0\]\.password.*12 characters/);
+    expect(message).not.toContain("short:pw");
+  });
+
+  it("SSH defaults to root@hostname:22 and validates its fields", () => {
+    const flat = primaryFlat();
+    delete flat["gateway:ssh"];
+    expect(parseSshConnection(flat)).toEqual({ host: "mail.brightchain.org", user: "root", port: 22 });
+    expect(parseSshConnection(primaryFlat())).toEqual({ host: "203.0.113.10", user: "root", port: 22 });
+    expect(() => parseSshConnection({ ...primaryFlat(), "gateway:ssh": '{"port":0}' })).toThrow(/gateway:ssh\.port="0"/);
+    expect(() => parseSshConnection({ ...primaryFlat(), "gateway:sshPrivateKey": "not a key" })).toThrow(/gateway:sshPrivateKey.*PRIVATE KEY/);
+  });
+});
+
+describe("readStackConfig", () => {
+  let dir = "";
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = "";
+  });
+
+  it("merges project value/default forms with the stack file, which wins; secure values are left out", () => {
+    dir = mkdtempSync(path.join(tmpdir(), "gateway-config-"));
+    writeFileSync(
+      path.join(dir, "Pulumi.yaml"),
+      [
+        "name: demo",
+        "runtime: nodejs",
+        "config:",
+        "  gateway:domain: example.org",
+        "  gateway:lookupPort:",
+        "    value: 2600",
+        "  note:",
+        "    type: string",
+        "    default: hello",
+        "  gateway:os: rhel",
+      ].join("\n"),
+    );
+    writeFileSync(
+      path.join(dir, "Pulumi.a.yaml"),
+      ["config:", "  gateway:os: ubuntu", "  gateway:sshPrivateKey:", "    secure: v1:abcdef", "  gateway:mynetworks:", "    - 127.0.0.0/8"].join("\n"),
+    );
+    const { values, secureKeys } = readStackConfigFiles(dir, "a");
+    expect(values).toEqual({
+      "gateway:domain": "example.org",
+      "gateway:lookupPort": "2600",
+      "demo:note": "hello",
+      "gateway:os": "ubuntu",
+      "gateway:mynetworks": '["127.0.0.0/8"]',
+    });
+    expect(secureKeys).toEqual(["gateway:sshPrivateKey"]);
+  });
+
+  it("a missing stack file is an error naming the file", () => {
+    expect(() => readStackConfig(repo, "nosuchstack")).toThrow(/Pulumi\.nosuchstack\.yaml.*readable file/);
+  });
+});
