@@ -1,0 +1,196 @@
+// Watches the drop Maildir's new/ and hands every message to a sink, then moves it to cur/.
+//
+// Exactly-once under kill -9: a file leaves new/ only after the sink acknowledged it, and the sink's hand-off
+// is idempotent per (SHA3-512 of the bytes, recipient). A crash before the rename re-hands-off the same file
+// on restart, which the sink answers "already have it". Nothing is lost, nothing is stored twice.
+import { watch, type FSWatcher } from "chokidar";
+import { constants } from "node:fs";
+import { copyFile, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { SpamEngineName } from "../config";
+import { scanMessageFile, summarizeHeaders, UnprocessableMessageError } from "./message-file";
+import { SinkError, type Sink } from "./sink";
+import { spamVerdict } from "./spam-verdict";
+
+export interface InboundLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface InboundProcessorOptions {
+  mailDropDir: string;
+  errorDir: string;
+  sink: Sink;
+  spamEngine: SpamEngineName;
+  spamProbable: number;
+  concurrency: number;
+  logger: InboundLogger;
+  /** First retry delay after a temporary failure; doubles per attempt up to retryMaxMs. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+type Outcome = "delivered" | "failed" | "retrying";
+
+export class InboundProcessor {
+  private readonly newDir: string;
+  private readonly curDir: string;
+  private readonly queue: string[] = [];
+  /** Names queued, running or waiting for a retry: a second 'add' for any of them is ignored. */
+  private readonly known = new Set<string>();
+  private readonly attempts = new Map<string, number>();
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  private readonly running = new Set<Promise<void>>();
+  private watcher: FSWatcher | undefined;
+  private stopping = false;
+  private idleWaiters: (() => void)[] = [];
+  readonly counts = { delivered: 0, failed: 0, retried: 0 };
+
+  constructor(private readonly options: InboundProcessorOptions) {
+    this.newDir = join(options.mailDropDir, "new");
+    this.curDir = join(options.mailDropDir, "cur");
+  }
+
+  async start(): Promise<void> {
+    for (const dir of [this.newDir, this.curDir, join(this.options.mailDropDir, "tmp"), this.options.errorDir]) {
+      await mkdir(dir, { recursive: true, mode: 0o750 });
+    }
+    // Watch first, then list: a file delivered between the two is seen by one or both, and `known` dedups.
+    // chokidar's own initial scan stats every file; one readdir is cheaper with thousands waiting.
+    const watcher = watch(this.newDir, { ignoreInitial: true, depth: 0, ignored: (path) => basename(path).startsWith(".") });
+    this.watcher = watcher;
+    watcher.on("add", (path) => this.enqueue(basename(path)));
+    watcher.on("error", (error) => this.options.logger.error(`watching ${this.newDir}: ${(error as Error).message}`));
+    await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
+    for (const name of (await readdir(this.newDir)).sort()) {
+      if (!name.startsWith(".")) this.enqueue(name);
+    }
+  }
+
+  /** Resolves when nothing is queued or running (retries waiting on a timer do not count). */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops taking new files, cancels pending retries (the files stay in new/) and finishes in-flight ones. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.queue.length = 0;
+    for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    this.retryTimers.clear();
+    await this.watcher?.close();
+    await Promise.allSettled([...this.running]);
+  }
+
+  private enqueue(name: string): void {
+    if (this.stopping || this.known.has(name)) return;
+    this.known.add(name);
+    this.queue.push(name);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.stopping && this.running.size < this.options.concurrency && this.queue.length > 0) {
+      const name = this.queue.shift()!;
+      const task: Promise<void> = this.processFile(name)
+        .catch((error: unknown) => this.options.logger.error(`${name}: unexpected ${(error as Error).stack ?? String(error)}`))
+        .finally(() => {
+          this.running.delete(task);
+          this.pump();
+          if (this.queue.length === 0 && this.running.size === 0) {
+            for (const resolve of this.idleWaiters.splice(0)) resolve();
+          }
+        });
+      this.running.add(task);
+    }
+  }
+
+  private async processFile(name: string): Promise<void> {
+    const path = join(this.newDir, name);
+    const outcome = await this.handOff(name, path);
+    if (outcome !== "retrying") {
+      this.known.delete(name);
+      this.attempts.delete(name);
+    }
+  }
+
+  private async handOff(name: string, path: string): Promise<Outcome> {
+    const { logger, sink } = this.options;
+    try {
+      let scanned;
+      try {
+        scanned = await scanMessageFile(path);
+      } catch (error) {
+        // Already moved by an earlier life of this daemon, between its listing and its processing.
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return "delivered";
+        throw error;
+      }
+      const summary = await summarizeHeaders(scanned.headerSection);
+      const verdict = spamVerdict(summary.headers, this.options.spamEngine, this.options.spamProbable);
+      if (verdict.unscanned) logger.warn(`${name}: ${verdict.reason}; filed in inbox`);
+      await sink.deliver({
+        sha3: scanned.sha3,
+        size: scanned.size,
+        recipient: summary.recipient,
+        folder: verdict.folder,
+        spamScore: verdict.score,
+        messageId: summary.messageId,
+        from: summary.from,
+        subject: summary.subject,
+        date: summary.date,
+        rawPath: path,
+      });
+      await rename(path, join(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
+      this.counts.delivered += 1;
+      return "delivered";
+    } catch (error) {
+      if (error instanceof UnprocessableMessageError || (error instanceof SinkError && error.permanent)) {
+        await this.moveToErrors(name, path, error.message);
+        return "failed";
+      }
+      this.scheduleRetry(name, error instanceof Error ? error.message : String(error));
+      return "retrying";
+    }
+  }
+
+  private async moveToErrors(name: string, path: string, reason: string): Promise<void> {
+    const target = join(this.options.errorDir, name);
+    // The reason is durable before the message moves, so an error file never appears without its why.
+    const handle = await open(`${target}.reason`, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o640);
+    try {
+      await handle.writeFile(`${reason}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(path, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
+      await copyFile(path, target);
+      await unlink(path);
+    }
+    this.counts.failed += 1;
+    this.options.logger.error(`${name}: moved to ${this.options.errorDir}: ${reason}`);
+  }
+
+  private scheduleRetry(name: string, reason: string): void {
+    const attempt = (this.attempts.get(name) ?? 0) + 1;
+    this.attempts.set(name, attempt);
+    const initial = this.options.retryInitialMs ?? 1_000;
+    const max = this.options.retryMaxMs ?? 300_000;
+    const delay = Math.min(max, initial * 2 ** Math.min(attempt - 1, 30));
+    this.counts.retried += 1;
+    this.options.logger.warn(`${name}: temporary failure (attempt ${attempt}), retrying in ${delay} ms: ${reason}`);
+    if (this.stopping) return;
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(name);
+      if (this.stopping) return;
+      this.queue.push(name);
+      this.pump();
+    }, delay);
+    this.retryTimers.set(name, timer);
+  }
+}

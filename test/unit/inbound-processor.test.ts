@@ -1,0 +1,110 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { InboundProcessor, type InboundLogger } from "../../runtime/src/inbound/inbound-processor";
+import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
+import { ContentAddressedStore, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
+import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+
+let dir: string;
+let dropDir: string;
+let errorDir: string;
+let storeDir: string;
+const warnings: string[] = [];
+const logger: InboundLogger = { info: () => undefined, warn: (m) => warnings.push(m), error: () => undefined };
+const running: { stop(): Promise<void> }[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "bc-inbound-"));
+  dropDir = join(dir, "incoming");
+  errorDir = join(dir, "errors");
+  storeDir = join(dir, "store");
+  makeDropMaildir(dropDir);
+  warnings.length = 0;
+});
+afterEach(async () => {
+  for (const r of running.splice(0)) await r.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function startProcessor(sink: Sink, engine: "none" | "spamassassin" = "none"): Promise<InboundProcessor> {
+  const processor = new InboundProcessor({
+    mailDropDir: dropDir, errorDir, sink, spamEngine: engine, spamProbable: 5, concurrency: 4, logger,
+    retryInitialMs: 10, retryMaxMs: 40,
+  });
+  await processor.start();
+  running.push({ stop: async () => { await processor.stop(); await sink.close(); } });
+  return processor;
+}
+
+const newIsEmpty = () => readdirSync(join(dropDir, "new")).length === 0;
+
+describe("InboundProcessor with the embedded store", () => {
+  it("processes what is already in new/ and what arrives later, moving each to cur/", async () => {
+    dropMessage(dropDir, "1.early", dropMessageText({ recipient: "alice@brightchain.org", subject: "early" }));
+    await startProcessor(await ContentAddressedStore.open(storeDir));
+    dropMessage(dropDir, "2.late", dropMessageText({ recipient: "Bob@BrightChain.org", subject: "late" }));
+    await waitUntil("both messages in cur/", () => readdirSync(join(dropDir, "cur")).length === 2);
+
+    expect(readdirSync(join(dropDir, "cur")).sort()).toEqual(["1.early:2,", "2.late:2,"]);
+    const index = await readStoreIndex(storeDir);
+    expect(index.map((e) => [e.recipient, e.subject, e.folder]).sort()).toEqual([
+      ["alice@brightchain.org", "early", "inbox"],
+      ["bob@brightchain.org", "late", "inbox"],
+    ]);
+  });
+
+  it("files by the SpamAssassin score and warns about an unscanned message", async () => {
+    dropMessage(dropDir, "s", dropMessageText({ recipient: "a@brightchain.org", subject: "s", extraHeaders: ["X-Spam-Status: Yes, score=7.2 required=5.0 tests=X"] }));
+    dropMessage(dropDir, "u", dropMessageText({ recipient: "a@brightchain.org", subject: "u" }));
+    await startProcessor(await ContentAddressedStore.open(storeDir), "spamassassin");
+    await waitUntil("new/ empty", newIsEmpty);
+    await waitUntil("two index lines", async () => (await readStoreIndex(storeDir)).length === 2);
+
+    const index = await readStoreIndex(storeDir);
+    expect(index.find((e) => e.subject === "s")).toMatchObject({ folder: "spam", spamScore: 7.2 });
+    expect(index.find((e) => e.subject === "u")).toMatchObject({ folder: "inbox" });
+    expect(warnings.some((w) => w.startsWith("u: no spamassassin score header"))).toBe(true);
+  });
+
+  it("moves a message without Delivered-To and an empty file to the error dir, reason beside them", async () => {
+    dropMessage(dropDir, "no-rcpt", dropMessageText({ subject: "x" }));
+    dropMessage(dropDir, "empty", "");
+    await startProcessor(await ContentAddressedStore.open(storeDir));
+    await waitUntil("new/ empty", newIsEmpty);
+
+    expect(readdirSync(errorDir).sort()).toEqual(["empty", "empty.reason", "no-rcpt", "no-rcpt.reason"]);
+    expect(readFileSync(join(errorDir, "no-rcpt.reason"), "utf8")).toContain("no Delivered-To header");
+    expect(readFileSync(join(errorDir, "empty.reason"), "utf8")).toContain("the file is empty");
+    expect(await readStoreIndex(storeDir)).toEqual([]);
+  });
+
+  it("retries a temporary sink failure without holding up other messages, and delivers once", async () => {
+    const delivered: string[] = [];
+    let refusals = 3;
+    const flakySink: Sink = {
+      async deliver(h: Handoff) {
+        if (h.subject === "flaky" && refusals-- > 0) throw new SinkError("node down", false);
+        delivered.push(h.subject ?? "");
+      },
+      async close() {},
+    };
+    dropMessage(dropDir, "a", dropMessageText({ recipient: "a@brightchain.org", subject: "flaky" }));
+    dropMessage(dropDir, "b", dropMessageText({ recipient: "a@brightchain.org", subject: "steady" }));
+    const processor = await startProcessor(flakySink);
+    await waitUntil("new/ empty", newIsEmpty);
+
+    expect(delivered).toEqual(["steady", "flaky"]);
+    expect(processor.counts).toEqual({ delivered: 2, failed: 0, retried: 3 });
+  });
+
+  it("moves a message the sink refuses permanently to the error dir", async () => {
+    const refusing: Sink = { async deliver() { throw new SinkError("node answered 422: mailbox closed", true); }, async close() {} };
+    dropMessage(dropDir, "r", dropMessageText({ recipient: "a@brightchain.org" }));
+    await startProcessor(refusing);
+    await waitUntil("new/ empty", newIsEmpty);
+    expect(readFileSync(join(errorDir, "r.reason"), "utf8")).toBe("node answered 422: mailbox closed\n");
+    expect(existsSync(join(errorDir, "r"))).toBe(true);
+  });
+});

@@ -1,0 +1,93 @@
+import { createHash } from "node:crypto";
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Handoff } from "../../runtime/src/inbound/sink";
+import { ContentAddressedStore, objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "bc-store-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function rawMessage(name: string, body: string): Handoff {
+  const rawPath = join(dir, name);
+  const bytes = Buffer.from(`Delivered-To: alice@brightchain.org\r\nSubject: ${name}\r\n\r\n${body}\r\n`);
+  writeFileSync(rawPath, bytes);
+  return {
+    sha3: createHash("sha3-512").update(bytes).digest("hex"),
+    size: bytes.length,
+    recipient: "alice@brightchain.org",
+    folder: "inbox",
+    subject: name,
+    rawPath,
+  };
+}
+
+describe("ContentAddressedStore", () => {
+  it("keeps the raw bytes once under their SHA3-512 and indexes each recipient once", async () => {
+    const store = await ContentAddressedStore.open(join(dir, "store"));
+    const message = rawMessage("m1", "hello");
+    await store.deliver(message);
+    await store.deliver(message);
+    await store.deliver({ ...message, recipient: "bob@brightchain.org" });
+    await store.close();
+
+    expect(readFileSync(objectPath(join(dir, "store"), message.sha3))).toEqual(readFileSync(message.rawPath));
+    const objectDirs = readdirSync(join(dir, "store", "objects"));
+    expect(objectDirs).toEqual([message.sha3.slice(0, 2)]);
+    const index = await readStoreIndex(join(dir, "store"));
+    expect(index.map((e) => e.recipient)).toEqual(["alice@brightchain.org", "bob@brightchain.org"]);
+    expect(index[0]).toMatchObject({ sha3: message.sha3, folder: "inbox", subject: "m1", size: message.size });
+  });
+
+  it("stays idempotent across a reopen (the restart after a crash)", async () => {
+    const message = rawMessage("m2", "again");
+    const first = await ContentAddressedStore.open(join(dir, "store"));
+    await first.deliver(message);
+    await first.close();
+    const second = await ContentAddressedStore.open(join(dir, "store"));
+    expect(second.has(message.sha3, message.recipient)).toBe(true);
+    await second.deliver(message);
+    await second.close();
+    expect(await readStoreIndex(join(dir, "store"))).toHaveLength(1);
+  });
+
+  it("tolerates a torn last index line on read and cuts it off on open", async () => {
+    const storeDir = join(dir, "store");
+    const store = await ContentAddressedStore.open(storeDir);
+    const message = rawMessage("m3", "torn");
+    await store.deliver(message);
+    await store.close();
+    appendFileSync(join(storeDir, "index.jsonl"), '{"sha3":"abc","recipi');
+
+    expect(await readStoreIndex(storeDir)).toHaveLength(1);
+    const reopened = await ContentAddressedStore.open(storeDir);
+    const other = rawMessage("m4", "after the tear");
+    await reopened.deliver(other);
+    await reopened.close();
+    const lines = readFileSync(join(storeDir, "index.jsonl"), "utf8").trimEnd().split("\n");
+    expect(lines.map((l) => JSON.parse(l).subject)).toEqual(["m3", "m4"]);
+  });
+
+  it("shares one index line between concurrent hand-offs of the same message", async () => {
+    const store = await ContentAddressedStore.open(join(dir, "store"));
+    const message = rawMessage("m5", "twice at once");
+    await Promise.all([store.deliver(message), store.deliver(message), store.deliver(message)]);
+    await store.close();
+    expect(await readStoreIndex(join(dir, "store"))).toHaveLength(1);
+  });
+
+  it("reports a missing raw file as a temporary sink failure", async () => {
+    const store = await ContentAddressedStore.open(join(dir, "store"));
+    const message = { ...rawMessage("m6", "x"), rawPath: join(dir, "gone") };
+    await expect(store.deliver(message)).rejects.toMatchObject({ name: "SinkError", permanent: false });
+    await store.close();
+  });
+
+  it("rejects a malformed object id with the value and what is accepted", () => {
+    expect(() => objectPath(dir, "../etc")).toThrow('sha3 "../etc" is not 128 lower-case hex digits');
+  });
+});
