@@ -172,7 +172,7 @@ export function hostPlan(
     serviceStepIds.push(id);
     add({
       id,
-      description: `enable ${service} and reload or restart it on its configuration`,
+      description: `enable ${service} and restart it on its configuration`,
       command: serviceCommand(service),
       after: [...(stepsByService.get(service) ?? []), ...prerequisites],
       // A service no file notifies still runs once, to be enabled and started.

@@ -129,15 +129,18 @@ export function firewallCommand(node: GatewayNode): string {
     "set -eu",
     "systemctl enable --now firewalld",
     ...publicPorts.map((p) => `firewall-cmd --permanent --zone=public --add-port=${p}/tcp`),
-    // firewalld's public zone already refuses unlisted ports; only loopback (trusted lo) reaches them.
+    // firewalld's public zone refuses every port not listed; loopback traffic is never filtered.
     "firewall-cmd --reload",
   ].join("\n");
 }
 
-/** Enables a service and brings it to its current configuration: reload when it can, restart when not. */
+/**
+ * Enables a service and restarts it onto its current files. A restart, not a reload: OpenDKIM reads its socket
+ * and key, spamass-milter its flags and the runtime its program only at start. Postfix has its own reload step.
+ */
 export function serviceCommand(service: string): string {
   const name = shellQuote(service);
-  return ["set -eu", "systemctl daemon-reload", `systemctl enable ${name}`, `systemctl reload-or-restart ${name}`].join("\n");
+  return ["set -eu", "systemctl daemon-reload", `systemctl enable ${name}`, `systemctl restart ${name}`].join("\n");
 }
 
 export const POSTFIX_CHECK_COMMAND = "set -eu\npostfix check";
