@@ -1,0 +1,148 @@
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { GatewayNode } from "../../infra/model/types";
+import {
+  dkimRecordText,
+  dnsRecords,
+  ipv6ReverseName,
+  ptrExpectations,
+  renderZoneFile,
+  txtCharacterStrings,
+} from "../../infra/render/dns";
+import { examplePrimary, exampleRelay } from "../fixtures/nodes";
+
+const publicKeyBase64 = (bits: number): string =>
+  generateKeyPairSync("rsa", { modulusLength: bits }).publicKey.export({ type: "spki", format: "der" }).toString("base64");
+const key2048 = publicKeyBase64(2048);
+const key4096 = publicKeyBase64(4096);
+
+const threeNodePrimary: GatewayNode = {
+  ...examplePrimary,
+  fleet: [...examplePrimary.fleet, { hostname: "mail3.brightchain.org", ipv4: "203.0.113.30", ipv6: "2001:db8::30" }],
+};
+
+describe("records each stack owns", () => {
+  it("primary: its A/AAAA, MX 10, SPF, DMARC and (once known) DKIM", () => {
+    const records = dnsRecords(examplePrimary, key2048);
+    const summary = records.map(({ name, type, content, priority }) => ({ name, type, content: type === "TXT" ? content.slice(0, 30) : content, priority }));
+    expect(summary).toEqual([
+      { name: "mail.brightchain.org", type: "A", content: "203.0.113.10", priority: undefined },
+      { name: "mail.brightchain.org", type: "AAAA", content: "2001:db8::10", priority: undefined },
+      { name: "brightchain.org", type: "MX", content: "mail.brightchain.org", priority: 10 },
+      { name: "brightchain.org", type: "TXT", content: "v=spf1 ip4:203.0.113.10 ip6:20", priority: undefined },
+      { name: "_dmarc.brightchain.org", type: "TXT", content: "v=DMARC1; p=quarantine; rua=ma", priority: undefined },
+      { name: "default._domainkey.brightchain.org", type: "TXT", content: "v=DKIM1; h=sha256; k=rsa; p=MI", priority: undefined },
+    ]);
+    for (const r of records) {
+      expect(r.purpose.length).toBeGreaterThan(10);
+      expect(r.ttl).toBeGreaterThan(0);
+    }
+  });
+
+  it("SPF lists every fleet node by address, and nothing else passes", () => {
+    const spf = dnsRecords(threeNodePrimary).find((r) => r.content.startsWith("v=spf1"))!;
+    expect(spf.content).toBe("v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:203.0.113.20 ip4:203.0.113.30 ip6:2001:db8::30 -all");
+  });
+
+  it("DMARC carries policy, rua and pct from config; rua left out when there is none", () => {
+    expect(dnsRecords(examplePrimary).find((r) => r.name === "_dmarc.brightchain.org")!.content).toBe(
+      "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@brightchain.org; pct=100",
+    );
+    const monitoring = { ...examplePrimary, dmarc: { policy: "none" as const, rua: [], pct: 50 } };
+    expect(dnsRecords(monitoring).find((r) => r.name === "_dmarc.brightchain.org")!.content).toBe("v=DMARC1; p=none; pct=50");
+  });
+
+  it("no DKIM record until the key exists on the host", () => {
+    expect(dnsRecords(examplePrimary).some((r) => r.name.includes("_domainkey"))).toBe(false);
+  });
+
+  it("relay: only its own A and MX at its priority (no SPF, DMARC, DKIM, AAAA for an IPv4-only node)", () => {
+    expect(dnsRecords(exampleRelay, key2048).map(({ name, type, content, priority }) => ({ name, type, content, priority }))).toEqual([
+      { name: "mail2.brightchain.org", type: "A", content: "203.0.113.20", priority: undefined },
+      { name: "brightchain.org", type: "MX", content: "mail2.brightchain.org", priority: 20 },
+    ]);
+    expect(dnsRecords({ ...exampleRelay, mxPriority: 30 }).find((r) => r.type === "MX")!.priority).toBe(30);
+  });
+
+  it("primary and relay stacks never own the same record", () => {
+    const id = (r: { name: string; type: string; content: string }): string => `${r.name} ${r.type} ${r.content}`;
+    const primary = new Set(dnsRecords(examplePrimary, key2048).map(id));
+    for (const r of dnsRecords(exampleRelay, key2048)) expect(primary.has(id(r))).toBe(false);
+  });
+});
+
+describe("DKIM public key", () => {
+  it("reads opendkim-genkey's <selector>.txt as well as a bare key", () => {
+    const genkeyTxt = `default._domainkey\tIN\tTXT\t( "v=DKIM1; h=sha256; k=rsa; "\n\t  "p=${key2048.slice(0, 200)}"\n\t  "${key2048.slice(200)}" )  ; ----- DKIM key default for brightchain.org\n`;
+    expect(dkimRecordText(genkeyTxt)).toBe(`v=DKIM1; h=sha256; k=rsa; p=${key2048}`);
+    expect(dkimRecordText(key2048)).toBe(`v=DKIM1; h=sha256; k=rsa; p=${key2048}`);
+    expect(() => dkimRecordText("not a key")).toThrow(/DKIM public key "not a key" is not usable/);
+  });
+});
+
+describe("PTR expectations", () => {
+  it("in-addr.arpa and full-nibble ip6.arpa names pointing at the node's host name", () => {
+    expect(ptrExpectations(examplePrimary)).toEqual([
+      { address: "203.0.113.10", reverseName: "10.113.0.203.in-addr.arpa", expectedHostname: "mail.brightchain.org" },
+      {
+        address: "2001:db8::10",
+        reverseName: "0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+        expectedHostname: "mail.brightchain.org",
+      },
+    ]);
+    expect(ptrExpectations(exampleRelay)).toHaveLength(1);
+  });
+
+  it("expands every IPv6 spelling to 32 nibbles", () => {
+    expect(ipv6ReverseName("2001:db8:0:0:1:0:0:1")).toBe(ipv6ReverseName("2001:db8::1:0:0:1"));
+    expect(ipv6ReverseName("::1")).toBe(`1.${Array(31).fill("0").join(".")}.ip6.arpa`);
+    expect(ipv6ReverseName("::ffff:192.0.2.1")).toBe(ipv6ReverseName("::ffff:c000:201"));
+    expect(ipv6ReverseName("2001:DB8::10").split(".")).toHaveLength(34);
+  });
+});
+
+describe("zone file", () => {
+  it("splits TXT longer than 255 bytes into several character-strings", () => {
+    const text = dkimRecordText(key4096);
+    const chunks = txtCharacterStrings(text);
+    expect(chunks.length).toBeGreaterThan(2);
+    expect(chunks.every((c) => Buffer.byteLength(c) <= 255)).toBe(true);
+    expect(chunks.join("")).toBe(text);
+  });
+
+  const dir = mkdtempSync(path.join(tmpdir(), "gateway-zone-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const kzonecheck = spawnSync("kzonecheck", ["--version"]).status === 0;
+
+  it.each([
+    ["primary", dnsRecords(threeNodePrimary, key4096)],
+    ["relay", dnsRecords(exampleRelay)],
+  ])("the %s zone is accepted by Knot's kzonecheck, TXT strings re-joining to the record", (name, records) => {
+    expect(kzonecheck, "kzonecheck (Debian package knot-dnssecutils) must be installed").toBe(true);
+    const zone = renderZoneFile("brightchain.org", records, { notes: ["test note"] });
+    const file = path.join(dir, `${name}.zone`);
+    writeFileSync(file, zone);
+    const check = spawnSync("kzonecheck", ["-o", "brightchain.org", file], { encoding: "utf8" });
+    expect(check.stdout + check.stderr).not.toMatch(/error|warning/i);
+    expect(check.status).toBe(0);
+    expect(zone).toContain("; test note");
+    for (const r of records.filter((r) => r.type === "TXT")) {
+      const owner = r.name === "brightchain.org" ? "@" : r.name.replace(/\.brightchain\.org$/, "");
+      const line = zone.split("\n").find((l) => l.startsWith(`${owner}\t`) && l.includes("TXT"))!;
+      const block = zone.slice(zone.indexOf(line)).split(")")[0]!;
+      const strings = [...(line.includes("(") ? block : line).matchAll(/"([^"]*)"/g)].map((m) => m[1]).join("");
+      expect(strings).toBe(r.content);
+    }
+  });
+
+  it("kzonecheck does reject a TXT string over 255 bytes (the check is not vacuous)", () => {
+    const file = path.join(dir, "broken.zone");
+    const zone = renderZoneFile("brightchain.org", []) + `long\tIN\tTXT\t"${"a".repeat(300)}"\n`;
+    writeFileSync(file, zone);
+    expect(spawnSync("kzonecheck", ["-o", "brightchain.org", file]).status).not.toBe(0);
+  });
+});
