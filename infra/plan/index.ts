@@ -4,6 +4,7 @@
 // Postfix reload and the final verification, and nothing else.
 import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { opendkimEnabled } from "../render/opendkim";
 import { spamServices } from "../render/spam";
 import { packagesCommand } from "./packages";
 import { pathSlug, sha256 } from "./shell";
@@ -39,11 +40,6 @@ export function fileStepId(path: string): string {
 
 export function serviceStepId(service: string): string {
   return `service-${pathSlug(service)}`;
-}
-
-/** Only the primary signs outbound mail; relays forward inbound mail to it and publish no DKIM record. */
-export function needsDkimKey(node: GatewayNode): boolean {
-  return node.role === "primary";
 }
 
 function fileTrigger(file: HostFile): string {
@@ -138,7 +134,7 @@ export function hostPlan(
   const fileStepIds = allFiles.map((f) => fileStepId(f.path));
 
   const prerequisites: string[] = [];
-  if (needsDkimKey(node)) {
+  if (opendkimEnabled(node)) {
     const dkim = dkimKeyCommand(node);
     add({
       id: STEP_DKIM_KEY,

@@ -2,6 +2,7 @@
 // wanted state changes nothing and exits 0.
 import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { dkimKeyPaths, dkimKeygenCommand } from "../render/opendkim";
 import { octalMode, sha256, shellQuote } from "./shell";
 
 /** The brightchain system user and group with the model's fixed ids (virtual(8) is told them in main.cf). */
@@ -55,25 +56,9 @@ export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner
   ].join("\n");
 }
 
-/**
- * Generates the DKIM key on the host only if absent (the private key never leaves it), fixes its owner and
- * mode, and prints <selector>.txt: the step's stdout is the public half, read back for the DKIM TXT record.
- */
+/** The opendkim renderer's key generation, then <selector>.txt on stdout: the public half, read back for DNS. */
 export function dkimKeyCommand(node: GatewayNode): string {
-  const { keyDir, selector, keyBits } = node.dkim;
-  const privateKey = shellQuote(`${keyDir}/${selector}.private`);
-  const publicRecord = shellQuote(`${keyDir}/${selector}.txt`);
-  return [
-    "set -eu",
-    `install -d -m 0750 -o opendkim -g opendkim ${shellQuote(keyDir)}`,
-    `if [ ! -s ${privateKey} ] || [ ! -s ${publicRecord} ]; then`,
-    `  opendkim-genkey -b ${keyBits} -s ${shellQuote(selector)} -d ${shellQuote(node.domain)} -D ${shellQuote(keyDir)}`,
-    "fi",
-    `chown opendkim:opendkim ${privateKey} ${publicRecord}`,
-    `chmod 0600 ${privateKey}`,
-    `chmod 0644 ${publicRecord}`,
-    `cat ${publicRecord}`,
-  ].join("\n");
+  return ["set -eu", dkimKeygenCommand(node), `cat ${shellQuote(dkimKeyPaths(node).txtRecord)}`].join("\n");
 }
 
 /** Where certbot's dns-cloudflare plugin reads its API token (a secret host file, mode 0600). */

@@ -113,7 +113,7 @@ describe("packages", () => {
 describe("roles", () => {
   it("only the primary generates a DKIM key; its step prints <selector>.txt for the DNS record", () => {
     const dkim = step(plan(examplePrimary), STEP_DKIM_KEY);
-    expect(dkim.command).toContain("opendkim-genkey -b 2048 -s default -d brightchain.org -D /etc/dkim");
+    expect(dkim.command).toContain("opendkim-genkey -b 2048 -h sha256 -s default -d brightchain.org -D /etc/dkim");
     expect(dkim.command.trim().split("\n").at(-1)).toBe("cat /etc/dkim/default.txt");
     expect(plan(exampleRelay).map((s) => s.id)).not.toContain(STEP_DKIM_KEY);
   });
