@@ -210,7 +210,9 @@ class LookupConnection {
   }
 
   private endIfIdle(): void {
-    if (this.draining && this.owed.length === 0 && !this.closed) this.socket.end();
+    // Destroyed once our FIN is out: Postfix keeps idle socketmap connections open without reading, so waiting
+    // for its side to close would stall every shutdown until the grace timeout.
+    if (this.draining && this.owed.length === 0 && !this.closed) this.socket.end(() => this.socket.destroy());
   }
 }
 
