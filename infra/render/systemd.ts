@@ -1,0 +1,148 @@
+// systemd units for the runtime (lookup socketmap, inbound processor) and the ordering drop-in that makes
+// Postfix start only after the services its smtpd asks on every connection.
+import type { GatewayNode, HostFile } from "../model/types";
+import { opendkimEnabled } from "./opendkim";
+import { spamServices } from "./spam";
+
+export const UNIT_DIR = "/etc/systemd/system";
+
+/** Debian and Ubuntu's nodejs package and RHEL's nodejs module both install the binary here. */
+const NODE_BINARY = "/usr/bin/node";
+
+/**
+ * The unit that actually runs master(8). Debian's postfix.service is a oneshot /bin/true wrapper and the
+ * daemon runs in postfix@-.service, which starts *before* postfix.service: ordering against the wrapper
+ * would not hold the real daemon back.
+ */
+export function postfixDaemonUnit(node: GatewayNode): string {
+  return node.os.family === "debian" ? "postfix@-.service" : "postfix.service";
+}
+
+interface RuntimeUnit {
+  name: "brightchain-lookup" | "brightchain-inbound";
+  description: string;
+  /** Paths the service may write; everything else is read-only (ProtectSystem=strict). */
+  writablePaths: string[];
+  memoryMax: string;
+  extraUnit: string[];
+  /** True when everything the service talks to is on this host: then the kernel refuses any other peer. */
+  loopbackOnly: boolean;
+}
+
+function renderUnit(node: GatewayNode, unit: RuntimeUnit): string {
+  const lines = [
+    "# Rendered by brightchain-gateway from the node model; local edits are overwritten.",
+    "[Unit]",
+    `Description=${unit.description}`,
+    "After=network.target",
+    ...unit.extraUnit,
+    "",
+    "[Service]",
+    "Type=simple",
+    `User=${node.drop.user}`,
+    `Group=${node.drop.group}`,
+    `EnvironmentFile=${node.runtime.envFile}`,
+    `ExecStart=${NODE_BINARY} ${node.runtime.installDir}/${unit.name}.cjs`,
+    "Restart=on-failure",
+    "RestartSec=2s",
+    // Files the service creates in the spool are group-readable by brightchain only.
+    "UMask=0027",
+    "",
+    "NoNewPrivileges=yes",
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    "ProtectSystem=strict",
+    ...(unit.writablePaths.length > 0 ? [`ReadWritePaths=${unit.writablePaths.join(" ")}`] : []),
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "PrivateMounts=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "ProcSubset=pid",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "RemoveIPC=yes",
+    // No MemoryDenyWriteExecute: V8's JIT maps writable+executable pages and node would abort.
+    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    ...(unit.loopbackOnly ? ["IPAddressDeny=any", "IPAddressAllow=localhost"] : []),
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallErrorNumber=EPERM",
+    `MemoryMax=${unit.memoryMax}`,
+    "TasksMax=64",
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+export function renderLookupUnit(node: GatewayNode): string {
+  return renderUnit(node, {
+    name: "brightchain-lookup",
+    description: `BrightChain Email Gateway recipient lookup (Postfix socketmap on 127.0.0.1:${node.lookup.port})`,
+    // Reads the registry, writes nothing.
+    writablePaths: [],
+    memoryMax: "256M",
+    loopbackOnly: node.lookup.registry.kind === "file",
+    // smtpd asks the socketmap for every RCPT TO; until it answers, Postfix defers all inbound mail.
+    extraUnit: [`Before=${postfixDaemonUnit(node)}`],
+  });
+}
+
+export function renderInboundUnit(node: GatewayNode): string {
+  return renderUnit(node, {
+    name: "brightchain-inbound",
+    description: `BrightChain Email Gateway inbound processor (${node.drop.mailDropDir})`,
+    writablePaths: [node.drop.mailDropDir, node.drop.errorDir, node.runtime.storeDir],
+    memoryMax: "512M",
+    loopbackOnly: node.runtime.nodeUrl === undefined,
+    extraUnit: [],
+  });
+}
+
+/** Services Postfix's smtpd talks to while accepting mail: the socketmap, OpenDKIM, the spam milter. */
+export function postfixPrerequisites(node: GatewayNode): string[] {
+  return [
+    "brightchain-lookup.service",
+    ...(opendkimEnabled(node) ? ["opendkim.service"] : []),
+    ...spamServices(node).map((service) => `${service}.service`),
+  ];
+}
+
+/**
+ * A drop-in for the Postfix daemon unit: without it Postfix can come up first after a reboot and, with
+ * milter_default_action = accept, let through unsigned and unscanned mail until the milters are up.
+ */
+export function renderPostfixDropIn(node: GatewayNode): string {
+  const prerequisites = postfixPrerequisites(node).join(" ");
+  return [
+    "# Rendered by brightchain-gateway from the node model.",
+    "[Unit]",
+    `Wants=${prerequisites}`,
+    `After=${prerequisites}`,
+    "",
+  ].join("\n");
+}
+
+function unitFile(path: string, content: string, notify: string[]): HostFile {
+  return { path, mode: 0o644, owner: "root", group: "root", content, notify };
+}
+
+export function runtimeUnitFiles(node: GatewayNode): HostFile[] {
+  return [
+    unitFile(`${UNIT_DIR}/brightchain-lookup.service`, renderLookupUnit(node), ["brightchain-lookup"]),
+    unitFile(`${UNIT_DIR}/brightchain-inbound.service`, renderInboundUnit(node), ["brightchain-inbound"]),
+    // Ordering only takes effect at the next start; restarting Postfix for it would drop connections for nothing.
+    unitFile(`${UNIT_DIR}/${postfixDaemonUnit(node)}.d/brightchain.conf`, renderPostfixDropIn(node), []),
+  ];
+}

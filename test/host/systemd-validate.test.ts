@@ -1,0 +1,61 @@
+// The rendered units as systemd 252 reads them: `systemd-analyze verify` (which also loads the Postfix drop-in
+// onto Debian's packaged postfix@.service) and the offline `systemd-analyze security` exposure score.
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runtimeUnitFiles, postfixDaemonUnit } from "../../infra/render/systemd";
+import { examplePrimary, nodeMatrix } from "../fixtures/nodes";
+import { makeTempRoot, writeHostFiles } from "../helpers/render-to-dir";
+
+const temps: (() => void)[] = [];
+afterAll(() => temps.forEach((remove) => remove()));
+
+function renderedUnitDir(node: (typeof nodeMatrix)[number]["node"]): string {
+  const { root, remove } = makeTempRoot("bc-units");
+  temps.push(remove);
+  writeHostFiles(root, runtimeUnitFiles(node));
+  return join(root, "etc/systemd/system");
+}
+
+function analyze(unitDir: string, args: string[]): { status: number | null; output: string } {
+  const run = spawnSync("systemd-analyze", args, {
+    cwd: unitDir,
+    encoding: "utf8",
+    // Our directory first, then the packaged units (postfix@.service, opendkim.service …); trailing ':' adds the defaults.
+    env: { ...process.env, SYSTEMD_UNIT_PATH: `${unitDir}:/lib/systemd/system:`, SYSTEMD_LOG_COLOR: "0" },
+  });
+  return { status: run.status, output: `${run.stdout}${run.stderr}` };
+}
+
+describe("runtime units under systemd-analyze", () => {
+  it.each(nodeMatrix)("$name: verify reports nothing for both units", ({ node }) => {
+    const dir = renderedUnitDir(node);
+    const verify = analyze(dir, ["verify", "./brightchain-lookup.service", "./brightchain-inbound.service"]);
+    expect(verify.output).toBe("");
+    expect(verify.status).toBe(0);
+  });
+
+  it("the Postfix drop-in loads cleanly onto Debian's postfix@-.service", () => {
+    const dir = renderedUnitDir(examplePrimary);
+    const verify = analyze(dir, ["verify", postfixDaemonUnit(examplePrimary)]);
+    expect(verify.output).toBe("");
+    expect(verify.status).toBe(0);
+  });
+
+  it("verify is a real check: an unknown key is reported", () => {
+    const { root, remove } = makeTempRoot("bc-units-bad");
+    temps.push(remove);
+    const [lookup] = runtimeUnitFiles(examplePrimary);
+    writeHostFiles(root, [{ ...lookup!, content: lookup!.content.replace("ProtectHome=yes", "ProtectHom=yes") }]);
+    const verify = analyze(join(root, "etc/systemd/system"), ["verify", "./brightchain-lookup.service"]);
+    expect(verify.output).toContain("Unknown key 'ProtectHom'");
+  });
+
+  it.each(["brightchain-lookup", "brightchain-inbound"])("%s: offline exposure score is at most 2.0 (OK)", (name) => {
+    const dir = renderedUnitDir(examplePrimary);
+    const security = analyze(dir, ["security", "--offline=true", `./${name}.service`]);
+    const score = /Overall exposure level for \S+: ([\d.]+)/.exec(security.output);
+    expect(score, security.output).not.toBeNull();
+    expect(Number(score![1])).toBeLessThanOrEqual(2.0);
+  });
+});

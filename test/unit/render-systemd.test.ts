@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { postfixDaemonUnit, renderPostfixDropIn, runtimeUnitFiles } from "../../infra/render/systemd";
+import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
+import type { GatewayNode } from "../../infra/model/types";
+
+function unit(node: GatewayNode, name: string): string[] {
+  const file = runtimeUnitFiles(node).find((f) => f.path.endsWith(name));
+  if (!file) throw new Error(`no ${name}`);
+  return file.content.split("\n");
+}
+
+describe("runtime systemd units", () => {
+  it.each(nodeMatrix)("$name: both services run hardened as brightchain from gateway.env", ({ node }) => {
+    for (const name of ["brightchain-lookup", "brightchain-inbound"]) {
+      const lines = unit(node, `${name}.service`);
+      for (const line of [
+        "User=brightchain",
+        "EnvironmentFile=/etc/brightchain/gateway.env",
+        `ExecStart=/usr/bin/node /opt/brightchain-gateway/${name}.cjs`,
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=",
+        "SystemCallFilter=@system-service",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "WantedBy=multi-user.target",
+      ]) {
+        expect(lines).toContain(line);
+      }
+      expect(lines.some((l) => l.startsWith("MemoryMax="))).toBe(true);
+      expect(lines).not.toContain("MemoryDenyWriteExecute=yes");
+    }
+  });
+
+  it.each(nodeMatrix)("$name: only the inbound processor may write, and only the spool and store", ({ node }) => {
+    expect(unit(node, "brightchain-lookup.service").some((l) => l.startsWith("ReadWritePaths="))).toBe(false);
+    expect(unit(node, "brightchain-inbound.service")).toContain(
+      "ReadWritePaths=/var/spool/brightchain/incoming /var/spool/brightchain/errors /var/lib/brightchain/store",
+    );
+  });
+
+  it("orders the lookup service before the unit that really runs Postfix on each OS", () => {
+    expect(postfixDaemonUnit(examplePrimary)).toBe("postfix@-.service");
+    expect(unit(examplePrimary, "brightchain-lookup.service")).toContain("Before=postfix@-.service");
+    const rhel: GatewayNode = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } };
+    expect(unit(rhel, "brightchain-lookup.service")).toContain("Before=postfix.service");
+    expect(runtimeUnitFiles(rhel).map((f) => f.path)).toContain("/etc/systemd/system/postfix.service.d/brightchain.conf");
+    expect(runtimeUnitFiles(examplePrimary).map((f) => f.path)).toContain(
+      "/etc/systemd/system/postfix@-.service.d/brightchain.conf",
+    );
+  });
+
+  it("Postfix waits for the socketmap, OpenDKIM (primary) and the node's spam engine", () => {
+    expect(renderPostfixDropIn(examplePrimary)).toContain(
+      "After=brightchain-lookup.service opendkim.service spamd.service spamass-milter.service\n",
+    );
+    expect(renderPostfixDropIn(exampleRelay)).toContain("After=brightchain-lookup.service rspamd.service\n");
+    expect(renderPostfixDropIn(exampleRelay)).toContain("Wants=brightchain-lookup.service rspamd.service\n");
+  });
+
+  it("limits services to loopback peers unless they talk to a remote BrightChain node", () => {
+    expect(unit(examplePrimary, "brightchain-lookup.service")).toContain("IPAddressDeny=any");
+    const remote: GatewayNode = {
+      ...examplePrimary,
+      lookup: { ...examplePrimary.lookup, registry: { kind: "http", url: "https://node.brightchain.org/registry" } },
+      runtime: { ...examplePrimary.runtime, nodeUrl: "https://node.brightchain.org" },
+    };
+    expect(unit(remote, "brightchain-lookup.service")).not.toContain("IPAddressDeny=any");
+    expect(unit(remote, "brightchain-inbound.service")).not.toContain("IPAddressDeny=any");
+  });
+});
