@@ -1,0 +1,67 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { LAB_HOSTS } from "./constants";
+import { labDown, labExec, labStatus, labUp } from "./lab";
+
+const USAGE = `usage: gateway lab <command>
+  up [--zone NAME=FILE ...]   build the base image (once), boot mail, mail2 and outside, lab DNS and ACME
+  down                        remove everything \`lab up\` made (the cached base image stays)
+  status                      what is running
+  exec HOST COMMAND...        run a shell command on a lab host as root (HOST: ${LAB_HOSTS.map((host) => host.name).join(", ")})
+  test                        run the lab suite (npx vitest run --project lab)`;
+
+function parseZoneArguments(args: readonly string[]): Record<string, string> {
+  const zones: Record<string, string> = {};
+  for (let index = 0; index < args.length; index++) {
+    if (args[index] !== "--zone") {
+      throw new Error(`lab up: unknown argument "${args[index]}"; accepted: --zone NAME=FILE`);
+    }
+    const value = args[++index] ?? "";
+    const separator = value.indexOf("=");
+    if (separator <= 0) throw new Error(`lab up: --zone "${value}" must be NAME=FILE, e.g. brightchain.org=zone.txt`);
+    zones[value.slice(0, separator)] = readFileSync(value.slice(separator + 1), "utf8");
+  }
+  return zones;
+}
+
+/** `gateway lab …`; returns the process exit code. Errors are printed, not thrown, so the CLI stays one line. */
+export async function runLabCommand(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "up": {
+        const info = await labUp({ zones: parseZoneArguments(rest) });
+        for (const host of info.hosts) console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.fqdn}  (${host.role})`);
+        console.log(`dns      ${info.dnsServer}:53`);
+        console.log(`acme     ${info.acmeDirectoryUrl}  (server CA: ${info.acmeServerCaFile})`);
+        console.log("ssh      gateway lab exec HOST COMMAND   (key and known_hosts in the lab state dir)");
+        return 0;
+      }
+      case "down":
+        await labDown();
+        return 0;
+      case "status": {
+        const status = labStatus();
+        console.log(`lab ${status.up ? "up" : "not up"}; dns ${status.dnsRunning ? "running" : "stopped"}; acme ${status.acmeRunning ? "running" : "stopped"}`);
+        for (const host of status.hosts) console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.running ? "running" : "stopped"}`);
+        return status.up ? 0 : 1;
+      }
+      case "exec": {
+        const [host, ...words] = rest;
+        if (!host || words.length === 0) throw new Error(`lab exec: needs HOST and COMMAND\n${USAGE}`);
+        const result = await labExec(host, words.join(" "));
+        process.stdout.write(result.stdout);
+        process.stderr.write(result.stderr);
+        return result.exitCode;
+      }
+      case "test":
+        return spawnSync("npx", ["vitest", "run", "--project", "lab", ...rest], { stdio: "inherit" }).status ?? 1;
+      default:
+        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, test\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    return 1;
+  }
+}

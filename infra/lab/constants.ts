@@ -1,0 +1,59 @@
+// Every name and address the lab creates on this machine, in one place, so `lab down` can remove exactly these
+// and a reviewer can check in one glance that nothing else is ever touched.
+
+export const LAB_BRIDGE = "bclab0";
+export const LAB_SUBNET = "10.231.0.0/24";
+export const LAB_PREFIX_LENGTH = 24;
+/** The machine's own address on the bridge: gateway, DNS server and ACME server for the guests. */
+export const LAB_GATEWAY_IP = "10.231.0.1";
+export const LAB_NFT_TABLE = "brightchain_lab";
+
+export type LabHostName = "mail" | "mail2" | "outside";
+
+export interface LabHostSpec {
+  name: LabHostName;
+  /** What the host is for, shown in progress and status lines. */
+  role: string;
+  ipv4: string;
+  fqdn: string;
+}
+
+export const LAB_HOSTS: readonly LabHostSpec[] = [
+  { name: "mail", role: "primary gateway", ipv4: "10.231.0.10", fqdn: "mail.brightchain.org" },
+  { name: "mail2", role: "relay gateway", ipv4: "10.231.0.20", fqdn: "mail2.brightchain.org" },
+  { name: "outside", role: "the rest of the internet (sender and foreign MTA)", ipv4: "10.231.0.30", fqdn: "mx.outside.test" },
+];
+
+export const LAB_DNS_PORT = 53;
+export const LAB_ACME_PORT = 14000;
+export const LAB_ACME_MANAGEMENT_PORT = 15000;
+export const LAB_ACME_DIRECTORY_URL = `https://${LAB_GATEWAY_IP}:${LAB_ACME_PORT}/dir`;
+
+/** Outlives `lab down`: rebuilding it costs a minute and a few hundred MB of downloads. */
+export const LAB_BASE_DIR = process.env.BRIGHTCHAIN_LAB_BASE_DIR ?? "/var/lib/machines/brightchain-lab-base";
+/** Shared by every guest's /var/cache/apt/archives so repeated deploys don't download the same .debs. */
+export const LAB_APT_CACHE_DIR = process.env.BRIGHTCHAIN_LAB_APT_CACHE_DIR ?? "/var/cache/brightchain-lab/apt-archives";
+/** Everything `lab up` makes on disk lives here; `lab down` removes it whole. */
+export const LAB_STATE_DIR = process.env.BRIGHTCHAIN_LAB_STATE_DIR ?? "/var/lib/brightchain-lab";
+
+/** Packages of the bare server. The deploy engines install the mail stack; the base stays a fresh Debian. */
+export const LAB_BASE_PACKAGES: readonly string[] = [
+  "systemd",
+  "systemd-sysv",
+  "dbus",
+  "openssh-server",
+  "iproute2",
+  "python3",
+  "ca-certificates",
+  "curl",
+];
+
+export const LAB_SUITE = "bookworm";
+
+export function labHostSpec(name: string): LabHostSpec {
+  const spec = LAB_HOSTS.find((host) => host.name === name);
+  if (!spec) {
+    throw new Error(`lab host "${name}" does not exist; accepted: ${LAB_HOSTS.map((host) => host.name).join(", ")}`);
+  }
+  return spec;
+}
