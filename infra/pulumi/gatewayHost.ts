@@ -1,0 +1,60 @@
+// GatewayHost: one remote.Command per host step, wired exactly as the plan says. No mail knowledge here.
+//
+// Every step, files included, is a remote.Command: a file's content goes in on stdin and the command installs it
+// with its mode and owner in one atomic move. remote.CopyToRemote cannot set a mode or an owner, and would leave
+// a secret world-readable (umask) between the copy and a following chmod.
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { STEP_DKIM_KEY, STEP_VERIFY, hostPlan, type HostStep, type RuntimeArtifact } from "../plan";
+
+export interface GatewayHostArgs {
+  node: GatewayNode;
+  files: HostFile[];
+  directories: HostDirectory[];
+  /** Built runtime programs to install under node.runtime.installDir. */
+  artifacts: RuntimeArtifact[];
+  /** SSH access to the node; its privateKey should be a Pulumi secret (it stays one). */
+  connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+}
+
+export class GatewayHost extends pulumi.ComponentResource {
+  /** The plan this component realised, in order. */
+  readonly steps: HostStep[];
+  /** One command per step, by step id. */
+  readonly commands: Record<string, command.remote.Command>;
+  /** stdout of the DKIM key step: opendkim-genkey's <selector>.txt. Undefined on nodes that sign nothing. */
+  readonly dkimRecordText?: pulumi.Output<string>;
+  /** stdout of the final verification, once the node listens and answers lookups. */
+  readonly verified: pulumi.Output<string>;
+
+  constructor(name: string, args: GatewayHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("brightchain:gateway:GatewayHost", name, {}, opts);
+
+    this.steps = hostPlan(args.node, args.files, args.directories, args.artifacts);
+    // The key must stay secret in every child's state, whatever form the caller passed it in.
+    const connection = pulumi.secret(args.connection);
+    this.commands = {};
+    for (const step of this.steps) {
+      const keep = (value: string): pulumi.Input<string> => (step.secret ? pulumi.secret(value) : value);
+      const commandArgs: command.remote.CommandArgs = {
+        connection,
+        create: keep(step.command),
+        triggers: step.secret ? pulumi.secret(step.triggers) : step.triggers,
+        // Off so the command and its environment are exactly what the plan says, on every run.
+        addPreviousOutputInEnv: false,
+        logging: step.secret ? "none" : "stdoutAndStderr",
+      };
+      if (step.stdin !== undefined) commandArgs.stdin = keep(step.stdin);
+      this.commands[step.id] = new command.remote.Command(`${name}-${step.id}`, commandArgs, {
+        parent: this,
+        dependsOn: step.after.map((id) => this.commands[id]!),
+        additionalSecretOutputs: step.secret ? ["stdin", "stdout", "stderr"] : [],
+      });
+    }
+
+    this.dkimRecordText = this.commands[STEP_DKIM_KEY]?.stdout;
+    this.verified = this.commands[STEP_VERIFY]!.stdout;
+    this.registerOutputs({ dkimRecordText: this.dkimRecordText, verified: this.verified });
+  }
+}

@@ -1,0 +1,116 @@
+// Runs the real Pulumi program (infra/index.ts) under pulumi.runtime.setMocks for one example stack and records
+// every resource it registers. The program is imported only after setMocks: a static import would run it
+// before the mocks exist and silently register nothing. One stack per test file (vitest isolates files).
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { readStackConfigFiles } from "../../infra/model/config";
+import { exampleSecrets } from "../fixtures/nodes";
+
+export interface RegisteredResource {
+  type: string;
+  name: string;
+  /** Inputs as the provider would receive them, secrets unwrapped. */
+  inputs: Record<string, unknown>;
+  /** Whether each input arrived as a Pulumi secret. */
+  secretInputs: string[];
+}
+
+export const REPO_ROOT = join(__dirname, "..", "..");
+export const ZONE_ID = "zone-brightchain-org";
+
+/** Resolves an Output in a mock run (apply runs once the value is known). */
+export function outputValue<T>(output: pulumi.Input<T> | undefined): Promise<T> {
+  return new Promise((resolve) => pulumi.output(output as pulumi.Input<T>).apply((v) => resolve(v as T)));
+}
+
+/** A real opendkim-genkey <selector>.txt, as the DKIM step prints it on the host. */
+export function generateDkimTxt(selector: string, domain: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "pulumi-dkim-"));
+  try {
+    execFileSync("opendkim-genkey", ["-b", "2048", "-h", "sha256", "-s", selector, "-d", domain, "-D", dir]);
+    return readFileSync(join(dir, `${selector}.txt`), "utf8");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function isSecret(value: unknown): boolean {
+  return pulumi.runtime.unwrapRpcSecret(value) !== value;
+}
+
+/**
+ * The stack's configuration exactly as `pulumi up` hands it to the program: Pulumi.yaml + Pulumi.<stack>.yaml,
+ * plus the secrets a real stack holds encrypted.
+ */
+export function stackConfig(stack: string): { config: Record<string, string>; secretKeys: string[] } {
+  const { values } = readStackConfigFiles(REPO_ROOT, stack);
+  const secretValues: Record<string, string> = {
+    "gateway:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n",
+    "gateway:certbotCloudflareToken": exampleSecrets.certbotCloudflareToken!,
+    "cloudflare:apiToken": "cf-api-token-not-real",
+  };
+  if (values["gateway:role"] === "primary") secretValues["gateway:submissionUsers"] = JSON.stringify(exampleSecrets.submissionUsers);
+  return { config: { ...values, ...secretValues }, secretKeys: Object.keys(secretValues) };
+}
+
+export interface MockedProgram {
+  program: typeof import("../../infra/index");
+  resources: RegisteredResource[];
+  /** stdout the mocked DKIM step returned (primary only). */
+  dkimTxt: string;
+}
+
+export async function runProgram(stack: string): Promise<MockedProgram> {
+  const resources: RegisteredResource[] = [];
+  const dkimTxt = generateDkimTxt("default", "brightchain.org");
+  await pulumi.runtime.setMocks(
+    {
+      newResource(args) {
+        const inputs: Record<string, unknown> = {};
+        const secretInputs: string[] = [];
+        for (const [key, value] of Object.entries(args.inputs as Record<string, unknown>)) {
+          if (isSecret(value)) secretInputs.push(key);
+          inputs[key] = pulumi.runtime.unwrapRpcSecret(value);
+        }
+        resources.push({ type: args.type, name: args.name, inputs, secretInputs });
+        const state: Record<string, unknown> = { ...inputs };
+        if (args.type === "command:remote:Command") {
+          state.stdout = args.name.endsWith("-dkim-key") ? dkimTxt : "";
+          state.stderr = "";
+        }
+        return { id: `${args.name}-id`, state };
+      },
+      call(args) {
+        if (args.token === "cloudflare:index/getZone:getZone") {
+          return { id: ZONE_ID, zoneId: ZONE_ID, name: (args.inputs as { filter?: { name?: string } }).filter?.name ?? "" };
+        }
+        return args.inputs;
+      },
+    },
+    "brightchain-gateway",
+    stack,
+    false,
+  );
+  const { config, secretKeys } = stackConfig(stack);
+  pulumi.runtime.setAllConfig(config, secretKeys);
+
+  // The program installs whatever runtime/dist holds; a small stand-in keeps the unit suite free of a build.
+  const dist = mkdtempSync(join(tmpdir(), "pulumi-runtime-dist-"));
+  writeFileSync(join(dist, "brightchain-lookup.cjs"), "#!/usr/bin/env node\n// stand-in for the bundled lookup service\n");
+  writeFileSync(join(dist, "brightchain-inbound.cjs"), "#!/usr/bin/env node\n// stand-in for the bundled inbound processor\n");
+  process.env.GATEWAY_RUNTIME_DIST = dist;
+  try {
+    const program = await import("../../infra/index.js");
+    // The final verification runs after every other host step, and records resolve from their own resources:
+    // once both are known, everything the program creates has been registered.
+    await outputValue(program.verified);
+    await outputValue(program.records);
+    return { program, resources, dkimTxt };
+  } finally {
+    delete process.env.GATEWAY_RUNTIME_DIST;
+    rmSync(dist, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,135 @@
+// The primary stack (Pulumi.yaml + Pulumi.primary.yaml) run through the real program under mocks.
+import * as pulumi from "@pulumi/pulumi";
+import { beforeAll, describe, expect, it } from "vitest";
+import { hostPlan } from "../../infra/plan";
+import { GatewayHost } from "../../infra/pulumi";
+import { hostDirectories, hostFiles } from "../../infra/render";
+import { dkimRecordText } from "../../infra/render/dns";
+import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
+import { ZONE_ID, outputValue, runProgram, type MockedProgram, type RegisteredResource } from "../helpers/pulumi-program";
+
+let run: MockedProgram;
+beforeAll(async () => {
+  run = await runProgram("primary");
+});
+
+const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:index/dnsRecord:DnsRecord");
+const commands = () => run.resources.filter((r) => r.type === "command:remote:Command");
+
+describe("primary stack: DNS at Cloudflare", () => {
+  it("publishes A, AAAA, MX 10, SPF, DMARC and DKIM in the zone looked up by name — and nothing else", () => {
+    const summary = dnsRecords().map((r) => `${r.inputs.type} ${r.inputs.name}`).sort();
+    expect(summary).toEqual([
+      "A mail.brightchain.org",
+      "AAAA mail.brightchain.org",
+      "MX brightchain.org",
+      "TXT _dmarc.brightchain.org",
+      "TXT brightchain.org",
+      "TXT default._domainkey.brightchain.org",
+    ]);
+    for (const r of dnsRecords()) expect(r.inputs.zoneId).toBe(ZONE_ID);
+  });
+
+  it("record contents: addresses unproxied, MX 10 to the primary, SPF listing the fleet, DMARC from config", () => {
+    const find = (type: string, name: string): RegisteredResource => dnsRecords().find((r) => r.inputs.type === type && r.inputs.name === name)!;
+    expect(find("A", "mail.brightchain.org").inputs).toMatchObject({ content: "203.0.113.10", proxied: false, ttl: 3600 });
+    expect(find("AAAA", "mail.brightchain.org").inputs).toMatchObject({ content: "2001:db8::10", proxied: false });
+    expect(find("MX", "brightchain.org").inputs).toMatchObject({ content: "mail.brightchain.org", priority: 10 });
+    expect(find("TXT", "brightchain.org").inputs.content).toBe('"v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:203.0.113.20 -all"');
+    expect(find("TXT", "_dmarc.brightchain.org").inputs.content).toBe('"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@brightchain.org; pct=100"');
+  });
+
+  it("the DKIM record carries the key the host generated, as quoted strings of at most 255 bytes", () => {
+    const content = dnsRecords().find((r) => r.inputs.name === "default._domainkey.brightchain.org")!.inputs.content as string;
+    const strings = [...content.matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
+    expect(strings.length).toBeGreaterThan(1);
+    for (const s of strings) expect(Buffer.byteLength(s)).toBeLessThanOrEqual(255);
+    expect(strings.join("")).toBe(dkimRecordText(run.dkimTxt));
+  });
+
+  it("stack outputs: records, DKIM record, PTR expectations, host name and role", async () => {
+    const records = await outputValue(run.program.records);
+    expect(records).toContainEqual({ name: "brightchain.org", type: "MX", content: "mail.brightchain.org", priority: 10 });
+    const dkim = await outputValue(run.program.dkimRecord);
+    expect(dkim).toEqual({ name: "default._domainkey.brightchain.org", type: "TXT", content: dkimRecordText(run.dkimTxt) });
+    expect(run.program.ptrExpectations).toEqual([
+      { address: "203.0.113.10", reverseName: "10.113.0.203.in-addr.arpa", expectedHostname: "mail.brightchain.org" },
+      expect.objectContaining({ address: "2001:db8::10", expectedHostname: "mail.brightchain.org" }),
+    ]);
+    expect(run.program.hostname).toBe("mail.brightchain.org");
+    expect(run.program.role).toBe("primary");
+  });
+});
+
+describe("primary stack: host steps", () => {
+  const plan = () => hostPlan(examplePrimary, hostFiles(examplePrimary, exampleSecrets), hostDirectories(examplePrimary), [
+    { name: "brightchain-inbound.cjs", content: "" },
+    { name: "brightchain-lookup.cjs", content: "" },
+  ]);
+
+  it("one remote.Command per plan step, named from the stack and the step id", () => {
+    expect(commands().map((c) => c.name).sort()).toEqual(plan().map((s) => `primary-${s.id}`).sort());
+    expect(run.resources.filter((r) => r.type === "command:remote:CopyToRemote")).toEqual([]);
+  });
+
+  it("registers every command only after the steps it runs after (the order `pulumi up` executes them)", () => {
+    const order = commands().map((c) => c.name);
+    for (const step of plan()) {
+      for (const dep of step.after) {
+        expect(order.indexOf(`primary-${dep}`), `${step.id} after ${dep}`).toBeLessThan(order.indexOf(`primary-${step.id}`));
+      }
+    }
+  });
+
+  it("each command is self-contained: the plan's command, its stdin and its triggers, over the stack's SSH connection", () => {
+    const byName = new Map(commands().map((c) => [c.name, c]));
+    const mainCf = byName.get("primary-file-etc-postfix-main-cf")!;
+    expect(mainCf.inputs.create).toContain("mv -f \"$tmp\" /etc/postfix/main.cf");
+    expect(mainCf.inputs.stdin).toContain("myhostname = mail.brightchain.org");
+    expect(mainCf.inputs.addPreviousOutputInEnv).toBe(false);
+    expect(mainCf.inputs.connection).toMatchObject({ host: "203.0.113.10", user: "root", port: 22 });
+    expect(byName.get("primary-postfix-check")!.inputs.create).toContain("postfix check");
+    expect(commands().at(-1)!.name).toBe("primary-verify");
+  });
+
+  it("keeps the SSH key and secret files secret: connection always, stdin/triggers of secret files, logging off", () => {
+    for (const c of commands()) expect(c.secretInputs, c.name).toContain("connection");
+    const secretFiles = hostFiles(examplePrimary, exampleSecrets).filter((f) => f.secret);
+    expect(secretFiles.length).toBeGreaterThan(0);
+    for (const file of secretFiles) {
+      const c = commands().find((r) => r.name === `primary-file-${file.path.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "")}`)!;
+      expect(c.secretInputs).toEqual(expect.arrayContaining(["stdin", "create", "triggers"]));
+      expect(c.inputs.logging).toBe("none");
+    }
+  });
+});
+
+describe("primary stack: triggers follow content", () => {
+  // Two GatewayHosts from the same node, one with a changed main.cf value, compared input by input.
+  async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
+    const files = hostFiles(examplePrimary, exampleSecrets).map((f) => (f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f));
+    const host = new GatewayHost(name, {
+      node: examplePrimary,
+      files,
+      directories: hostDirectories(examplePrimary),
+      artifacts: [{ name: "brightchain-lookup.cjs", content: "x" }],
+      connection: { host: "203.0.113.10", user: "root", privateKey: pulumi.secret("k") },
+    });
+    await outputValue(host.verified);
+    const prefix = `${name}-`;
+    return new Map(commands().filter((c) => c.name.startsWith(prefix)).map((c) => [c.name.slice(prefix.length), c.inputs]));
+  }
+
+  it("an unchanged node registers identical inputs; a changed main.cf changes only its step, postfix check, reload and verify", async () => {
+    const before = await hostInputs("before", (t) => t);
+    const same = await hostInputs("same", (t) => t);
+    expect(same).toEqual(before);
+
+    const after = await hostInputs("after", (t) => t.replace(/^message_size_limit = \d+$/m, "message_size_limit = 10485760"));
+    expect(after.get("file-etc-postfix-main-cf")!.stdin).toContain("message_size_limit = 10485760");
+    const changed = [...after.keys()].filter((id) => JSON.stringify(after.get(id)!.triggers) !== JSON.stringify(before.get(id)!.triggers));
+    expect(changed).toEqual(["file-etc-postfix-main-cf", "postfix-check", "postfix-reload", "verify"]);
+    const changedAtAll = [...after.keys()].filter((id) => JSON.stringify(after.get(id)) !== JSON.stringify(before.get(id)));
+    expect(changedAtAll).toEqual(changed);
+  });
+});

@@ -1,0 +1,85 @@
+// The relay stack (Pulumi.yaml + Pulumi.relay.yaml) run through the real program under mocks.
+import * as pulumi from "@pulumi/pulumi";
+import { beforeAll, describe, expect, it } from "vitest";
+import { hostPlan } from "../../infra/plan";
+import { GatewayHost } from "../../infra/pulumi";
+import { hostDirectories, hostFiles } from "../../infra/render";
+import { exampleRelay, exampleSecrets } from "../fixtures/nodes";
+import { ZONE_ID, outputValue, runProgram, type MockedProgram } from "../helpers/pulumi-program";
+
+let run: MockedProgram;
+beforeAll(async () => {
+  run = await runProgram("relay");
+});
+
+const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:index/dnsRecord:DnsRecord");
+const commands = () => run.resources.filter((r) => r.type === "command:remote:Command");
+
+describe("relay stack: DNS at Cloudflare", () => {
+  it("owns only its A and its MX 20 (IPv4-only: no AAAA); SPF, DMARC and DKIM belong to the primary's stack", () => {
+    expect(dnsRecords().map((r) => r.inputs)).toEqual([
+      expect.objectContaining({ type: "A", name: "mail2.brightchain.org", content: "203.0.113.20", proxied: false, zoneId: ZONE_ID }),
+      expect.objectContaining({ type: "MX", name: "brightchain.org", content: "mail2.brightchain.org", priority: 20, zoneId: ZONE_ID }),
+    ]);
+    expect(dnsRecords().filter((r) => r.inputs.type === "TXT")).toEqual([]);
+  });
+
+  it("stack outputs: records, no DKIM record, the PTR its address needs, host name and role", async () => {
+    expect(await outputValue(run.program.records)).toEqual([
+      { name: "mail2.brightchain.org", type: "A", content: "203.0.113.20", priority: undefined },
+      { name: "brightchain.org", type: "MX", content: "mail2.brightchain.org", priority: 20 },
+    ]);
+    expect(run.program.dkimRecord).toBeUndefined();
+    expect(run.program.ptrExpectations).toEqual([{ address: "203.0.113.20", reverseName: "20.113.0.203.in-addr.arpa", expectedHostname: "mail2.brightchain.org" }]);
+    expect(run.program.hostname).toBe("mail2.brightchain.org");
+    expect(run.program.role).toBe("relay");
+  });
+});
+
+describe("relay stack: host steps", () => {
+  it("one remote.Command per plan step; no DKIM key, no Dovecot, Rspamd enabled", () => {
+    const plan = hostPlan(exampleRelay, hostFiles(exampleRelay, exampleSecrets), hostDirectories(exampleRelay), [
+      { name: "brightchain-inbound.cjs", content: "" },
+      { name: "brightchain-lookup.cjs", content: "" },
+    ]);
+    const names = commands().map((c) => c.name);
+    expect([...names].sort()).toEqual(plan.map((s) => `relay-${s.id}`).sort());
+    expect(names).not.toContain("relay-dkim-key");
+    expect(names).not.toContain("relay-service-dovecot");
+    expect(names).toContain("relay-service-rspamd");
+    const packages = commands().find((c) => c.name === "relay-packages")!.inputs.create as string;
+    expect(packages).toMatch(/apt-get install .*rspamd/);
+    expect(packages).not.toContain("dovecot");
+  });
+
+  it("connects to the relay's own address from Pulumi.relay.yaml, the key kept secret", () => {
+    for (const c of commands()) {
+      expect(c.inputs.connection).toMatchObject({ host: "203.0.113.20", user: "root", port: 22 });
+      expect(c.secretInputs).toContain("connection");
+    }
+  });
+});
+
+describe("relay stack: triggers follow content", () => {
+  async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
+    const files = hostFiles(exampleRelay, exampleSecrets).map((f) => (f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f));
+    const host = new GatewayHost(name, {
+      node: exampleRelay,
+      files,
+      directories: hostDirectories(exampleRelay),
+      artifacts: [],
+      connection: { host: "203.0.113.20", user: "root", privateKey: pulumi.secret("k") },
+    });
+    await outputValue(host.verified);
+    const prefix = `${name}-`;
+    return new Map(commands().filter((c) => c.name.startsWith(prefix)).map((c) => [c.name.slice(prefix.length), c.inputs]));
+  }
+
+  it("a longer queue lifetime in main.cf re-runs its install, postfix check, reload and verify — nothing else", async () => {
+    const before = await hostInputs("before", (t) => t);
+    const after = await hostInputs("after", (t) => t.replace(/^maximal_queue_lifetime = .*$/m, "maximal_queue_lifetime = 14d"));
+    expect(after.get("file-etc-postfix-main-cf")!.stdin).toContain("maximal_queue_lifetime = 14d");
+    const changed = [...after.keys()].filter((id) => JSON.stringify(after.get(id)) !== JSON.stringify(before.get(id)));
+    expect(changed).toEqual(["file-etc-postfix-main-cf", "postfix-check", "postfix-reload", "verify"]);
+  });
+});
