@@ -1,5 +1,5 @@
 import { Resolver } from "node:dns/promises";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LAB_DNS_PORT, LAB_GATEWAY_IP, LAB_HOSTS } from "./constants";
 import { readLogTail, startDetached } from "./daemon";
@@ -118,19 +118,35 @@ async function waitForZoneServed(paths: LabDnsPaths, name: string, serial?: numb
 
 /**
  * Replaces (or adds) a zone on the running server, e.g. once the primary has generated its DKIM key. Resolves
- * once the server answers with the new zone's serial; a zone Knot refuses fails with Knot's reason.
+ * once the server answers with the new zone's serial. A zone Knot refuses fails with Knot's reason, and the
+ * previous zone file and configuration are put back so a later restart still serves what is being served now.
  */
-export async function publishLabZone(paths: LabDnsPaths, zoneNames: readonly string[], name: string, text: string): Promise<void> {
+export async function publishLabZone(
+  paths: LabDnsPaths,
+  zones: Readonly<Record<string, string>>,
+  name: string,
+  text: string,
+): Promise<void> {
   assertZoneName(name);
-  writeZoneFile(paths, name, text);
+  const zoneNames = Object.keys(zones);
+  const isNew = !zoneNames.includes(name);
   const knotc = (args: string[]) => runCommand("knotc", ["-c", paths.config, "-b", "-t", "10", ...args]);
-  const command = zoneNames.includes(name) ? ["zone-reload", name] : ["reload"];
-  if (!zoneNames.includes(name)) writeFileSync(paths.config, renderKnotConfig(paths, [...zoneNames, name]));
+  writeZoneFile(paths, name, text);
+  if (isNew) writeFileSync(paths.config, renderKnotConfig(paths, [...zoneNames, name]));
+  const command = isNew ? ["reload"] : ["zone-reload", name];
   const result = await knotc(command);
   if (result.exitCode !== 0) {
-    throw new LabStepError("lab", `publish zone ${name}`, `knotc ${command.join(" ")}`, result.stdout + result.stderr + readLogTail(paths.log));
+    const reason = result.stdout + result.stderr + readLogTail(paths.log, 8);
+    if (isNew) {
+      rmSync(join(paths.zonesDir, `${name}.zone`), { force: true });
+      writeFileSync(paths.config, renderKnotConfig(paths, zoneNames));
+      await knotc(["reload"]);
+    } else {
+      writeZoneFile(paths, name, zones[name]);
+    }
+    throw new LabStepError("lab", `publish zone ${name}`, `knotc ${command.join(" ")}`, reason);
   }
-  const check = await knotc(["zone-status", name]);
-  const serial = /serial:\s*(\d+)/.exec(check.stdout)?.[1];
+  const status = await knotc(["zone-status", name]);
+  const serial = /serial:\s*(\d+)/.exec(status.stdout)?.[1];
   await waitForZoneServed(paths, name, serial === undefined ? undefined : Number(serial));
 }

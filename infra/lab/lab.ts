@@ -309,7 +309,7 @@ export async function labReboot(host: string, options: { progress?: ProgressRepo
 /** Publishes (replaces or adds) a zone on the lab DNS, e.g. the primary stack's records with its DKIM key. */
 export async function labPublishZone(name: string, text: string): Promise<void> {
   const state = requireState();
-  await publishLabZone(labDnsPaths(LAB_STATE_DIR), Object.keys(state.zones), name, text);
+  await publishLabZone(labDnsPaths(LAB_STATE_DIR), state.zones, name, text);
   state.zones[name] = text;
   writeLabState(state);
 }

@@ -1,0 +1,121 @@
+import { readFileSync, existsSync, readdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LAB_BASE_DIR, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
+import { LabInfo, labDown, labExec, labPublishZone, labReboot, labSsh, labStatus, labUp } from "../../infra/lab/lab";
+
+// One lab per machine: this file owns it for its duration (the lab project runs files one at a time).
+const zone = (serial: number, extra = ""): string =>
+  "$ORIGIN brightchain.org.\n$TTL 300\n" +
+  `@ SOA ns.lab.test. hostmaster.lab.test. ${serial} 3600 600 86400 300\n@ NS ns.lab.test.\n` +
+  "@ MX 10 mail.brightchain.org.\n@ MX 20 mail2.brightchain.org.\nmail A 10.231.0.10\nmail2 A 10.231.0.20\n" +
+  extra;
+
+async function run(host: string, command: string): Promise<string> {
+  const result = await labExec(host, command);
+  expect(result.exitCode, `${host}: ${command}\n${result.stdout}${result.stderr}`).toBe(0);
+  return result.stdout.trim();
+}
+
+function commandSucceeds(file: string, args: string[]): boolean {
+  try {
+    execFileSync(file, args, { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Live (non-zombie) processes whose command line mentions the lab state dir: nspawn, supervisors, daemons. */
+function liveLabProcesses(): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))) continue;
+      const commandLine = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+      if (commandLine.includes(LAB_STATE_DIR) || commandLine.includes("systemd-nspawn")) found.push(`${pid} ${commandLine}`);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
+}
+
+describe("the lab: real systemd hosts, lab DNS, pebble", () => {
+  let info: LabInfo;
+
+  beforeAll(async () => {
+    // A lab left by a crashed run is removed from its own state record, nothing else.
+    await labDown({ progress: () => undefined });
+    info = await labUp({ zones: { "brightchain.org": zone(1) } });
+  });
+
+  afterAll(async () => {
+    await labDown({ progress: () => undefined });
+  });
+
+  it("boots mail, mail2 and outside with systemd running, each with its own identity over pinned SSH", async () => {
+    const machineIds = new Set<string>();
+    for (const host of LAB_HOSTS) {
+      expect(await run(host.name, "hostname -f")).toBe(host.fqdn);
+      expect(["running", "degraded"]).toContain(await run(host.name, "systemctl is-system-running || true"));
+      machineIds.add(await run(host.name, "cat /etc/machine-id"));
+    }
+    expect(machineIds.size).toBe(LAB_HOSTS.length);
+    const connection = labSsh("mail");
+    expect(connection).toMatchObject({ host: "10.231.0.10", port: 22, user: "root" });
+    expect(connection.privateKey).toContain("OPENSSH PRIVATE KEY");
+    expect(labStatus()).toMatchObject({ up: true, dnsRunning: true, acmeRunning: true });
+  });
+
+  it("lets a guest install packages from the machine's mirror through NAT", async () => {
+    await run("outside", "DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq dnsutils >/dev/null");
+    expect(await run("outside", "command -v dig")).toBe("/usr/bin/dig");
+  });
+
+  it("serves the given zone from the lab DNS, which the hosts resolve through", async () => {
+    expect((await run("outside", "dig +short MX brightchain.org @10.231.0.1")).split("\n").sort()).toEqual([
+      "10 mail.brightchain.org.",
+      "20 mail2.brightchain.org.",
+    ]);
+    expect(await run("outside", "getent hosts mail2.brightchain.org")).toMatch(/^10\.231\.0\.20\s/);
+    expect(await run("outside", "dig +short -x 10.231.0.10")).toBe("mail.brightchain.org.");
+  });
+
+  it("replaces a zone on the running server (the DKIM record published after the key exists)", async () => {
+    await labPublishZone("brightchain.org", zone(2, 'mail._domainkey TXT "v=DKIM1; k=rsa; p=MIIBlab"\n'));
+    expect(await run("outside", "dig +short TXT mail._domainkey.brightchain.org")).toBe('"v=DKIM1; k=rsa; p=MIIBlab"');
+    await expect(labPublishZone("brightchain.org", "$ORIGIN brightchain.org.\n@ SOA broken\n")).rejects.toThrow(
+      /publish zone brightchain\.org/,
+    );
+    // A refused zone leaves the published one in place.
+    expect(await run("outside", "dig +short TXT mail._domainkey.brightchain.org")).toBe('"v=DKIM1; k=rsa; p=MIIBlab"');
+  });
+
+  it("serves pebble's ACME directory over HTTPS that guests trust, and guests trust pebble's issuing root", async () => {
+    expect(info.acmeDirectoryUrl).toBe("https://10.231.0.1:14000/dir");
+    const directory = JSON.parse(await run("mail", `curl -sS --fail ${info.acmeDirectoryUrl}`)) as Record<string, unknown>;
+    expect(directory).toHaveProperty("newOrder");
+    const root = "/usr/local/share/ca-certificates/brightchain-lab-pebble-root.crt";
+    expect(await run("mail", `openssl x509 -noout -subject -in ${root}`)).toMatch(/Pebble Root CA/);
+    expect(await run("mail", `openssl verify -CApath /etc/ssl/certs ${root}`)).toMatch(/OK$/);
+  });
+
+  it("brings a host back after `systemctl reboot` inside it", async () => {
+    await run("mail2", "touch /var/tmp/survives-reboot");
+    const reboot = await labReboot("mail2");
+    expect(["running", "degraded"]).toContain(reboot.state);
+    expect(await run("mail2", "test -e /var/tmp/survives-reboot && test ! -e /run/brightchain-lab-before-reboot && echo back")).toBe("back");
+  });
+
+  it("lab down removes the containers, bridge, nft table, daemons, mounts and state, twice without error", async () => {
+    await labDown({ progress: () => undefined });
+    await labDown({ progress: () => undefined });
+    expect(commandSucceeds("ip", ["link", "show", LAB_BRIDGE])).toBe(false);
+    expect(commandSucceeds("nft", ["list", "table", "ip", LAB_NFT_TABLE])).toBe(false);
+    expect(liveLabProcesses()).toEqual([]);
+    expect(readFileSync("/proc/self/mounts", "utf8")).not.toContain(LAB_STATE_DIR);
+    expect(existsSync(LAB_STATE_DIR)).toBe(false);
+    expect(existsSync(`${LAB_BASE_DIR}/etc/os-release`)).toBe(true);
+  });
+});
