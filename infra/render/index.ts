@@ -2,10 +2,13 @@
 // Ansible adapter and `gateway render` all take the node's files from here, so they cannot disagree.
 import type { GatewayNode, GatewaySecrets, HostDirectory, HostFile } from "../model/types";
 import { dovecotFiles } from "./dovecot";
+import { gatewayEnvFiles } from "./gateway-env";
 import { opendkimFiles } from "./opendkim";
 import { postfixFiles } from "./postfix";
 import { spamFiles } from "./spam";
 import { spoolDirectories, spoolFiles } from "./spool";
+import { runtimeUnitFiles } from "./systemd";
+import { tlsFiles } from "./tls";
 
 export class DuplicateHostPathError extends Error {
   constructor(readonly path: string) {
@@ -32,6 +35,9 @@ export function hostFiles(node: GatewayNode, secrets: GatewaySecrets): HostFile[
     ...dovecotFiles(node, secrets),
     ...opendkimFiles(node),
     ...spamFiles(node),
+    ...tlsFiles(node, secrets),
+    ...runtimeUnitFiles(node),
+    ...gatewayEnvFiles(node, secrets),
   ];
   assertUniquePaths(files.map((f) => f.path));
   return files.sort(byPath);
