@@ -10,8 +10,30 @@ export const RECIPIENT_DELIMITER = "+";
 /** RFC 5321 limits: a longer key cannot be a deliverable address, so it is answered NOTFOUND, not looked up. */
 const MAX_LOCAL_PART = 64;
 const MAX_ADDRESS = 254;
-/** Dot-atom local parts only: quoted or whitespace-bearing local parts are never registered BrightChain users. */
-const LOCAL_PART = /^[a-z0-9!#$%&'*/=?^_`{|}~+-]+(?:\.[a-z0-9!#$%&'*/=?^_`{|}~+-]+)*$/;
+/** RFC 5322 atext (lowercase letters only: keys are lowercased first), as a table: every lookup checks it. */
+const ATEXT = new Uint8Array(128);
+for (const c of "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*/=?^_`{|}~+-") ATEXT[c.charCodeAt(0)] = 1;
+const DOT = 0x2e;
+
+/**
+ * Whether text[0, end) is a dot-atom. Dot-atom local parts only: quoted or whitespace-bearing local parts are
+ * never registered BrightChain users.
+ */
+function isDotAtom(text: string, end: number): boolean {
+  let previousDot = true;
+  for (let i = 0; i < end; i++) {
+    const code = text.charCodeAt(i);
+    if (code === DOT) {
+      if (previousDot) return false;
+      previousDot = true;
+    } else if (code < 128 && ATEXT[code] === 1) {
+      previousDot = false;
+    } else {
+      return false;
+    }
+  }
+  return !previousDot;
+}
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
 export interface RecipientKey {
@@ -21,16 +43,23 @@ export interface RecipientKey {
   withoutExtension?: string;
 }
 
-/** Lowercased local@domain when `text` is a syntactically plain address, otherwise undefined. */
-export function normalizeAddress(text: string): { local: string; domain: string } | undefined {
+/**
+ * Lowercased local@domain when `text` is a syntactically plain address, otherwise undefined. With `onlyDomains`,
+ * an address outside them is undefined too, and a domain in the set skips the syntax check (every lookup pays it).
+ */
+export function normalizeAddress(
+  text: string,
+  onlyDomains?: ReadonlySet<string>,
+): { address: string; local: string; domain: string } | undefined {
   const lower = text.trim().toLowerCase();
   if (lower.length === 0 || lower.length > MAX_ADDRESS) return undefined;
   const at = lower.lastIndexOf("@");
-  if (at <= 0) return undefined;
+  if (at <= 0 || at > MAX_LOCAL_PART || !isDotAtom(lower, at)) return undefined;
+  const absolute = lower.endsWith(".");
+  const domain = lower.slice(at + 1, absolute ? -1 : undefined);
+  if (onlyDomains !== undefined ? !onlyDomains.has(domain) : !DOMAIN.test(domain)) return undefined;
   const local = lower.slice(0, at);
-  const domain = lower.slice(at + 1).replace(/\.$/, "");
-  if (local.length > MAX_LOCAL_PART || !LOCAL_PART.test(local) || !DOMAIN.test(domain)) return undefined;
-  return { local, domain };
+  return { address: absolute ? `${local}@${domain}` : lower, local, domain };
 }
 
 /**
@@ -38,11 +67,10 @@ export function normalizeAddress(text: string): { local: string; domain: string 
  * served domain (answered NOTFOUND: a TEMP would make Postfix defer such mail forever).
  */
 export function parseRecipientKey(key: string, servedDomains: ReadonlySet<string>): RecipientKey | undefined {
-  const parsed = normalizeAddress(key);
-  if (parsed === undefined || !servedDomains.has(parsed.domain)) return undefined;
-  const address = `${parsed.local}@${parsed.domain}`;
+  const parsed = normalizeAddress(key, servedDomains);
+  if (parsed === undefined) return undefined;
   const delimiter = parsed.local.indexOf(RECIPIENT_DELIMITER);
   // "+tag@domain" has no user part to fall back to; Postfix leaves such a local part unsplit as well.
-  if (delimiter <= 0) return { address };
-  return { address, withoutExtension: `${parsed.local.slice(0, delimiter)}@${parsed.domain}` };
+  if (delimiter <= 0) return { address: parsed.address };
+  return { address: parsed.address, withoutExtension: `${parsed.local.slice(0, delimiter)}@${parsed.domain}` };
 }

@@ -33,7 +33,7 @@ export function parseRegistryFile(file: string, text: string): Set<string> {
     if (content === "") continue;
     const parsed = normalizeAddress(content);
     if (parsed === undefined || /\s/.test(content)) throw new RegistryFileError(file, i + 1, lines[i]!.trim());
-    addresses.add(`${parsed.local}@${parsed.domain}`);
+    addresses.add(parsed.address);
   }
   return addresses;
 }
@@ -153,7 +153,7 @@ export class HttpRegistry implements RecipientRegistry {
       const body = (await response.json().catch(() => undefined)) as { address?: unknown } | undefined;
       const canonical = typeof body?.address === "string" ? normalizeAddress(body.address) : undefined;
       if (canonical === undefined) throw new RegistryUnavailableError('registry answered 200 without a valid "address"');
-      const value = `${canonical.local}@${canonical.domain}`;
+      const value = canonical.address;
       this.remember(address, value);
       return value;
     } finally {

@@ -78,6 +78,8 @@ class LookupConnection {
   private closed = false;
   private draining = false;
   private readingPaused = false;
+  /** Replies answered synchronously while parsing one segment, written together when the segment is done. */
+  private immediate = "";
 
   constructor(
     private readonly socket: Socket,
@@ -123,10 +125,12 @@ class LookupConnection {
       this.framing = data[0]! >= DIGIT_0 && data[0]! <= DIGIT_9 ? "netstring" : "line";
       if (this.framing === "line") this.socket.setTimeout(this.service.lineIdleTimeoutMs);
     }
-    // Corked so that a segment carrying many pipelined requests is answered with one write.
-    this.socket.cork();
     const consumed = this.framing === "netstring" ? this.parseNetstrings(data) : this.parseLines(data);
-    this.socket.uncork();
+    // A segment carrying many pipelined requests is answered with one write, not one per request.
+    if (this.immediate !== "") {
+      this.socket.write(this.immediate);
+      this.immediate = "";
+    }
     if (consumed < 0) {
       this.socket.destroy();
       return;
@@ -179,7 +183,7 @@ class LookupConnection {
   private request(payload: string, frame: (text: string) => string, text: (reply: LookupReply) => string): void {
     const answer = this.service.answer(payload);
     if (!(answer instanceof Promise)) {
-      if (this.owed.length === 0) this.socket.write(frame(text(answer)));
+      if (this.owed.length === 0) this.immediate += frame(text(answer));
       else this.owed.push({ text: frame(text(answer)) });
       return;
     }
