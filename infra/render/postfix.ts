@@ -72,6 +72,12 @@ function identitySection(node: GatewayNode): PostfixSection {
           : undefined,
       },
       { key: "mynetworks", value: node.mynetworks.join(" ") },
+      {
+        key: "alias_maps",
+        value: "",
+        why: "Nothing is delivered locally; the compiled-in default would also query NIS and warn on every start.",
+      },
+      { key: "alias_database", value: "" },
       { key: "biff", value: "no" },
       { key: "append_dot_mydomain", value: "no" },
     ],
@@ -202,7 +208,7 @@ function primaryDeliverySection(node: GatewayNode): PostfixSection {
       {
         key: "recipient_delimiter",
         value: "+",
-        why: "The lookup service resolves user+tag itself; Postfix also retries the bare user.",
+        why: "Postfix hands the socketmap the full user+tag address (seen with 3.7): the lookup service strips the tag itself.",
       },
       ...(node.drop.transport === "pipe"
         ? [

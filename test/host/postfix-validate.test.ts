@@ -1,0 +1,154 @@
+// The rendered main.cf/master.cf against Debian's real Postfix 3.7: every node of the matrix passes
+// `postconf -n` and `postfix check` without a warning, and a primary really delivers into the drop Maildir
+// through both drop transports, rejecting unknown users at RCPT.
+//
+// What a test instance changes from the rendered files, and why:
+//  - node values: TLS cert/key point at a self-signed pair made here; the drop spool lives in a temp dir and
+//    belongs to nobody (an existing unprivileged account: the pipe's user= must exist); the lookup port is
+//    the stand-in socketmap's; mynetworks is empty in the delivery test so loopback is a stranger.
+//  - postconf -e: queue_directory, data_directory, maillog_file(+_prefixes) (a separate instance; no syslog
+//    here); smtpd_milters/non_smtpd_milters emptied in the delivery test (no milter daemons run in it).
+//  - master.cf: smtp and submission listen on free loopback ports; the pipe's argv names the temp script.
+import { readdirSync, readFileSync, writeFileSync, mkdirSync, chownSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { examplePrimary, nodeMatrix } from "../fixtures/nodes";
+import type { DropTransport, GatewayNode } from "../../infra/model/types";
+import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
+import { MAILDROP_SCRIPT_PATH, renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
+import {
+  PostfixInstance,
+  SmtpClient,
+  countFiles,
+  createSelfSignedCert,
+  freePort,
+  listenOn,
+  scratchDir,
+  startSocketmap,
+  waitFor,
+  type SocketmapStandIn,
+} from "../helpers/postfix-tools";
+import { rmSync } from "node:fs";
+
+const execFileAsync = promisify(execFile);
+const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
+
+function withTestCert(node: GatewayNode, cert: { certFile: string; keyFile: string }): GatewayNode {
+  return { ...node, tls: { ...node.tls, ...cert } };
+}
+
+describe("rendered configuration passes Postfix's own checks", () => {
+  let certDir: string;
+  let cert: { certFile: string; keyFile: string };
+  beforeAll(async () => {
+    certDir = scratchDir("h3-cert-");
+    cert = await createSelfSignedCert(certDir, "mail.brightchain.org");
+  });
+  afterAll(() => rmSync(certDir, { recursive: true, force: true }));
+
+  it.each(nodeMatrix)("$name: postconf -n and postfix check print no warning", async ({ node }) => {
+    const instance = new PostfixInstance(scratchDir("h3-check-"));
+    try {
+      const tested = withTestCert(node, cert);
+      await instance.write(renderMainCf(tested), renderMasterCf(tested));
+      const postconf = await execFileAsync("postconf", ["-c", instance.configDir, "-n"], { encoding: "utf8" });
+      expect(postconf.stderr).toBe("");
+      expect(postconf.stdout).toContain(`myhostname = ${node.host.hostname}`);
+      const services = await execFileAsync("postconf", ["-c", instance.configDir, "-M"], { encoding: "utf8" });
+      expect(services.stderr).toBe("");
+      const checked = await instance.check();
+      expect(checked.output).not.toMatch(/warning|fatal|error/i);
+      expect(checked.code).toBe(0);
+    } finally {
+      instance.remove();
+    }
+  });
+});
+
+describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through the %s drop transport", (transport) => {
+  const known = new Set(["alice@brightchain.org", "bob@brightchain.org", "carol@brightchain.org"]);
+  let root: string;
+  let socketmap: SocketmapStandIn;
+  let instance: PostfixInstance;
+  let smtpPort: number;
+  let node: GatewayNode;
+
+  beforeAll(async () => {
+    root = scratchDir(`h3-drop-${transport}-`);
+    socketmap = await startSocketmap(known);
+    const cert = await createSelfSignedCert(root, "mail.brightchain.org");
+    const spoolDir = join(root, "spool");
+    node = withTestCert(
+      {
+        ...examplePrimary,
+        mynetworks: [],
+        lookup: { ...examplePrimary.lookup, port: socketmap.port },
+        drop: {
+          ...examplePrimary.drop,
+          ...NOBODY,
+          transport,
+          spoolDir,
+          mailDropDir: join(spoolDir, "incoming"),
+          errorDir: join(spoolDir, "errors"),
+        },
+      },
+      cert,
+    );
+    for (const dir of spoolDirectories(node)) {
+      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
+      chownSync(dir.path, NOBODY.uid, NOBODY.gid);
+    }
+    smtpPort = await freePort();
+    let masterCf = listenOn(renderMasterCf(node), { smtp: smtpPort, submission: await freePort() });
+    if (transport === "pipe") {
+      const script = join(root, "brightchain-maildrop");
+      writeFileSync(script, renderMaildropScript(node), { mode: 0o755 });
+      masterCf = masterCf.replace(MAILDROP_SCRIPT_PATH, script);
+    }
+    instance = new PostfixInstance(join(root, "postfix"));
+    await instance.write(renderMainCf(node), masterCf, { smtpd_milters: "", non_smtpd_milters: "" });
+    await instance.start(smtpPort);
+  });
+
+  afterAll(async () => {
+    await instance?.stop();
+    await socketmap?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const newDir = (): string => join(node.drop.mailDropDir, "new");
+  afterEach(() => {
+    for (const file of readdirSync(newDir())) rmSync(join(newDir(), file));
+  });
+
+  it("writes one Maildir file per recipient, each with its own Delivered-To; unknown users get 550 at RCPT", async () => {
+    const { client, greeting } = await SmtpClient.open(smtpPort);
+    onTestFinished(() => client.destroy());
+    expect(greeting).toMatch(/^220 /);
+    expect(await client.command("EHLO client.example.net")).toMatch(/^250 /);
+    expect(await client.command("MAIL FROM:<sender@example.net>")).toMatch(/^250 /);
+    expect(await client.command("RCPT TO:<alice@brightchain.org>")).toMatch(/^250 /);
+    expect(await client.command("RCPT TO:<bob@brightchain.org>")).toMatch(/^250 /);
+    // The +tag is resolved by the lookup service and kept in Delivered-To.
+    expect(await client.command("RCPT TO:<carol+news@brightchain.org>")).toMatch(/^250 /);
+    expect(await client.command("RCPT TO:<mallory@brightchain.org>")).toMatch(/^550 5\.1\.1 .*User unknown/);
+    expect(await client.command("RCPT TO:<someone@example.com>")).toMatch(/^554 5\.7\.1 .*Relay access denied/);
+    expect(await client.data("From: sender@example.net\nTo: alice@brightchain.org\nSubject: drop test\n\nhello\n.leading dot\n")).toMatch(/^250 /);
+    await client.close();
+
+    await waitFor("3 files in incoming/new", () => countFiles(newDir()) === 3);
+    const deliveredTo = readdirSync(newDir())
+      .map((file) => readFileSync(join(newDir(), file), "utf8"))
+      .map((message) => {
+        expect(message).toContain("\n\nhello\n.leading dot\n");
+        expect(message.match(/^Delivered-To:/gm)).toHaveLength(1);
+        return /^Delivered-To: (.*)$/m.exec(message)?.[1];
+      });
+    expect(deliveredTo.sort()).toEqual(["alice@brightchain.org", "bob@brightchain.org", "carol+news@brightchain.org"]);
+    expect(socketmap.lookups).toEqual(expect.arrayContaining(["mallory@brightchain.org", "carol+news@brightchain.org"]));
+    await waitFor("an empty queue", () => instance.queueIsEmpty());
+    expect(countFiles(join(node.drop.mailDropDir, "tmp"))).toBe(0);
+  });
+});
