@@ -52,6 +52,9 @@ describe("gateway render", () => {
     }
     const zone = readFileSync(path.join(out, "dns.zone"), "utf8");
     expect(zone).toContain(stack === "primary" ? "@\t3600\tIN\tMX\t10\tmail.brightchain.org." : "@\t3600\tIN\tMX\t20\tmail2.brightchain.org.");
+    const zoneCheck = spawnSync("kzonecheck", ["-o", "brightchain.org", path.join(out, "dns.zone")], { encoding: "utf8" });
+    expect(zoneCheck.stdout + zoneCheck.stderr).toBe("");
+    expect(zoneCheck.status).toBe(0);
     expect(manifest.ptr[0]!.reverseName).toBe(stack === "primary" ? "10.113.0.203.in-addr.arpa" : "20.113.0.203.in-addr.arpa");
   });
 
