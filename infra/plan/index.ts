@@ -6,6 +6,7 @@ import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { opendkimEnabled } from "../render/opendkim";
 import { spamServices } from "../render/spam";
+import { certbotRenewTimer } from "../render/tls";
 import { packagesCommand } from "./packages";
 import { pathSlug, sha256 } from "./shell";
 import {
@@ -160,7 +161,7 @@ export function hostPlan(
   });
   prerequisites.push(STEP_CERTIFICATE);
 
-  const services = new Set<string>([...spamServices(node), ...hashesByService.keys()]);
+  const services = new Set<string>([...spamServices(node), certbotRenewTimer(node), ...hashesByService.keys()]);
   services.delete("postfix");
   const serviceStepIds: string[] = [];
   for (const service of [...services].sort()) {

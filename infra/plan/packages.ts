@@ -1,12 +1,12 @@
 // Which distribution packages a node needs, and the command that installs them without a prompt.
 import type { GatewayNode } from "../model/types";
+import { certbotPackages } from "../render/tls";
 import { shellQuote } from "./shell";
 
 /** The exact package names for this node's role, spam engine, ACME challenge and OS family. */
 export function requiredPackages(node: GatewayNode): string[] {
   const debian = node.os.family === "debian";
-  const packages = ["postfix", "opendkim", "opendkim-tools", "certbot", "nodejs", "ca-certificates"];
-  if (node.tls.challenge === "dns-01") packages.push("python3-certbot-dns-cloudflare");
+  const packages = ["postfix", "opendkim", "opendkim-tools", ...certbotPackages(node), "nodejs", "ca-certificates"];
   switch (node.spam.engine) {
     case "spamassassin":
       // spamd moved out of the spamassassin package in Debian bookworm and Ubuntu 24.04. On RHEL,

@@ -3,6 +3,7 @@
 import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { dkimKeyPaths, dkimKeygenCommand } from "../render/opendkim";
+import { acmeInboundPorts, certbotIssueCommand } from "../render/tls";
 import { octalMode, sha256, shellQuote } from "./shell";
 
 /** The brightchain system user and group with the model's fixed ids (virtual(8) is told them in main.cf). */
@@ -61,32 +62,12 @@ export function dkimKeyCommand(node: GatewayNode): string {
   return ["set -eu", dkimKeygenCommand(node), `cat ${shellQuote(dkimKeyPaths(node).txtRecord)}`].join("\n");
 }
 
-/** Where certbot's dns-cloudflare plugin reads its API token (a secret host file, mode 0600). */
-export const CERTBOT_CLOUDFLARE_CREDENTIALS = "/etc/letsencrypt/cloudflare.ini";
-
 /**
- * Issues the certificate Postfix serves. dns-01 needs no inbound port; http-01 runs certbot's standalone
- * server on 80, which the firewall step opens for that challenge only. --keep-until-expiring makes a re-run
- * a no-op while the certificate is valid; renewals are certbot's timer's job, and its deploy hook reloads Postfix.
+ * The TLS renderer's certbot issue (a no-op while the certificate is valid), then a check that the files
+ * main.cf names exist: a certbot that "succeeds" into another lineage must not let Postfix start without them.
  */
 export function certificateCommand(node: GatewayNode): string {
-  const challenge =
-    node.tls.challenge === "dns-01"
-      ? `--dns-cloudflare --dns-cloudflare-credentials ${CERTBOT_CLOUDFLARE_CREDENTIALS} --dns-cloudflare-propagation-seconds 30`
-      : "--standalone --preferred-challenges http";
-  return [
-    "set -eu",
-    [
-      "certbot certonly --non-interactive --agree-tos --keep-until-expiring",
-      `--email ${shellQuote(node.tls.acmeEmail)}`,
-      `--server ${shellQuote(node.tls.acmeServer)}`,
-      `--cert-name ${shellQuote(node.host.hostname)}`,
-      `-d ${shellQuote(node.host.hostname)}`,
-      challenge,
-    ].join(" "),
-    `test -s ${shellQuote(node.tls.certFile)}`,
-    `test -s ${shellQuote(node.tls.keyFile)}`,
-  ].join("\n");
+  return ["set -eu", certbotIssueCommand(node), `test -s ${shellQuote(node.tls.certFile)}`, `test -s ${shellQuote(node.tls.keyFile)}`].join("\n");
 }
 
 /** Loopback-only services: reachable from the host itself, refused from anywhere else. */
@@ -99,7 +80,7 @@ const LOOPBACK_ONLY_PORTS = ["2526", "783", "8891", "11332:11334"];
 export function firewallCommand(node: GatewayNode): string {
   const publicPorts = ["22", "25"];
   if (node.submission?.enabled) publicPorts.push("587");
-  if (node.tls.challenge === "http-01") publicPorts.push("80");
+  publicPorts.push(...acmeInboundPorts(node).map(String));
   if (node.os.family === "debian") {
     return [
       "set -eu",

@@ -133,6 +133,17 @@ describe("roles", () => {
     expect(plan(exampleRelay).map((s) => s.id)).toContain("service-rspamd");
     expect(step(plan(examplePrimary), STEP_POSTFIX_RELOAD).after).toEqual([STEP_POSTFIX_CHECK]);
   });
+
+  it("issues the certificate through Cloudflare dns-01 by default, before any service or Postfix uses it, and enables renewal", () => {
+    const steps = plan(examplePrimary);
+    const certificate = step(steps, "certificate");
+    expect(certificate.command).toContain("--dns-cloudflare-credentials /etc/letsencrypt/cloudflare.ini");
+    expect(certificate.command).toContain("test -s /etc/letsencrypt/live/mail.brightchain.org/fullchain.pem");
+    expect(step(steps, "service-certbot-timer").after).toContain("certificate");
+    expect(step(steps, STEP_POSTFIX_CHECK).after).toContain("certificate");
+    const rhel = nodeMatrix.find((m) => m.name === "primary-rhel-rspamd-pipe")!.node;
+    expect(plan(rhel).map((s) => s.id)).toContain("service-certbot-renew-timer");
+  });
 });
 
 describe("files and secrets", () => {
