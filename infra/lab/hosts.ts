@@ -1,6 +1,6 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { LAB_APT_CACHE_DIR, LAB_BASE_DIR, LAB_BRIDGE, LAB_GATEWAY_IP, LAB_PREFIX_LENGTH, LabHostSpec } from "./constants";
 import { isLabProcessAlive, readLogTail, startDetached, stopLabProcess } from "./daemon";
 import { CommandResult, LabStepError, runCommand, runStep, shellQuote, waitFor } from "./process";
@@ -166,13 +166,24 @@ export function knownHostsLines(host: LabHostSpec, paths: LabHostPaths): string[
     });
 }
 
-export function startHost(host: LabHostSpec, paths: LabHostPaths): { supervisor: LabProcessRecord; cgroupDirs: string[] } {
+export function startHost(
+  host: LabHostSpec,
+  paths: LabHostPaths,
+): { supervisor: LabProcessRecord; cgroupDirs: string[]; cgroupParentsCreated: string[] } {
   const cgroupDirs = containerCgroupDirs(machineName(host));
+  // The shared `machine` parents are made here, not by `mkdir -p` in the script, so down knows whether they were ours.
+  const cgroupParentsCreated: string[] = [];
+  for (const parent of cgroupDirs.map((dir) => dirname(dir))) {
+    if (!existsSync(parent)) {
+      mkdirSync(parent);
+      cgroupParentsCreated.push(parent);
+    }
+  }
   mkdirSync(LAB_APT_CACHE_DIR, { recursive: true });
   writeFileSync(paths.supervisorScript, renderSupervisorScript(host, paths, cgroupDirs), { mode: 0o755 });
   if (existsSync(paths.nspawnPidFile)) unlinkSync(paths.nspawnPidFile);
   const supervisor = startDetached("sh", [paths.supervisorScript], paths.consoleLog, paths.supervisorScript);
-  return { supervisor, cgroupDirs };
+  return { supervisor, cgroupDirs, cgroupParentsCreated };
 }
 
 export function sshArgs(ssh: LabSshPaths, host: LabHostSpec): string[] {
@@ -267,4 +278,11 @@ export function removeCgroupDirs(dirs: readonly string[]): void {
     rmdirSync(dir);
   };
   for (const dir of dirs) removeTree(dir);
+}
+
+/** Removes a cgroup the lab made only if nothing else has put a child cgroup in it meanwhile. */
+export function removeEmptyCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  const hasChildren = readdirSync(dir, { withFileTypes: true }).some((entry) => entry.isDirectory());
+  if (!hasChildren) rmdirSync(dir);
 }

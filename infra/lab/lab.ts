@@ -19,6 +19,7 @@ import {
   mountHostOverlay,
   personaliseHost,
   removeCgroupDirs,
+  removeEmptyCgroup,
   sshExec,
   startHost,
   stopHost,
@@ -170,8 +171,9 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
 
   progress(`hosts: booting ${LAB_HOSTS.map((host) => `${host.name} (${host.ipv4})`).join(", ")}`);
   for (const host of LAB_HOSTS) {
-    const { supervisor, cgroupDirs } = startHost(host, labHostPaths(LAB_STATE_DIR, host.name));
+    const { supervisor, cgroupDirs, cgroupParentsCreated } = startHost(host, labHostPaths(LAB_STATE_DIR, host.name));
     state.hosts[host.name] = { ...state.hosts[host.name], supervisor, cgroupDirs };
+    state.cgroupParentsCreated = [...(state.cgroupParentsCreated ?? []), ...cgroupParentsCreated];
     writeLabState(state);
   }
   await Promise.all(
@@ -222,6 +224,7 @@ export async function labDown(options: { progress?: ProgressReporter } = {}): Pr
       if (record.overlayMounted) await unmountHostOverlay(host, paths);
     }),
   );
+  for (const parent of state.cgroupParentsCreated ?? []) removeEmptyCgroup(parent);
   if (state.acme) {
     progress("acme: stopping pebble");
     await stopLabProcess("lab", "pebble", state.acme);

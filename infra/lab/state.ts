@@ -28,6 +28,8 @@ export interface LabState {
   dns?: LabProcessRecord;
   acme?: LabProcessRecord;
   hosts: Record<string, LabHostRecord>;
+  /** `machine` cgroup parents that did not exist before the lab; removed on down once empty. */
+  cgroupParentsCreated?: string[];
   zones: Record<string, string>;
   /** Addresses the guests may reach through NAT (the machine's apt mirror) and the names behind them. */
   mirrorAddresses: Record<string, string>;

@@ -116,6 +116,11 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
     expect(liveLabProcesses()).toEqual([]);
     expect(readFileSync("/proc/self/mounts", "utf8")).not.toContain(LAB_STATE_DIR);
     expect(existsSync(LAB_STATE_DIR)).toBe(false);
+    for (const host of LAB_HOSTS) {
+      for (const hierarchy of ["systemd", "unified"]) {
+        expect(existsSync(`/sys/fs/cgroup/${hierarchy}/machine/bclab-${host.name}`)).toBe(false);
+      }
+    }
     expect(existsSync(`${LAB_BASE_DIR}/etc/os-release`)).toBe(true);
   });
 });
