@@ -1,33 +1,56 @@
-// A real Debian Postfix validating recipients at RCPT time through the real RecipientLookupService, and
-// delivering accepted mail into a drop Maildir through a virtual(8) brightchain-drop transport.
+// A real Debian Postfix, configured by the spine's rendered main.cf/master.cf, validating recipients at RCPT
+// time through the real RecipientLookupService and delivering through both drop transports (virtual(8) and the
+// guide's pipe script).
+//
+// What the test changes from the rendered files, and why:
+//  - node values: the drop spool is a temp dir owned by nobody (an existing unprivileged account, as
+//    virtual(8)'s minimum uid and pipe's user= need); the lookup port is the service's free port; mynetworks
+//    is empty so loopback is a stranger, like a sender on the internet; maxMessageSize is small so the size
+//    tests stay fast.
+//  - main.cf: the harness's queue/data/log paths, loopback only, TLS off (no certificate here; not under test),
+//    milters emptied (no milter daemons run in this test).
+//  - master.cf: smtp listens on a free loopback port, submission is dropped (needs Dovecot; tested elsewhere),
+//    the pipe's argv names a temp copy of the rendered script.
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DropTransport, GatewayNode } from "../../infra/model/types";
+import { mainCfSections, renderMasterCf } from "../../infra/render/postfix";
+import { MAILDROP_SCRIPT_PATH, renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
 import { FileRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
+import { examplePrimary } from "../fixtures/nodes";
 import { defaultMessage, freePort, sendMail, startPostfix, waitFor, type PostfixInstance } from "../helpers/postfix-server";
 
-/** virtual(8) refuses uids below virtual_minimum_uid and root; nobody owns the drop Maildir in this test. */
-const DROP_UID = 65534;
-const DROP_GID = 65534;
+const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
 const MESSAGE_SIZE_LIMIT = 100_000;
 
-describe("Postfix recipient validation through the lookup service", () => {
-  const spool = mkdtempSync(join(tmpdir(), "postfix-lookup-spool-"));
-  const dropDir = join(spool, "incoming");
+/** The rendered master.cf with smtp on the harness's port and no submission service. */
+function testMasterCf(node: GatewayNode, maildropScript: string): string {
+  return renderMasterCf(node)
+    .replace(/^smtp inet /m, "127.0.0.1:{port:smtp} inet ")
+    .replace(/^submission inet [^\n]*\n(?:[ \t]+[^\n]*\n)*/m, "")
+    .replace(MAILDROP_SCRIPT_PATH, maildropScript);
+}
+
+describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation through the lookup service, %s drop", (transport) => {
+  const spool = mkdtempSync(join(tmpdir(), `postfix-lookup-${transport}-`));
   const registryFile = join(spool, "recipients");
+  const maildropScript = join(spool, "brightchain-maildrop");
+  let node: GatewayNode;
+  let dropDir: string;
   let registry: FileRegistry;
   let lookup: RecipientLookupService;
   let lookupPort: number;
   let postfix: PostfixInstance;
 
   const startLookup = async () => {
-    lookup = new RecipientLookupService({ registry, domains: ["brightchain.org"], port: lookupPort, lookupTimeoutMs: 1_000 });
+    lookup = new RecipientLookupService({ registry, domains: [node.domain], port: lookupPort, lookupTimeoutMs: 1_000 });
     await lookup.listen();
   };
 
-  /** Drop files whose body mentions `marker`, as Postfix wrote them. */
+  /** Drop files that mention `marker`, as Postfix wrote them. */
   const delivered = (marker: string) =>
     readdirSync(join(dropDir, "new"))
       .map((name) => readFileSync(join(dropDir, "new", name), "utf8"))
@@ -38,32 +61,42 @@ describe("Postfix recipient validation through the lookup service", () => {
 
   beforeAll(async () => {
     chmodSync(spool, 0o755);
-    for (const sub of ["tmp", "new", "cur"]) mkdirSync(join(dropDir, sub), { recursive: true });
-    for (const d of [dropDir, ...["tmp", "new", "cur"].map((s) => join(dropDir, s))]) {
-      chownSync(d, DROP_UID, DROP_GID);
-      chmodSync(d, 0o750);
+    lookupPort = await freePort();
+    const spoolDir = join(spool, "spool");
+    node = {
+      ...examplePrimary,
+      mynetworks: [],
+      maxMessageSize: MESSAGE_SIZE_LIMIT,
+      lookup: { ...examplePrimary.lookup, port: lookupPort, registry: { kind: "file", path: registryFile } },
+      drop: { ...examplePrimary.drop, ...NOBODY, transport, spoolDir, mailDropDir: join(spoolDir, "incoming"), errorDir: join(spoolDir, "errors") },
+    };
+    dropDir = node.drop.mailDropDir;
+    for (const dir of spoolDirectories(node)) {
+      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
+      chownSync(dir.path, NOBODY.uid, NOBODY.gid);
     }
+    writeFileSync(maildropScript, renderMaildropScript(node), { mode: 0o755 });
     writeFileSync(registryFile, "alice@brightchain.org\nbob@brightchain.org\ncarol@brightchain.org\n");
     registry = new FileRegistry(registryFile);
-    lookupPort = await freePort();
     await startLookup();
+
+    const rendered = Object.fromEntries(mainCfSections(node).flatMap((section) => section.params.map((p) => [p.key, p.value])));
     postfix = await startPostfix({
       main: {
-        mydomain: "brightchain.org",
-        virtual_mailbox_domains: "brightchain.org",
-        virtual_mailbox_maps: `socketmap:inet:127.0.0.1:${lookupPort}:virtual`,
-        virtual_transport: "brightchain-drop",
-        message_size_limit: String(MESSAGE_SIZE_LIMIT),
+        ...rendered,
+        inet_interfaces: "127.0.0.1",
+        inet_protocols: "ipv4",
+        smtpd_tls_security_level: "none",
+        smtpd_tls_auth_only: "no",
+        smtpd_tls_cert_file: "",
+        smtpd_tls_key_file: "",
+        smtpd_milters: "",
+        non_smtpd_milters: "",
       },
-      master: [
-        "brightchain-drop unix - n n - - virtual",
-        `  -o virtual_mailbox_base=${spool}`,
-        "  -o virtual_mailbox_maps=static:incoming/",
-        `  -o virtual_uid_maps=static:${DROP_UID}`,
-        `  -o virtual_gid_maps=static:${DROP_GID}`,
-        "  -o virtual_minimum_uid=100",
-      ].join("\n"),
+      replaceMaster: testMasterCf(node, maildropScript),
     });
+    expect(await postfix.postconf("virtual_mailbox_maps")).toBe(`socketmap:inet:127.0.0.1:${lookupPort}:virtual`);
+    expect(await postfix.postconf("message_size_limit")).toBe(String(MESSAGE_SIZE_LIMIT));
   });
 
   afterAll(async () => {
