@@ -1,0 +1,83 @@
+import { describe, expect, it } from "vitest";
+import { debianSourcesForGuests, debootstrapMirror, mirrorHostNames } from "../../infra/lab/base";
+import { labHostSpec, LAB_HOSTS } from "../../infra/lab/constants";
+import { assertZoneName, labDnsPaths, renderKnotConfig, renderReverseZone } from "../../infra/lab/dns";
+import { containerCgroupDirs, labHostPaths, renderHostNetwork, renderSupervisorScript } from "../../infra/lab/hosts";
+import { renderLabNftRuleset } from "../../infra/lab/network";
+import { LabStepError, runStep } from "../../infra/lab/process";
+
+// The pure parts of the lab: what it would write, checked without booting anything.
+describe("lab plan", () => {
+  const machineSources = [
+    {
+      path: "/etc/apt/sources.list.d/debian.sources",
+      text:
+        "Types: deb\n# snapshot\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n" +
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n" +
+        "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main\nEnabled: no\n",
+    },
+    {
+      path: "/etc/apt/sources.list.d/nodesource.sources",
+      text: "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\n",
+    },
+    { path: "/etc/apt/sources.list", text: "deb http://security.debian.org/debian-security bookworm-security main\n" },
+  ];
+
+  it("gives the guests the machine's enabled Debian sources only, and debootstraps from the main archive", () => {
+    const guest = debianSourcesForGuests(machineSources);
+    expect(guest).toContain("URIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates");
+    expect(guest).toContain("URIs: http://security.debian.org/debian-security\nSuites: bookworm-security");
+    expect(guest).not.toContain("nodesource");
+    expect(guest).not.toContain("# snapshot");
+    expect(guest.match(/debian-security/g)).toHaveLength(1);
+    expect(debootstrapMirror(guest)).toBe("http://deb.debian.org/debian");
+    expect(mirrorHostNames(guest)).toEqual(["deb.debian.org", "security.debian.org"]);
+    expect(() => debootstrapMirror("")).toThrow(/no enabled Debian entry for suite "bookworm"/);
+  });
+
+  it("lets guests out only to the mirror, and masquerades only the lab subnet", () => {
+    const rules = renderLabNftRuleset(["203.0.113.80"]);
+    expect(rules).toMatch(/^table ip brightchain_lab \{/);
+    expect(rules).toContain('iifname "bclab0" ip daddr { 203.0.113.80 } tcp dport { 80, 443 } accept');
+    expect(rules).toContain('iifname "bclab0" drop');
+    expect(rules).toContain('ip saddr 10.231.0.0/24 oifname != "bclab0" masquerade');
+  });
+
+  it("configures host0 statically without router advertisements (network-online would wait 2 minutes)", () => {
+    const network = renderHostNetwork(labHostSpec("mail2"));
+    expect(network).toContain("Address=10.231.0.20/24");
+    expect(network).toContain("DNS=10.231.0.1");
+    expect(network).toContain("IPv6AcceptRA=no");
+  });
+
+  it("restarts a container only when the guest asked for a reboot (nspawn exit code 133)", () => {
+    const host = labHostSpec("mail");
+    const script = renderSupervisorScript(host, labHostPaths("/var/lib/brightchain-lab", "mail"), [
+      "/sys/fs/cgroup/unified/machine/bclab-mail",
+    ]);
+    expect(script).toContain('[ "$rc" -eq 133 ] || exit "$rc"');
+    expect(script).toContain("--register=no --keep-unit");
+    expect(script).toContain("/sys/fs/cgroup/unified/machine/bclab-mail/cgroup.procs");
+    expect(containerCgroupDirs("bclab-mail", "/nonexistent")).toEqual([]);
+  });
+
+  it("serves the lab's zones plus reverse names for every host", () => {
+    const config = renderKnotConfig(labDnsPaths("/state"), ["brightchain.org", "outside.test"]);
+    expect(config).toContain("listen: 10.231.0.1@53");
+    expect(config).toContain("  - domain: brightchain.org\n  - domain: outside.test");
+    const reverse = renderReverseZone();
+    expect(reverse.name).toBe("0.231.10.in-addr.arpa");
+    for (const host of LAB_HOSTS) expect(reverse.text).toContain(`PTR ${host.fqdn}.`);
+  });
+
+  it("names the value and what is accepted when a user gets a name wrong", () => {
+    expect(() => labHostSpec("mail3")).toThrow('lab host "mail3" does not exist; accepted: mail, mail2, outside');
+    expect(() => assertZoneName("Brightchain.org.")).toThrow(/"Brightchain\.org\." is not a DNS name/);
+  });
+
+  it("reports a failed step with the host, the step, the command and its output", async () => {
+    const failure = runStep("mail", "install postfix", "sh", ["-c", "echo E: Unable to locate package >&2; exit 100"]);
+    await expect(failure).rejects.toBeInstanceOf(LabStepError);
+    await expect(failure).rejects.toThrow(/host "mail", step "install postfix" failed: `sh -c .*`\nexit code 100\nE: Unable to locate package/);
+  });
+});
