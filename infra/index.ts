@@ -41,6 +41,7 @@ const host = new GatewayHost(pulumi.getStack(), {
   directories: hostDirectories(node),
   artifacts: readRuntimeArtifacts(),
   connection: { host: ssh.host, user: ssh.user, port: ssh.port, ...(privateKey ? { privateKey } : {}) },
+  sshPort: ssh.port,
 });
 
 const dns = new GatewayDns(`${pulumi.getStack()}-dns`, {

@@ -76,11 +76,17 @@ function rejectDuplicatePaths(files: HostFile[]): void {
   }
 }
 
+export interface HostPlanOptions {
+  /** The port sshd listens on: the firewall keeps it open so the deploy does not lock itself out (default 22). */
+  sshPort?: number;
+}
+
 export function hostPlan(
   node: GatewayNode,
   files: HostFile[],
   directories: HostDirectory[],
   artifacts: RuntimeArtifact[] = [],
+  options: HostPlanOptions = {},
 ): HostStep[] {
   const allFiles = [...files, ...artifactFiles(node, artifacts, files)];
   rejectDuplicatePaths(allFiles);
@@ -147,7 +153,7 @@ export function hostPlan(
     prerequisites.push(STEP_DKIM_KEY);
   }
 
-  const firewall = firewallCommand(node);
+  const firewall = firewallCommand(node, options.sshPort);
   add({ id: STEP_FIREWALL, description: "apply the host firewall", command: firewall, after: [STEP_PACKAGES], triggers: [sha256(firewall)] });
 
   const certificate = certificateCommand(node);

@@ -74,11 +74,12 @@ export function certificateCommand(node: GatewayNode): string {
 const LOOPBACK_ONLY_PORTS = ["2526", "783", "8891", "11332:11334"];
 
 /**
- * ufw on Debian/Ubuntu, firewalld on RHEL: SSH, 25 and (primary) 587 in; 80 only for http-01. ufw accepts
- * loopback traffic before user rules, so the explicit denies close the local services to the outside only.
+ * ufw on Debian/Ubuntu, firewalld on RHEL: SSH (the port the deploy connects to, or the host is lost),
+ * 25 and (primary) 587 in; 80 only for http-01. ufw accepts loopback traffic before user rules, so the
+ * explicit denies close the local services to the outside only.
  */
-export function firewallCommand(node: GatewayNode): string {
-  const publicPorts = ["22", "25"];
+export function firewallCommand(node: GatewayNode, sshPort = 22): string {
+  const publicPorts = [String(sshPort), "25"];
   if (node.submission?.enabled) publicPorts.push("587");
   publicPorts.push(...acmeInboundPorts(node).map(String));
   if (node.os.family === "debian") {

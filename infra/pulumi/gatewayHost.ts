@@ -16,6 +16,8 @@ export interface GatewayHostArgs {
   artifacts: RuntimeArtifact[];
   /** SSH access to the node; its privateKey should be a Pulumi secret (it stays one). */
   connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+  /** The port sshd listens on, kept open by the firewall step (default 22). */
+  sshPort?: number;
 }
 
 export class GatewayHost extends pulumi.ComponentResource {
@@ -31,7 +33,7 @@ export class GatewayHost extends pulumi.ComponentResource {
   constructor(name: string, args: GatewayHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("brightchain:gateway:GatewayHost", name, {}, opts);
 
-    this.steps = hostPlan(args.node, args.files, args.directories, args.artifacts);
+    this.steps = hostPlan(args.node, args.files, args.directories, args.artifacts, { sshPort: args.sshPort ?? 22 });
     // The key must stay secret in every child's state, whatever form the caller passed it in.
     const connection = pulumi.secret(args.connection);
     this.commands = {};

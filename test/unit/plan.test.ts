@@ -108,6 +108,14 @@ describe("packages", () => {
     expect(step(steps, "certificate").command).toContain("--standalone");
     expect(step(plan(examplePrimary), "firewall").command).not.toContain("80/tcp");
   });
+
+  it("keeps the deploy's SSH port open so applying the firewall cannot lock the deploy out", () => {
+    expect(step(plan(examplePrimary), "firewall").command).toContain("ufw allow 22/tcp");
+    const custom = hostPlan(examplePrimary, sampleFiles(examplePrimary), sampleDirectories, [], { sshPort: 2222 });
+    expect(step(custom, "firewall").command).toContain("ufw allow 2222/tcp");
+    const rhel = nodeMatrix.find((m) => m.name === "primary-rhel-rspamd-pipe")!.node;
+    expect(step(hostPlan(rhel, sampleFiles(rhel), sampleDirectories, [], { sshPort: 2222 }), "firewall").command).toContain("--add-port=2222/tcp");
+  });
 });
 
 describe("roles", () => {
