@@ -130,7 +130,6 @@ export function renderDovecotConf(node: GatewayNode): string {
   return `# Dovecot for ${node.host.hostname}: SASL authentication for Postfix submission only. Rendered by brightchain-gateway.
 # No IMAP/POP/LMTP: the gateway stores nothing users read here.
 protocols =
-listen =
 # TLS is Postfix's job on port 587; Dovecot only sees the local auth socket.
 ssl = no
 auth_mechanisms = plain login
