@@ -484,6 +484,8 @@ function flattenValue(value: unknown): string {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
+const PROJECT_CONFIG_FIELDS = ["type", "items", "description", "secret", "default", "value"];
+
 function namespaced(project: string, configKey: string): string {
   return configKey.includes(":") ? configKey : `${project}:${configKey}`;
 }
@@ -522,15 +524,17 @@ export function readStackConfigFiles(dir: string, stack: string): StackConfigFil
   for (const [k, entry] of Object.entries(projectConfig)) {
     const name = namespaced(projectName, k);
     if (isPlainObject(entry)) {
-      // The long form declares a type; `value` sets it for every stack, `default` applies when a stack sets nothing.
-      const chosen = "value" in entry ? entry.value : entry.default;
-      if (chosen === undefined) {
-        if (!("type" in entry)) {
-          throw new GatewayConfigError(`${projectFile}: config.${k}`, JSON.stringify(entry), "an object value written under `value:` (a bare mapping is read as a type declaration)");
-        }
-        continue;
+      // Pulumi reads a mapping here as a declaration (its project.json schema): only these fields, and `default`
+      // only for the project's own namespace; other namespaces such as gateway: set `value`.
+      const unknownField = Object.keys(entry).find((f) => !PROJECT_CONFIG_FIELDS.includes(f));
+      if (unknownField !== undefined) {
+        throw new GatewayConfigError(`${projectFile}: config.${k}.${unknownField}`, fieldText(entry[unknownField]), `one of ${PROJECT_CONFIG_FIELDS.join(", ")} (write an object value under value:)`);
       }
-      values[name] = flattenValue(chosen);
+      if ("default" in entry && !name.startsWith(`${projectName}:`)) {
+        throw new GatewayConfigError(`${projectFile}: config.${k}.default`, fieldText(entry.default), `value: instead of default: (Pulumi allows default only for keys of the project's own namespace, ${projectName}:)`);
+      }
+      const chosen = "value" in entry ? entry.value : entry.default;
+      if (chosen !== undefined && chosen !== null) values[name] = flattenValue(chosen);
     } else if (entry !== null && entry !== undefined) {
       values[name] = flattenValue(entry);
     }

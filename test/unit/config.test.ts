@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  GATEWAY_CONFIG_KEYS,
   GatewayConfigError,
   parseGatewayConfig,
   parseGatewaySecrets,
@@ -277,7 +278,23 @@ describe("readStackConfig", () => {
     expect(secureKeys).toEqual(["gateway:sshPrivateKey"]);
   });
 
+  it("follows Pulumi's project config rules: default only in the project's namespace, objects under value:", () => {
+    dir = mkdtempSync(path.join(tmpdir(), "gateway-config-"));
+    writeFileSync(path.join(dir, "Pulumi.a.yaml"), "config: {}\n");
+    writeFileSync(path.join(dir, "Pulumi.yaml"), "name: demo\nruntime: nodejs\nconfig:\n  gateway:domain:\n    default: example.org\n");
+    expect(() => readStackConfig(dir, "a")).toThrow(/config\.gateway:domain\.default.*value: instead of default:/);
+    writeFileSync(path.join(dir, "Pulumi.yaml"), "name: demo\nruntime: nodejs\nconfig:\n  gateway:dmarc:\n    policy: reject\n");
+    expect(() => readStackConfig(dir, "a")).toThrow(/config\.gateway:dmarc\.policy="reject".*under value:/);
+  });
+
   it("a missing stack file is an error naming the file", () => {
     expect(() => readStackConfig(repo, "nosuchstack")).toThrow(/Pulumi\.nosuchstack\.yaml.*readable file/);
+  });
+});
+
+describe("docs/configuration.md", () => {
+  it("documents every accepted key", () => {
+    const docs = readFileSync(path.join(repo, "docs/configuration.md"), "utf8");
+    for (const name of Object.keys(GATEWAY_CONFIG_KEYS)) expect(docs, name).toContain(`gateway:${name}`);
   });
 });
