@@ -1,10 +1,12 @@
 // `gateway <verb> …`: one table of verbs, so adding a verb is one import and one line here.
 import { GatewayConfigError } from "../model/config";
+import { playbookVerb } from "./playbook";
 import { renderVerb } from "./render";
 import { UsageError, type CliIo, type CliVerb } from "./verb";
 
 const verbs: Record<string, CliVerb> = {
   render: renderVerb,
+  playbook: playbookVerb,
 };
 
 function overview(): string {
