@@ -42,6 +42,7 @@ const host = new GatewayHost(pulumi.getStack(), {
   artifacts: readRuntimeArtifacts(),
   connection: { host: ssh.host, user: ssh.user, port: ssh.port, ...(privateKey ? { privateKey } : {}) },
   sshPort: ssh.port,
+  sudo: ssh.user !== "root",
 });
 
 const dns = new GatewayDns(`${pulumi.getStack()}-dns`, {

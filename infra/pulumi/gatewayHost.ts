@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { STEP_DKIM_KEY, STEP_VERIFY, hostPlan, type HostStep, type RuntimeArtifact } from "../plan";
+import { shellQuote } from "../plan/shell";
 
 export interface GatewayHostArgs {
   node: GatewayNode;
@@ -18,6 +19,11 @@ export interface GatewayHostArgs {
   connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
   /** The port sshd listens on, kept open by the firewall step (default 22). */
   sshPort?: number;
+  /**
+   * The SSH user is not root: every step runs through `sudo -n sh -c`, which needs passwordless sudo and
+   * fails at once (rather than hanging on a password prompt) without it.
+   */
+  sudo?: boolean;
 }
 
 export class GatewayHost extends pulumi.ComponentResource {
@@ -41,7 +47,7 @@ export class GatewayHost extends pulumi.ComponentResource {
       const keep = (value: string): pulumi.Input<string> => (step.secret ? pulumi.secret(value) : value);
       const commandArgs: command.remote.CommandArgs = {
         connection,
-        create: keep(step.command),
+        create: keep(args.sudo ? `sudo -n sh -c ${shellQuote(step.command)}` : step.command),
         triggers: step.secret ? pulumi.secret(step.triggers) : step.triggers,
         // Off so the command and its environment are exactly what the plan says, on every run.
         addPreviousOutputInEnv: false,

@@ -104,6 +104,22 @@ describe("primary stack: host steps", () => {
   });
 });
 
+describe("primary stack: a non-root deploy user", () => {
+  it("runs each step through sudo -n sh -c with the plan's command intact", async () => {
+    const host = new GatewayHost("sudo", {
+      node: examplePrimary,
+      files: hostFiles(examplePrimary, exampleSecrets),
+      directories: hostDirectories(examplePrimary),
+      artifacts: [],
+      connection: { host: "203.0.113.10", user: "deploy" },
+      sudo: true,
+    });
+    await outputValue(host.verified);
+    const check = commands().find((c) => c.name === "sudo-postfix-check")!;
+    expect(check.inputs.create).toBe("sudo -n sh -c 'set -eu\npostfix check'");
+  });
+});
+
 describe("primary stack: triggers follow content", () => {
   // Two GatewayHosts from the same node, one with a changed main.cf value, compared input by input.
   async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
