@@ -12,7 +12,8 @@ import {
   readStackConfigFiles,
   type FlatConfig,
 } from "../../infra/model/config";
-import { examplePrimary, exampleRelay } from "../fixtures/nodes";
+import type { GatewayNode } from "../../infra/model/types";
+import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 
 const repo = path.resolve(__dirname, "../..");
 const primaryFlat = (): FlatConfig => readStackConfig(repo, "primary");
@@ -296,5 +297,49 @@ describe("docs/configuration.md", () => {
   it("documents every accepted key", () => {
     const docs = readFileSync(path.join(repo, "docs/configuration.md"), "utf8");
     for (const name of Object.keys(GATEWAY_CONFIG_KEYS)) expect(docs, name).toContain(`gateway:${name}`);
+  });
+});
+
+/** Every settable field of a node written as configuration keys: what an operator would put in the two files. */
+function configFor(node: GatewayNode): FlatConfig {
+  const flat: FlatConfig = {
+    "gateway:domain": node.domain,
+    "gateway:primaryHostname": node.primaryHostname,
+    "gateway:fleet": JSON.stringify(node.fleet),
+    "gateway:dmarc": JSON.stringify(node.dmarc),
+    "gateway:dkimSelector": node.dkim.selector,
+    "gateway:dkimKeyBits": String(node.dkim.keyBits),
+    "gateway:dkimKeyDir": node.dkim.keyDir,
+    "gateway:spamProbableScore": String(node.spam.probableScore),
+    "gateway:spamDefiniteScore": String(node.spam.definiteScore),
+    "gateway:maxMessageSize": String(node.maxMessageSize),
+    "gateway:acmeEmail": node.tls.acmeEmail,
+    "gateway:acmeServer": node.tls.acmeServer,
+    "gateway:acmeChallenge": node.tls.challenge,
+    "gateway:mynetworks": JSON.stringify(node.mynetworks),
+    "gateway:lookupPort": String(node.lookup.port),
+    "gateway:lookupCacheTtl": String(node.lookup.cacheTtlSeconds),
+    "gateway:registry": node.lookup.registry.kind === "file" ? node.lookup.registry.path : node.lookup.registry.url,
+    "gateway:spoolDir": node.drop.spoolDir,
+    "gateway:brightchainUid": String(node.drop.uid),
+    "gateway:brightchainGid": String(node.drop.gid),
+    "gateway:runtimeInstallDir": node.runtime.installDir,
+    "gateway:storeDir": node.runtime.storeDir,
+    "gateway:role": node.role,
+    "gateway:hostname": node.host.hostname,
+    "gateway:os": node.os.distro,
+    "gateway:spamEngine": node.spam.engine,
+    "gateway:dropTransport": node.drop.transport,
+    "gateway:mxPriority": String(node.mxPriority),
+  };
+  if (node.relay) flat["gateway:relayQueueLifetime"] = node.relay.queueLifetime;
+  if (node.submission) flat["gateway:submission"] = String(node.submission.enabled);
+  if (node.runtime.nodeUrl) flat["gateway:nodeUrl"] = node.runtime.nodeUrl;
+  return flat;
+}
+
+describe("every node of the test matrix is expressible as configuration", () => {
+  it.each(nodeMatrix)("$name", ({ node }) => {
+    expect(parseGatewayConfig(configFor(node))).toStrictEqual(node);
   });
 });
