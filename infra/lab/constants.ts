@@ -31,7 +31,11 @@ export const LAB_ACME_DIRECTORY_URL = `https://${LAB_GATEWAY_IP}:${LAB_ACME_PORT
 
 /** Outlives `lab down`: rebuilding it costs a minute and a few hundred MB of downloads. */
 export const LAB_BASE_DIR = process.env.BRIGHTCHAIN_LAB_BASE_DIR ?? "/var/lib/machines/brightchain-lab-base";
-/** Shared by every guest's /var/cache/apt/archives so repeated deploys don't download the same .debs. */
+/**
+ * Parent of one apt archive per host (bind-mounted on its /var/cache/apt/archives) that outlives `lab down`, so
+ * repeated lab runs don't download the same .debs. One per host, not one shared: apt-get fails at once, rather
+ * than waiting, when another host's apt holds the archive lock, and the two gateways deploy at the same time.
+ */
 export const LAB_APT_CACHE_DIR = process.env.BRIGHTCHAIN_LAB_APT_CACHE_DIR ?? "/var/cache/brightchain-lab/apt-archives";
 /** Everything `lab up` makes on disk lives here; `lab down` removes it whole. */
 export const LAB_STATE_DIR = process.env.BRIGHTCHAIN_LAB_STATE_DIR ?? "/var/lib/brightchain-lab";

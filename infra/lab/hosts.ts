@@ -83,7 +83,7 @@ export function renderSupervisorScript(host: LabHostSpec, paths: LabHostPaths, c
     "systemd-nspawn", "--boot", `--directory=${paths.root}`, `--machine=${machineName(host)}`,
     `--network-bridge=${LAB_BRIDGE}`, "--register=no", "--keep-unit", "--console=read-only",
     "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-    `--bind=${LAB_APT_CACHE_DIR}:/var/cache/apt/archives`,
+    `--bind=${join(LAB_APT_CACHE_DIR, host.name)}:/var/cache/apt/archives`,
   ].map(shellQuote).join(" ");
   const joinCgroups = cgroupDirs
     .map((dir) => `mkdir -p ${shellQuote(dir)} && echo $$ > ${shellQuote(join(dir, "cgroup.procs"))}`)
@@ -179,7 +179,7 @@ export function startHost(
       cgroupParentsCreated.push(parent);
     }
   }
-  mkdirSync(LAB_APT_CACHE_DIR, { recursive: true });
+  mkdirSync(join(LAB_APT_CACHE_DIR, host.name), { recursive: true });
   writeFileSync(paths.supervisorScript, renderSupervisorScript(host, paths, cgroupDirs), { mode: 0o755 });
   if (existsSync(paths.nspawnPidFile)) unlinkSync(paths.nspawnPidFile);
   const supervisor = startDetached("sh", [paths.supervisorScript], paths.consoleLog, paths.supervisorScript);

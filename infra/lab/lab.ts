@@ -316,3 +316,21 @@ export async function labPublishZone(name: string, text: string): Promise<void> 
   state.zones[name] = text;
   writeLabState(state);
 }
+
+/**
+ * An Ansible inventory (INI) for lab hosts: the lab's key, and the host keys the lab generated pinned, so Ansible
+ * connects with the same verification as `labExec`.
+ */
+export function labAnsibleInventory(hosts: readonly string[] = LAB_HOSTS.map((host) => host.name)): string {
+  requireState();
+  const ssh = labSshPaths(LAB_STATE_DIR);
+  const sshArgs = `-o UserKnownHostsFile=${ssh.knownHosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes`;
+  const lines = hosts.map((name) => {
+    const spec = labHostSpec(name);
+    return (
+      `${spec.name} ansible_host=${spec.ipv4} ansible_user=root ansible_ssh_private_key_file=${ssh.privateKey} ` +
+      `ansible_python_interpreter=/usr/bin/python3 ansible_ssh_common_args='${sshArgs}'`
+    );
+  });
+  return `[lab]\n${lines.join("\n")}\n`;
+}

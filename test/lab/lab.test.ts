@@ -1,8 +1,10 @@
-import { readFileSync, existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_BASE_DIR, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
-import { LabInfo, labDown, labExec, labPublishZone, labReboot, labSsh, labStatus, labUp } from "../../infra/lab/lab";
+import { LabInfo, labAnsibleInventory, labDown, labExec, labPublishZone, labReboot, labSsh, labStatus, labUp } from "../../infra/lab/lab";
 
 // One lab per machine: this file owns it for its duration (the lab project runs files one at a time).
 const zone = (serial: number, extra = ""): string =>
@@ -66,6 +68,20 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
     expect(connection).toMatchObject({ host: "10.231.0.10", port: 22, user: "root" });
     expect(connection.privateKey).toContain("OPENSSH PRIVATE KEY");
     expect(labStatus()).toMatchObject({ up: true, dnsRunning: true, acmeRunning: true });
+  });
+
+  it("gives Ansible an inventory it can reach every host with, host keys verified", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lab-inventory-"));
+    try {
+      writeFileSync(join(dir, "inventory.ini"), labAnsibleInventory());
+      const output = execFileSync("ansible", ["-i", join(dir, "inventory.ini"), "all", "-m", "ping", "-o"], {
+        encoding: "utf8",
+        env: { ...process.env, ANSIBLE_HOST_KEY_CHECKING: "True", ANSIBLE_NOCOLOR: "1" },
+      });
+      for (const host of LAB_HOSTS) expect(output).toMatch(new RegExp(`^${host.name} \\| SUCCESS`, "m"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("lets a guest install packages from the machine's mirror through NAT", async () => {
