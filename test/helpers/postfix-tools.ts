@@ -196,6 +196,23 @@ export class PostfixInstance {
     });
   }
 
+  /** Messages in the queue, as `postqueue -j` lists them. */
+  async queueSize(): Promise<number> {
+    const { stdout } = await execFileAsync("postqueue", ["-c", this.configDir, "-j"], { maxBuffer: 64 * 1024 * 1024 });
+    return stdout.split("\n").filter((line) => line.trim() !== "").length;
+  }
+
+  /** Changes main.cf parameters and makes the running master re-read them (SIGHUP, what `postfix reload` sends). */
+  async reconfigure(params: Record<string, string>): Promise<void> {
+    await execFileAsync("postconf", ["-c", this.configDir, "-e", ...Object.entries(params).map(([k, v]) => `${k}=${v}`)]);
+    this.master?.kill("SIGHUP");
+  }
+
+  /** `postqueue -f`: attempt delivery of everything queued now. */
+  async flush(): Promise<void> {
+    await execFileAsync("postqueue", ["-c", this.configDir, "-f"]);
+  }
+
   async queueIsEmpty(): Promise<boolean> {
     const { stdout } = await execFileAsync("postqueue", ["-c", this.configDir, "-j"]);
     return stdout.trim() === "";
