@@ -410,7 +410,16 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
 /** Secret values, when the configuration holds them (Pulumi decrypts `secure:` values before the program sees them). */
 export function parseGatewaySecrets(flat: FlatConfig): GatewaySecrets {
   const accepted = 'a list of {username, password}, e.g. [{"username":"brightchain-node","password":"…"}]';
-  const value = json(flat, "submissionUsers", accepted) ?? [];
+  const text = raw(flat, "submissionUsers");
+  let value: unknown = [];
+  if (text !== undefined) {
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // The value itself is never echoed: this message may reach CI logs.
+      throw new GatewayConfigError(key("submissionUsers"), "(secret)", accepted);
+    }
+  }
   if (!Array.isArray(value)) throw new GatewayConfigError(key("submissionUsers"), "(secret)", accepted);
   const seen = new Set<string>();
   const submissionUsers = value.map((entry, i) => {

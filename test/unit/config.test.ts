@@ -228,6 +228,12 @@ describe("secrets and the SSH connection", () => {
     }
     expect(message).toMatch(/gateway:submissionUsers\[0\]\.password.*12 characters/);
     expect(message).not.toContain("short:pw");
+    expect(() => parseGatewaySecrets({ "gateway:submissionUsers": "node:hunter2hunter2" })).toThrow(/gateway:submissionUsers="\(secret\)"/);
+    try {
+      parseGatewaySecrets({ "gateway:submissionUsers": "node:hunter2hunter2" });
+    } catch (err) {
+      expect((err as Error).message).not.toContain("hunter2");
+    }
   });
 
   it("SSH defaults to root@hostname:22 and validates its fields", () => {
