@@ -2,7 +2,7 @@
 // virtual_mailbox_maps = socketmap:inet:127.0.0.1:2526:virtual. Configured by /etc/brightchain/gateway.env;
 // logs one line per event to stderr, which journald keeps.
 import { ConfigError, loadRuntimeConfig, type RuntimeConfig } from "../src/config";
-import { FileRegistry, HttpRegistry, type RecipientRegistry } from "../src/lookup/registry";
+import { FileRegistry, HttpRegistry, RegistryFileError, type RecipientRegistry } from "../src/lookup/registry";
 import { RecipientLookupService } from "../src/lookup/server";
 
 /** sysexits.h EX_CONFIG: systemd shows it, and Restart=on-failure with RestartPreventExitStatus=78 stops looping. */
@@ -23,10 +23,17 @@ function openRegistry(config: RuntimeConfig): RecipientRegistry {
   if (config.registryFile === undefined) {
     throw new ConfigError("GATEWAY_REGISTRY_FILE", undefined, "the recipient file path (or GATEWAY_REGISTRY_URL for the node's API)");
   }
-  const registry = new FileRegistry(config.registryFile, {
-    onReload: (count) => log(`reloaded ${config.registryFile}: ${count} recipients`),
-    onReloadError: (error) => log(`reload refused, previous recipients kept: ${error.message}`),
-  });
+  let registry: FileRegistry;
+  try {
+    registry = new FileRegistry(config.registryFile, {
+      onReload: (count) => log(`reloaded ${config.registryFile}: ${count} recipients`),
+      onReloadError: (error) => log(`reload refused, previous recipients kept: ${error.message}`),
+    });
+  } catch (error) {
+    if (error instanceof RegistryFileError) throw error;
+    const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new ConfigError("GATEWAY_REGISTRY_FILE", config.registryFile, `a readable file of recipient addresses (${reason})`);
+  }
   log(`registry ${config.registryFile}: ${registry.size} recipients`);
   return registry;
 }
