@@ -29,9 +29,9 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-export function portAccepts(port: number): Promise<boolean> {
+export function portAccepts(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: "127.0.0.1", port });
+    const socket = connect({ host, port });
     socket.once("connect", () => {
       socket.destroy();
       resolve(true);
@@ -179,8 +179,8 @@ export class PostfixInstance {
     return runUnderTty(["postfix", "-c", this.configDir, "check"]);
   }
 
-  /** Starts master(8) in the foreground as our child and waits until `port` accepts connections. */
-  async start(port: number): Promise<void> {
+  /** Starts master(8) in the foreground as our child and waits until host:port accepts connections. */
+  async start(port: number, host = "127.0.0.1"): Promise<void> {
     const checked = await this.check();
     if (checked.code !== 0) throw new Error(`postfix check failed (${checked.code}): ${checked.output}`);
     // detached: master leads its own process group, which is what it signals on SIGTERM to stop its children.
@@ -190,9 +190,9 @@ export class PostfixInstance {
     master.once("exit", () => {
       exited = true;
     });
-    await waitFor(`postfix master on 127.0.0.1:${port}`, async () => {
+    await waitFor(`postfix master on ${host}:${port}`, async () => {
       if (exited) throw new Error(`postfix master exited early; see ${this.maillog}`);
-      return portAccepts(port);
+      return portAccepts(port, host);
     });
   }
 

@@ -1,0 +1,140 @@
+// A relay (backup MX) and a primary, both real Postfix 3.7 from the rendered files, on loopback: the relay
+// refuses unknown users and foreign domains at RCPT, forwards accepted mail to the primary's port 25 through
+// relay_transport, and the primary drops it into its Maildir. Both refuse TLS 1.1 and accept TLS 1.2.
+//
+// The primary listens on port 25 of a loopback address of its own (127.25.3.7) because the relay's
+// relay_transport names port 25, the part under test; the relay's node has relay.forwardTo = that address.
+// Other changes from the rendered files are those of postfix-validate.test.ts (instance paths, free ports for
+// the relay, self-signed cert, stand-in socketmap, no milters, spool owned by nobody, empty mynetworks).
+import { execFile } from "node:child_process";
+import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { examplePrimary, exampleRelay } from "../fixtures/nodes";
+import type { GatewayNode } from "../../infra/model/types";
+import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
+import { spoolDirectories } from "../../infra/render/spool";
+import {
+  PostfixInstance,
+  SmtpClient,
+  countFiles,
+  createSelfSignedCert,
+  freePort,
+  listenOn,
+  scratchDir,
+  startSocketmap,
+  waitFor,
+  type SocketmapStandIn,
+} from "../helpers/postfix-tools";
+
+const execFileAsync = promisify(execFile);
+const PRIMARY_ADDRESS = "127.25.3.7";
+
+async function assertPort25Free(): Promise<void> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", (error) => reject(new Error(`${PRIMARY_ADDRESS}:25 is taken; this test needs it: ${String(error)}`)));
+    probe.listen(25, PRIMARY_ADDRESS, resolve);
+  });
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+}
+
+/** Exit status and transcript of a STARTTLS handshake forced to one protocol version. */
+async function starttls(port: number, version: "-tls1_1" | "-tls1_2"): Promise<{ code: number; output: string }> {
+  // SECLEVEL=0 so OpenSSL's own client policy does not refuse TLS 1.1 first, which would prove nothing.
+  const args = ["s_client", "-connect", `127.0.0.1:${port}`, "-starttls", "smtp", version, "-cipher", "DEFAULT@SECLEVEL=0"];
+  try {
+    const { stdout, stderr } = await execFileAsync("sh", ["-c", `echo QUIT | openssl ${args.join(" ")}`], { encoding: "utf8", timeout: 20_000 });
+    return { code: 0, output: stdout + stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === "number" ? failed.code : 1, output: (failed.stdout ?? "") + (failed.stderr ?? "") };
+  }
+}
+
+describe("relay forwarding to the primary", () => {
+  let root: string;
+  let socketmap: SocketmapStandIn;
+  let primary: PostfixInstance;
+  let relay: PostfixInstance;
+  let relayPort: number;
+  let primaryNode: GatewayNode;
+
+  beforeAll(async () => {
+    await assertPort25Free();
+    root = scratchDir("h3-relay-");
+    socketmap = await startSocketmap(new Set(["alice@brightchain.org"]));
+    const cert = await createSelfSignedCert(root, "mail.brightchain.org");
+    const spoolDir = join(root, "spool");
+    primaryNode = {
+      ...examplePrimary,
+      mynetworks: [],
+      tls: { ...examplePrimary.tls, ...cert },
+      lookup: { ...examplePrimary.lookup, port: socketmap.port },
+      drop: { ...examplePrimary.drop, uid: 65534, gid: 65534, user: "nobody", group: "nogroup", spoolDir, mailDropDir: join(spoolDir, "incoming"), errorDir: join(spoolDir, "errors") },
+    };
+    for (const dir of spoolDirectories(primaryNode)) {
+      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
+      chownSync(dir.path, 65534, 65534);
+    }
+    const relayNode: GatewayNode = {
+      ...exampleRelay,
+      mynetworks: [],
+      tls: { ...exampleRelay.tls, ...cert },
+      lookup: { ...exampleRelay.lookup, port: socketmap.port },
+      relay: { ...exampleRelay.relay!, forwardTo: PRIMARY_ADDRESS },
+    };
+    const noMilters = { smtpd_milters: "", non_smtpd_milters: "" };
+    primary = new PostfixInstance(join(root, "primary"));
+    const primaryMaster = renderMasterCf(primaryNode)
+      .replace(/^smtp inet /m, `${PRIMARY_ADDRESS}:25 inet `)
+      .replace(/^submission inet /m, `127.0.0.1:${await freePort()} inet `);
+    await primary.write(renderMainCf(primaryNode), primaryMaster, noMilters);
+    relay = new PostfixInstance(join(root, "relay"));
+    relayPort = await freePort();
+    await relay.write(renderMainCf(relayNode), listenOn(renderMasterCf(relayNode), { smtp: relayPort }), noMilters);
+    await primary.start(25, PRIMARY_ADDRESS);
+    await relay.start(relayPort);
+  });
+
+  afterAll(async () => {
+    await relay?.stop();
+    await primary?.stop();
+    await socketmap?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("refuses unknown users and foreign domains, and forwards known ones to the primary's drop", async () => {
+    const { client } = await SmtpClient.open(relayPort);
+    try {
+      expect(await client.command("EHLO sender.example.net")).toMatch(/^250 /);
+      expect(await client.command("MAIL FROM:<sender@example.net>")).toMatch(/^250 /);
+      expect(await client.command("RCPT TO:<mallory@brightchain.org>")).toMatch(/^550 5\.1\.1 .*User unknown in relay recipient table/);
+      expect(await client.command("RCPT TO:<someone@example.com>")).toMatch(/^554 5\.7\.1 .*Relay access denied/);
+      expect(await client.command("RCPT TO:<alice@brightchain.org>")).toMatch(/^250 /);
+      expect(await client.data("From: sender@example.net\nSubject: via the backup MX\n\nhello\n")).toMatch(/^250 /);
+      await client.close();
+    } finally {
+      client.destroy();
+    }
+
+    const newDir = join(primaryNode.drop.mailDropDir, "new");
+    await waitFor("the forwarded message in the primary's drop", () => countFiles(newDir) === 1, 60_000);
+    const message = readFileSync(join(newDir, readdirSync(newDir)[0]!), "utf8");
+    expect(message).toMatch(/^Delivered-To: alice@brightchain\.org$/m);
+    expect(message).toMatch(/^Received: from mail2\.brightchain\.org/m);
+    // The hop relay → primary used TLS (smtp_tls_security_level = may, primary offers STARTTLS).
+    expect(message).toMatch(/\(using TLSv1\.[23] /);
+    await waitFor("the relay's empty queue", () => relay.queueIsEmpty());
+  });
+
+  it("refuses TLS 1.1 and accepts TLS 1.2 on port 25", async () => {
+    const old = await starttls(relayPort, "-tls1_1");
+    expect(old.code).not.toBe(0);
+    expect(old.output).toMatch(/alert protocol version|unsupported protocol|no protocols available/i);
+    const current = await starttls(relayPort, "-tls1_2");
+    expect(current.output).toMatch(/Protocol\s*: TLSv1\.2/);
+  });
+});
