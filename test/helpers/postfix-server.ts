@@ -13,6 +13,9 @@ import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { GatewayNode } from "../../infra/model/types";
+import { mainCfSections, renderMasterCf } from "../../infra/render/postfix";
+import { MAILDROP_SCRIPT_PATH } from "../../infra/render/spool";
 
 const run = promisify(execFile);
 
@@ -380,4 +383,36 @@ export async function sendMail(options: SendMailOptions): Promise<SmtpTranscript
   } finally {
     socket.destroy();
   }
+}
+
+/**
+ * startPostfix options that run a node's rendered main.cf/master.cf on loopback. Changed from the rendered files,
+ * and why: loopback ipv4 only; TLS off (no certificate in tests; TLS has its own tests); milters emptied (no
+ * milter daemons run); smtp on the harness's free port; submission dropped (needs Dovecot); the pipe's argv
+ * names `maildropScript` when given. `main` overrides go last.
+ */
+export function renderedPostfixOptions(
+  node: GatewayNode,
+  options: { maildropScript?: string; main?: Record<string, string> } = {},
+): PostfixOptions {
+  const rendered = Object.fromEntries(mainCfSections(node).flatMap((section) => section.params.map((p) => [p.key, p.value])));
+  let master = renderMasterCf(node)
+    .replace(/^smtp inet /m, "127.0.0.1:{port:smtp} inet ")
+    .replace(/^submission inet [^\n]*\n(?:[ \t]+[^\n]*\n)*/m, "");
+  if (options.maildropScript !== undefined) master = master.replace(MAILDROP_SCRIPT_PATH, options.maildropScript);
+  return {
+    main: {
+      ...rendered,
+      inet_interfaces: "127.0.0.1",
+      inet_protocols: "ipv4",
+      smtpd_tls_security_level: "none",
+      smtpd_tls_auth_only: "no",
+      smtpd_tls_cert_file: "",
+      smtpd_tls_key_file: "",
+      smtpd_milters: "",
+      non_smtpd_milters: "",
+      ...options.main,
+    },
+    replaceMaster: master,
+  };
 }

@@ -7,32 +7,22 @@
 //    virtual(8)'s minimum uid and pipe's user= need); the lookup port is the service's free port; mynetworks
 //    is empty so loopback is a stranger, like a sender on the internet; maxMessageSize is small so the size
 //    tests stay fast.
-//  - main.cf: the harness's queue/data/log paths, loopback only, TLS off (no certificate here; not under test),
-//    milters emptied (no milter daemons run in this test).
-//  - master.cf: smtp listens on a free loopback port, submission is dropped (needs Dovecot; tested elsewhere),
-//    the pipe's argv names a temp copy of the rendered script.
+//  - main.cf/master.cf: what renderedPostfixOptions (test/helpers/postfix-server.ts) changes: the harness's
+//    paths and loopback port, TLS and milters off, no submission, the pipe's argv naming a temp copy of the
+//    rendered script.
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DropTransport, GatewayNode } from "../../infra/model/types";
-import { mainCfSections, renderMasterCf } from "../../infra/render/postfix";
-import { MAILDROP_SCRIPT_PATH, renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
+import { renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
 import { FileRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 import { examplePrimary } from "../fixtures/nodes";
-import { defaultMessage, freePort, sendMail, startPostfix, waitFor, type PostfixInstance } from "../helpers/postfix-server";
+import { defaultMessage, freePort, renderedPostfixOptions, sendMail, startPostfix, waitFor, type PostfixInstance } from "../helpers/postfix-server";
 
 const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
 const MESSAGE_SIZE_LIMIT = 100_000;
-
-/** The rendered master.cf with smtp on the harness's port and no submission service. */
-function testMasterCf(node: GatewayNode, maildropScript: string): string {
-  return renderMasterCf(node)
-    .replace(/^smtp inet /m, "127.0.0.1:{port:smtp} inet ")
-    .replace(/^submission inet [^\n]*\n(?:[ \t]+[^\n]*\n)*/m, "")
-    .replace(MAILDROP_SCRIPT_PATH, maildropScript);
-}
 
 describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation through the lookup service, %s drop", (transport) => {
   const spool = mkdtempSync(join(tmpdir(), `postfix-lookup-${transport}-`));
@@ -80,21 +70,7 @@ describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation 
     registry = new FileRegistry(registryFile);
     await startLookup();
 
-    const rendered = Object.fromEntries(mainCfSections(node).flatMap((section) => section.params.map((p) => [p.key, p.value])));
-    postfix = await startPostfix({
-      main: {
-        ...rendered,
-        inet_interfaces: "127.0.0.1",
-        inet_protocols: "ipv4",
-        smtpd_tls_security_level: "none",
-        smtpd_tls_auth_only: "no",
-        smtpd_tls_cert_file: "",
-        smtpd_tls_key_file: "",
-        smtpd_milters: "",
-        non_smtpd_milters: "",
-      },
-      replaceMaster: testMasterCf(node, maildropScript),
-    });
+    postfix = await startPostfix(renderedPostfixOptions(node, { maildropScript }));
     expect(await postfix.postconf("virtual_mailbox_maps")).toBe(`socketmap:inet:127.0.0.1:${lookupPort}:virtual`);
     expect(await postfix.postconf("message_size_limit")).toBe(String(MESSAGE_SIZE_LIMIT));
   });
