@@ -138,7 +138,7 @@ export async function ensureBaseImage(
   const buildDir = `${baseDir}.partial`;
   await rm(buildDir, { recursive: true, force: true });
   await mkdir(buildDir, { recursive: true });
-  progress(`base image: debootstrap ${recipe.suite} from ${recipe.mirror} into ${buildDir} (about a minute)`);
+  progress(`base image: debootstrap ${recipe.suite} from ${recipe.mirror} into ${buildDir} (about 2 minutes)`);
   let lastShown = 0;
   await runStep(
     "lab",

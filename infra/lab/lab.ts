@@ -2,6 +2,7 @@ import { lookup } from "node:dns/promises";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import {
   LAB_ACME_DIRECTORY_URL,
+  LAB_BRIDGE,
   LAB_GATEWAY_IP,
   LAB_HOSTS,
   LAB_STATE_DIR,
@@ -126,7 +127,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   mkdirSync(LAB_STATE_DIR, { recursive: true, mode: 0o700 });
   writeLabState(state);
 
-  progress(`network: bridge ${"bclab0"} ${LAB_GATEWAY_IP}/24, NAT to the apt mirror (${mirrorAddresses.join(", ")})`);
+  progress(`network: bridge ${LAB_BRIDGE} ${LAB_GATEWAY_IP}/24, NAT to the apt mirror (${mirrorAddresses.join(", ")})`);
   state.bridgeCreated = true;
   writeLabState(state);
   await createBridge();
@@ -307,6 +308,34 @@ export async function labReboot(host: string, options: { progress?: ProgressRepo
   }, () => last);
   const ready = await waitForHostReady(spec, paths, ssh, state.hosts[host].supervisor!);
   return { seconds: (Date.now() - started) / 1000, state: ready.state };
+}
+
+/**
+ * Powers a host off (the whole machine down, as when a datacenter loses a server), keeping its disk. `labStart`
+ * boots it again with everything it had.
+ */
+export async function labStop(host: string, options: { progress?: ProgressReporter } = {}): Promise<void> {
+  const state = requireState();
+  const spec = labHostSpec(host);
+  options.progress?.(`hosts: powering off ${host}`);
+  await stopHost(spec, labHostPaths(LAB_STATE_DIR, host), state.hosts[host].supervisor);
+}
+
+export async function labStart(host: string, options: { progress?: ProgressReporter } = {}): Promise<{ state: string }> {
+  const state = requireState();
+  const spec = labHostSpec(host);
+  const record = state.hosts[host];
+  if (record.supervisor && isLabProcessAlive(record.supervisor)) {
+    throw new Error(`lab: host "${host}" is already running; accepted: a host stopped with labStop`);
+  }
+  options.progress?.(`hosts: booting ${host}`);
+  const paths = labHostPaths(LAB_STATE_DIR, host);
+  const { supervisor, cgroupDirs, cgroupParentsCreated } = startHost(spec, paths);
+  state.hosts[host] = { ...record, supervisor, cgroupDirs };
+  state.cgroupParentsCreated = [...(state.cgroupParentsCreated ?? []), ...cgroupParentsCreated];
+  writeLabState(state);
+  const ready = await waitForHostReady(spec, paths, labSshPaths(LAB_STATE_DIR), supervisor);
+  return { state: ready.state };
 }
 
 /** Publishes (replaces or adds) a zone on the lab DNS, e.g. the primary stack's records with its DKIM key. */

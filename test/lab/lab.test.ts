@@ -4,7 +4,19 @@ import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_BASE_DIR, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
-import { LabInfo, labAnsibleInventory, labDown, labExec, labPublishZone, labReboot, labSsh, labStatus, labUp } from "../../infra/lab/lab";
+import {
+  LabInfo,
+  labAnsibleInventory,
+  labDown,
+  labExec,
+  labPublishZone,
+  labReboot,
+  labSsh,
+  labStart,
+  labStatus,
+  labStop,
+  labUp,
+} from "../../infra/lab/lab";
 
 // One lab per machine: this file owns it for its duration (the lab project runs files one at a time).
 const zone = (serial: number, extra = ""): string =>
@@ -122,6 +134,15 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
     const reboot = await labReboot("mail2");
     expect(["running", "degraded"]).toContain(reboot.state);
     expect(await run("mail2", "test -e /var/tmp/survives-reboot && test ! -e /run/brightchain-lab-before-reboot && echo back")).toBe("back");
+  });
+
+  it("powers a host off (unreachable from outside) and boots it again with its disk intact", async () => {
+    await run("mail", "touch /var/tmp/kept-while-off");
+    await labStop("mail");
+    expect(labStatus().hosts.find((host) => host.name === "mail")?.running).toBe(false);
+    expect(await run("outside", "timeout 5 bash -c '</dev/tcp/10.231.0.10/22' 2>/dev/null && echo open || echo closed")).toBe("closed");
+    expect(["running", "degraded"]).toContain((await labStart("mail")).state);
+    expect(await run("mail", "test -e /var/tmp/kept-while-off && echo kept")).toBe("kept");
   });
 
   it("lab down removes the containers, bridge, nft table, daemons, mounts and state, twice without error", async () => {
