@@ -85,7 +85,8 @@ describe("InboundProcessor with the embedded store", () => {
     let refusals = 3;
     const flakySink: Sink = {
       async deliver(h: Handoff) {
-        if (h.subject === "flaky" && refusals-- > 0) throw new SinkError("node down", false);
+        // Down until the other message got through (proving it was not held up), then for 3 more attempts.
+        if (h.subject === "flaky" && (!delivered.includes("steady") || refusals-- > 0)) throw new SinkError("node down", false);
         delivered.push(h.subject ?? "");
       },
       async close() {},
@@ -96,7 +97,8 @@ describe("InboundProcessor with the embedded store", () => {
     await waitUntil("new/ empty", newIsEmpty);
 
     expect(delivered).toEqual(["steady", "flaky"]);
-    expect(processor.counts).toEqual({ delivered: 2, failed: 0, retried: 3 });
+    expect(processor.counts).toMatchObject({ delivered: 2, failed: 0 });
+    expect(processor.counts.retried).toBeGreaterThanOrEqual(4);
   });
 
   it("moves a message the sink refuses permanently to the error dir", async () => {

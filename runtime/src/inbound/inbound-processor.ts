@@ -3,10 +3,9 @@
 // Exactly-once under kill -9: a file leaves new/ only after the sink acknowledged it, and the sink's hand-off
 // is idempotent per (SHA3-512 of the bytes, recipient). A crash before the rename re-hands-off the same file
 // on restart, which the sink answers "already have it". Nothing is lost, nothing is stored twice.
-import { watch, type FSWatcher } from "chokidar";
-import { constants } from "node:fs";
+import { constants, watch, type FSWatcher } from "node:fs";
 import { copyFile, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import type { SpamEngineName } from "../config";
 import { scanMessageFile, summarizeHeaders, UnprocessableMessageError } from "./message-file";
 import { SinkError, type Sink } from "./sink";
@@ -31,7 +30,10 @@ export interface InboundProcessorOptions {
   retryMaxMs?: number;
 }
 
-type Outcome = "delivered" | "failed" | "retrying";
+type Outcome = "delivered" | "failed" | "retrying" | "gone";
+
+/** A safety net under inotify: a queue overflow drops events, so new/ is also listed this often. */
+const RESCAN_INTERVAL_MS = 30_000;
 
 export class InboundProcessor {
   private readonly newDir: string;
@@ -43,6 +45,7 @@ export class InboundProcessor {
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
   private watcher: FSWatcher | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private idleWaiters: (() => void)[] = [];
   readonly counts = { delivered: 0, failed: 0, retried: 0 };
@@ -57,14 +60,23 @@ export class InboundProcessor {
       await mkdir(dir, { recursive: true, mode: 0o750 });
     }
     // Watch first, then list: a file delivered between the two is seen by one or both, and `known` dedups.
-    // chokidar's own initial scan stats every file; one readdir is cheaper with thousands waiting.
-    const watcher = watch(this.newDir, { ignoreInitial: true, depth: 0, ignored: (path) => basename(path).startsWith(".") });
-    this.watcher = watcher;
-    watcher.on("add", (path) => this.enqueue(basename(path)));
-    watcher.on("error", (error) => this.options.logger.error(`watching ${this.newDir}: ${(error as Error).message}`));
-    await new Promise<void>((resolve) => watcher.once("ready", () => resolve()));
-    for (const name of (await readdir(this.newDir)).sort()) {
-      if (!name.startsWith(".")) this.enqueue(name);
+    // fs.watch (inotify), not chokidar: chokidar re-reads the whole directory on every event, which made each
+    // rename out of new/ cost O(files waiting) — 200 msgs/s with 2,000 waiting, against 500 without it.
+    this.watcher = watch(this.newDir, (_event, name) => {
+      if (name === null) void this.rescan();
+      else this.enqueue(name.toString());
+    });
+    this.watcher.on("error", (error) => this.options.logger.error(`watching ${this.newDir}: ${error.message}`));
+    await this.rescan();
+    this.rescanTimer = setInterval(() => void this.rescan(), RESCAN_INTERVAL_MS);
+    this.rescanTimer.unref();
+  }
+
+  private async rescan(): Promise<void> {
+    try {
+      for (const name of (await readdir(this.newDir)).sort()) this.enqueue(name);
+    } catch (error) {
+      this.options.logger.error(`listing ${this.newDir}: ${(error as Error).message}`);
     }
   }
 
@@ -80,12 +92,14 @@ export class InboundProcessor {
     this.queue.length = 0;
     for (const timer of this.retryTimers.values()) clearTimeout(timer);
     this.retryTimers.clear();
-    await this.watcher?.close();
+    clearInterval(this.rescanTimer);
+    this.watcher?.close();
     await Promise.allSettled([...this.running]);
   }
 
   private enqueue(name: string): void {
-    if (this.stopping || this.known.has(name)) return;
+    // Dot files are not Maildir messages; inotify also reports each of our own renames out of new/.
+    if (this.stopping || name.startsWith(".") || this.known.has(name)) return;
     this.known.add(name);
     this.queue.push(name);
     this.pump();
@@ -124,7 +138,7 @@ export class InboundProcessor {
         scanned = await scanMessageFile(path);
       } catch (error) {
         // Already moved by an earlier life of this daemon, between its listing and its processing.
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return "delivered";
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return "gone";
         throw error;
       }
       const summary = await summarizeHeaders(scanned.headerSection);

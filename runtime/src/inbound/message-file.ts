@@ -1,8 +1,8 @@
 // Reads one dropped message once, as a stream: the SHA3-512 of the raw bytes (the message's identity for the
 // idempotent hand-off) and a copy of the header section only. The body is never held in memory, so a 25 MB
-// message costs one 64 KiB read buffer here, not 25 MB several times over.
+// message costs one 64 KiB read buffer and its header section here, not 25 MB several times over.
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { MailParser, type AddressObject } from "mailparser";
 import type { HeaderLine } from "./spam-verdict";
 
@@ -33,34 +33,48 @@ function headerEnd(buffer: Buffer): number {
   return Math.min(crlf + 4, lf + 2);
 }
 
+/** Up to this size a message is read in one call (cheaper than a stream); above it, streamed in 64 KiB reads. */
+const READ_WHOLE_BYTES = 1024 * 1024;
+
 export async function scanMessageFile(path: string): Promise<ScannedMessage> {
+  const handle = await open(path, "r");
+  try {
+    const { size } = await handle.stat();
+    if (size === 0) throw new UnprocessableMessageError("the file is empty");
+    if (size <= READ_WHOLE_BYTES) {
+      const bytes = await handle.readFile();
+      const end = headerEnd(bytes.subarray(0, MAX_HEADER_BYTES));
+      return { sha3: createHash("sha3-512").update(bytes).digest("hex"), size: bytes.length, headerSection: headerSectionOf(bytes, end) };
+    }
+    return await scanStream(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
+function headerSectionOf(prefix: Buffer, end: number): Buffer {
+  if (end !== -1) return Buffer.from(prefix.subarray(0, end));
+  if (prefix.length > MAX_HEADER_BYTES) {
+    throw new UnprocessableMessageError(`no end of the header section within the first ${MAX_HEADER_BYTES} bytes`);
+  }
+  // A message with headers and no body at all is legal (RFC 5322 makes the body optional).
+  return Buffer.concat([prefix, Buffer.from("\r\n\r\n")]);
+}
+
+async function scanStream(handle: FileHandle): Promise<ScannedMessage> {
   const hash = createHash("sha3-512");
-  const headerChunks: Buffer[] = [];
-  let headerBytes = 0;
+  let prefix = Buffer.alloc(0);
   let headerSection: Buffer | undefined;
   let size = 0;
-
-  for await (const chunk of createReadStream(path, { highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>) {
+  for await (const chunk of handle.createReadStream({ highWaterMark: 64 * 1024, autoClose: false }) as AsyncIterable<Buffer>) {
     hash.update(chunk);
     size += chunk.length;
-    if (headerSection !== undefined || headerBytes > MAX_HEADER_BYTES) continue;
-    headerChunks.push(chunk);
-    headerBytes += chunk.length;
-    const joined = headerChunks.length === 1 ? chunk : Buffer.concat(headerChunks);
-    const end = headerEnd(joined);
-    if (end !== -1) headerSection = Buffer.from(joined.subarray(0, end));
-    else if (headerChunks.length > 1) headerChunks.splice(0, headerChunks.length, joined);
+    if (headerSection !== undefined || prefix.length > MAX_HEADER_BYTES) continue;
+    prefix = Buffer.concat([prefix, chunk]);
+    const end = headerEnd(prefix);
+    if (end !== -1) headerSection = headerSectionOf(prefix, end);
   }
-
-  if (size === 0) throw new UnprocessableMessageError("the file is empty");
-  if (headerSection === undefined) {
-    if (headerBytes > MAX_HEADER_BYTES) {
-      throw new UnprocessableMessageError(`no end of the header section within the first ${MAX_HEADER_BYTES} bytes`);
-    }
-    // A message with headers and no body at all is legal (RFC 5322 makes the body optional).
-    headerSection = Buffer.concat([Buffer.concat(headerChunks), Buffer.from("\r\n\r\n")]);
-  }
-  return { sha3: hash.digest("hex"), size, headerSection };
+  return { sha3: hash.digest("hex"), size, headerSection: headerSection ?? headerSectionOf(prefix, -1) };
 }
 
 export interface MessageSummary {

@@ -1,13 +1,15 @@
 // The embedded sink: each raw message kept once under its SHA3-512 (objects/<2 hex>/<126 hex>), plus an
 // append-only JSON-lines index with one line per (message, recipient) hand-off.
 //
-// Crash safety: an object is written to tmp/, fsynced and renamed into place, so objects/ never holds a
-// partial message. An index line is appended and fdatasynced before deliver() resolves, so the processor
-// only moves a file to cur/ once its line is durable. kill -9 can leave a torn last line: open() cuts it
-// off (that hand-off had not been acknowledged, so it is redone); readStoreIndex() skips it.
+// Crash safety: an object is copied to tmp/, fsynced and only then renamed into place, so objects/ never
+// holds a partial message. Its index line is appended and fdatasynced before deliver() resolves, so the
+// processor moves a file to cur/ only once its line is durable. kill -9 can leave a torn last line: open()
+// cuts it off (that hand-off was never acknowledged, so it is redone); readStoreIndex() skips it.
+// fsync costs milliseconds here, so hand-offs commit in groups: every copy that finished while the previous
+// group was syncing is fsynced in parallel, renamed, and its index lines written with one fdatasync.
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { copyFile, mkdir, open, readFile, rename, stat, truncate, unlink, type FileHandle } from "node:fs/promises";
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, truncate, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Folder } from "../inbound/spam-verdict";
 import { SinkError, type Handoff, type Sink } from "../inbound/sink";
@@ -85,9 +87,8 @@ export class ContentAddressedStore implements Sink {
   private readonly delivered = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly objectDirs = new Set<string>();
-  private pendingLines: string[] = [];
-  private pendingWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  private flushing = false;
+  private pending: PendingCommit[] = [];
+  private committing = false;
 
   private constructor(
     readonly storeDir: string,
@@ -99,6 +100,8 @@ export class ContentAddressedStore implements Sink {
   static async open(storeDir: string): Promise<ContentAddressedStore> {
     await mkdir(join(storeDir, "objects"), { recursive: true, mode: 0o750 });
     await mkdir(join(storeDir, "tmp"), { recursive: true, mode: 0o750 });
+    // Leftovers of a copy a crash interrupted; one daemon owns the store, so nothing in tmp/ is live now.
+    for (const leftover of await readdir(join(storeDir, "tmp"))) await rm(join(storeDir, "tmp", leftover), { force: true });
     let parsed: ParsedIndex = { entries: [], goodLength: 0, tornTail: false };
     try {
       parsed = parseIndex(await readFile(indexPath(storeDir)));
@@ -137,7 +140,8 @@ export class ContentAddressedStore implements Sink {
   }
 
   private async store(handoff: Handoff): Promise<void> {
-    await this.writeObject(handoff.sha3, handoff.rawPath, handoff.size);
+    const target = objectPath(this.storeDir, handoff.sha3);
+    const temporary = (await this.objectPresent(target, handoff.size)) ? undefined : await this.copyToTmp(handoff);
     const entry: StoreIndexEntry = {
       sha3: handoff.sha3,
       recipient: handoff.recipient,
@@ -150,70 +154,91 @@ export class ContentAddressedStore implements Sink {
       spamScore: handoff.spamScore,
       receivedAt: new Date().toISOString(),
     };
-    await this.appendIndexLine(`${JSON.stringify(entry)}\n`);
+    await new Promise<void>((resolve, reject) => {
+      this.pending.push({ temporary, target, line: `${JSON.stringify(entry)}\n`, resolve, reject });
+      if (!this.committing) void this.commit();
+    });
   }
 
-  private async writeObject(sha3: string, rawPath: string, size: number): Promise<void> {
-    const target = objectPath(this.storeDir, sha3);
+  private async objectPresent(target: string, size: number): Promise<boolean> {
     try {
-      if ((await stat(target)).size === size) return;
+      return (await stat(target)).size === size;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw error;
     }
-    const dir = join(this.storeDir, "objects", sha3.slice(0, 2));
+  }
+
+  private async copyToTmp(handoff: Handoff): Promise<string> {
+    const dir = join(this.storeDir, "objects", handoff.sha3.slice(0, 2));
     if (!this.objectDirs.has(dir)) {
       await mkdir(dir, { recursive: true, mode: 0o750 });
       this.objectDirs.add(dir);
     }
-    const temporary = join(this.storeDir, "tmp", `${sha3.slice(0, 32)}.${process.pid}.${randomBytes(6).toString("hex")}`);
+    const temporary = join(this.storeDir, "tmp", `${handoff.sha3.slice(0, 32)}.${process.pid}.${randomBytes(6).toString("hex")}`);
     try {
       // copyFile lets the kernel move the bytes (copy_file_range): the message never passes through the heap.
-      await copyFile(rawPath, temporary);
-      const handle = await open(temporary, "r");
+      await copyFile(handoff.rawPath, temporary);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+    return temporary;
+  }
+
+  private async commit(): Promise<void> {
+    this.committing = true;
+    while (this.pending.length > 0) {
+      const group = this.pending;
+      this.pending = [];
+      const synced = await Promise.allSettled(group.map((p) => this.syncAndPlace(p)));
+      const placed = group.filter((_, i) => synced[i]!.status === "fulfilled");
+      group.forEach((p, i) => {
+        const result = synced[i]!;
+        if (result.status === "rejected") p.reject(result.reason as Error);
+      });
+      if (placed.length === 0) continue;
+      const bytes = Buffer.from(placed.map((p) => p.line).join(""));
+      try {
+        await this.index.write(bytes);
+        await this.index.datasync();
+        this.indexLength += bytes.length;
+        for (const p of placed) p.resolve();
+      } catch (error) {
+        await this.index.truncate(this.indexLength).catch(() => undefined);
+        for (const p of placed) p.reject(error as Error);
+      }
+    }
+    this.committing = false;
+  }
+
+  private async syncAndPlace(pending: PendingCommit): Promise<void> {
+    if (pending.temporary === undefined) return;
+    try {
+      const handle = await open(pending.temporary, "r");
       try {
         await handle.sync();
       } finally {
         await handle.close();
       }
-      await rename(temporary, target);
+      await rename(pending.temporary, pending.target);
     } catch (error) {
-      await unlink(temporary).catch(() => undefined);
+      await unlink(pending.temporary).catch(() => undefined);
       throw error;
     }
-  }
-
-  // Group commit: concurrent hand-offs share one write + fdatasync instead of paying one each.
-  private appendIndexLine(line: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pendingLines.push(line);
-      this.pendingWaiters.push({ resolve, reject });
-      if (!this.flushing) void this.flush();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    while (this.pendingLines.length > 0) {
-      const lines = this.pendingLines;
-      const waiters = this.pendingWaiters;
-      this.pendingLines = [];
-      this.pendingWaiters = [];
-      const bytes = Buffer.from(lines.join(""));
-      try {
-        await this.index.write(bytes);
-        await this.index.datasync();
-        this.indexLength += bytes.length;
-        for (const waiter of waiters) waiter.resolve();
-      } catch (error) {
-        await this.index.truncate(this.indexLength).catch(() => undefined);
-        for (const waiter of waiters) waiter.reject(error as Error);
-      }
-    }
-    this.flushing = false;
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.inFlight.values()]);
     await this.index.close();
   }
+}
+
+interface PendingCommit {
+  /** The fsync-pending copy in tmp/, or undefined when the object was already in place. */
+  temporary: string | undefined;
+  target: string;
+  line: string;
+  resolve: () => void;
+  reject: (error: Error) => void;
 }

@@ -1,0 +1,78 @@
+// brightchain-inbound: the drop-folder daemon. Hands every message Postfix drops into
+// GATEWAY_MAIL_DROP_DIR/new to the BrightChain node (GATEWAY_NODE_URL) or, without one, to the embedded
+// content-addressed store (GATEWAY_STORE_DIR). Exit 78 (EX_CONFIG) on a bad variable so systemd does not
+// restart-loop on it; SIGTERM finishes the messages in flight and exits 0.
+import { ConfigError, loadRuntimeConfig, type RuntimeConfig } from "../src/config";
+import { HttpNodeSink } from "../src/inbound/http-node-sink";
+import { InboundProcessor, type InboundLogger } from "../src/inbound/inbound-processor";
+import type { Sink } from "../src/inbound/sink";
+import { ContentAddressedStore } from "../src/store/content-addressed-store";
+
+const EX_CONFIG = 78;
+
+const logger: InboundLogger = {
+  info: (m) => process.stderr.write(`brightchain-inbound: ${m}\n`),
+  warn: (m) => process.stderr.write(`brightchain-inbound: warning: ${m}\n`),
+  error: (m) => process.stderr.write(`brightchain-inbound: error: ${m}\n`),
+};
+
+async function openSink(config: RuntimeConfig): Promise<{ sink: Sink; description: string }> {
+  if (config.nodeUrl !== undefined) return { sink: new HttpNodeSink({ nodeUrl: config.nodeUrl }), description: `node API ${config.nodeUrl}` };
+  if (config.storeDir === undefined) {
+    throw new ConfigError("GATEWAY_STORE_DIR", undefined, "an absolute path for the embedded store, or GATEWAY_NODE_URL set to the node's API");
+  }
+  return { sink: await ContentAddressedStore.open(config.storeDir), description: `embedded store ${config.storeDir}` };
+}
+
+async function main(): Promise<void> {
+  // The store's group commit fsyncs many copies at once; libuv's default 4 threads would serialize them.
+  // Read when the pool first starts, which is after this line (nothing above did asynchronous I/O).
+  process.env.UV_THREADPOOL_SIZE ??= "16";
+  let config: RuntimeConfig;
+  let opened: { sink: Sink; description: string };
+  try {
+    config = loadRuntimeConfig();
+    opened = await openSink(config);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      logger.error(error.message);
+      process.exit(EX_CONFIG);
+    }
+    throw error;
+  }
+
+  const processor = new InboundProcessor({
+    mailDropDir: config.mailDropDir,
+    errorDir: config.errorDir,
+    sink: opened.sink,
+    spamEngine: config.spamEngine,
+    spamProbable: config.spamProbable,
+    concurrency: config.inboundConcurrency,
+    logger,
+  });
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${signal}: finishing messages in flight`);
+    void processor
+      .stop()
+      .then(() => opened.sink.close())
+      .then(() => {
+        const { delivered, failed, retried } = processor.counts;
+        logger.info(`stopped: ${delivered} delivered, ${failed} moved to errors, ${retried} retries`);
+        process.exit(0);
+      });
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+
+  await processor.start();
+  logger.info(`watching ${config.mailDropDir}/new → ${opened.description} (concurrency ${config.inboundConcurrency}, spam engine ${config.spamEngine})`);
+}
+
+main().catch((error: unknown) => {
+  logger.error((error as Error).stack ?? String(error));
+  process.exit(1);
+});
