@@ -196,10 +196,17 @@ export class PostfixInstance {
     });
   }
 
-  /** Messages in the queue, as `postqueue -j` lists them. */
-  async queueSize(): Promise<number> {
+  /** The queue as `postqueue -j` describes it: one object per message (queue_name, recipients, …). */
+  async queueJson(): Promise<{ queue_name: string; recipients: { address: string; delay_reason?: string }[] }[]> {
     const { stdout } = await execFileAsync("postqueue", ["-c", this.configDir, "-j"], { maxBuffer: 64 * 1024 * 1024 });
-    return stdout.split("\n").filter((line) => line.trim() !== "").length;
+    return stdout
+      .split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => JSON.parse(line) as { queue_name: string; recipients: { address: string; delay_reason?: string }[] });
+  }
+
+  async queueSize(): Promise<number> {
+    return (await this.queueJson()).length;
   }
 
   /** Changes main.cf parameters and makes the running master re-read them (SIGHUP, what `postfix reload` sends). */

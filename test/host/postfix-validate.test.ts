@@ -9,7 +9,7 @@
 //  - postconf -e: queue_directory, data_directory, maillog_file(+_prefixes) (a separate instance; no syslog
 //    here); smtpd_milters/non_smtpd_milters emptied in the delivery test (no milter daemons run in it).
 //  - master.cf: smtp and submission listen on free loopback ports; the pipe's argv names the temp script.
-import { readdirSync, readFileSync, writeFileSync, mkdirSync, chownSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -30,10 +30,22 @@ import {
   waitFor,
   type SocketmapStandIn,
 } from "../helpers/postfix-tools";
-import { rmSync } from "node:fs";
 
 const execFileAsync = promisify(execFile);
 const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
+
+async function sendOne(port: number, recipient: string): Promise<void> {
+  const { client } = await SmtpClient.open(port);
+  try {
+    for (const command of ["EHLO client.example.net", "MAIL FROM:<sender@example.net>", `RCPT TO:<${recipient}>`]) {
+      expect(await client.command(command)).toMatch(/^250 /);
+    }
+    expect(await client.data(`From: sender@example.net\nSubject: to ${recipient}\n\nhello\n`)).toMatch(/^250 /);
+    await client.close();
+  } finally {
+    client.destroy();
+  }
+}
 
 function withTestCert(node: GatewayNode, cert: { certFile: string; keyFile: string }): GatewayNode {
   return { ...node, tls: { ...node.tls, ...cert } };
@@ -148,6 +160,37 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
       });
     expect(deliveredTo.sort()).toEqual(["alice@brightchain.org", "bob@brightchain.org", "carol+news@brightchain.org"]);
     expect(socketmap.lookups).toEqual(expect.arrayContaining(["mallory@brightchain.org", "carol+news@brightchain.org"]));
+    await waitFor("an empty queue", () => instance.queueIsEmpty());
+    expect(countFiles(join(node.drop.mailDropDir, "tmp"))).toBe(0);
+  });
+
+  it("files belong to the brightchain user (here: nobody), so the runtime can read and move them", async () => {
+    await sendOne(smtpPort, "alice@brightchain.org");
+    await waitFor("1 file in incoming/new", () => countFiles(newDir()) === 1);
+    const file = statSync(join(newDir(), readdirSync(newDir())[0]!));
+    expect([file.uid, file.gid]).toEqual([NOBODY.uid, NOBODY.gid]);
+  });
+
+  it("defers, never bounces, while the drop is unwritable, and delivers once it is writable again", async () => {
+    chmodSync(newDir(), 0o550);
+    try {
+      await sendOne(smtpPort, "bob@brightchain.org");
+      let reason = "";
+      await waitFor("the message deferred", async () => {
+        const deferred = (await instance.queueJson()).find((entry) => entry.queue_name === "deferred");
+        reason = deferred?.recipients[0]?.delay_reason ?? "";
+        return deferred !== undefined;
+      });
+      // virtual(8) reports the failed Maildir write; the pipe reports the script's EX_TEMPFAIL (75).
+      expect(reason).toMatch(transport === "pipe" ? /temporary failure.*Permission denied/ : /maildir delivery failed.*Permission denied/);
+      expect(countFiles(newDir())).toBe(0);
+    } finally {
+      chmodSync(newDir(), 0o750);
+    }
+    await instance.flush();
+    await waitFor("the deferred message in incoming/new", () => countFiles(newDir()) === 1);
+    expect(readFileSync(join(newDir(), readdirSync(newDir())[0]!), "utf8")).toMatch(/^Delivered-To: bob@brightchain\.org$/m);
+    // The pipe links into new/ before it removes tmp/'s name: only a finished delivery (empty queue) is final.
     await waitFor("an empty queue", () => instance.queueIsEmpty());
     expect(countFiles(join(node.drop.mailDropDir, "tmp"))).toBe(0);
   });
