@@ -10,15 +10,18 @@ const USAGE = `usage: gateway lab <command>
   exec HOST COMMAND...        run a shell command on a lab host as root (HOST: ${LAB_HOSTS.map((host) => host.name).join(", ")})
   test                        run the lab suite (npx vitest run --project lab)`;
 
+/** Bad usage: exit code 2, like every other `gateway` verb. */
+class LabUsageError extends Error {}
+
 function parseZoneArguments(args: readonly string[]): Record<string, string> {
   const zones: Record<string, string> = {};
   for (let index = 0; index < args.length; index++) {
     if (args[index] !== "--zone") {
-      throw new Error(`lab up: unknown argument "${args[index]}"; accepted: --zone NAME=FILE`);
+      throw new LabUsageError(`lab up: unknown argument "${args[index]}"; accepted: --zone NAME=FILE`);
     }
     const value = args[++index] ?? "";
     const separator = value.indexOf("=");
-    if (separator <= 0) throw new Error(`lab up: --zone "${value}" must be NAME=FILE, e.g. brightchain.org=zone.txt`);
+    if (separator <= 0) throw new LabUsageError(`lab up: --zone "${value}" must be NAME=FILE, e.g. brightchain.org=zone.txt`);
     zones[value.slice(0, separator)] = readFileSync(value.slice(separator + 1), "utf8");
   }
   return zones;
@@ -48,20 +51,24 @@ export async function runLabCommand(argv: string[]): Promise<number> {
       }
       case "exec": {
         const [host, ...words] = rest;
-        if (!host || words.length === 0) throw new Error(`lab exec: needs HOST and COMMAND\n${USAGE}`);
+        if (!host || words.length === 0) throw new LabUsageError(`lab exec: needs HOST and COMMAND\n${USAGE}`);
         const result = await labExec(host, words.join(" "));
         process.stdout.write(result.stdout);
         process.stderr.write(result.stderr);
         return result.exitCode;
       }
+      case "help":
+      case "--help":
+        console.log(USAGE);
+        return 0;
       case "test":
         return spawnSync("npx", ["vitest", "run", "--project", "lab", ...rest], { stdio: "inherit" }).status ?? 1;
       default:
-        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, test\n${USAGE}`);
+        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, test, help\n${USAGE}`);
         return 2;
     }
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
-    return 1;
+    return error instanceof LabUsageError ? 2 : 1;
   }
 }
