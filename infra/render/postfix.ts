@@ -4,11 +4,10 @@
 // forwards to the primary. Services listen on every interface; the firewall decides who reaches them.
 import { posix } from "node:path";
 import type { GatewayNode, HostFile } from "../model/types";
+import { dkimMilterEndpoint } from "./opendkim";
 import { spamMilterEndpoint } from "./spam";
 import { MAILDROP_SCRIPT_PATH } from "./spool";
 
-/** OpenDKIM's milter endpoint (guide section 6); the DKIM renderer binds OpenDKIM to the same address. */
-export const OPENDKIM_MILTER = "inet:127.0.0.1:8891";
 /** Dovecot's auth listener, relative to the queue directory (the only form smtpd_sasl_path takes for dovecot). */
 export const DOVECOT_AUTH_SOCKET = "private/auth";
 export const DROP_SERVICE = "brightchain-drop";
@@ -45,16 +44,16 @@ function socketmap(node: GatewayNode): string {
   return `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
 }
 
-function milterList(node: GatewayNode, includeDkim: boolean): string[] {
-  const spam = spamMilterEndpoint(node);
-  return [...(spam === undefined ? [] : [spam]), ...(includeDkim ? [OPENDKIM_MILTER] : [])];
-}
 
 function identitySection(node: GatewayNode): PostfixSection {
   return {
     title: "Identity",
     params: [
-      { key: "compatibility_level", value: "3.6" },
+      {
+        key: "compatibility_level",
+        value: "3.6",
+        why: "Current defaults without backwards-compatibility logging. This level and the >=TLSv1.2 syntax need Postfix 3.6+ (Debian 12, Ubuntu 22.04, RHEL 10).",
+      },
       { key: "myhostname", value: node.host.hostname },
       { key: "mydomain", value: node.domain },
       { key: "myorigin", value: "$mydomain" },
@@ -163,8 +162,9 @@ function smtpdPolicySection(node: GatewayNode): PostfixSection {
 }
 
 function milterSection(node: GatewayNode): PostfixSection {
-  const isPrimary = node.role === "primary";
-  const smtpdMilters = milterList(node, isPrimary);
+  // OpenDKIM runs on the primary only (see opendkim.ts); a relay scans for spam but signs nothing.
+  const dkim = dkimMilterEndpoint(node);
+  const smtpdMilters = [spamMilterEndpoint(node), dkim].filter((milter): milter is string => milter !== undefined);
   const params: PostfixParam[] = [];
   if (smtpdMilters.length > 0) {
     params.push({
@@ -173,10 +173,10 @@ function milterSection(node: GatewayNode): PostfixSection {
       why: "One list, spam engine first: a second smtpd_milters line would silently replace the first.",
     });
   }
-  if (isPrimary) {
+  if (dkim !== undefined) {
     params.push({
       key: "non_smtpd_milters",
-      value: OPENDKIM_MILTER,
+      value: dkim,
       why: "Mail injected with sendmail(1) on the host is signed too; it is not spam-scanned (it is our own).",
     });
   }
