@@ -1,0 +1,130 @@
+// Host firewall: ufw on Debian/Ubuntu, firewalld on RHEL, applied by one rendered, idempotent script.
+// Inbound is refused by default with REJECT, not DROP: a sender (or an operator's probe) gets an immediate
+// answer instead of waiting out a 30-second connect timeout.
+import type { GatewayNode, HostFile } from "../model/types";
+import { OPENDKIM_PORT } from "./opendkim";
+import { RSPAMD_CONTROLLER_PORT, RSPAMD_PROXY_PORT, SPAMD_PORT } from "./spam";
+import { acmeInboundPorts } from "./tls";
+
+export const FIREWALL_SCRIPT = "/usr/local/sbin/brightchain-firewall";
+
+export interface FirewallPort {
+  port: number | [number, number];
+  why: string;
+}
+
+/** Ports opened to the world. SSH comes first and always: the script must never lock the admin out. */
+export function openPorts(node: GatewayNode): FirewallPort[] {
+  const ports: FirewallPort[] = [
+    { port: 22, why: "SSH administration" },
+    { port: 25, why: "SMTP from other mail servers" },
+  ];
+  if (node.submission?.enabled) ports.push({ port: 587, why: "submission from the BrightChain node" });
+  for (const port of acmeInboundPorts(node)) ports.push({ port, why: "ACME http-01 challenge (certbot standalone)" });
+  return ports;
+}
+
+/** Daemons that listen on 127.0.0.1 only; refused from outside as well, in case one is ever bound wider. */
+export function loopbackOnlyPorts(node: GatewayNode): FirewallPort[] {
+  return [
+    { port: node.lookup.port, why: "recipient lookup socketmap" },
+    { port: SPAMD_PORT, why: "spamd" },
+    { port: OPENDKIM_PORT, why: "OpenDKIM milter" },
+    { port: [RSPAMD_PROXY_PORT, RSPAMD_CONTROLLER_PORT], why: "Rspamd proxy, normal and controller workers" },
+  ];
+}
+
+/** Ports this script may have opened on an earlier run and must close when the node no longer needs them. */
+const CONDITIONAL_PORTS = [587, 80];
+
+function ufwPort(port: FirewallPort["port"]): string {
+  return typeof port === "number" ? `${port}` : `${port[0]}:${port[1]}`;
+}
+
+function firewalldPort(port: FirewallPort["port"]): string {
+  return typeof port === "number" ? `${port}` : `${port[0]}-${port[1]}`;
+}
+
+/**
+ * ufw adds a rule only once ("Skipping adding existing rule"), so re-running changes nothing. ufw accepts
+ * everything on lo before its user rules, so the reject rules only ever hit traffic from outside.
+ */
+function renderUfwScript(node: GatewayNode): string {
+  const open = openPorts(node);
+  const openNumbers = new Set(open.map((p) => p.port));
+  const lines = [
+    "#!/bin/sh",
+    "# Rendered by brightchain-gateway from the node model: the host firewall (ufw). Safe to run repeatedly.",
+    "set -eu",
+    "ufw default reject incoming",
+    "ufw default allow outgoing",
+    ...open.map((p) => `ufw allow ${ufwPort(p.port)}/tcp comment 'brightchain: ${p.why}'`),
+    ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(
+      (port) => `ufw --force delete allow ${port}/tcp >/dev/null 2>&1 || true`,
+    ),
+    ...loopbackOnlyPorts(node).map((p) => `ufw reject ${ufwPort(p.port)}/tcp comment 'brightchain: ${p.why}, loopback only'`),
+    "ufw --force enable",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+/**
+ * firewalld's public zone already rejects what it does not allow (with an ICMP prohibited reply) and accepts
+ * everything on lo. The script edits the permanent configuration — with firewall-cmd when firewalld runs,
+ * firewall-offline-cmd when it does not (first boot, or before the service is enabled) — then reloads.
+ */
+function renderFirewalldScript(node: GatewayNode): string {
+  const open = openPorts(node);
+  const openNumbers = new Set(open.map((p) => p.port));
+  const lines = [
+    "#!/bin/sh",
+    "# Rendered by brightchain-gateway from the node model: the host firewall (firewalld). Safe to run repeatedly.",
+    "set -eu",
+    "if firewall-cmd --state >/dev/null 2>&1; then",
+    '  fw() { firewall-cmd --permanent --zone=public "$@" >/dev/null; }',
+    "  running=yes",
+    "else",
+    '  fw() { firewall-offline-cmd --zone=public "$@" >/dev/null; }',
+    "  running=no",
+    "fi",
+    ...open.map((p) => `fw --add-port=${firewalldPort(p.port)}/tcp  # ${p.why}`),
+    ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(
+      (port) => `fw --remove-port=${port}/tcp`,
+    ),
+    ...loopbackOnlyPorts(node).map(
+      (p) => `fw --add-rich-rule='rule port port="${firewalldPort(p.port)}" protocol="tcp" reject'  # ${p.why}`,
+    ),
+    'if [ "$running" = yes ]; then firewall-cmd --reload >/dev/null; fi',
+    "",
+  ];
+  return lines.join("\n");
+}
+
+export function renderFirewallScript(node: GatewayNode): string {
+  return node.os.family === "debian" ? renderUfwScript(node) : renderFirewalldScript(node);
+}
+
+/** The packages the script needs on the node. */
+export function firewallPackages(node: GatewayNode): string[] {
+  return node.os.family === "debian" ? ["ufw"] : ["firewalld"];
+}
+
+/** What the host step runs after the script is in place (and again whenever it changes). */
+export function firewallApplyCommand(_node: GatewayNode): string {
+  return FIREWALL_SCRIPT;
+}
+
+export function firewallFiles(node: GatewayNode): HostFile[] {
+  return [
+    {
+      path: FIREWALL_SCRIPT,
+      mode: 0o755,
+      owner: "root",
+      group: "root",
+      content: renderFirewallScript(node),
+      // The host step re-runs the script on change; no daemon needs a reload for it.
+      notify: [],
+    },
+  ];
+}
