@@ -64,19 +64,23 @@ class RawClient {
     return this.received.toString("utf8");
   }
 
-  /** Complete netstring payloads received so far. */
+  private parsed: string[] = [];
+  private parsedUpTo = 0;
+
+  /** Complete netstring payloads received so far (parsed incrementally: some tests receive thousands). */
   netstrings(): string[] {
-    const out: string[] = [];
-    let rest = this.text();
-    for (let match = /^(\d+):/.exec(rest); match; match = /^(\d+):/.exec(rest)) {
-      const length = Number(match[1]);
-      const start = match[0].length;
-      if (rest.length < start + length + 1) break;
-      expect(rest[start + length]).toBe(",");
-      out.push(rest.slice(start, start + length));
-      rest = rest.slice(start + length + 1);
+    for (;;) {
+      const colon = this.received.indexOf(":", this.parsedUpTo);
+      if (colon < 0) break;
+      const header = this.received.toString("latin1", this.parsedUpTo, colon);
+      if (!/^\d+$/.test(header)) throw new Error(`reply is not a netstring: ${JSON.stringify(header)}`);
+      const end = colon + 1 + Number(header);
+      if (this.received.length < end + 1) break;
+      if (this.received[end] !== 0x2c) throw new Error(`netstring not terminated by a comma at byte ${end}`);
+      this.parsed.push(this.received.toString("utf8", colon + 1, end));
+      this.parsedUpTo = end + 1;
     }
-    return out;
+    return this.parsed;
   }
 
   async replies(count: number): Promise<string[]> {
@@ -288,3 +292,50 @@ describe("socketmap server with a registry that fails", () => {
     expect(c.netstrings()).toEqual(["OK alice@brightchain.org"]);
   });
 });
+
+describe("socketmap server limits", () => {
+  const registry: RecipientRegistry = { find: (address) => (address.startsWith("known") ? address : undefined), close: () => undefined };
+  const services: RecipientLookupService[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    await Promise.all(services.splice(0).map((s) => s.close()));
+  });
+  async function serve(options: { maxConnections?: number; idleTimeoutMs?: number }): Promise<number> {
+    const service = new RecipientLookupService({ registry, domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 500, ...options });
+    services.push(service);
+    return service.listen();
+  }
+
+  it("refuses connections beyond maxConnections and keeps serving the others", async () => {
+    const port = await serve({ maxConnections: 2 });
+    const first = client(port);
+    const second = client(port);
+    await Promise.all([first.ready, second.ready]);
+    await first.write(netstring("virtual known@brightchain.org"));
+    expect(await first.replies(1)).toEqual(["OK known@brightchain.org"]);
+    const third = client(port);
+    await third.until(() => third.closed);
+    await second.write(netstring("virtual known@brightchain.org"));
+    expect(await second.replies(1)).toEqual(["OK known@brightchain.org"]);
+  });
+
+  it("closes an idle connection after idleTimeoutMs", async () => {
+    const c = client(await serve({ idleTimeoutMs: 200 }));
+    await c.write(netstring("virtual known@brightchain.org"));
+    expect(await c.replies(1)).toEqual(["OK known@brightchain.org"]);
+    const answeredAt = Date.now();
+    await c.until(() => c.closed, 3_000);
+    expect(Date.now() - answeredAt).toBeGreaterThanOrEqual(150);
+  });
+
+  it("answers 20,000 requests from a client that writes them all before reading any, in order", async () => {
+    const port = await serve({});
+    const keys = Array.from({ length: 20_000 }, (_, i) => (i % 2 === 0 ? `known${i}@brightchain.org` : `unknown${i}@brightchain.org`));
+    const c = client(port);
+    await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
+    const replies = await c.replies(keys.length);
+    expect(replies).toHaveLength(keys.length);
+    expect(replies.every((reply, i) => reply === (i % 2 === 0 ? `OK ${keys[i]}` : "NOTFOUND "))).toBe(true);
+  });
+});
+
