@@ -10,7 +10,7 @@
 //  - main.cf/master.cf: what renderedPostfixOptions (test/helpers/postfix-server.ts) changes: the harness's
 //    paths and loopback port, TLS and milters off, no submission, the pipe's argv naming a temp copy of the
 //    rendered script.
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -35,8 +35,10 @@ describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation 
   let lookupPort: number;
   let postfix: PostfixInstance;
 
+  /** Short idle timeout: Postfix must survive the service closing its idle socketmap connections. */
+  const IDLE_TIMEOUT_MS = 300;
   const startLookup = async () => {
-    lookup = new RecipientLookupService({ registry, domains: [node.domain], port: lookupPort, lookupTimeoutMs: 1_000 });
+    lookup = new RecipientLookupService({ registry, domains: [node.domain], port: lookupPort, lookupTimeoutMs: 1_000, idleTimeoutMs: IDLE_TIMEOUT_MS });
     await lookup.listen();
   };
 
@@ -148,5 +150,22 @@ describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation 
     expect(retry.rcpt[0]!.code).toBe(250);
     expect(retry.message!.code).toBe(250);
     await waitFor("the retried message in the drop", () => delivered("lookup-down").length === 1);
+  });
+
+  it("keeps answering after the service closed Postfix's idle socketmap connections", async () => {
+    expect((await send(["alice@brightchain.org"], "before-idle")).rcpt[0]!.code).toBe(250);
+    await waitFor("the lookup service to close idle connections", () => lookup.openConnections === 0, IDLE_TIMEOUT_MS * 20);
+    const after = await send(["bob@brightchain.org", "nobody@brightchain.org"], "after-idle");
+    expect(after.rcpt.map((r) => r.code)).toEqual([250, 550]);
+  });
+
+  it("accepts a user added to the registry file without restarting anything", async () => {
+    expect((await send(["dave@brightchain.org"], "new-user")).rcpt[0]!.code).toBe(550);
+    writeFileSync(`${registryFile}.new`, "alice@brightchain.org\nbob@brightchain.org\ncarol@brightchain.org\ndave@brightchain.org\n");
+    renameSync(`${registryFile}.new`, registryFile);
+    await waitFor("the registry to reload", () => registry.find("dave@brightchain.org") !== undefined);
+    const reply = await send(["dave@brightchain.org"], "new-user");
+    expect(reply.rcpt[0]!.code).toBe(250);
+    await waitFor("dave's copy in the drop", () => delivered("new-user").length === 1);
   });
 });

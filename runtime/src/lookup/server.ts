@@ -326,6 +326,11 @@ export class RecipientLookupService {
     return { status: "TEMP", reason };
   }
 
+  /** Connections currently open (Postfix keeps one per smtpd/trivial-rewrite process). */
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
   forget(connection: LookupConnection): void {
     this.connections.delete(connection);
   }
