@@ -11,12 +11,14 @@
 //    paths and loopback port, TLS and milters off, no submission, the pipe's argv naming a temp copy of the
 //    rendered script.
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DropTransport, GatewayNode } from "../../infra/model/types";
 import { renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
-import { FileRegistry } from "../../runtime/src/lookup/registry";
+import { FileRegistry, HttpRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 import { examplePrimary } from "../fixtures/nodes";
 import { defaultMessage, freePort, renderedPostfixOptions, sendMail, startPostfix, waitFor, type PostfixInstance } from "../helpers/postfix-server";
@@ -168,4 +170,35 @@ describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation 
     expect(reply.rcpt[0]!.code).toBe(250);
     await waitFor("dave's copy in the drop", () => delivered("new-user").length === 1);
   });
+
+  it("answers 550, not a 4xx that would be retried forever, for a recipient key the service cannot parse", async () => {
+    const reply = await send(['"alice smith"@brightchain.org'], "malformed-key");
+    expect(reply.rcpt[0]!.code).toBe(550);
+    expect(reply.rcpt[0]!.text).toMatch(/User unknown in virtual mailbox table/);
+  });
+
+  it("answers 451 while the node's registry API is slower than the lookup deadline", async () => {
+    const api = createServer((request, response) => {
+      // Never answers alice: the node is hung.
+      if (!request.url!.includes("alice")) response.writeHead(404).end();
+    });
+    await new Promise<void>((done) => api.listen(0, "127.0.0.1", done));
+    const slowRegistry = new HttpRegistry(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, { cacheTtlSeconds: 0, timeoutMs: 2_000 });
+    await lookup.close();
+    lookup = new RecipientLookupService({ registry: slowRegistry, domains: [node.domain], port: lookupPort, lookupTimeoutMs: 300 });
+    await lookup.listen();
+    try {
+      const reply = await send(["alice@brightchain.org", "nobody@brightchain.org"], "registry-slow");
+      expect(reply.rcpt[0]!.code).toBe(451);
+      expect(reply.rcpt[0]!.text).toMatch(/4\.3\.0 .*Temporary lookup failure/);
+      expect(reply.rcpt[1]!.code).toBe(550);
+    } finally {
+      await lookup.close();
+      slowRegistry.close();
+      api.closeAllConnections();
+      await new Promise((done) => api.close(done));
+      await startLookup();
+    }
+  });
 });
+
