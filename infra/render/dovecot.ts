@@ -4,11 +4,12 @@
 // behaves the same on both families and leaves nothing of the package defaults in play.
 import { createHash, createHmac } from "node:crypto";
 import type { GatewayNode, GatewaySecrets, HostFile } from "../model/types";
+import { DOVECOT_AUTH_SOCKET } from "./postfix";
 
 export const DOVECOT_CONF_PATH = "/etc/dovecot/dovecot.conf";
 export const SUBMISSION_PASSWD_PATH = "/etc/dovecot/brightchain-submission.passwd";
-/** Postfix's queue directory + smtpd_sasl_path (private/auth); both distributions use /var/spool/postfix. */
-export const POSTFIX_AUTH_LISTENER = "/var/spool/postfix/private/auth";
+/** Postfix's queue directory + its smtpd_sasl_path; both distributions use /var/spool/postfix. */
+export const POSTFIX_AUTH_LISTENER = `/var/spool/postfix/${DOVECOT_AUTH_SOCKET}`;
 
 const CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const SHA512_CRYPT_ROUNDS = 5000;

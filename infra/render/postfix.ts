@@ -240,7 +240,7 @@ function relayDeliverySection(node: GatewayNode): PostfixSection {
       {
         key: "relay_transport",
         value: `relay:[${relay.forwardTo}]:25`,
-        why: "Only the relayed domain goes to the primary; not relayhost, which would also route this node's DSNs back to it.",
+        why: "Only the relayed domain goes to the primary. relayhost would route everything through it, this node's DSNs to the internet too.",
       },
       { key: "relayhost", value: "" },
       { key: "maximal_queue_lifetime", value: relay.queueLifetime },
@@ -319,7 +319,6 @@ function submissionService(node: GatewayNode): MasterService[] {
 function dropService(node: GatewayNode): MasterService {
   if (node.drop.transport === "pipe") {
     return service(DROP_SERVICE, "unix", "pipe", {
-      private: "-",
       unpriv: "n",
       why: "The guide's script: D prepends Delivered-To (and detects loops), R Return-Path; one recipient per call.",
       args: [
