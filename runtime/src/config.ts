@@ -20,6 +20,8 @@ export interface RuntimeConfig {
   postfixPort: number;
   postfixUser?: string;
   postfixPass?: string;
+  /** CA bundle that signs the submission service's certificate, when it is not a public CA (lab, tests). */
+  postfixCaFile?: string;
   registryFile?: string;
   storeDir?: string;
   registryUrl?: string;
@@ -149,6 +151,7 @@ export function loadRuntimeConfig(env: Env = process.env): RuntimeConfig {
     postfixPort: integer(env, "GATEWAY_POSTFIX_PORT", 587, 1, 65535),
     postfixUser,
     postfixPass,
+    postfixCaFile: absolutePath(env, "GATEWAY_POSTFIX_CA_FILE"),
     registryFile: absolutePath(env, "GATEWAY_REGISTRY_FILE"),
     storeDir: absolutePath(env, "GATEWAY_STORE_DIR"),
     registryUrl: httpUrl(env, "GATEWAY_REGISTRY_URL"),
