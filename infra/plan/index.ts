@@ -17,6 +17,7 @@ import {
   directoriesCommand,
   firewallCommand,
   installFileCommand,
+  recipientRegistryCommand,
   serviceCommand,
   systemUserCommand,
   verifyCommand,
@@ -28,6 +29,7 @@ export type { HostStep, RuntimeArtifact } from "./types";
 export const STEP_PACKAGES = "packages";
 export const STEP_SYSTEM_USER = "system-user";
 export const STEP_DIRECTORIES = "directories";
+export const STEP_RECIPIENT_REGISTRY = "recipient-registry";
 export const STEP_DKIM_KEY = "dkim-key";
 export const STEP_CERTIFICATE = "certificate";
 export const STEP_FIREWALL = "firewall";
@@ -141,6 +143,17 @@ export function hostPlan(
   const fileStepIds = allFiles.map((f) => fileStepId(f.path));
 
   const prerequisites: string[] = [];
+  if (node.lookup.registry.kind === "file") {
+    const registry = recipientRegistryCommand(node, node.lookup.registry.path);
+    add({
+      id: STEP_RECIPIENT_REGISTRY,
+      description: `create an empty recipient registry ${node.lookup.registry.path} if there is none`,
+      command: registry,
+      after: [STEP_SYSTEM_USER],
+      triggers: [sha256(registry)],
+    });
+    prerequisites.push(STEP_RECIPIENT_REGISTRY);
+  }
   if (opendkimEnabled(node)) {
     const dkim = dkimKeyCommand(node);
     add({
@@ -202,7 +215,7 @@ export function hostPlan(
   add({
     id: STEP_VERIFY,
     description: "wait for Postfix to listen and the recipient lookup service to answer",
-    command: verifyCommand(node),
+    command: verifyCommand(node, [...services].sort()),
     after: [STEP_POSTFIX_RELOAD, ...serviceStepIds],
     triggers: [...postfixTriggers, ...serviceStepIds.flatMap((id) => steps.find((s) => s.id === id)!.triggers)],
   });

@@ -57,6 +57,22 @@ export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner
   ].join("\n");
 }
 
+/**
+ * An empty recipient registry file when none exists yet: the lookup service refuses to start without it
+ * (every RCPT TO would then be deferred), while an empty list answers "unknown" (550) until the node syncs it.
+ * An existing file is the node's data and is never touched.
+ */
+export function recipientRegistryCommand(node: GatewayNode, registryPath: string): string {
+  const file = shellQuote(registryPath);
+  return [
+    "set -eu",
+    `if [ ! -e ${file} ]; then`,
+    `  mkdir -p ${shellQuote(posix.dirname(registryPath))}`,
+    `  install -m 0640 -o root -g ${shellQuote(node.drop.group)} /dev/null ${file}`,
+    "fi",
+  ].join("\n");
+}
+
 /** The opendkim renderer's key generation, then <selector>.txt on stdout: the public half, read back for DNS. */
 export function dkimKeyCommand(node: GatewayNode): string {
   return ["set -eu", dkimKeygenCommand(node), `cat ${shellQuote(dkimKeyPaths(node).txtRecord)}`].join("\n");
@@ -115,26 +131,34 @@ export const POSTFIX_RELOAD_COMMAND = "set -eu\nsystemctl enable postfix\nsystem
 
 /**
  * The guide's section 10 checks as one step that waits (with a deadline) for Postfix to listen on 25
- * (and 587 on a primary) and for the recipient lookup service to answer a real socketmap query.
+ * (and 587 on a primary), for the recipient lookup service to answer a real socketmap query, and for every
+ * service to be active without an automatic restart since the service steps started it (a unit that
+ * crash-loops is "active" for a moment between restarts).
  */
-export function verifyCommand(node: GatewayNode): string {
+export function verifyCommand(node: GatewayNode, services: string[]): string {
   const ports = node.submission?.enabled ? [25, 587] : [25];
   const table = `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
+  const probe = shellQuote(`postmaster@${node.domain}`);
+  const units = services.map(shellQuote).join(" ");
+  const conditions = [...ports.map((p) => `listening ${p}`), "lookup_answers", ...(services.length > 0 ? ["services_up"] : [])];
   return [
     "set -eu",
     `listening() { ss -Htln "sport = :$1" | grep -q .; }`,
     // postmap exits 1 for "not found" too; only an error message means the service did not answer.
-    `lookup_answers() { err=$(postmap -q ${shellQuote(`postmaster@${node.domain}`)} ${table} 2>&1 >/dev/null) || true; [ -z "$err" ]; }`,
+    `lookup_answers() { err=$(postmap -q ${probe} ${table} 2>&1 >/dev/null) || true; [ -z "$err" ]; }`,
+    // Timers have no NRestarts: an empty value counts as none.
+    `services_up() { for u in ${units}; do systemctl is-active --quiet "$u" || return 1; n=$(systemctl show -P NRestarts "$u"); [ "\${n:-0}" = 0 ] || return 1; done; }`,
     "deadline=$(( $(date +%s) + 60 ))",
-    `until ${ports.map((p) => `listening ${p}`).join(" && ")} && lookup_answers; do`,
+    `until ${conditions.join(" && ")}; do`,
     `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
-    `    echo "not ready after 60s: need ${ports.join(", ")} listening and ${table} answering" >&2`,
+    `    echo "not ready after 60s: need ${ports.join(", ")} listening, ${table} answering${services.length > 0 ? " and these services up without restarts: " + services.join(" ") : ""}" >&2`,
     "    ss -Htln >&2",
-    `    postmap -q ${shellQuote(`postmaster@${node.domain}`)} ${table} >&2 || true`,
+    `    postmap -q ${probe} ${table} >&2 || true`,
+    ...(services.length > 0 ? [`    for u in ${units}; do echo "$u: $(systemctl is-active "$u") restarts=$(systemctl show -P NRestarts "$u")" >&2; done`] : []),
     "    exit 1",
     "  fi",
     "  sleep 1",
     "done",
-    `echo "listening on ${ports.join(", ")}; recipient lookup answers"`,
+    `echo "listening on ${ports.join(", ")}; recipient lookup answers${services.length > 0 ? "; services up: " + services.join(" ") : ""}"`,
   ].join("\n");
 }

@@ -14,7 +14,7 @@ import {
   type HostStep,
 } from "../../infra/plan";
 import { requiredPackages } from "../../infra/plan/packages";
-import { directoriesCommand, dkimKeyCommand, installFileCommand } from "../../infra/plan/steps";
+import { directoriesCommand, dkimKeyCommand, installFileCommand, recipientRegistryCommand } from "../../infra/plan/steps";
 import type { GatewayNode, HostDirectory, HostFile } from "../../infra/model/types";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 
@@ -131,7 +131,16 @@ describe("roles", () => {
     expect(primary).toContain("listening 25 && listening 587");
     expect(primary).toContain("socketmap:inet:127.0.0.1:2526:virtual");
     const relay = step(plan(exampleRelay), STEP_VERIFY).command;
-    expect(relay).toContain("until listening 25 && lookup_answers");
+    expect(relay).toContain("until listening 25 && lookup_answers && services_up");
+    expect(relay).toMatch(/for u in brightchain-lookup certbot.timer .*rspamd;/);
+  });
+
+  it("seeds an empty recipient registry file before the services start, only for the file registry", () => {
+    const steps = plan(examplePrimary);
+    expect(step(steps, "recipient-registry").command).toContain("install -m 0640 -o root -g brightchain /dev/null /etc/brightchain/recipients");
+    expect(step(steps, "service-brightchain-lookup").after).toContain("recipient-registry");
+    const http = { ...examplePrimary, lookup: { ...examplePrimary.lookup, registry: { kind: "http" as const, url: "http://127.0.0.1:8080" } } };
+    expect(plan(http).map((s) => s.id)).not.toContain("recipient-registry");
   });
 
   it("enables the spam engine's services and every service a file notifies, but reloads Postfix only after postfix check", () => {
@@ -238,6 +247,18 @@ describe("the commands, run by a real shell", () => {
     expect(result.stderr.toString()).toContain(`${path}: content arrived damaged`);
     expect(readFileSync(path, "utf8")).toBe("old\n");
     expect(readdirSync(dir)).toEqual(["main.cf"]);
+  });
+
+  it("creates the recipient registry when absent and never touches an existing one", () => {
+    const dir = tempDir();
+    const registry = join(dir, "etc/brightchain/recipients");
+    const node = { ...examplePrimary, drop: { ...examplePrimary.drop, group: "opendkim" } };
+    execFileSync("sh", ["-c", recipientRegistryCommand(node, registry)]);
+    expect(readFileSync(registry, "utf8")).toBe("");
+    expect(statSync(registry).mode & 0o7777).toBe(0o640);
+    writeFileSync(registry, "alice@brightchain.org\n");
+    execFileSync("sh", ["-c", recipientRegistryCommand(node, registry)]);
+    expect(readFileSync(registry, "utf8")).toBe("alice@brightchain.org\n");
   });
 
   it("creates directories with their owners and modes", () => {
