@@ -1,0 +1,79 @@
+// brightchain-store: what a person uses to look into the embedded store (GATEWAY_STORE_DIR or --store DIR).
+//   brightchain-store list [--recipient ADDRESS] [--folder inbox|spam] [--json]
+//   brightchain-store show SHA3-OR-UNIQUE-PREFIX        (the raw message, as received, on stdout)
+import { createReadStream } from "node:fs";
+import { parseArgs } from "node:util";
+import { objectPath, readStoreIndex, type StoreIndexEntry } from "../src/store/content-addressed-store";
+
+const USAGE = `usage: brightchain-store list [--recipient ADDRESS] [--folder inbox|spam] [--json] [--store DIR]
+       brightchain-store show SHA3 [--store DIR]   (a unique prefix of at least 8 hex digits is enough)`;
+const EX_USAGE = 64;
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`brightchain-store: ${message}\n`);
+  process.exit(code);
+}
+
+function row(entry: StoreIndexEntry): string {
+  const clean = (text: string | undefined): string => (text ?? "-").replace(/[\t\r\n]+/g, " ");
+  return [entry.receivedAt, entry.folder, entry.recipient, clean(entry.from), clean(entry.subject), String(entry.size), entry.sha3.slice(0, 16)].join("\t");
+}
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        recipient: { type: "string" },
+        folder: { type: "string" },
+        json: { type: "boolean" },
+        store: { type: "string" },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    fail(EX_USAGE, `${(error as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  const storeDir = values.store ?? process.env.GATEWAY_STORE_DIR;
+  if (storeDir === undefined || !storeDir.startsWith("/")) {
+    fail(EX_USAGE, `the store is not known: GATEWAY_STORE_DIR=${JSON.stringify(storeDir ?? "")}; expected an absolute path (or --store DIR)`);
+  }
+  const [verb, argument] = positionals;
+  const entries = await readStoreIndex(storeDir);
+
+  if (verb === "list" && argument === undefined) {
+    if (values.folder !== undefined && values.folder !== "inbox" && values.folder !== "spam") {
+      fail(EX_USAGE, `--folder ${JSON.stringify(values.folder)} is not a folder; expected inbox or spam`);
+    }
+    const recipient = values.recipient?.toLowerCase();
+    const selected = entries.filter((e) => (recipient === undefined || e.recipient === recipient) && (values.folder === undefined || e.folder === values.folder));
+    if (values.json === true) {
+      for (const entry of selected) process.stdout.write(`${JSON.stringify(entry)}\n`);
+    } else {
+      process.stdout.write("received\tfolder\trecipient\tfrom\tsubject\tsize\tsha3\n");
+      for (const entry of selected) process.stdout.write(`${row(entry)}\n`);
+    }
+    return;
+  }
+
+  if (verb === "show" && argument !== undefined) {
+    const prefix = argument.toLowerCase();
+    if (!/^[0-9a-f]{8,128}$/.test(prefix)) fail(EX_USAGE, `${JSON.stringify(argument)} is not a SHA3-512 or a prefix of at least 8 hex digits`);
+    const matches = [...new Set(entries.map((e) => e.sha3).filter((sha3) => sha3.startsWith(prefix)))];
+    if (matches.length === 0) fail(1, `no message ${prefix} in ${storeDir}`);
+    if (matches.length > 1) fail(1, `prefix ${prefix} matches ${matches.length} messages; give more digits`);
+    await new Promise<void>((resolve, reject) => {
+      const stream = createReadStream(objectPath(storeDir, matches[0]!));
+      stream.on("error", reject);
+      stream.on("end", resolve);
+      stream.pipe(process.stdout);
+    });
+    return;
+  }
+
+  fail(EX_USAGE, USAGE);
+}
+
+main().catch((error: unknown) => fail(1, (error as Error).message));
