@@ -40,6 +40,8 @@ export interface MasterService {
   why?: string;
 }
 
+const TLS_1_2_OR_LATER = "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1";
+
 function socketmap(node: GatewayNode): string {
   return `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
 }
@@ -51,8 +53,10 @@ function identitySection(node: GatewayNode): PostfixSection {
     params: [
       {
         key: "compatibility_level",
-        value: "3.6",
-        why: "Current defaults without backwards-compatibility logging. This level and the >=TLSv1.2 syntax need Postfix 3.6+ (Debian 12, Ubuntu 22.04, RHEL 10).",
+        value: node.os.family === "rhel" ? "2" : "3.6",
+        why: node.os.family === "rhel"
+          ? "RHEL 9 ships Postfix 3.5, which cannot parse the 3.6 level; every default level 3.6 changes is set explicitly below."
+          : "Current defaults without backwards-compatibility logging (Postfix 3.6+: Debian 12, Ubuntu 22.04).",
       },
       { key: "myhostname", value: node.host.hostname },
       { key: "mydomain", value: node.domain },
@@ -96,18 +100,18 @@ function tlsSection(node: GatewayNode): PostfixSection {
       },
       {
         key: "smtpd_tls_protocols",
-        value: ">=TLSv1.2",
-        why: "Opportunistic and mandatory lists both: setting only the mandatory one leaves TLS 1.0/1.1 open on port 25.",
+        value: TLS_1_2_OR_LATER,
+        why: "Opportunistic and mandatory lists both: setting only the mandatory one leaves TLS 1.0/1.1 open on port 25. Exclusion syntax, not >=TLSv1.2, because Postfix 3.5 (RHEL 9) lacks the latter.",
       },
-      { key: "smtpd_tls_mandatory_protocols", value: ">=TLSv1.2" },
+      { key: "smtpd_tls_mandatory_protocols", value: TLS_1_2_OR_LATER },
       { key: "smtpd_tls_mandatory_ciphers", value: "high" },
       { key: "smtpd_tls_auth_only", value: "yes", why: "Never offer AUTH before STARTTLS: passwords must not cross in plaintext." },
       { key: "smtpd_tls_received_header", value: "yes" },
       { key: "smtpd_tls_loglevel", value: "1" },
       { key: "smtpd_tls_session_cache_database", value: "btree:${data_directory}/smtpd_scache" },
       { key: "smtp_tls_security_level", value: "may" },
-      { key: "smtp_tls_protocols", value: ">=TLSv1.2" },
-      { key: "smtp_tls_mandatory_protocols", value: ">=TLSv1.2" },
+      { key: "smtp_tls_protocols", value: TLS_1_2_OR_LATER },
+      { key: "smtp_tls_mandatory_protocols", value: TLS_1_2_OR_LATER },
       { key: "smtp_tls_loglevel", value: "1" },
       { key: "smtp_tls_session_cache_database", value: "btree:${data_directory}/smtp_scache" },
     ],
@@ -293,6 +297,15 @@ function service(
   };
 }
 
+/**
+ * Our own authenticated mail is signed, not scored: the spam engines' inbound rules would mark the BrightChain
+ * node's outbound mail (and spamass-milter -r would reject it), so 587 runs OpenDKIM alone.
+ */
+function submissionMilters(node: GatewayNode): string[] {
+  const dkim = dkimMilterEndpoint(node);
+  return dkim === undefined ? [] : [`-o smtpd_milters=${dkim}`];
+}
+
 function submissionService(node: GatewayNode): MasterService[] {
   if (node.submission === undefined || !node.submission.enabled) return [];
   return [
@@ -311,6 +324,7 @@ function submissionService(node: GatewayNode): MasterService[] {
         "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
         "-o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
         "-o milter_macro_daemon_name=ORIGINATING",
+        ...submissionMilters(node),
       ],
     }),
   ];
