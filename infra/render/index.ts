@@ -2,6 +2,7 @@
 // Ansible adapter and `gateway render` all take the node's files from here, so they cannot disagree.
 import type { GatewayNode, GatewaySecrets, HostDirectory, HostFile } from "../model/types";
 import { dovecotFiles } from "./dovecot";
+import { firewallFiles } from "./firewall";
 import { gatewayEnvFiles } from "./gateway-env";
 import { opendkimFiles } from "./opendkim";
 import { postfixFiles } from "./postfix";
@@ -17,7 +18,7 @@ export class DuplicateHostPathError extends Error {
   }
 }
 
-function assertUniquePaths(paths: string[]): void {
+export function assertUniquePaths(paths: string[]): void {
   const seen = new Set<string>();
   for (const p of paths) {
     if (seen.has(p)) throw new DuplicateHostPathError(p);
@@ -36,6 +37,7 @@ export function hostFiles(node: GatewayNode, secrets: GatewaySecrets): HostFile[
     ...opendkimFiles(node),
     ...spamFiles(node),
     ...tlsFiles(node, secrets),
+    ...firewallFiles(node),
     ...runtimeUnitFiles(node),
     ...gatewayEnvFiles(node, secrets),
   ];

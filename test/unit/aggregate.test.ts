@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { hostDirectories, hostFiles } from "../../infra/render/index";
+import { FIREWALL_SCRIPT } from "../../infra/render/firewall";
+import { assertUniquePaths, DuplicateHostPathError, hostDirectories, hostFiles } from "../../infra/render/index";
 import { exampleSecrets, nodeMatrix } from "../fixtures/nodes";
 
 describe.each(nodeMatrix)("host files of $name", ({ node }) => {
@@ -24,8 +25,10 @@ describe.each(nodeMatrix)("host files of $name", ({ node }) => {
     for (const f of files) expect(Array.isArray(f.notify)).toBe(true);
   });
 
-  it("include main.cf and master.cf", () => {
-    expect(files.map((f) => f.path)).toEqual(expect.arrayContaining(["/etc/postfix/main.cf", "/etc/postfix/master.cf"]));
+  it("include every module's files: Postfix, firewall, runtime units, gateway.env", () => {
+    expect(files.map((f) => f.path)).toEqual(
+      expect.arrayContaining(["/etc/postfix/main.cf", "/etc/postfix/master.cf", FIREWALL_SCRIPT, node.runtime.envFile, "/etc/systemd/system/brightchain-lookup.service"]),
+    );
   });
 
   it("mark every file carrying a secret as secret, and keep those from other users", () => {
@@ -52,5 +55,12 @@ describe("roles", () => {
     expect(hostDirectories(relay).map((d) => d.path)).not.toContain(relay.drop.mailDropDir);
     expect(hostFiles(primary, exampleSecrets).some((f) => f.path.startsWith("/etc/dovecot/"))).toBe(true);
     expect(hostFiles(relay, exampleSecrets).some((f) => f.path.startsWith("/etc/dovecot/"))).toBe(false);
+  });
+});
+
+describe("path ownership check", () => {
+  it("names the path two renderers both produce", () => {
+    expect(() => assertUniquePaths(["/etc/a", "/etc/postfix/main.cf", "/etc/postfix/main.cf"])).toThrow(DuplicateHostPathError);
+    expect(() => assertUniquePaths(["/etc/a", "/etc/postfix/main.cf", "/etc/postfix/main.cf"])).toThrow(/\/etc\/postfix\/main\.cf/);
   });
 });
