@@ -11,6 +11,7 @@ import {
   STEP_DKIM_KEY,
   STEP_POSTFIX_CHECK,
   STEP_POSTFIX_RELOAD,
+  STEP_RECIPIENT_REGISTRY,
   STEP_SYSTEM_USER,
   STEP_VERIFY,
   fileStepId,
@@ -19,7 +20,7 @@ import {
   type RuntimeArtifact,
 } from "../plan";
 import { sha256 } from "../plan/shell";
-import { directoriesCommand, installFileCommand, serviceCommand, systemUserCommand } from "../plan/steps";
+import { directoriesCommand, installFileCommand, recipientRegistryCommand, serviceCommand, systemUserCommand } from "../plan/steps";
 import { dkimKeyPaths } from "../render/opendkim";
 
 /**
@@ -205,6 +206,14 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
           loop: directories.map((d) => ({ path: d.path, owner: d.owner, group: d.group, mode: ansibleMode(d.mode) })),
         });
         break;
+      case STEP_RECIPIENT_REGISTRY: {
+        // The registry is the node's data: created empty when absent, never rewritten (so not a copy task).
+        const registry = node.lookup.registry;
+        if (registry.kind !== "file") throw new Error(`plan step ${step.id} seeds a registry file, but lookup.registry is ${registry.kind}`);
+        expectCommand(step, recipientRegistryCommand(node, registry.path), "recipientRegistryCommand(node)");
+        tasks.push({ name: step.description, "ansible.builtin.shell": { cmd: step.command, executable: "/bin/sh", creates: registry.path } });
+        break;
+      }
       case STEP_DKIM_KEY:
         tasks.push(...dkimTasks(node, step));
         break;

@@ -146,6 +146,11 @@ describe.each([
     expect(dkim!["ansible.builtin.shell"]).toMatchObject({ creates: `${node.dkim.keyDir}/${node.dkim.selector}.private` });
   });
 
+  it("seeds the recipient registry only when the host has none: it is the node's data", () => {
+    const seed = play.tasks.find((x) => String(x.name).startsWith("create an empty recipient registry"))!;
+    expect(seed["ansible.builtin.shell"]).toMatchObject({ creates: "/etc/brightchain/recipients" });
+  });
+
   it("enables and starts every service the plan restarts", () => {
     const steps = hostPlan(node, files, hostDirectories(node), artifacts);
     const planned = steps.filter((s) => s.id.startsWith("service-")).length;
