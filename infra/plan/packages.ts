@@ -39,7 +39,8 @@ export function packagesCommand(node: GatewayNode): string {
       "echo 'postfix postfix/main_mailer_type select Internet Site' | debconf-set-selections",
       `echo ${shellQuote(`postfix postfix/mailname string ${node.domain}`)} | debconf-set-selections`,
       "apt-get update -q",
-      `apt-get install -y -q --no-install-recommends ${names}`,
+      // A package upgraded along the way must not stop on a conffile prompt over a file this plan rendered.
+      `apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${names}`,
     ].join("\n");
   }
   const lines = [
