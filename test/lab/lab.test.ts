@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_BASE_DIR, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
+import { takeLabLock } from "../../infra/lab/lock";
+import { readLabState } from "../../infra/lab/state";
 import {
   LabInfo,
   labAnsibleInventory,
@@ -40,14 +42,17 @@ function commandSucceeds(file: string, args: string[]): boolean {
   }
 }
 
-/** Live (non-zombie) processes whose command line mentions the lab state dir: nspawn, supervisors, daemons. */
+/** Live (non-zombie) processes `lab up` starts: nspawn, its supervisors, knotd and pebble (by their config paths). */
 function liveLabProcesses(): string[] {
   const found: string[] = [];
   for (const pid of readdirSync("/proc").filter((entry) => /^\d+$/.test(entry))) {
     try {
       if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"))) continue;
       const commandLine = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (commandLine.includes(LAB_STATE_DIR) || commandLine.includes("systemd-nspawn")) found.push(`${pid} ${commandLine}`);
+      const madeByLab = ["systemd-nspawn", `${LAB_STATE_DIR}/hosts/`, `${LAB_STATE_DIR}/dns/`, `${LAB_STATE_DIR}/acme/`];
+      if (madeByLab.some((marker) => commandLine.includes(marker)) && !commandLine.startsWith("ssh ")) {
+        found.push(`${pid} ${commandLine}`);
+      }
     } catch {
       // the process ended while we looked
     }
@@ -58,14 +63,27 @@ function liveLabProcesses(): string[] {
 describe("the lab: real systemd hosts, lab DNS, pebble", () => {
   let info: LabInfo;
 
+  let releaseLock: (() => void) | undefined;
+
   beforeAll(async () => {
-    // A lab left by a crashed run is removed from its own state record, nothing else.
-    await labDown({ progress: () => undefined });
+    releaseLock = await takeLabLock(900_000);
+    // A lab that is up while we hold the lock belongs to someone who did not take it: wait, never take it down.
+    const waitUntil = Date.now() + 600_000;
+    while (labStatus().up) {
+      if (Date.now() > waitUntil) throw new Error("another lab stayed up for 10 minutes; not touching it");
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+    }
+    // What is left is a crashed `lab up` (state recorded, never ready): removed from its own record, nothing else.
+    if (readLabState()) await labDown({ progress: () => undefined });
     info = await labUp({ zones: { "brightchain.org": zone(1) } });
   });
 
   afterAll(async () => {
-    await labDown({ progress: () => undefined });
+    try {
+      await labDown({ progress: () => undefined });
+    } finally {
+      releaseLock?.();
+    }
   });
 
   it("boots mail, mail2 and outside with systemd running, each with its own identity over pinned SSH", async () => {
@@ -88,7 +106,8 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
       writeFileSync(join(dir, "inventory.ini"), labAnsibleInventory());
       const output = execFileSync("ansible", ["-i", join(dir, "inventory.ini"), "all", "-m", "ping", "-o"], {
         encoding: "utf8",
-        env: { ...process.env, ANSIBLE_HOST_KEY_CHECKING: "True", ANSIBLE_NOCOLOR: "1" },
+        // No persistent SSH master: it would outlive the test and hold connections to hosts `lab down` removes.
+        env: { ...process.env, ANSIBLE_HOST_KEY_CHECKING: "True", ANSIBLE_NOCOLOR: "1", ANSIBLE_SSH_ARGS: "-o ControlMaster=no" },
       });
       for (const host of LAB_HOSTS) expect(output).toMatch(new RegExp(`^${host.name} \\| SUCCESS`, "m"));
     } finally {
@@ -127,6 +146,17 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
     const root = "/usr/local/share/ca-certificates/brightchain-lab-pebble-root.crt";
     expect(await run("mail", `openssl x509 -noout -subject -in ${root}`)).toMatch(/Pebble Root CA/);
     expect(await run("mail", `openssl verify -CApath /etc/ssl/certs ${root}`)).toMatch(/OK$/);
+  });
+
+  it("issues a certificate to a guest through pebble's http-01 validation over the lab DNS, trusted by guests", async () => {
+    await run("mail", "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends certbot >/dev/null 2>&1");
+    await run(
+      "mail",
+      `certbot certonly --standalone --non-interactive --agree-tos -m postmaster@brightchain.org --server ${info.acmeDirectoryUrl} -d mail.brightchain.org`,
+    );
+    const live = "/etc/letsencrypt/live/mail.brightchain.org";
+    expect(await run("mail", `openssl x509 -noout -issuer -in ${live}/cert.pem`)).toMatch(/Pebble Intermediate CA/);
+    expect(await run("mail", `openssl verify -CApath /etc/ssl/certs -untrusted ${live}/chain.pem ${live}/cert.pem`)).toMatch(/OK$/);
   });
 
   it("brings a host back after `systemctl reboot` inside it", async () => {
