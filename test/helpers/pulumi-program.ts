@@ -63,7 +63,8 @@ export interface MockedProgram {
   dkimTxt: string;
 }
 
-export async function runProgram(stack: string): Promise<MockedProgram> {
+/** `overrides` replace configuration values, e.g. a bad one to see the program refuse it. */
+export async function runProgram(stack: string, overrides: Record<string, string> = {}): Promise<MockedProgram> {
   const resources: RegisteredResource[] = [];
   const dkimTxt = generateDkimTxt("default", "brightchain.org");
   await pulumi.runtime.setMocks(
@@ -95,7 +96,7 @@ export async function runProgram(stack: string): Promise<MockedProgram> {
     false,
   );
   const { config, secretKeys } = stackConfig(stack);
-  pulumi.runtime.setAllConfig(config, secretKeys);
+  pulumi.runtime.setAllConfig({ ...config, ...overrides }, secretKeys);
 
   // The program installs whatever runtime/dist holds; a small stand-in keeps the unit suite free of a build.
   const dist = mkdtempSync(join(tmpdir(), "pulumi-runtime-dist-"));
