@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { LAB_HOSTS } from "./constants";
 import { labDown, labExec, labStatus, labUp } from "./lab";
+import { LAB_LOCK_FILE, takeLabLock } from "./lock";
 
 const USAGE = `usage: gateway lab <command>
   up [--zone NAME=FILE ...]   build the base image (once), boot mail, mail2 and outside, lab DNS and ACME
@@ -27,13 +28,25 @@ function parseZoneArguments(args: readonly string[]): Record<string, string> {
   return zones;
 }
 
+/** Up and down change the one lab of the machine: never while another lab user (a running suite) holds it. */
+async function underLabLock<T>(work: () => Promise<T>): Promise<T> {
+  process.stderr.write(`[lab] taking ${LAB_LOCK_FILE} (waits while a lab suite is running)\n`);
+  const release = await takeLabLock(900_000);
+  try {
+    return await work();
+  } finally {
+    release();
+  }
+}
+
 /** `gateway lab …`; returns the process exit code. Errors are printed, not thrown, so the CLI stays one line. */
 export async function runLabCommand(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case "up": {
-        const info = await labUp({ zones: parseZoneArguments(rest) });
+        const zones = parseZoneArguments(rest);
+        const info = await underLabLock(() => labUp({ zones }));
         for (const host of info.hosts) console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.fqdn}  (${host.role})`);
         console.log(`dns      ${info.dnsServer}:53`);
         console.log(`acme     ${info.acmeDirectoryUrl}  (server CA: ${info.acmeServerCaFile})`);
@@ -41,7 +54,7 @@ export async function runLabCommand(argv: string[]): Promise<number> {
         return 0;
       }
       case "down":
-        await labDown();
+        await underLabLock(() => labDown());
         return 0;
       case "status": {
         const status = labStatus();
