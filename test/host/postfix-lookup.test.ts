@@ -185,7 +185,7 @@ describe.each<DropTransport>(["virtual", "pipe"])("Postfix recipient validation 
     await new Promise<void>((done) => api.listen(0, "127.0.0.1", done));
     const slowRegistry = new HttpRegistry(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, { cacheTtlSeconds: 0, timeoutMs: 2_000 });
     await lookup.close();
-    lookup = new RecipientLookupService({ registry: slowRegistry, domains: [node.domain], port: lookupPort, lookupTimeoutMs: 300 });
+    lookup = new RecipientLookupService({ registry: slowRegistry, domains: [node.domain], port: lookupPort, lookupTimeoutMs: 1_000 });
     await lookup.listen();
     try {
       const reply = await send(["alice@brightchain.org", "nobody@brightchain.org"], "registry-slow");

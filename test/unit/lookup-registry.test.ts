@@ -34,8 +34,9 @@ describe("HttpRegistry through the lookup service", () => {
     behaviour = {};
   });
 
-  const lookupService = (cacheTtlSeconds: number, timeoutMs = 300) =>
-    new RecipientLookupService({ registry: new HttpRegistry(baseUrl, { cacheTtlSeconds, timeoutMs }), domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 1_000 });
+  // Generous deadlines unless a test is about the deadline: a loaded CI machine must not turn answers into TEMP.
+  const lookupService = (cacheTtlSeconds: number, timeoutMs = 5_000) =>
+    new RecipientLookupService({ registry: new HttpRegistry(baseUrl, { cacheTtlSeconds, timeoutMs }), domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 10_000 });
 
   it("answers OK with the node's canonical address and caches the positive answer", async () => {
     behaviour["alice@brightchain.org"] = (respond) => respond(200, '{"address":"Alice@BrightChain.org"}');
@@ -70,10 +71,10 @@ describe("HttpRegistry through the lookup service", () => {
     behaviour["err@brightchain.org"] = (respond) => respond(503, "busy");
     behaviour["junk@brightchain.org"] = (respond) => respond(200, "not json");
     behaviour["slow@brightchain.org"] = (respond) => setTimeout(() => respond(200, '{"address":"slow@brightchain.org"}'), 2_000).unref();
-    const service = lookupService(300, 150);
+    const service = lookupService(300);
     expect(await service.answer("virtual err@brightchain.org")).toEqual({ status: "TEMP", reason: "recipient registry failed: registry answered HTTP 503" });
     expect(await service.answer("virtual junk@brightchain.org")).toEqual({ status: "TEMP", reason: 'recipient registry failed: registry answered 200 without a valid "address"' });
-    expect(await service.answer("virtual slow@brightchain.org")).toEqual({ status: "TEMP", reason: "recipient registry failed: registry did not answer within 150 ms" });
+    expect(await lookupService(300, 150).answer("virtual slow@brightchain.org")).toEqual({ status: "TEMP", reason: "recipient registry failed: registry did not answer within 150 ms" });
   });
 
   it("never asks the node about keys outside the served domains or malformed ones", async () => {
