@@ -94,10 +94,8 @@ export function hostPlan(
   rejectDuplicatePaths(allFiles);
 
   const steps: HostStep[] = [];
-  const add = (step: Omit<HostStep, "secret"> & { secret?: boolean }): HostStep => {
-    const full: HostStep = { ...step, secret: step.secret ?? false };
-    steps.push(full);
-    return full;
+  const add = (step: Omit<HostStep, "secret"> & { secret?: boolean }): void => {
+    steps.push({ ...step, secret: step.secret ?? false });
   };
 
   const packages = packagesCommand(node);
