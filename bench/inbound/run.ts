@@ -1,12 +1,13 @@
-// bench/inbound: the InboundProcessor with the embedded store on N messages of 10 KB, against a bare loop in
-// the same run that only reads each file and renames it new/ → cur/ (the floor any processor pays).
-// Usage: npx tsx bench/inbound/run.ts [messages=10000] [concurrency=32]
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+// bench/inbound: the built brightchain-inbound daemon with the embedded store on N messages of 10 KB, against a
+// bare loop in the same run that only reads each file and renames it new/ → cur/ (the floor any processor pays).
+// Usage: taskset -c 0 npx tsx bench/inbound/run.ts [messages=10000] [concurrency=32]   (one core: taskset)
+// BENCH_CPU_PROF=DIR also writes the daemon's V8 CPU profile into DIR.
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { readFile, rename } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { InboundProcessor } from "../../runtime/src/inbound/inbound-processor";
-import { ContentAddressedStore } from "../../runtime/src/store/content-addressed-store";
+import { bundleRuntimeEntry } from "../../test/helpers/runtime-bundle";
 
 const messages = Number(process.argv[2] ?? 10_000);
 const concurrency = Number(process.argv[3] ?? 32);
@@ -26,22 +27,6 @@ function fillDrop(dropDir: string): void {
   }
 }
 
-interface RssSamples {
-  stop(): number[];
-}
-
-function sampleRss(everyMs: number): RssSamples {
-  const samples: number[] = [];
-  const timer = setInterval(() => samples.push(process.memoryUsage().rss), everyMs);
-  return {
-    stop() {
-      clearInterval(timer);
-      samples.push(process.memoryUsage().rss);
-      return samples;
-    },
-  };
-}
-
 async function baseline(dropDir: string): Promise<number> {
   const names = readdirSync(join(dropDir, "new"));
   const started = process.hrtime.bigint();
@@ -57,35 +42,46 @@ async function baseline(dropDir: string): Promise<number> {
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
-async function processor(dropDir: string, storeDir: string): Promise<{ seconds: number; rss: number[] }> {
-  const store = await ContentAddressedStore.open(storeDir);
-  const quiet = { info: () => undefined, warn: () => undefined, error: (m: string) => console.error(m) };
-  const inbound = new InboundProcessor({
-    mailDropDir: dropDir, errorDir: join(dropDir, "..", "errors"), sink: store, spamEngine: "spamassassin",
-    spamProbable: 5, concurrency, logger: quiet,
+/** The built daemon as a child process, as systemd runs it: msgs/s until new/ is empty, VmRSS from /proc. */
+async function daemon(daemonPath: string, dropDir: string, storeDir: string): Promise<{ seconds: number; rss: number[]; userSeconds: number; systemSeconds: number }> {
+  const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), daemonPath], {
+    env: {
+      PATH: process.env.PATH, EMAIL_DOMAIN: "brightchain.org", GATEWAY_MAIL_DROP_DIR: dropDir,
+      GATEWAY_ERROR_DIR: join(dropDir, "..", "errors"), GATEWAY_STORE_DIR: storeDir, GATEWAY_SPAM_ENGINE: "spamassassin",
+      GATEWAY_INBOUND_CONCURRENCY: String(concurrency),
+    },
+    stdio: ["ignore", "ignore", "inherit"],
   });
-  const rss = sampleRss(100);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const rss: number[] = [];
   const started = process.hrtime.bigint();
-  await inbound.start();
-  await inbound.idle();
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  await inbound.stop();
-  await store.close();
-  const remaining = readdirSync(join(dropDir, "new")).length;
-  if (remaining !== 0 || inbound.counts.delivered !== messages) {
-    throw new Error(`processor left ${remaining} in new/ and delivered ${inbound.counts.delivered} of ${messages}`);
+  for (;;) {
+    const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+    rss.push(Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024);
+    if (readdirSync(join(dropDir, "new")).length === 0) break;
+    if (child.exitCode !== null) throw new Error(`brightchain-inbound exited with ${child.exitCode}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { seconds, rss: rss.stop() };
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  // utime + stime in clock ticks (USER_HZ, 100 on Linux): how much of the wall time the daemon spent on CPU.
+  const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8").slice(readFileSync(`/proc/${child.pid}/stat`, "utf8").lastIndexOf(")") + 2).split(" ");
+  const userSeconds = Number(stat[11]) / 100;
+  const systemSeconds = Number(stat[12]) / 100;
+  child.kill("SIGTERM");
+  if ((await exited) !== 0) throw new Error("brightchain-inbound did not stop cleanly on SIGTERM");
+  const delivered = readdirSync(join(dropDir, "cur")).length;
+  if (delivered !== messages) throw new Error(`daemon moved ${delivered} of ${messages} to cur/`);
+  return { seconds, rss, userSeconds, systemSeconds };
 }
 
 async function main(): Promise<void> {
-  process.env.UV_THREADPOOL_SIZE ??= "16"; // as brightchain-inbound sets it
   const root = mkdtempSync(join(tmpdir(), "bc-bench-inbound-"));
   try {
     fillDrop(join(root, "baseline"));
     fillDrop(join(root, "incoming"));
     const baseSeconds = await baseline(join(root, "baseline"));
-    const run = await processor(join(root, "incoming"), join(root, "store"));
+    const daemonPath = await bundleRuntimeEntry("brightchain-inbound", root);
+    const run = await daemon(daemonPath, join(root, "incoming"), join(root, "store"));
 
     const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
     const quarter = Math.max(1, Math.floor(run.rss.length / 4));
@@ -95,8 +91,9 @@ async function main(): Promise<void> {
     const rate = messages / run.seconds;
     console.log(`messages: ${messages} x ${MESSAGE_BYTES / 1024} KB, concurrency ${concurrency}, node ${process.version}`);
     console.log(`baseline read+rename: ${baseRate.toFixed(0)} msgs/s`);
-    console.log(`processor + store:    ${rate.toFixed(0)} msgs/s (${(rate / baseRate).toFixed(2)}x baseline)`);
-    console.log(`peak RSS: ${mb(Math.max(...run.rss))} MB; first-quarter peak ${mb(firstQuarterPeak)} MB, last-quarter peak ${mb(lastQuarterPeak)} MB (${run.rss.length} samples)`);
+    console.log(`brightchain-inbound + store: ${rate.toFixed(0)} msgs/s (${(rate / baseRate).toFixed(2)}x baseline), ${run.seconds.toFixed(1)} s wall`);
+    console.log(`daemon CPU: user ${run.userSeconds.toFixed(2)} s + system ${run.systemSeconds.toFixed(2)} s = ${(((run.userSeconds + run.systemSeconds) / messages) * 1000).toFixed(2)} ms per message`);
+    console.log(`daemon peak RSS: ${mb(Math.max(...run.rss))} MB; first-quarter peak ${mb(firstQuarterPeak)} MB, last-quarter peak ${mb(lastQuarterPeak)} MB (${run.rss.length} samples)`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
