@@ -18,6 +18,24 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+/**
+ * A free port below the kernel's ephemeral range, for a server that must bind the same port again later
+ * (certbot's standalone server on every renewal): an ephemeral port can meanwhile become the local end of
+ * some unrelated outgoing connection, and the later bind fails.
+ */
+export async function freeFixedPort(host = "127.0.0.1"): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const bound = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, host, () => server.close(() => resolve(true)));
+    });
+    if (bound) return port;
+  }
+  throw new Error("no free port found in 20000-31999");
+}
+
 /** Resolves true once host:port accepts a TCP connection, false when it refuses (not open) — one attempt. */
 export function probePort(port: number, host = "127.0.0.1", timeoutMs = 2_000): Promise<"open" | "refused" | "timeout"> {
   return new Promise((resolve) => {
