@@ -157,48 +157,25 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
 
   const master = `{port:smtp} inet n - n - - smtpd\n${STOCK_MASTER_CF}${options.master ?? ""}\n`;
   const masterTemplate = options.replaceMaster ?? master;
-  const ports: Record<string, number> = {};
-  for (const [, name] of masterTemplate.matchAll(/\{port:([a-z0-9_-]+)\}/gi)) ports[name!] ??= await freePort();
-  if (ports.smtp === undefined) ports.smtp = await freePort();
-
-  const main: Record<string, string> = {
-    compatibility_level: "3.6",
-    queue_directory: queueDir,
-    data_directory: dataDir,
-    maillog_file: maillogFile,
-    maillog_file_prefixes: dir,
-    myhostname: "mx.test.invalid",
-    inet_interfaces: "127.0.0.1",
-    inet_protocols: "ipv4",
-    mynetworks: "127.0.0.0/8",
-    mydestination: "",
-    alias_maps: "",
-    alias_database: "",
-    // Nothing a test sends may leave the machine.
-    default_transport: "error:outbound mail disabled in tests",
-    relay_transport: "error:outbound mail disabled in tests",
-    // A deferred test message is retried within the test's lifetime, not after the 5-minute default.
-    queue_run_delay: "1s",
-    minimal_backoff_time: "1s",
-    maximal_backoff_time: "2s",
-    ...options.main,
-  };
-  writeFileSync(
-    join(configDir, "main.cf"),
-    Object.entries(main)
-      .map(([k, v]) => `${k} = ${fill(v, dir, ports)}`)
-      .join("\n") + "\n",
-  );
-  writeFileSync(join(configDir, "master.cf"), fill(masterTemplate, dir, ports));
-
-  try {
-    await postfixCommand(configDir, "start");
-    await waitForPort(ports.smtp, "127.0.0.1");
-  } catch (error) {
-    const log = existsSync(maillogFile) ? readFileSync(maillogFile, "utf8") : "";
-    await stopMaster(queueDir);
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${(error as Error).message}\n${log}`);
+  let ports: Record<string, number> = {};
+  // A port found free can be taken by a parallel test before the master binds it; `postfix start` waits for
+  // the master (master -w) and fails on a bind error, so a fresh set of ports is tried.
+  for (let attempt = 1; ; attempt++) {
+    ports = {};
+    for (const [, name] of masterTemplate.matchAll(/\{port:([a-z0-9_-]+)\}/gi)) ports[name!] ??= await freePort();
+    if (ports.smtp === undefined) ports.smtp = await freePort();
+    writeConfig(configDir, { dir, queueDir, dataDir, maillogFile }, options, masterTemplate, ports);
+    try {
+      await postfixCommand(configDir, "start");
+      await waitForPort(ports.smtp, "127.0.0.1");
+      break;
+    } catch (error) {
+      const log = existsSync(maillogFile) ? readFileSync(maillogFile, "utf8") : "";
+      await stopMaster(queueDir);
+      if (attempt < 3 && /address already in use/i.test(log)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`${(error as Error).message}\n${log}`);
+    }
   }
   const masterPid = readMasterPid(queueDir)!;
 
@@ -239,6 +216,44 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     },
   };
   return instance;
+}
+
+function writeConfig(
+  configDir: string,
+  paths: { dir: string; queueDir: string; dataDir: string; maillogFile: string },
+  options: PostfixOptions,
+  masterTemplate: string,
+  ports: Record<string, number>,
+): void {
+  const main: Record<string, string> = {
+    compatibility_level: "3.6",
+    queue_directory: paths.queueDir,
+    data_directory: paths.dataDir,
+    maillog_file: paths.maillogFile,
+    maillog_file_prefixes: paths.dir,
+    myhostname: "mx.test.invalid",
+    inet_interfaces: "127.0.0.1",
+    inet_protocols: "ipv4",
+    mynetworks: "127.0.0.0/8",
+    mydestination: "",
+    alias_maps: "",
+    alias_database: "",
+    // Nothing a test sends may leave the machine.
+    default_transport: "error:outbound mail disabled in tests",
+    relay_transport: "error:outbound mail disabled in tests",
+    // A deferred test message is retried within the test's lifetime, not after the 5-minute default.
+    queue_run_delay: "1s",
+    minimal_backoff_time: "1s",
+    maximal_backoff_time: "2s",
+    ...options.main,
+  };
+  writeFileSync(
+    join(configDir, "main.cf"),
+    Object.entries(main)
+      .map(([k, v]) => `${k} = ${fill(v, paths.dir, ports)}`)
+      .join("\n") + "\n",
+  );
+  writeFileSync(join(configDir, "master.cf"), fill(masterTemplate, paths.dir, ports));
 }
 
 let cachedIds: { uid: number; gid: number } | undefined;
