@@ -60,21 +60,50 @@ function liveLabProcesses(): string[] {
   return found;
 }
 
+/**
+ * Takes the lab lock, then waits for a lab someone left up without it (never takes theirs down), then removes
+ * what a crashed `lab up` recorded (state written, never ready). Returns the lock's release.
+ */
+async function takeTheLab(): Promise<() => void> {
+  const release = await takeLabLock(900_000);
+  const waitUntil = Date.now() + 600_000;
+  while (labStatus().up) {
+    if (Date.now() > waitUntil) {
+      release();
+      throw new Error("another lab stayed up for 10 minutes; not touching it");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+  }
+  if (readLabState()) await labDown({ progress: () => undefined });
+  return release;
+}
+
+describe("lab up over something it did not make", () => {
+  let releaseLock: (() => void) | undefined;
+  beforeAll(async () => {
+    releaseLock = await takeTheLab();
+  });
+  afterAll(() => {
+    if (commandSucceeds("ip", ["link", "show", LAB_BRIDGE])) execFileSync("ip", ["link", "del", LAB_BRIDGE]);
+    releaseLock?.();
+  });
+
+  it("refuses to start when the bridge name is taken, naming it, and leaves it and everything else alone", async () => {
+    execFileSync("ip", ["link", "add", LAB_BRIDGE, "type", "bridge"]);
+    await expect(labUp({ progress: () => undefined })).rejects.toThrow(`interface ${LAB_BRIDGE} already exists but the lab has no record of making it`);
+    expect(commandSucceeds("ip", ["link", "show", LAB_BRIDGE])).toBe(true);
+    expect(existsSync(LAB_STATE_DIR)).toBe(false);
+    expect(commandSucceeds("nft", ["list", "table", "ip", LAB_NFT_TABLE])).toBe(false);
+  });
+});
+
 describe("the lab: real systemd hosts, lab DNS, pebble", () => {
   let info: LabInfo;
 
   let releaseLock: (() => void) | undefined;
 
   beforeAll(async () => {
-    releaseLock = await takeLabLock(900_000);
-    // A lab that is up while we hold the lock belongs to someone who did not take it: wait, never take it down.
-    const waitUntil = Date.now() + 600_000;
-    while (labStatus().up) {
-      if (Date.now() > waitUntil) throw new Error("another lab stayed up for 10 minutes; not touching it");
-      await new Promise((resolve) => setTimeout(resolve, 5_000));
-    }
-    // What is left is a crashed `lab up` (state recorded, never ready): removed from its own record, nothing else.
-    if (readLabState()) await labDown({ progress: () => undefined });
+    releaseLock = await takeTheLab();
     info = await labUp({ zones: { "brightchain.org": zone(1) } });
   });
 
