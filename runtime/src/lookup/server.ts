@@ -242,7 +242,7 @@ export class RecipientLookupService {
     this.maxRequestBytes = options.maxRequestBytes ?? 4096;
     this.maxPipelined = options.maxPipelined ?? 256;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 300_000;
-    this.lineIdleTimeoutMs = options.lineIdleTimeoutMs ?? 2_000;
+    this.lineIdleTimeoutMs = options.lineIdleTimeoutMs ?? 1_000;
     this.log = options.log ?? (() => undefined);
     this.server = createServer((socket) => {
       const connection = new LookupConnection(socket, this);
