@@ -207,6 +207,14 @@ describe("socketmap server with the file registry", () => {
     expect(c.text()).toBe("OK alice@brightchain.org\nNOTFOUND\n");
   });
 
+  it("answers a final probe line that EOF ends instead of a newline", async () => {
+    const c = client(port);
+    await c.write("virtual bob@brightchain.org");
+    c.end();
+    await c.until(() => c.closed);
+    expect(c.text()).toBe("OK bob@brightchain.org\n");
+  });
+
   it("reloads the registry file on an atomic rename, and keeps the previous set when a line is bad", async () => {
     const reloaded = new Promise<number>((resolve) => (onReload = resolve));
     writeFileSync(join(dir, "recipients.new"), "alice@brightchain.org\ndave@brightchain.org\n");

@@ -93,7 +93,9 @@ class LookupConnection {
       if (this.owed.length === 0) this.socket.destroy();
     });
     socket.on("end", () => {
-      // A line-probe client that half-closes still gets its answers, then the connection ends.
+      // A line-probe client that half-closes still gets its answers, then the connection ends; `printf` without
+      // a newline leaves its only line unterminated, and EOF terminates it.
+      if (this.framing === "line" && this.buffered !== undefined && !this.draining) this.onData(Buffer.from("\n"));
       this.draining = true;
       this.endIfIdle();
     });
