@@ -1,0 +1,199 @@
+// Deploy engine 1 for the lab: the Pulumi program itself, run under the SDK's mocks with its remote commands
+// executed for real over SSH and its DNS records served by the lab DNS. A second run with nothing changed
+// executes nothing, as `pulumi up` would show "no changes".
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { readStackConfigFiles, type FlatConfig } from "../model/config";
+import type { DnsRecord } from "../model/types";
+import { LAB_HOSTS, LAB_STATE_DIR } from "../lab/constants";
+import { labPublishZone, labSsh } from "../lab/lab";
+import { labStackConfig } from "./labStack";
+import type { RunnerJob } from "./runner";
+import { deployStatePath, type DeployFailure, type ResourceReport, type RunnerResult } from "./state";
+import { mergeZoneRecords, renderLabZone } from "./zone";
+
+export { labStackConfig, labStackOverrides, LAB_SUBMISSION_USER } from "./labStack";
+export type { DeployFailure, ResourceReport } from "./state";
+
+/** Where the records go instead of Cloudflare. */
+export interface DnsTarget {
+  /** What the getZone invoke answers as zone id, before the zone's name. */
+  zoneIdPrefix: string;
+  publishZone: (name: string, text: string) => Promise<void>;
+}
+
+export interface DeployStackOptions {
+  stack: string;
+  /** Folder with Pulumi.yaml and Pulumi.<stack>.yaml. */
+  projectDir: string;
+  /** Plain configuration laid over the stack files (flat keys, e.g. gateway:ssh). */
+  overrides?: FlatConfig;
+  /** What `pulumi config set --secret` holds: handed to the program as secrets. */
+  secrets?: FlatConfig;
+  dnsTarget: DnsTarget;
+  /** known_hosts with the hosts' keys; any other key is refused. */
+  knownHostsFile: string;
+  /** The engine's state (per stack inputs and outputs, published zones). */
+  stateDir: string;
+  /** Built runtime (*.cjs); default PROJECTDIR/runtime/dist. */
+  runtimeDist?: string;
+  progress?: (line: string) => void;
+}
+
+export interface DeployResult {
+  stack: string;
+  resources: ResourceReport[];
+  /** Resources that ran (create or update); empty means "no changes". */
+  executed: ResourceReport[];
+  dnsRecords: DnsRecord[];
+  /** Zones republished because their records changed. */
+  zonesPublished: string[];
+  seconds: number;
+}
+
+/** A step that failed on a host: its message names the stack, the host, the step, the command and its output. */
+export class DeployStepError extends Error {
+  constructor(readonly stack: string, readonly failure: DeployFailure) {
+    const host = LAB_HOSTS.find((spec) => spec.ipv4 === failure.host);
+    super(
+      `deploy ${stack}: host ${host ? `${host.name} (${failure.host})` : failure.host}, step ${JSON.stringify(failure.step)} failed: ` +
+        `\`${failure.command}\`\nexit code ${failure.exitCode}\n${failure.output}`,
+    );
+    this.name = "DeployStepError";
+  }
+}
+
+function programFile(projectDir: string): { project: string; file: string } {
+  const doc = parseYaml(readFileSync(path.join(projectDir, "Pulumi.yaml"), "utf8")) as { name?: unknown; main?: unknown };
+  if (typeof doc.name !== "string") throw new Error(`${projectDir}/Pulumi.yaml: name is ${JSON.stringify(doc.name)}; accepted: the project name`);
+  const main = typeof doc.main === "string" ? doc.main : "index.ts";
+  return { project: doc.name, file: path.resolve(projectDir, main) };
+}
+
+function runRunner(job: RunnerJob, progress: (line: string) => void): Promise<number> {
+  return new Promise((resolve, reject) => {
+    // tsx loads the TypeScript runner and the program, as bin/gateway.cjs loads the CLI.
+    const child = spawn(process.execPath, ["--require", require.resolve("tsx/cjs"), path.join(__dirname, "runner.ts")], {
+      stdio: ["pipe", "pipe", "pipe"],
+      cwd: path.dirname(job.programFile),
+    });
+    let pending = "";
+    const forward = (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) if (line.trim() !== "") progress(line);
+    };
+    child.stdout.on("data", forward);
+    child.stderr.on("data", forward);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      if (pending.trim() !== "") progress(pending);
+      resolve(code ?? 1);
+    });
+    child.stdin.end(JSON.stringify(job));
+  });
+}
+
+interface PublishedZone {
+  records: DnsRecord[];
+  serial: number;
+}
+
+/** Republishes every zone whose records (the union over all stacks deployed from stateDir) changed. */
+async function publishZones(stateDir: string, stack: string, origin: string, records: DnsRecord[], target: DnsTarget): Promise<string[]> {
+  const dnsDir = path.join(stateDir, "dns");
+  mkdirSync(dnsDir, { recursive: true, mode: 0o700 });
+  writeFileSync(path.join(dnsDir, `${stack}.records.json`), `${JSON.stringify(records, null, 2)}\n`);
+  const byStack: Record<string, DnsRecord[]> = {};
+  for (const file of readdirSync(dnsDir)) {
+    const match = /^(.+)\.records\.json$/.exec(file);
+    if (match) byStack[match[1]!] = JSON.parse(readFileSync(path.join(dnsDir, file), "utf8")) as DnsRecord[];
+  }
+  const merged = mergeZoneRecords(origin, byStack);
+  const publishedFile = path.join(dnsDir, `${origin}.zone.json`);
+  const previous = existsSync(publishedFile) ? (JSON.parse(readFileSync(publishedFile, "utf8")) as PublishedZone) : undefined;
+  if (previous && JSON.stringify(previous.records) === JSON.stringify(merged)) return [];
+  // Grows with every publish and stays a plausible date-based serial.
+  const serial = Math.max((previous?.serial ?? 0) + 1, Math.floor(Date.now() / 1000));
+  await target.publishZone(origin, renderLabZone(origin, merged, serial));
+  writeFileSync(publishedFile, `${JSON.stringify({ records: merged, serial } satisfies PublishedZone, null, 2)}\n`);
+  return [origin];
+}
+
+/**
+ * Runs the program for one stack in a fresh process, executing what changed since the last run from stateDir,
+ * then publishes the stack's DNS records. Throws DeployStepError when a step fails on a host.
+ */
+export async function deployStack(options: DeployStackOptions): Promise<DeployResult> {
+  const started = Date.now();
+  const progress = options.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const { project, file } = programFile(options.projectDir);
+  const files = readStackConfigFiles(options.projectDir, options.stack);
+  const secrets = options.secrets ?? {};
+  const missing = files.secureKeys.filter((key) => secrets[key] === undefined && key !== "cloudflare:apiToken");
+  if (missing.length > 0) {
+    throw new Error(`deploy ${options.stack}: secure config ${missing.join(", ")} cannot be decrypted here; accepted: pass the value in secrets`);
+  }
+  const config = { ...files.values, ...(options.overrides ?? {}), ...secrets };
+  const domain = config["gateway:domain"];
+  if (!domain) throw new Error(`deploy ${options.stack}: gateway:domain is not set; accepted: the mail domain, e.g. brightchain.org`);
+
+  mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+  const scratch = mkdtempSync(path.join(options.stateDir, `run-${options.stack}-`));
+  try {
+    const job: RunnerJob = {
+      stack: options.stack,
+      project,
+      programFile: file,
+      config,
+      secretKeys: Object.keys(secrets),
+      knownHostsFile: options.knownHostsFile,
+      stateFile: deployStatePath(options.stateDir, options.stack),
+      resultFile: path.join(scratch, "result.json"),
+      zoneIdPrefix: options.dnsTarget.zoneIdPrefix,
+      runtimeDist: options.runtimeDist ?? path.join(options.projectDir, "runtime", "dist"),
+    };
+    const code = await runRunner(job, progress);
+    if (!existsSync(job.resultFile)) throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
+    const result = JSON.parse(readFileSync(job.resultFile, "utf8")) as RunnerResult;
+    if (result.failure) throw new DeployStepError(options.stack, result.failure);
+    if (result.error) throw new Error(`deploy ${options.stack}: the program failed: ${result.error}`);
+    const zonesPublished = await publishZones(options.stateDir, options.stack, domain, result.dnsRecords, options.dnsTarget);
+    for (const zone of zonesPublished) progress(`[${options.stack}] lab DNS: published zone ${zone}`);
+    return {
+      stack: options.stack,
+      resources: result.resources,
+      executed: result.resources.filter((resource) => resource.action !== "same"),
+      dnsRecords: result.dnsRecords,
+      zonesPublished,
+      seconds: (Date.now() - started) / 1000,
+    };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The engine's state for lab deploys: inside the lab's state, so `lab down` forgets it with the hosts. */
+export const LAB_DEPLOY_STATE_DIR = path.join(LAB_STATE_DIR, "deploy");
+
+export const labDnsTarget = (): DnsTarget => ({ zoneIdPrefix: "lab-zone-", publishZone: labPublishZone });
+
+/** `deployStack` for one of the project's stacks onto its lab host (the lab must be up). */
+export async function deployStackToLab(options: { stack: string; projectDir: string; runtimeDist?: string; progress?: (line: string) => void }): Promise<DeployResult> {
+  const lab = labStackConfig(options.stack, options.projectDir);
+  const ssh = labSsh(lab.host.name);
+  return deployStack({
+    stack: options.stack,
+    projectDir: options.projectDir,
+    overrides: lab.overrides,
+    secrets: { ...lab.secrets, "gateway:sshPrivateKey": ssh.privateKey },
+    dnsTarget: labDnsTarget(),
+    knownHostsFile: ssh.knownHostsPath,
+    stateDir: LAB_DEPLOY_STATE_DIR,
+    ...(options.runtimeDist ? { runtimeDist: options.runtimeDist } : {}),
+    ...(options.progress ? { progress: options.progress } : {}),
+  });
+}

@@ -1,0 +1,196 @@
+// One stack's run of the Pulumi program (infra/index.ts) under the SDK's mocks, with the command provider's
+// resources EXECUTED over SSH and the DNS records collected for the lab DNS. The SDK calls newResource for a
+// resource only after the calls of everything it depends on have returned, so steps run in the order
+// `pulumi up` runs them. A process of its own per stack: Pulumi's runtime state is per process.
+//
+// Reads a RunnerJob as JSON on stdin, writes a RunnerResult to job.resultFile, progress lines to stderr.
+import { readFileSync, writeFileSync } from "node:fs";
+import * as pulumi from "@pulumi/pulumi";
+import type { DnsRecord } from "../model/types";
+import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "./inputs";
+import { describeSsh, parseRemoteConnection, runRemote, type RemoteConnection } from "./ssh";
+import { readDeployState, resourceKey, writeDeployState, type DeployFailure, type ResourceReport, type RunnerResult } from "./state";
+import { dnsRecordFromCloudflareInputs } from "./zone";
+
+export interface RunnerJob {
+  stack: string;
+  project: string;
+  /** The program's entry (Pulumi.yaml's main), absolute. */
+  programFile: string;
+  config: Record<string, string>;
+  secretKeys: string[];
+  knownHostsFile: string;
+  stateFile: string;
+  resultFile: string;
+  /** Answer for cloudflare getZone: the zone id the records are created in. */
+  zoneIdPrefix: string;
+  runtimeDist: string;
+}
+
+const COMMAND = "command:remote:Command";
+const COPY = "command:remote:CopyToRemote";
+const DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord";
+
+class StepFailed extends Error {
+  constructor(readonly failure: DeployFailure) {
+    super(`host ${failure.host}, step ${failure.step}: exit code ${failure.exitCode}`);
+  }
+}
+
+/** The bytes a CopyToRemote source names: a FileAsset's path or a StringAsset's text. */
+export function assetContent(resource: string, source: unknown): Buffer {
+  const asset = source as Record<string, unknown> | undefined;
+  if (asset?.[pulumi.runtime.specialSigKey] === pulumi.runtime.specialAssetSig) {
+    if (typeof asset.path === "string") return readFileSync(asset.path);
+    if (typeof asset.text === "string") return Buffer.from(asset.text, "utf8");
+  }
+  throw new Error(`${resource}: input "source" is not accepted by the lab engine; accepted: a FileAsset or StringAsset (archives and remote assets are not copied)`);
+}
+
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function run(job: RunnerJob): Promise<RunnerResult> {
+  const state = readDeployState(job.stateFile, job.stack);
+  const reports: ResourceReport[] = [];
+  const dnsRecords: DnsRecord[] = [];
+  let failure: DeployFailure | undefined;
+  let inFlight = 0;
+  let settle: (() => void) | undefined;
+  const failed = new Promise<void>((resolve) => (settle = resolve));
+  // An error the SDK raises outside newResource (the program throwing, a bad output) surfaces only here.
+  const crashed = new Promise<never>((_, reject) =>
+    process.on("unhandledRejection", (reason) => {
+      if (!failure) reject(reason instanceof Error ? reason : new Error(String(reason)));
+    }),
+  );
+
+  const execute = async (type: string, name: string, plain: Record<string, unknown>, connection: RemoteConnection): Promise<Record<string, unknown>> => {
+    const hidden = plain.logging === "none";
+    let command: string;
+    let stdin: string | Buffer | undefined;
+    if (type === COMMAND) {
+      command = typeof plain.create === "string" ? plain.create : "";
+      if (command === "") throw new Error(`${name}: input "create" is ${JSON.stringify(plain.create)}; accepted: the command to run`);
+      stdin = typeof plain.stdin === "string" ? plain.stdin : undefined;
+    } else {
+      const remotePath = plain.remotePath;
+      if (typeof remotePath !== "string" || !remotePath.startsWith("/")) {
+        throw new Error(`${name}: input "remotePath" is ${JSON.stringify(remotePath)}; accepted: an absolute path`);
+      }
+      command = `cat > '${remotePath.replace(/'/g, `'\\''`)}'`;
+      stdin = assetContent(name, plain.source);
+    }
+    const environment = (plain.environment ?? {}) as Record<string, string>;
+    const result = await runRemote(connection, job.knownHostsFile, command, {
+      ...(stdin !== undefined ? { stdin: stdin.toString() } : {}),
+      environment,
+    });
+    if (result.exitCode !== 0) {
+      throw new StepFailed({
+        host: connection.host,
+        step: name,
+        command: hidden ? `${describeSsh(connection)} (command hidden: the step carries a secret)` : `${describeSsh(connection)} -- ${command}`,
+        exitCode: result.exitCode,
+        output: hidden ? "(output hidden: the step carries a secret)" : `${result.stdout}${result.stderr}`,
+      });
+    }
+    // The command provider reports stdout/stderr without the final newline.
+    return { stdout: result.stdout.replace(/\n$/, ""), stderr: result.stderr.replace(/\n$/, "") };
+  };
+
+  await pulumi.runtime.setMocks(
+    {
+      async newResource(args) {
+        const raw = args.inputs as Record<string, unknown>;
+        const plain = unwrapSecrets(raw) as Record<string, unknown>;
+        const id = `${args.name}-id`;
+        const managed = args.type === COMMAND || args.type === COPY || args.type === DNS_RECORD;
+        if (!managed) return { id, state: plain };
+        const key = resourceKey(args.type, args.name);
+        const previous = state.resources[key];
+        const current = canonicalInputs(raw);
+        const action = decideAction(previous?.inputsHash, current);
+        const report: ResourceReport = {
+          type: args.type,
+          name: args.name,
+          action,
+          inputsHash: current.hash,
+          changedInputs: action === "update" ? changedInputNames(previous?.inputs, current.inputs) : [],
+          seconds: 0,
+        };
+        reports.push(report);
+        if (args.type === DNS_RECORD) dnsRecords.push(dnsRecordFromCloudflareInputs(args.name, plain));
+        if (action === "same") return { id, state: { ...plain, ...previous!.outputs } };
+        if (args.type === DNS_RECORD) {
+          state.resources[key] = { type: args.type, name: args.name, inputsHash: current.hash, inputs: current.inputs, outputs: {} };
+          writeDeployState(job.stateFile, state);
+          return { id, state: plain };
+        }
+        if (failure) throw new Error(`${args.name}: not run, an earlier step failed`);
+        const connection = parseRemoteConnection(args.name, plain.connection);
+        inFlight++;
+        const started = Date.now();
+        progress(`[${job.stack}] ${connection.host} ${args.name}: ${action}`);
+        try {
+          const outputs = await execute(args.type, args.name, plain, connection);
+          report.seconds = (Date.now() - started) / 1000;
+          progress(`[${job.stack}] ${connection.host} ${args.name}: done in ${report.seconds.toFixed(1)} s`);
+          state.resources[key] = { type: args.type, name: args.name, inputsHash: current.hash, inputs: current.inputs, outputs };
+          writeDeployState(job.stateFile, state);
+          return { id, state: { ...plain, ...outputs } };
+        } catch (error) {
+          failure ??= error instanceof StepFailed
+            ? error.failure
+            : { host: connection.host, step: args.name, command: describeSsh(connection), exitCode: -1, output: error instanceof Error ? error.message : String(error) };
+          throw error;
+        } finally {
+          inFlight--;
+          if (failure && inFlight === 0) settle?.();
+        }
+      },
+      call(args) {
+        if (args.token === "cloudflare:index/getZone:getZone") {
+          const name = (args.inputs as { filter?: { name?: string } }).filter?.name ?? "";
+          const zoneId = `${job.zoneIdPrefix}${name}`;
+          return { id: zoneId, zoneId, name };
+        }
+        throw new Error(`the lab engine answers no invoke ${args.token}; accepted: cloudflare:index/getZone:getZone`);
+      },
+    },
+    job.project,
+    job.stack,
+    false,
+  );
+  pulumi.runtime.setAllConfig(job.config, job.secretKeys);
+  process.env.GATEWAY_RUNTIME_DIST = job.runtimeDist;
+
+  // Required only now: a program loaded before setMocks registers nothing.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const program = require(job.programFile) as Record<string, unknown>;
+  // Every export resolves only once the resources it is built from have been created: the final verification
+  // runs after every other host step, the records after the DKIM step. Waiting for all of them is waiting for all.
+  const exported = Promise.all(
+    Object.values(program)
+      .filter((value) => pulumi.Output.isInstance(value))
+      .map((value) => new Promise<void>((resolve) => (value as pulumi.Output<unknown>).apply(() => resolve()))),
+  );
+  await Promise.race([exported, failed, crashed]);
+  return { stack: job.stack, resources: reports, dnsRecords, ...(failure ? { failure } : {}) };
+}
+
+async function main(): Promise<void> {
+  const job = JSON.parse(readFileSync(0, "utf8")) as RunnerJob;
+  let result: RunnerResult;
+  try {
+    result = await run(job);
+  } catch (error) {
+    result = { stack: job.stack, resources: [], dnsRecords: [], error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+  }
+  writeFileSync(job.resultFile, JSON.stringify(result), { mode: 0o600 });
+  // Pulumi's mock runtime keeps handles open (and a failed step leaves outputs that never resolve): done is done.
+  process.exit(result.failure || result.error ? 1 : 0);
+}
+
+if (require.main === module) void main();

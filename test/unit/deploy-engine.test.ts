@@ -1,0 +1,142 @@
+// The lab deploy engine's pure parts: Pulumi's diff (what runs on a second run), the ssh command line, the
+// zone the lab DNS serves, and the lab form of the example stacks. The executing half is test/lab/deploy.test.ts.
+import * as path from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as pulumi from "@pulumi/pulumi";
+import { describe, expect, it } from "vitest";
+import { parseGatewayConfig, readStackConfigFiles } from "../../infra/model/config";
+import { dnsRecords } from "../../infra/render/dns";
+import { cloudflareContent } from "../../infra/pulumi/gatewayDns";
+import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "../../infra/deploy/inputs";
+import { labStackOverrides } from "../../infra/deploy/labStack";
+import { assetContent } from "../../infra/deploy/runner";
+import { parseRemoteConnection, remoteCommandLine, sshArguments } from "../../infra/deploy/ssh";
+import { readDeployState, writeDeployState } from "../../infra/deploy/state";
+import { dnsRecordFromCloudflareInputs, mergeZoneRecords, renderLabZone, txtFromCloudflareContent } from "../../infra/deploy/zone";
+import { generateDkimTxt } from "../helpers/pulumi-program";
+
+const REPO = path.join(__dirname, "..", "..");
+const secret = (value: unknown) => ({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value });
+
+describe("deploy engine: Pulumi's diff", () => {
+  const inputs = { create: "apt-get install -y postfix", triggers: ["abc"], connection: secret({ host: "10.231.0.10", privateKey: "KEY" }) };
+
+  it("creates on the first run, does nothing for identical inputs, updates when one changes", () => {
+    const first = canonicalInputs(inputs);
+    expect(decideAction(undefined, first)).toBe("create");
+    expect(decideAction(first.hash, canonicalInputs({ ...inputs }))).toBe("same");
+    const changed = canonicalInputs({ ...inputs, triggers: ["def"] });
+    expect(decideAction(first.hash, changed)).toBe("update");
+    expect(changedInputNames(first.inputs, changed.inputs)).toEqual(["triggers"]);
+  });
+
+  it("ignores key order but not a changed secret, and never records the secret itself", () => {
+    const reordered = canonicalInputs({ connection: secret({ privateKey: "KEY", host: "10.231.0.10" }), triggers: ["abc"], create: inputs.create });
+    expect(reordered.hash).toBe(canonicalInputs(inputs).hash);
+    const rotated = canonicalInputs({ ...inputs, connection: secret({ host: "10.231.0.10", privateKey: "OTHER" }) });
+    expect(rotated.hash).not.toBe(reordered.hash);
+    expect(JSON.stringify(rotated.inputs)).not.toContain("OTHER");
+    expect(JSON.stringify(rotated.inputs)).toMatch(/"connection":"\[secret sha256:[0-9a-f]{64}\]"/);
+  });
+
+  it("hands the provider plain values, secrets unwrapped at any depth", () => {
+    expect(unwrapSecrets({ a: secret({ b: secret("x") }), c: [secret(1)] })).toEqual({ a: { b: "x" }, c: [1] });
+  });
+
+  it("keeps the last run in a 0600 state file and refuses another stack's", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "deploy-state-"));
+    try {
+      const file = path.join(dir, "primary.state.json");
+      expect(readDeployState(file, "primary")).toEqual({ stack: "primary", resources: {} });
+      writeDeployState(file, { stack: "primary", resources: { "t::n": { type: "t", name: "n", inputsHash: "h", inputs: {}, outputs: { stdout: "x" } } } });
+      expect(readDeployState(file, "primary").resources["t::n"]?.outputs).toEqual({ stdout: "x" });
+      expect(() => readDeployState(file, "relay")).toThrow(/belongs to stack "primary", not "relay"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("deploy engine: ssh", () => {
+  it("pins the host key, never prompts, and uses only the given key", () => {
+    const connection = parseRemoteConnection("primary-packages", { host: "10.231.0.10", port: 22, user: "root", privateKey: "K" });
+    const args = sshArguments(connection, { knownHostsFile: "/lab/known_hosts", identityFile: "/tmp/k/id" });
+    expect(args).toEqual(expect.arrayContaining(["BatchMode=yes", "StrictHostKeyChecking=yes", "UserKnownHostsFile=/lab/known_hosts", "IdentitiesOnly=yes"]));
+    expect(args.slice(-5)).toEqual(["-p", "22", "-l", "root", "10.231.0.10"]);
+    expect(args.join(" ")).not.toContain("K ");
+  });
+
+  it("names the field, the value and what is accepted for a bad connection", () => {
+    expect(() => parseRemoteConnection("relay-packages", { host: "" })).toThrow('relay-packages: connection.host is ""; accepted: a host name or address');
+    expect(() => parseRemoteConnection("relay-packages", { host: "h", port: 0 })).toThrow("connection.port is 0; accepted: an integer from 1 to 65535");
+    expect(() => parseRemoteConnection("relay-packages", { host: "h", user: "Root" })).toThrow('connection.user is "Root"');
+  });
+
+  it("passes the environment as quoted exports before the command", () => {
+    expect(remoteCommandLine("echo $B $A", { B: "it's", A: "1" })).toBe("export A='1'\nexport B='it'\\''s'\necho $B $A");
+    expect(() => remoteCommandLine("true", { "1X": "v" })).toThrow(/"1X" is not accepted/);
+  });
+
+  it("copies a StringAsset's text and refuses an archive, naming the input", () => {
+    const asset = { [pulumi.runtime.specialSigKey]: pulumi.runtime.specialAssetSig, text: "hello" };
+    expect(assetContent("copy", asset).toString()).toBe("hello");
+    expect(() => assetContent("copy", { [pulumi.runtime.specialSigKey]: pulumi.runtime.specialArchiveSig, assets: {} })).toThrow(/copy: input "source" is not accepted/);
+  });
+});
+
+describe("deploy engine: the lab zone", () => {
+  const { values } = readStackConfigFiles(REPO, "primary");
+  const node = parseGatewayConfig({ ...values, ...labStackOverrides("primary", values).overrides });
+  const dkimTxt = generateDkimTxt("default", "brightchain.org");
+
+  it("reads each record back from exactly the inputs GatewayDns gives Cloudflare", () => {
+    for (const record of dnsRecords(node, dkimTxt)) {
+      const back = dnsRecordFromCloudflareInputs("r", { name: record.name, type: record.type, content: cloudflareContent(record), ttl: record.ttl, priority: record.priority, comment: record.purpose });
+      expect(back).toEqual(record);
+    }
+    expect(txtFromCloudflareContent('"a\\"b" "c"')).toBe('a"bc');
+    expect(() => txtFromCloudflareContent('"a" junk')).toThrow(/is not accepted/);
+    expect(() => dnsRecordFromCloudflareInputs("primary-dns-x", { type: "CNAME", name: "a", content: "b" })).toThrow('primary-dns-x: type is "CNAME"; accepted: A, AAAA, MX, TXT');
+  });
+
+  it("serves the union of the stacks' records under the lab server's SOA and NS", () => {
+    const { values: relayValues } = readStackConfigFiles(REPO, "relay");
+    const relay = parseGatewayConfig({ ...relayValues, ...labStackOverrides("relay", relayValues).overrides });
+    const merged = mergeZoneRecords("brightchain.org", { relay: dnsRecords(relay), primary: dnsRecords(node, dkimTxt) });
+    const zone = renderLabZone("brightchain.org", merged, 1764000000);
+    expect(zone).toContain("@\tIN\tSOA\tns.lab.test. hostmaster.brightchain.org. ( 1764000000 3600 600 86400 300 )");
+    expect(zone).toContain("@\tIN\tNS\tns.lab.test.");
+    expect(zone).toMatch(/@\t3600\tIN\tMX\t10\tmail\.brightchain\.org\./);
+    expect(zone).toMatch(/@\t3600\tIN\tMX\t20\tmail2\.brightchain\.org\./);
+    expect(zone).toMatch(/mail\t3600\tIN\tA\t10\.231\.0\.10/);
+    expect(zone).toMatch(/mail2\t3600\tIN\tA\t10\.231\.0\.20/);
+    expect(zone).toContain("default._domainkey");
+    expect(zone).toContain("ip4:10.231.0.10");
+    expect(() => renderLabZone("brightchain.org", merged, 0)).toThrow("zone serial 0 is not accepted");
+  });
+});
+
+describe("deploy engine: the example stacks in the lab", () => {
+  it("moves the fleet to the lab addresses, SSH to the lab host, ACME to pebble over http-01", () => {
+    const { values } = readStackConfigFiles(REPO, "relay");
+    const lab = labStackOverrides("relay", values);
+    expect(lab.host.name).toBe("mail2");
+    const node = parseGatewayConfig({ ...values, ...lab.overrides });
+    expect(node.tls.challenge).toBe("http-01");
+    expect(node.tls.acmeServer).toBe("https://10.231.0.1:14000/dir");
+    expect(JSON.parse(lab.overrides["gateway:ssh"]!)).toEqual({ host: "10.231.0.20", user: "root", port: 22 });
+    expect(JSON.parse(lab.overrides["gateway:fleet"]!)).toEqual([
+      { hostname: "mail.brightchain.org", ipv4: "10.231.0.10" },
+      { hostname: "mail2.brightchain.org", ipv4: "10.231.0.20" },
+    ]);
+    expect(lab.secrets).toEqual({});
+    expect(Object.keys(labStackOverrides("primary", readStackConfigFiles(REPO, "primary").values).secrets)).toEqual(["gateway:submissionUsers"]);
+  });
+
+  it("names the host name that has no lab host", () => {
+    expect(() => labStackOverrides("x", { "gateway:hostname": "mail9.brightchain.org", "gateway:fleet": "[]" })).toThrow(
+      'gateway:hostname "mail9.brightchain.org" has no lab host; accepted: mail.brightchain.org, mail2.brightchain.org, mx.outside.test',
+    );
+  });
+});
