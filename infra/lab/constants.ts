@@ -7,6 +7,8 @@ export const LAB_PREFIX_LENGTH = 24;
 /** The machine's own address on the bridge: gateway, DNS server and ACME server for the guests. */
 export const LAB_GATEWAY_IP = "10.231.0.1";
 export const LAB_NFT_TABLE = "brightchain_lab";
+/** The /24's first three octets: every lab address starts with it, and its reverse zone is named after it. */
+export const LAB_SUBNET_OCTETS = LAB_GATEWAY_IP.split(".").slice(0, 3);
 
 export type LabHostName = "mail" | "mail2" | "outside";
 

@@ -1,7 +1,7 @@
 import { Resolver } from "node:dns/promises";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LAB_DNS_PORT, LAB_GATEWAY_IP, LAB_HOSTS } from "./constants";
+import { LAB_DNS_PORT, LAB_GATEWAY_IP, LAB_HOSTS, LAB_SUBNET_OCTETS } from "./constants";
 import { readLogTail, startDetached } from "./daemon";
 import { LabStepError, runCommand, waitFor } from "./process";
 import { LabProcessRecord } from "./state";
@@ -64,7 +64,7 @@ export function renderMirrorZone(name: string, addresses: readonly string[]): st
 
 /** PTRs for the lab hosts: receiving MTAs (and Postfix's reject_unknown_* checks) look them up. */
 export function renderReverseZone(): { name: string; text: string } {
-  const name = "0.231.10.in-addr.arpa";
+  const name = `${[...LAB_SUBNET_OCTETS].reverse().join(".")}.in-addr.arpa`;
   const records = LAB_HOSTS.map((host) => `${host.ipv4.split(".")[3]} PTR ${host.fqdn}.\n`).join("");
   return { name, text: soaHeader(name) + records };
 }

@@ -1,5 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { LAB_BRIDGE, LAB_GATEWAY_IP, LAB_NFT_TABLE, LAB_PREFIX_LENGTH, LAB_SUBNET } from "./constants";
+import { LAB_BRIDGE, LAB_GATEWAY_IP, LAB_NFT_TABLE, LAB_PREFIX_LENGTH, LAB_SUBNET, LAB_SUBNET_OCTETS } from "./constants";
 import { runCommand, runStep } from "./process";
 
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
@@ -47,7 +47,7 @@ export async function assertNetworkIsFree(): Promise<void> {
   const addresses = JSON.parse((await runStep("lab", "list addresses", "ip", ["-j", "-4", "addr"])).stdout) as IpAddressInfo[];
   for (const entry of addresses) {
     for (const address of entry.addr_info ?? []) {
-      if (address.local.startsWith("10.231.0.")) {
+      if (address.local.startsWith(`${LAB_SUBNET_OCTETS.join(".")}.`)) {
         throw new Error(`lab: ${entry.ifname} already has ${address.local}/${address.prefixlen}, inside the lab subnet ${LAB_SUBNET}`);
       }
     }
