@@ -1,5 +1,6 @@
 // `gateway <verb> …`: one table of verbs, so adding a verb is one import and one line here.
 import { GatewayConfigError } from "../model/config";
+import { deployVerb } from "./deploy";
 import { playbookVerb } from "./playbook";
 import { renderVerb } from "./render";
 import { UsageError, type CliIo, type CliVerb } from "./verb";
@@ -7,6 +8,7 @@ import { UsageError, type CliIo, type CliVerb } from "./verb";
 const verbs: Record<string, CliVerb> = {
   render: renderVerb,
   playbook: playbookVerb,
+  deploy: deployVerb,
 };
 
 function overview(): string {
