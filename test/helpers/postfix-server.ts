@@ -3,10 +3,15 @@
 // start` does not populate a chroot), started by `postfix -c DIR start` and stopped by its master's pid.
 //
 //   const postfix = await startPostfix({ main: { virtual_mailbox_maps: "socketmap:inet:127.0.0.1:2526:virtual" } });
+//   // or a node's rendered main.cf/master.cf: startPostfix(renderedPostfixOptions(node, { maildropScript }))
 //   const reply = await sendMail({ port: postfix.smtpPort, from: "a@example.net", to: ["b@brightchain.org"] });
-//   expect(reply.rcpt[0]!.code).toBe(250);
-//   await postfix.waitForQueueEmpty();
-//   await postfix.stop();
+//   expect(reply.rcpt[0]!.code).toBe(250);   // reply.greeting / ehlo / mail / rcpt[] / data / message
+//   await postfix.waitForQueueEmpty();        // postqueue -c DIR -j, with a deadline
+//   expect(await postfix.postconf("message_size_limit")).toBe("26214400");
+//   await postfix.stop();                     // SIGTERM to this instance's master pid, temp dir removed
+//
+// Also: freePort, waitForPort, waitFor (poll with a deadline), portAccepts, setMainCf (postconf -e + reload),
+// flushQueue, maillog().
 import { execFile } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
