@@ -47,7 +47,6 @@ export class InboundProcessor {
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private idleWaiters: (() => void)[] = [];
   readonly counts = { delivered: 0, failed: 0, retried: 0 };
 
   constructor(private readonly options: InboundProcessorOptions) {
@@ -80,12 +79,6 @@ export class InboundProcessor {
     }
   }
 
-  /** Resolves when nothing is queued or running (retries waiting on a timer do not count). */
-  idle(): Promise<void> {
-    if (this.queue.length === 0 && this.running.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
   /** Stops taking new files, cancels pending retries (the files stay in new/) and finishes in-flight ones. */
   async stop(): Promise<void> {
     this.stopping = true;
@@ -113,9 +106,6 @@ export class InboundProcessor {
         .finally(() => {
           this.running.delete(task);
           this.pump();
-          if (this.queue.length === 0 && this.running.size === 0) {
-            for (const resolve of this.idleWaiters.splice(0)) resolve();
-          }
         });
       this.running.add(task);
     }
