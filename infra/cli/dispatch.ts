@@ -1,6 +1,7 @@
 // `gateway <verb> …`: one table of verbs, so adding a verb is one import and one line here.
 import { GatewayConfigError } from "../model/config";
 import { deployVerb } from "./deploy";
+import { labVerb } from "./lab";
 import { playbookVerb } from "./playbook";
 import { renderVerb } from "./render";
 import { UsageError, type CliIo, type CliVerb } from "./verb";
@@ -8,7 +9,8 @@ import { UsageError, type CliIo, type CliVerb } from "./verb";
 const verbs: Record<string, CliVerb> = {
   render: renderVerb,
   playbook: playbookVerb,
-  deploy: deployVerb,
+  "lab-deploy": deployVerb,
+  lab: labVerb,
 };
 
 function overview(): string {

@@ -4,7 +4,7 @@ import { LAB_HOSTS } from "./constants";
 import { labDown, labExec, labStatus, labUp } from "./lab";
 import { LAB_LOCK_FILE, takeLabLock } from "./lock";
 
-const USAGE = `usage: gateway lab <command>
+export const LAB_USAGE = `usage: gateway lab <command>
   up [--zone NAME=FILE ...]   build the base image (once), boot mail, mail2 and outside, lab DNS and ACME
   down                        remove everything \`lab up\` made (the cached base image stays)
   status                      what is running
@@ -64,7 +64,7 @@ export async function runLabCommand(argv: string[]): Promise<number> {
       }
       case "exec": {
         const [host, ...words] = rest;
-        if (!host || words.length === 0) throw new LabUsageError(`lab exec: needs HOST and COMMAND\n${USAGE}`);
+        if (!host || words.length === 0) throw new LabUsageError(`lab exec: needs HOST and COMMAND\n${LAB_USAGE}`);
         const result = await labExec(host, words.join(" "));
         process.stdout.write(result.stdout);
         process.stderr.write(result.stderr);
@@ -72,12 +72,12 @@ export async function runLabCommand(argv: string[]): Promise<number> {
       }
       case "help":
       case "--help":
-        console.log(USAGE);
+        console.log(LAB_USAGE);
         return 0;
       case "test":
         return spawnSync("npx", ["vitest", "run", "--project", "lab", ...rest], { stdio: "inherit" }).status ?? 1;
       default:
-        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, test, help\n${USAGE}`);
+        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, test, help\n${LAB_USAGE}`);
         return 2;
     }
   } catch (error) {
