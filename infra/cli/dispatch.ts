@@ -1,6 +1,6 @@
 // `gateway <verb> …`: one table of verbs, so adding a verb is one import and one line here.
 import { GatewayConfigError } from "../model/config";
-import { deployVerb } from "./deploy";
+import { labDeployVerb } from "./deploy";
 import { labVerb } from "./lab";
 import { playbookVerb } from "./playbook";
 import { renderVerb } from "./render";
@@ -9,7 +9,7 @@ import { UsageError, type CliIo, type CliVerb } from "./verb";
 const verbs: Record<string, CliVerb> = {
   render: renderVerb,
   playbook: playbookVerb,
-  "lab-deploy": deployVerb,
+  "lab-deploy": labDeployVerb,
   lab: labVerb,
 };
 
