@@ -10,8 +10,8 @@
 //   expect(await postfix.postconf("message_size_limit")).toBe("26214400");
 //   await postfix.stop();                     // SIGTERM to this instance's master pid, temp dir removed
 //
-// Also: freePort, waitForPort, waitFor (poll with a deadline), portAccepts, setMainCf (postconf -e + reload),
-// flushQueue, maillog().
+// Also: freePort, waitForPort, waitFor (poll with a deadline), portAccepts, processAlive, setMainCf (postconf -e
+// + reload), queuedIds, flushQueue, maillog().
 import { execFile } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
@@ -62,7 +62,7 @@ export async function waitForPort(port: number, host = "127.0.0.1", deadlineMs =
 }
 
 /** A zombie counts as gone: the daemonised master is reparented to PID 1, which may reap it late. */
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
