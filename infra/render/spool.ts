@@ -29,6 +29,9 @@ export function spoolDirectories(node: GatewayNode): HostDirectory[] {
     { path: `${dropDir}/new`, ...owner },
     { path: `${dropDir}/cur`, ...owner },
     { path: requireAbsolute("drop.errorDir", node.drop.errorDir), ...owner },
+    // The inbound processor's embedded store: its unit may write nowhere else (ProtectSystem=strict), and
+    // systemd refuses to start it if a ReadWritePaths= entry is missing.
+    { path: requireAbsolute("runtime.storeDir", node.runtime.storeDir), ...owner },
   ];
 }
 

@@ -6,7 +6,7 @@ import { renderMaildropScript, spoolDirectories, spoolFiles } from "../../infra/
 const pipePrimary: GatewayNode = { ...examplePrimary, drop: { ...examplePrimary.drop, transport: "pipe" } };
 
 describe("spoolDirectories", () => {
-  it("creates the drop Maildir and errors/ 0750, owned by the brightchain user", () => {
+  it("creates the drop Maildir, errors/ and the inbound store 0750, owned by the brightchain user", () => {
     expect(spoolDirectories(examplePrimary)).toEqual(
       [
         "/var/spool/brightchain",
@@ -15,6 +15,7 @@ describe("spoolDirectories", () => {
         "/var/spool/brightchain/incoming/new",
         "/var/spool/brightchain/incoming/cur",
         "/var/spool/brightchain/errors",
+        "/var/lib/brightchain/store",
       ].map((path) => ({ path, mode: 0o750, owner: "brightchain", group: "brightchain" })),
     );
   });
