@@ -135,7 +135,9 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         progress(`[${job.stack}] ${connection.host} ${args.name}: ${action}`);
         try {
           const outputs = await execute(args.type, args.name, plain, connection);
-          report.seconds = (Date.now() - started) / 1000;
+          report.startedAt = started;
+          report.finishedAt = Date.now();
+          report.seconds = (report.finishedAt - started) / 1000;
           progress(`[${job.stack}] ${connection.host} ${args.name}: done in ${report.seconds.toFixed(1)} s`);
           state.resources[key] = { type: args.type, name: args.name, inputsHash: current.hash, inputs: current.inputs, outputs };
           writeDeployState(job.stateFile, state);

@@ -30,6 +30,9 @@ export interface ResourceReport {
   changedInputs: string[];
   /** Wall time of the executed command or copy; 0 when nothing ran. */
   seconds: number;
+  /** When the command started and ended (epoch ms), to check the order dependencies impose; absent when nothing ran. */
+  startedAt?: number;
+  finishedAt?: number;
 }
 
 export interface DeployFailure {

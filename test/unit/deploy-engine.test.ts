@@ -1,13 +1,15 @@
 // The lab deploy engine's pure parts: Pulumi's diff (what runs on a second run), the ssh command line, the
 // zone the lab DNS serves, and the lab form of the example stacks. The executing half is test/lab/deploy.test.ts.
 import * as path from "node:path";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import { parseGatewayConfig, readStackConfigFiles } from "../../infra/model/config";
 import { dnsRecords } from "../../infra/render/dns";
 import { cloudflareContent } from "../../infra/pulumi/gatewayDns";
+import { DeployStepError, deployStack } from "../../infra/deploy";
 import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "../../infra/deploy/inputs";
 import { labStackOverrides } from "../../infra/deploy/labStack";
 import { assetContent } from "../../infra/deploy/runner";
@@ -138,5 +140,40 @@ describe("deploy engine: the example stacks in the lab", () => {
     expect(() => labStackOverrides("x", { "gateway:hostname": "mail9.brightchain.org", "gateway:fleet": "[]" })).toThrow(
       'gateway:hostname "mail9.brightchain.org" has no lab host; accepted: mail.brightchain.org, mail2.brightchain.org, mx.outside.test',
     );
+  });
+});
+
+describe("deploy engine: a failing step", () => {
+  it("stops at the first step, naming the stack, host, step, command and ssh's own output, and records no command as done", async () => {
+    // An SSH port that hangs up at once: the program's first remote command fails the way a dead host makes it fail.
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    const dir = mkdtempSync(path.join(tmpdir(), "deploy-fail-"));
+    try {
+      writeFileSync(path.join(dir, "brightchain-lookup.cjs"), "#!/usr/bin/env node\n");
+      const lab = labStackOverrides("relay", readStackConfigFiles(REPO, "relay").values);
+      const deploy = deployStack({
+        stack: "relay",
+        projectDir: REPO,
+        overrides: { ...lab.overrides, "gateway:ssh": JSON.stringify({ host: "127.0.0.1", port, user: "root" }) },
+        secrets: lab.secrets,
+        dnsTarget: { zoneIdPrefix: "zone-", publishZone: () => Promise.reject(new Error("no zone may be published after a failure")) },
+        knownHostsFile: "/dev/null",
+        stateDir: path.join(dir, "state"),
+        runtimeDist: dir,
+        progress: () => undefined,
+      });
+      await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
+      await expect(deploy).rejects.toThrow(
+        new RegExp(`^deploy relay: host 127\\.0\\.0\\.1, step "relay-packages" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*apt-get install[^]*\`\\nexit code 255\\n.*Connection closed`),
+      );
+      // Like Pulumi, what does not depend on the host (the fixed DNS records) is recorded; no command is.
+      const recorded = Object.values(readDeployState(path.join(dir, "state", "relay.state.json"), "relay").resources);
+      expect(recorded.filter((r) => r.type === "command:remote:Command")).toEqual([]);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
