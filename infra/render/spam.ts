@@ -73,8 +73,8 @@ export function renderSpamassassinLocalCf(node: GatewayNode): string {
     "# Rendered by brightchain-gateway from the node model; local edits are overwritten.",
     `required_score ${formatScore(node.spam.probableScore)}`,
     "report_safe 0",
-    "# The InboundProcessor reads the numeric score from this header.",
-    "add_header all Score _SCORE_",
+    // No extra add_header: spamass-milter copies only its fixed X-Spam-* set (Status, Flag, Level, Report,
+    // Checker-Version); the InboundProcessor reads the score from X-Spam-Status's score=.
     "",
   ].join("\n");
 }

@@ -64,6 +64,8 @@ beforeAll(async () => {
       relay_domains: "brightchain.org",
       // Accepted mail is thrown away: the test is about the SMTP-time verdict, and nothing may leave.
       relay_transport: "discard:spam milter test",
+      // Accepted mail is held in the queue, so the test can read the headers the milter added.
+      smtpd_end_of_data_restrictions: "check_client_access static:HOLD",
       smtpd_milters: spamMilterEndpoint(node)!,
       // tempfail, not accept: if the milter were unreachable the test would see 451s, never a silent pass.
       milter_default_action: "tempfail",
@@ -103,8 +105,12 @@ describe("SpamAssassin through spamass-milter and Postfix", () => {
     expect(reply.message?.text).toContain("Blocked by SpamAssassin");
   });
 
-  it("accepts clean mail through the same milter", async () => {
+  it("accepts clean mail with the score headers the InboundProcessor reads", async () => {
     const reply = await sendMail({ port: postfix!.smtpPort, from: "friend@example.net", to: ["alice@brightchain.org"] });
     expect(reply.message?.code).toBe(250);
+    const queueId = /queued as ([0-9A-F]+)/.exec(reply.message!.text)![1]!;
+    const headers = execFileSync("postcat", ["-c", postfix!.configDir, "-h", "-q", queueId], { encoding: "utf8" });
+    expect(headers).toMatch(/^X-Spam-Status: No, score=-?\d+\.\d+ required=5\.0/m);
+    expect(headers).not.toMatch(/^Subject: \*+SPAM/m);
   });
 });
