@@ -9,12 +9,15 @@ import type { GatewayNode } from "../../infra/model/types";
 import { dkimKeyPaths, dkimKeygenCommand, parseDkimTxtRecord, renderOpendkimConf } from "../../infra/render/opendkim";
 import { examplePrimary } from "../fixtures/nodes";
 import { freePort, waitForPort } from "../helpers/renderer-net";
+import { sendMail, startPostfix, type PostfixInstance } from "../helpers/postfix-server";
 
 // Not under /tmp: OpenDKIM refuses a key whose parent directories others can write (RequireSafeKeys).
 const work = mkdtempSync("/var/lib/bc-opendkim-test-");
 chmodSync(work, 0o755);
 const node: GatewayNode = { ...examplePrimary, dkim: { ...examplePrimary.dkim, keyDir: join(work, "keys") } };
 let daemon: ChildProcess | undefined;
+let milterPort: number | undefined;
+let postfix: PostfixInstance | undefined;
 
 function opendkimUid(): { uid: number; gid: number } {
   const id = spawnSync("id", ["opendkim"], { encoding: "utf8" }).stdout;
@@ -42,6 +45,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
+  await postfix?.stop();
   if (daemon && daemon.exitCode === null) {
     const exited = new Promise((resolve) => daemon!.once("exit", resolve));
     daemon.kill("SIGTERM");
@@ -91,6 +95,7 @@ describe("opendkim.conf with a real key", () => {
 
   it("opendkim starts as the opendkim user and listens on the rendered socket", async () => {
     const port = await freePort();
+    milterPort = port;
     const path = join(work, "opendkim-run.conf");
     writeFileSync(path, testConf(port));
     daemon = spawn("opendkim", ["-f", "-x", path], { stdio: ["ignore", "ignore", "pipe"] });
@@ -99,5 +104,29 @@ describe("opendkim.conf with a real key", () => {
     await waitForPort(port).catch((error: Error) => {
       throw new Error(`${error.message}; opendkim said: ${stderr}`);
     });
+  });
+
+  it("signs mail a local client submits through Postfix with the domain's selector", async () => {
+    expect(milterPort, "the previous test starts opendkim").toBeDefined();
+    postfix = await startPostfix({
+      main: {
+        relay_domains: "example.net",
+        relay_transport: "discard:dkim test",
+        // Held in the queue so the test can read the signature the milter added.
+        smtpd_end_of_data_restrictions: "check_client_access static:HOLD",
+        smtpd_milters: `inet:127.0.0.1:${milterPort}`,
+        milter_default_action: "tempfail",
+      },
+    });
+    const reply = await sendMail({ port: postfix.smtpPort, from: "alice@brightchain.org", to: ["bob@example.net"] });
+    expect(reply.message?.code).toBe(250);
+    const queueId = /queued as ([0-9A-F]+)/.exec(reply.message!.text)![1]!;
+    const headers = spawnSync("postcat", ["-c", postfix.configDir, "-h", "-q", queueId], { encoding: "utf8" }).stdout;
+    const signature = /^DKIM-Signature:[^\n]*(?:\n[ \t][^\n]*)*/m.exec(headers)?.[0] ?? "";
+    expect(signature).toMatch(/\bd=brightchain\.org;/);
+    expect(signature).toMatch(/\bs=default;/);
+    expect(signature).toMatch(/\bc=relaxed\/simple;/);
+    // OversignHeaders From: "from" listed once more than the message has From headers.
+    expect(signature.replace(/\s+/g, "")).toMatch(/h=from:[^;]*from/i);
   });
 });
