@@ -139,9 +139,15 @@ function unitFile(path: string, content: string, notify: string[]): HostFile {
 }
 
 export function runtimeUnitFiles(node: GatewayNode): HostFile[] {
+  // A relay forwards to the primary and has no drop Maildir: an inbound processor there would crash-loop on
+  // its missing spool. Only the primary runs it.
+  const inbound =
+    node.role === "primary"
+      ? [unitFile(`${UNIT_DIR}/brightchain-inbound.service`, renderInboundUnit(node), ["brightchain-inbound"])]
+      : [];
   return [
     unitFile(`${UNIT_DIR}/brightchain-lookup.service`, renderLookupUnit(node), ["brightchain-lookup"]),
-    unitFile(`${UNIT_DIR}/brightchain-inbound.service`, renderInboundUnit(node), ["brightchain-inbound"]),
+    ...inbound,
     // Ordering only takes effect at the next start; restarting Postfix for it would drop connections for nothing.
     unitFile(`${UNIT_DIR}/${postfixDaemonUnit(node)}.d/brightchain.conf`, renderPostfixDropIn(node), []),
   ];

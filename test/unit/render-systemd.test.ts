@@ -10,8 +10,9 @@ function unit(node: GatewayNode, name: string): string[] {
 }
 
 describe("runtime systemd units", () => {
-  it.each(nodeMatrix)("$name: both services run hardened as brightchain from gateway.env", ({ node }) => {
-    for (const name of ["brightchain-lookup", "brightchain-inbound"]) {
+  it.each(nodeMatrix)("$name: its services run hardened as brightchain from gateway.env", ({ node }) => {
+    const services = node.role === "primary" ? ["brightchain-lookup", "brightchain-inbound"] : ["brightchain-lookup"];
+    for (const name of services) {
       const lines = unit(node, `${name}.service`);
       for (const line of [
         "User=brightchain",
@@ -35,7 +36,12 @@ describe("runtime systemd units", () => {
     }
   });
 
-  it.each(nodeMatrix)("$name: only the inbound processor may write, and only the spool and store", ({ node }) => {
+  it("runs the inbound processor on the primary only: a relay has no drop Maildir", () => {
+    expect(runtimeUnitFiles(exampleRelay).map((f) => f.path)).not.toContain("/etc/systemd/system/brightchain-inbound.service");
+    expect(runtimeUnitFiles(examplePrimary).map((f) => f.path)).toContain("/etc/systemd/system/brightchain-inbound.service");
+  });
+
+  it.each(nodeMatrix.filter(({ node }) => node.role === "primary"))("$name: only the inbound processor may write, and only the spool and store", ({ node }) => {
     expect(unit(node, "brightchain-lookup.service").some((l) => l.startsWith("ReadWritePaths="))).toBe(false);
     expect(unit(node, "brightchain-inbound.service")).toContain(
       "ReadWritePaths=/var/spool/brightchain/incoming /var/spool/brightchain/errors /var/lib/brightchain/store",
