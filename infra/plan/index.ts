@@ -4,6 +4,7 @@
 // Postfix reload and the final verification, and nothing else.
 import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { FIREWALL_SCRIPT, firewallApplyCommand } from "../render/firewall";
 import { opendkimEnabled } from "../render/opendkim";
 import { spamServices } from "../render/spam";
 import { certbotRenewTimer } from "../render/tls";
@@ -15,7 +16,6 @@ import {
   certificateCommand,
   dkimKeyCommand,
   directoriesCommand,
-  firewallCommand,
   installFileCommand,
   recipientRegistryCommand,
   serviceCommand,
@@ -164,8 +164,17 @@ export function hostPlan(
     prerequisites.push(STEP_DKIM_KEY);
   }
 
-  const firewall = firewallCommand(node, options.sshPort);
-  add({ id: STEP_FIREWALL, description: "apply the host firewall", command: firewall, after: [STEP_PACKAGES], triggers: [sha256(firewall)] });
+  // The rendered script is a file like any other; this step runs it whenever it or the SSH port changes.
+  const firewallScript = allFiles.find((f) => f.path === FIREWALL_SCRIPT);
+  if (firewallScript === undefined) throw new Error(`the host files lack ${FIREWALL_SCRIPT}; the firewall step has nothing to run`);
+  const firewall = firewallApplyCommand(options.sshPort);
+  add({
+    id: STEP_FIREWALL,
+    description: "apply the host firewall",
+    command: firewall,
+    after: [STEP_PACKAGES, fileStepId(FIREWALL_SCRIPT)],
+    triggers: [sha256(firewall), fileTrigger(firewallScript)],
+  });
 
   const certificate = certificateCommand(node);
   add({

@@ -3,7 +3,7 @@
 import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { dkimKeyPaths, dkimKeygenCommand } from "../render/opendkim";
-import { acmeInboundPorts, certbotIssueCommand } from "../render/tls";
+import { certbotIssueCommand } from "../render/tls";
 import { octalMode, sha256, shellQuote } from "./shell";
 
 /** The brightchain system user and group with the model's fixed ids (virtual(8) is told them in main.cf). */
@@ -87,36 +87,6 @@ export function certificateCommand(node: GatewayNode): string {
 }
 
 /** Loopback-only services: reachable from the host itself, refused from anywhere else. */
-const LOOPBACK_ONLY_PORTS = ["2526", "783", "8891", "11332:11334"];
-
-/**
- * ufw on Debian/Ubuntu, firewalld on RHEL: SSH (the port the deploy connects to, or the host is lost),
- * 25 and (primary) 587 in; 80 only for http-01. ufw accepts loopback traffic before user rules, so the
- * explicit denies close the local services to the outside only.
- */
-export function firewallCommand(node: GatewayNode, sshPort = 22): string {
-  const publicPorts = [String(sshPort), "25"];
-  if (node.submission?.enabled) publicPorts.push("587");
-  publicPorts.push(...acmeInboundPorts(node).map(String));
-  if (node.os.family === "debian") {
-    return [
-      "set -eu",
-      "ufw default deny incoming",
-      "ufw default allow outgoing",
-      ...publicPorts.map((p) => `ufw allow ${p}/tcp`),
-      ...LOOPBACK_ONLY_PORTS.map((p) => `ufw deny ${p}/tcp`),
-      "ufw --force enable",
-    ].join("\n");
-  }
-  return [
-    "set -eu",
-    "systemctl enable --now firewalld",
-    ...publicPorts.map((p) => `firewall-cmd --permanent --zone=public --add-port=${p}/tcp`),
-    // firewalld's public zone refuses every port not listed; loopback traffic is never filtered.
-    "firewall-cmd --reload",
-  ].join("\n");
-}
-
 /**
  * Enables a service and restarts it onto its current files. A restart, not a reload: OpenDKIM reads its socket
  * and key, spamass-milter its flags and the runtime its program only at start. Postfix has its own reload step.

@@ -13,12 +13,16 @@ export interface FirewallPort {
   why: string;
 }
 
-/** Ports opened to the world. SSH comes first and always: the script must never lock the admin out. */
+/**
+ * The script opens SSH on $BRIGHTCHAIN_SSH_PORT (22 when unset): the deploy passes the port it connects on, so
+ * applying the firewall can never lock the deploy, or the admin, out.
+ */
+const SSH_PORT_VARIABLE = "BRIGHTCHAIN_SSH_PORT";
+const SSH_PORT = `"\${${SSH_PORT_VARIABLE}:-22}"`;
+
+/** Ports opened to the world besides SSH (which the script opens first, from the variable above). */
 export function openPorts(node: GatewayNode): FirewallPort[] {
-  const ports: FirewallPort[] = [
-    { port: 22, why: "SSH administration" },
-    { port: 25, why: "SMTP from other mail servers" },
-  ];
+  const ports: FirewallPort[] = [{ port: 25, why: "SMTP from other mail servers" }];
   if (node.submission?.enabled) ports.push({ port: 587, why: "submission from the BrightChain node" });
   for (const port of acmeInboundPorts(node)) ports.push({ port, why: "ACME http-01 challenge (certbot standalone)" });
   return ports;
@@ -58,6 +62,7 @@ function renderUfwScript(node: GatewayNode): string {
     "set -eu",
     "ufw default reject incoming",
     "ufw default allow outgoing",
+    `ufw allow ${SSH_PORT}/tcp comment 'brightchain: SSH administration'`,
     ...open.map((p) => `ufw allow ${ufwPort(p.port)}/tcp comment 'brightchain: ${p.why}'`),
     ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(
       (port) => `ufw --force delete allow ${port}/tcp >/dev/null 2>&1 || true`,
@@ -88,6 +93,7 @@ function renderFirewalldScript(node: GatewayNode): string {
     '  fw() { firewall-offline-cmd --zone=public "$@" >/dev/null; }',
     "  running=no",
     "fi",
+    `fw --add-port=${SSH_PORT}/tcp  # SSH administration`,
     ...open.map((p) => `fw --add-port=${firewalldPort(p.port)}/tcp  # ${p.why}`),
     ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(
       (port) => `fw --remove-port=${port}/tcp`,
@@ -110,9 +116,9 @@ export function firewallPackages(node: GatewayNode): string[] {
   return node.os.family === "debian" ? ["ufw"] : ["firewalld"];
 }
 
-/** What the host step runs after the script is in place (and again whenever it changes). */
-export function firewallApplyCommand(_node: GatewayNode): string {
-  return FIREWALL_SCRIPT;
+/** What the host step runs after the script is in place (and again whenever it or the SSH port changes). */
+export function firewallApplyCommand(sshPort = 22): string {
+  return `${SSH_PORT_VARIABLE}=${sshPort} ${FIREWALL_SCRIPT}`;
 }
 
 export function firewallFiles(node: GatewayNode): HostFile[] {

@@ -13,6 +13,7 @@ import {
   hostPlan,
   type HostStep,
 } from "../../infra/plan";
+import { firewallFiles } from "../../infra/render/firewall";
 import { requiredPackages } from "../../infra/plan/packages";
 import { directoriesCommand, dkimKeyCommand, installFileCommand, recipientRegistryCommand } from "../../infra/plan/steps";
 import type { GatewayNode, HostDirectory, HostFile } from "../../infra/model/types";
@@ -26,6 +27,7 @@ function sampleFiles(node: GatewayNode, mainCf = `myhostname = ${node.host.hostn
     { path: "/etc/opendkim.conf", mode: 0o644, owner: "root", group: "root", content: "Socket inet:8891@127.0.0.1\n", notify: ["opendkim"] },
     { path: "/etc/brightchain/gateway.env", mode: 0o640, owner: "root", group: "brightchain", content: "GATEWAY_POSTFIX_PASS=s3cret\n", secret: true, notify: ["brightchain-lookup"] },
     { path: "/etc/systemd/system/brightchain-lookup.service", mode: 0o644, owner: "root", group: "root", content: "[Service]\n", notify: ["brightchain-lookup"] },
+    ...firewallFiles(node),
   ];
 }
 
@@ -100,21 +102,26 @@ describe("packages", () => {
     expect(command).not.toContain("apt-get");
   });
 
-  it("http-01 drops the Cloudflare plugin and opens port 80 in the firewall", () => {
+  it("http-01 drops the Cloudflare plugin and uses standalone certbot (the firewall script opens 80)", () => {
     const http = nodeMatrix.find((m) => m.name === "primary-ubuntu-none-http01")!.node;
     expect(requiredPackages(http)).not.toContain("python3-certbot-dns-cloudflare");
     const steps = plan(http);
-    expect(step(steps, "firewall").command).toContain("ufw allow 80/tcp");
     expect(step(steps, "certificate").command).toContain("--standalone");
-    expect(step(plan(examplePrimary), "firewall").command).not.toContain("80/tcp");
+    expect(step(steps, "certificate").after).toContain("firewall");
+  });
+
+  it("runs the rendered firewall script after installing it, re-running when the script changes", () => {
+    const firewall = step(plan(examplePrimary), "firewall");
+    expect(firewall.command).toBe("BRIGHTCHAIN_SSH_PORT=22 /usr/local/sbin/brightchain-firewall");
+    expect(firewall.after).toContain(fileStepId("/usr/local/sbin/brightchain-firewall"));
+    const http = nodeMatrix.find((m) => m.name === "primary-ubuntu-none-http01")!.node;
+    expect(step(plan(http), "firewall").triggers).not.toEqual(firewall.triggers);
   });
 
   it("keeps the deploy's SSH port open so applying the firewall cannot lock the deploy out", () => {
-    expect(step(plan(examplePrimary), "firewall").command).toContain("ufw allow 22/tcp");
     const custom = hostPlan(examplePrimary, sampleFiles(examplePrimary), sampleDirectories, [], { sshPort: 2222 });
-    expect(step(custom, "firewall").command).toContain("ufw allow 2222/tcp");
-    const rhel = nodeMatrix.find((m) => m.name === "primary-rhel-rspamd-pipe")!.node;
-    expect(step(hostPlan(rhel, sampleFiles(rhel), sampleDirectories, [], { sshPort: 2222 }), "firewall").command).toContain("--add-port=2222/tcp");
+    expect(step(custom, "firewall").command).toBe("BRIGHTCHAIN_SSH_PORT=2222 /usr/local/sbin/brightchain-firewall");
+    expect(step(custom, "firewall").triggers).not.toEqual(step(plan(examplePrimary), "firewall").triggers);
   });
 });
 
