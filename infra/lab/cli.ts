@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { LAB_HOSTS } from "./constants";
+import { labDemo } from "./demo";
 import { labDown, labExec, labStatus, labUp } from "./lab";
 import { LAB_LOCK_FILE, takeLabLock } from "./lock";
 
@@ -9,6 +10,7 @@ export const LAB_USAGE = `usage: gateway lab <command>
   down                        remove everything \`lab up\` made (the cached base image stays)
   status                      what is running
   exec HOST COMMAND...        run a shell command on a lab host as root (HOST: ${LAB_HOSTS.map((host) => host.name).join(", ")})
+  demo                        up, deploy both example stacks, send a message from outside, show it in the store
   test                        run the lab suite (npx vitest run --project lab)`;
 
 /** Bad usage: exit code 2, like every other `gateway` verb. */
@@ -74,10 +76,12 @@ export async function runLabCommand(argv: string[]): Promise<number> {
       case "--help":
         console.log(LAB_USAGE);
         return 0;
+      case "demo":
+        return await labDemo(process.cwd(), (line) => console.log(line));
       case "test":
         return spawnSync("npx", ["vitest", "run", "--project", "lab", ...rest], { stdio: "inherit" }).status ?? 1;
       default:
-        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, test, help\n${LAB_USAGE}`);
+        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, demo, test, help\n${LAB_USAGE}`);
         return 2;
     }
   } catch (error) {
