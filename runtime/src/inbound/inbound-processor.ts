@@ -3,7 +3,7 @@
 // Exactly-once under kill -9: a file leaves new/ only after the sink acknowledged it, and the sink's hand-off
 // is idempotent per (SHA3-512 of the bytes, recipient). A crash before the rename re-hands-off the same file
 // on restart, which the sink answers "already have it". Nothing is lost, nothing is stored twice.
-import { constants, watch, type FSWatcher } from "node:fs";
+import { constants, renameSync, watch, type FSWatcher } from "node:fs";
 import { copyFile, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { SpamEngineName } from "../config";
@@ -41,6 +41,12 @@ export class InboundProcessor {
   private readonly queue: string[] = [];
   /** Names queued, running or waiting for a retry: a second 'add' for any of them is ignored. */
   private readonly known = new Set<string>();
+  /**
+   * Names this daemon moved out of new/ whose inotify event has not come back yet. Without it each of our own
+   * renames re-queued its name and cost a failed open (strace: 0.9 extra openat per message). Cleared at each
+   * full listing, so a lost event cannot grow it; a stale name only costs that one failed open.
+   */
+  private readonly movedOut = new Set<string>();
   private readonly attempts = new Map<string, number>();
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
@@ -63,7 +69,7 @@ export class InboundProcessor {
     // rename out of new/ cost O(files waiting) — 200 msgs/s with 2,000 waiting, against 500 without it.
     this.watcher = watch(this.newDir, (_event, name) => {
       if (name === null) void this.rescan();
-      else this.enqueue(name.toString());
+      else if (!this.movedOut.delete(name.toString())) this.enqueue(name.toString());
     });
     this.watcher.on("error", (error) => this.options.logger.error(`watching ${this.newDir}: ${error.message}`));
     await this.rescan();
@@ -73,6 +79,7 @@ export class InboundProcessor {
 
   private async rescan(): Promise<void> {
     try {
+      this.movedOut.clear();
       for (const name of (await readdir(this.newDir)).sort()) this.enqueue(name);
     } catch (error) {
       this.options.logger.error(`listing ${this.newDir}: ${(error as Error).message}`);
@@ -145,8 +152,11 @@ export class InboundProcessor {
         subject: summary.subject,
         date: summary.date,
         rawPath: path,
+        bytes: scanned.bytes,
       });
-      await rename(path, join(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
+      // Synchronous: a µs-scale rename costs less than the thread-pool round trip of its async form.
+      renameSync(path, join(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
+      this.movedOut.add(name);
       this.counts.delivered += 1;
       return "delivered";
     } catch (error) {
@@ -171,6 +181,7 @@ export class InboundProcessor {
     }
     try {
       await rename(path, target);
+      this.movedOut.add(name);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
       await copyFile(path, target);

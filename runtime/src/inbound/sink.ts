@@ -15,6 +15,8 @@ export interface Handoff {
   date?: string;
   /** The raw message on disk; a sink streams it from here rather than receiving it in memory. */
   rawPath: string;
+  /** The raw message, when the processor read it whole anyway (small messages): saves the sink a second read. */
+  bytes?: Buffer;
 }
 
 export interface Sink {
