@@ -2,6 +2,10 @@
 // bare loop in the same run that only reads each file and renames it new/ → cur/ (the floor any processor pays).
 // Usage: taskset -c 0 npx tsx bench/inbound/run.ts [messages=10000] [concurrency=32]   (one core: taskset)
 // BENCH_CPU_PROF=DIR also writes the daemon's V8 CPU profile into DIR.
+// BENCH_BEFORE=FILE also runs FILE, an older build of brightchain-inbound.cjs, on an identical drop in the same
+// run, so a before/after comparison shares the machine's load (which swings the baseline 1,500–7,700 msgs/s):
+//   git archive <commit> runtime/bin runtime/src | tar -x -C DIR && (cd DIR && npx esbuild runtime/bin/brightchain-inbound.ts
+//     --bundle --platform=node --target=node18 --format=cjs --outfile=FILE)   (DIR inside the checkout, for node_modules)
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { readFile, rename } from "node:fs/promises";
@@ -79,9 +83,12 @@ async function main(): Promise<void> {
   try {
     fillDrop(join(root, "baseline"));
     fillDrop(join(root, "incoming"));
+    const beforePath = process.env.BENCH_BEFORE;
+    if (beforePath !== undefined) fillDrop(join(root, "before", "incoming"));
     const baseSeconds = await baseline(join(root, "baseline"));
     const daemonPath = await bundleRuntimeEntry("brightchain-inbound", root);
     const run = await daemon(daemonPath, join(root, "incoming"), join(root, "store"));
+    const before = beforePath === undefined ? undefined : await daemon(beforePath, join(root, "before", "incoming"), join(root, "before", "store"));
 
     const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
     const quarter = Math.max(1, Math.floor(run.rss.length / 4));
@@ -94,6 +101,11 @@ async function main(): Promise<void> {
     console.log(`brightchain-inbound + store: ${rate.toFixed(0)} msgs/s (${(rate / baseRate).toFixed(2)}x baseline), ${run.seconds.toFixed(1)} s wall`);
     console.log(`daemon CPU: user ${run.userSeconds.toFixed(2)} s + system ${run.systemSeconds.toFixed(2)} s = ${(((run.userSeconds + run.systemSeconds) / messages) * 1000).toFixed(2)} ms per message`);
     console.log(`daemon peak RSS: ${mb(Math.max(...run.rss))} MB; first-quarter peak ${mb(firstQuarterPeak)} MB, last-quarter peak ${mb(lastQuarterPeak)} MB (${run.rss.length} samples)`);
+    if (before !== undefined) {
+      const beforeRate = messages / before.seconds;
+      console.log(`before (${beforePath}): ${beforeRate.toFixed(0)} msgs/s (${(beforeRate / baseRate).toFixed(2)}x baseline), ` +
+        `${(((before.userSeconds + before.systemSeconds) / messages) * 1000).toFixed(2)} ms CPU per message, peak RSS ${mb(Math.max(...before.rss))} MB`);
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
