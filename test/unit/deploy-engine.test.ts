@@ -12,7 +12,7 @@ import { cloudflareContent } from "../../infra/pulumi/gatewayDns";
 import { DeployStepError, deployStack } from "../../infra/deploy";
 import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "../../infra/deploy/inputs";
 import { labStackOverrides } from "../../infra/deploy/labStack";
-import { assetContent } from "../../infra/deploy/runner";
+import { assetContent, hostSlots } from "../../infra/deploy/runner";
 import { parseRemoteConnection, remoteCommandLine, sshArguments } from "../../infra/deploy/ssh";
 import { readDeployState, writeDeployState } from "../../infra/deploy/state";
 import { dnsRecordFromCloudflareInputs, mergeZoneRecords, renderLabZone, txtFromCloudflareContent } from "../../infra/deploy/zone";
@@ -78,6 +78,23 @@ describe("deploy engine: ssh", () => {
   it("passes the environment as quoted exports before the command", () => {
     expect(remoteCommandLine("echo $B $A", { B: "it's", A: "1" })).toBe("export A='1'\nexport B='it'\\''s'\necho $B $A");
     expect(() => remoteCommandLine("true", { "1X": "v" })).toThrow(/"1X" is not accepted/);
+  });
+
+  it("never runs more sessions to one host than the limit (sshd drops connections past MaxStartups)", async () => {
+    const withSlot = hostSlots(3);
+    const running = new Map<string, number>();
+    const peak = new Map<string, number>();
+    const session = (host: string) =>
+      withSlot(host, async () => {
+        running.set(host, (running.get(host) ?? 0) + 1);
+        peak.set(host, Math.max(peak.get(host) ?? 0, running.get(host)!));
+        await new Promise((resolve) => setImmediate(resolve));
+        running.set(host, running.get(host)! - 1);
+        return host;
+      });
+    const results = await Promise.all([...Array(20).keys()].map((i) => session(i % 2 ? "a" : "b")));
+    expect(results.filter((host) => host === "a")).toHaveLength(10);
+    expect(Object.fromEntries(peak)).toEqual({ a: 3, b: 3 });
   });
 
   it("copies a StringAsset's text and refuses an archive, naming the input", () => {
@@ -166,7 +183,7 @@ describe("deploy engine: a failing step", () => {
       });
       await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
       await expect(deploy).rejects.toThrow(
-        new RegExp(`^deploy relay: host 127\\.0\\.0\\.1, step "relay-packages" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*apt-get install[^]*\`\\nexit code 255\\n.*Connection closed`),
+        new RegExp(`^deploy relay: host 127\\.0\\.0\\.1, step "relay-packages" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*apt-get install[^]*\`\\nexit code 255\\nkex_exchange_identification`),
       );
       // Like Pulumi, what does not depend on the host (the fixed DNS records) is recorded; no command is.
       const recorded = Object.values(readDeployState(path.join(dir, "state", "relay.state.json"), "relay").resources);
