@@ -33,14 +33,19 @@ export function requiredPackages(node: GatewayNode): string[] {
 export function packagesCommand(node: GatewayNode): string {
   const names = requiredPackages(node).join(" ");
   if (node.os.family === "debian") {
+    // A package upgraded along the way must not stop on a conffile prompt over a file this plan rendered.
+    const aptInstall = "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
     return [
       "set -eu",
       "export DEBIAN_FRONTEND=noninteractive",
       "echo 'postfix postfix/main_mailer_type select Internet Site' | debconf-set-selections",
       `echo ${shellQuote(`postfix postfix/mailname string ${node.domain}`)} | debconf-set-selections`,
       "apt-get update -q",
-      // A package upgraded along the way must not stop on a conffile prompt over a file this plan rendered.
-      `apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold ${names}`,
+      // Postfix alone first: dpkg may otherwise configure spamass-milter before postfix, and its postinst
+      // starts a service that chowns its socket directory to the postfix user, which does not exist yet (seen
+      // on a fresh Debian 12 host: the whole install fails).
+      `${aptInstall} postfix`,
+      `${aptInstall} ${names}`,
     ].join("\n");
   }
   const lines = [
