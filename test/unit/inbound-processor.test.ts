@@ -1,10 +1,11 @@
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InboundProcessor, type InboundLogger } from "../../runtime/src/inbound/inbound-processor";
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
-import { ContentAddressedStore, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
+import { ContentAddressedStore, objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
 
 let dir: string;
@@ -53,6 +54,25 @@ describe("InboundProcessor with the embedded store", () => {
       ["alice@brightchain.org", "early", "inbox"],
       ["bob@brightchain.org", "late", "inbox"],
     ]);
+  });
+
+  it("stores a small message (read whole) and one over 1 MiB (streamed, copied) byte for byte under their SHA3-512", async () => {
+    const small = dropMessageText({ recipient: "alice@brightchain.org", subject: "small" });
+    const large = dropMessageText({ recipient: "alice@brightchain.org", subject: "large", body: "0123456789abcdef\r\n".repeat(131_072) });
+    dropMessage(dropDir, "small", small);
+    dropMessage(dropDir, "large", large);
+    await startProcessor(await ContentAddressedStore.open(storeDir));
+    await waitUntil("both messages in cur/", newIsEmpty);
+
+    const index = await readStoreIndex(storeDir);
+    expect(index.map((e) => e.subject).sort()).toEqual(["large", "small"]);
+    for (const text of [small, large]) {
+      const sha3 = createHash("sha3-512").update(text).digest("hex");
+      expect(index.find((e) => e.sha3 === sha3)?.size).toBe(Buffer.byteLength(text));
+      expect(readFileSync(objectPath(storeDir, sha3), "utf8")).toBe(text);
+    }
+    expect(Buffer.byteLength(large)).toBeGreaterThan(1024 * 1024);
+    expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
   });
 
   it("files by the SpamAssassin score and warns about an unscanned message", async () => {

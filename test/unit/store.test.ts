@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -78,6 +78,21 @@ describe("ContentAddressedStore", () => {
     await Promise.all([store.deliver(message), store.deliver(message), store.deliver(message)]);
     await store.close();
     expect(await readStoreIndex(join(dir, "store"))).toHaveLength(1);
+  });
+
+  it("stores the bytes it was handed without reading the raw file again, mode 0640, tmp/ left empty", async () => {
+    const storeDir = join(dir, "store");
+    const store = await ContentAddressedStore.open(storeDir);
+    const message = rawMessage("m7", "in memory");
+    const bytes = readFileSync(message.rawPath);
+    rmSync(message.rawPath);
+    await store.deliver({ ...message, bytes });
+    await store.close();
+
+    expect(readFileSync(objectPath(storeDir, message.sha3))).toEqual(bytes);
+    expect(statSync(objectPath(storeDir, message.sha3)).mode & 0o777).toBe(0o640);
+    expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
+    expect(await readStoreIndex(storeDir)).toHaveLength(1);
   });
 
   it("reports a missing raw file as a temporary sink failure", async () => {
