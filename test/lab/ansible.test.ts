@@ -11,7 +11,7 @@ import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import type { RenderManifest } from "../../infra/cli/render";
-import { LAB_ACME_DIRECTORY_URL, labHostSpec } from "../../infra/lab/constants";
+import { LAB_ACME_DIRECTORY_URL, LAB_STATE_DIR, labHostSpec } from "../../infra/lab/constants";
 import { labDown, labExec, labSsh, labStatus, labUp } from "../../infra/lab/lab";
 
 const repo = path.resolve(__dirname, "../..");
@@ -155,6 +155,9 @@ beforeAll(async () => {
   while (labStatus().up) {
     if (Date.now() > waitUntil) throw new Error("another lab stayed up for 10 minutes; not touching it");
     await new Promise((resolve) => setTimeout(resolve, 5_000));
+  }
+  if (existsSync(path.join(LAB_STATE_DIR, "state.json"))) {
+    throw new Error(`a lab's state is left in ${LAB_STATE_DIR} by someone else; not taking it down, not starting over it`);
   }
   writeLabProject();
   await buildRuntime();
