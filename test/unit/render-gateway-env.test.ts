@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { gatewayEnvFiles, renderGatewayEnv } from "../../infra/render/gateway-env";
+import { runtimeUnitFiles } from "../../infra/render/systemd";
 import { loadRuntimeConfig } from "../../runtime/src/config";
 import { examplePrimary, exampleRelay, exampleSecrets, nodeMatrix } from "../fixtures/nodes";
 import type { GatewayNode } from "../../infra/model/types";
@@ -72,6 +73,14 @@ describe("gateway.env renderer", () => {
     const [relay] = gatewayEnvFiles(exampleRelay, exampleSecrets);
     expect(relay!.secret).toBe(false);
     expect(relay!.content).not.toContain("correct horse");
+  });
+
+  it("restarts only runtime services the node has a unit for (a relay has no inbound processor)", () => {
+    for (const { name, node } of nodeMatrix) {
+      const units = runtimeUnitFiles(node).map((file) => file.path.split("/").pop()!.replace(/\.service$/, ""));
+      for (const service of gatewayEnvFiles(node)[0]!.notify) expect(units, `${name}: ${service}`).toContain(service);
+    }
+    expect(gatewayEnvFiles(exampleRelay)[0]!.notify).toEqual(["brightchain-lookup"]);
   });
 
   it("refuses a value systemd would split across lines", () => {
