@@ -10,7 +10,7 @@ import type { DnsRecord } from "../model/types";
 import { LAB_HOSTS, LAB_STATE_DIR } from "../lab/constants";
 import { labPublishZone, labSsh } from "../lab/lab";
 import { labStackConfig } from "./labStack";
-import type { RunnerJob } from "./runner";
+import type { PublishReply, PublishRequest, RunnerJob } from "./runner";
 import { deployStatePath, type DeployFailure, type ResourceReport, type RunnerResult } from "./state";
 import { mergeZoneRecords, renderLabZone } from "./zone";
 
@@ -72,12 +72,20 @@ function programFile(projectDir: string): { project: string; file: string } {
   return { project: doc.name, file: path.resolve(projectDir, main) };
 }
 
-function runRunner(job: RunnerJob, progress: (line: string) => void): Promise<number> {
+function runRunner(job: RunnerJob, progress: (line: string) => void, publish: (record: DnsRecord) => Promise<void>): Promise<number> {
   return new Promise((resolve, reject) => {
     // tsx loads the TypeScript runner and the program, as bin/gateway.cjs loads the CLI.
     const child = spawn(process.execPath, ["--require", require.resolve("tsx/cjs"), path.join(__dirname, "runner.ts")], {
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe", "ipc"],
       cwd: path.dirname(job.programFile),
+    });
+    child.on("message", (message: PublishRequest) => {
+      if (message.kind !== "publish") return;
+      publish(message.record).then(
+        () => child.connected && child.send({ kind: "published", serial: message.serial } satisfies PublishReply),
+        (error: unknown) =>
+          child.connected && child.send({ kind: "published", serial: message.serial, error: error instanceof Error ? error.message : String(error) } satisfies PublishReply),
+      );
     });
     let pending = "";
     const forward = (chunk: Buffer) => {
@@ -86,14 +94,14 @@ function runRunner(job: RunnerJob, progress: (line: string) => void): Promise<nu
       pending = lines.pop() ?? "";
       for (const line of lines) if (line.trim() !== "") progress(line);
     };
-    child.stdout.on("data", forward);
-    child.stderr.on("data", forward);
+    child.stdout!.on("data", forward);
+    child.stderr!.on("data", forward);
     child.once("error", reject);
     child.once("close", (code) => {
       if (pending.trim() !== "") progress(pending);
       resolve(code ?? 1);
     });
-    child.stdin.end(JSON.stringify(job));
+    child.stdin!.end(JSON.stringify(job));
   });
 }
 
@@ -102,8 +110,14 @@ interface PublishedZone {
   serial: number;
 }
 
-/** Republishes every zone whose records (the union over all stacks deployed from stateDir) changed. */
-async function publishZones(stateDir: string, stack: string, origin: string, records: DnsRecord[], target: DnsTarget): Promise<string[]> {
+/** One stack's records keyed by type and name: a record the stack registers again replaces its earlier value. */
+const recordKey = (record: DnsRecord): string => `${record.type} ${record.name}`;
+
+/**
+ * Serves the zone made of every deployed stack's records, stored per stack in stateDir, when it differs from what
+ * was last published. `records` is this stack's full set.
+ */
+async function publishZone(stateDir: string, stack: string, origin: string, records: DnsRecord[], target: DnsTarget): Promise<boolean> {
   const dnsDir = path.join(stateDir, "dns");
   mkdirSync(dnsDir, { recursive: true, mode: 0o700 });
   writeFileSync(path.join(dnsDir, `${stack}.records.json`), `${JSON.stringify(records, null, 2)}\n`);
@@ -115,12 +129,17 @@ async function publishZones(stateDir: string, stack: string, origin: string, rec
   const merged = mergeZoneRecords(origin, byStack);
   const publishedFile = path.join(dnsDir, `${origin}.zone.json`);
   const previous = existsSync(publishedFile) ? (JSON.parse(readFileSync(publishedFile, "utf8")) as PublishedZone) : undefined;
-  if (previous && JSON.stringify(previous.records) === JSON.stringify(merged)) return [];
+  if (previous && JSON.stringify(previous.records) === JSON.stringify(merged)) return false;
   // Grows with every publish and stays a plausible date-based serial.
   const serial = Math.max((previous?.serial ?? 0) + 1, Math.floor(Date.now() / 1000));
   await target.publishZone(origin, renderLabZone(origin, merged, serial));
   writeFileSync(publishedFile, `${JSON.stringify({ records: merged, serial } satisfies PublishedZone, null, 2)}\n`);
-  return [origin];
+  return true;
+}
+
+function readStackRecords(stateDir: string, stack: string): DnsRecord[] {
+  const file = path.join(stateDir, "dns", `${stack}.records.json`);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as DnsRecord[]) : [];
 }
 
 /**
@@ -156,12 +175,26 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       zoneIdPrefix: options.dnsTarget.zoneIdPrefix,
       runtimeDist: options.runtimeDist ?? path.join(options.projectDir, "runtime", "dist"),
     };
-    const code = await runRunner(job, progress);
+    // While the program runs, each record is served as soon as it is created (the records this stack had
+    // before stay until the run ends: a record the program no longer registers is removed only then).
+    const live = new Map(readStackRecords(options.stateDir, options.stack).map((record) => [recordKey(record), record]));
+    let published: string[] = [];
+    let publishing = Promise.resolve();
+    const publish = (record: DnsRecord): Promise<void> => {
+      live.set(recordKey(record), record);
+      publishing = publishing.then(async () => {
+        if (await publishZone(options.stateDir, options.stack, domain, [...live.values()], options.dnsTarget)) published = [domain];
+      });
+      return publishing;
+    };
+    const code = await runRunner(job, progress, publish);
+    await publishing.catch(() => undefined);
     if (!existsSync(job.resultFile)) throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
     const result = JSON.parse(readFileSync(job.resultFile, "utf8")) as RunnerResult;
     if (result.failure) throw new DeployStepError(options.stack, result.failure);
     if (result.error) throw new Error(`deploy ${options.stack}: the program failed: ${result.error}`);
-    const zonesPublished = await publishZones(options.stateDir, options.stack, domain, result.dnsRecords, options.dnsTarget);
+    if (await publishZone(options.stateDir, options.stack, domain, result.dnsRecords, options.dnsTarget)) published = [domain];
+    const zonesPublished = published;
     for (const zone of zonesPublished) progress(`[${options.stack}] lab DNS: published zone ${zone}`);
     return {
       stack: options.stack,

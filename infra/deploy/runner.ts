@@ -72,6 +72,38 @@ export function hostSlots(limit: number): <T>(host: string, run: () => Promise<T
   };
 }
 
+/** What the runner asks of the engine process, over the IPC channel. */
+export interface PublishRequest {
+  kind: "publish";
+  serial: number;
+  record: DnsRecord;
+}
+export interface PublishReply {
+  kind: "published";
+  serial: number;
+  error?: string;
+}
+
+let nextRequest = 0;
+const pendingPublishes = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+
+/** Resolves once the engine has the record served by the lab DNS (it owns the zone and its lock-free state). */
+function publishRecord(record: DnsRecord): Promise<void> {
+  const serial = ++nextRequest;
+  return new Promise((resolve, reject) => {
+    pendingPublishes.set(serial, { resolve, reject });
+    process.send!({ kind: "publish", serial, record } satisfies PublishRequest);
+  });
+}
+
+process.on("message", (message: PublishReply) => {
+  const pending = pendingPublishes.get(message.serial);
+  if (message.kind !== "published" || !pending) return;
+  pendingPublishes.delete(message.serial);
+  if (message.error) pending.reject(new Error(message.error));
+  else pending.resolve();
+});
+
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -147,7 +179,12 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
           seconds: 0,
         };
         reports.push(report);
-        if (args.type === DNS_RECORD) dnsRecords.push(dnsRecordFromCloudflareInputs(args.name, plain));
+        if (args.type === DNS_RECORD) {
+          const record = dnsRecordFromCloudflareInputs(args.name, plain);
+          dnsRecords.push(record);
+          // Live as soon as it is created, as at Cloudflare: the relay's certificate step (http-01) needs its A record.
+          await publishRecord(record);
+        }
         if (action === "same") return { id, state: { ...plain, ...previous!.outputs } };
         if (args.type === DNS_RECORD) {
           state.resources[key] = { type: args.type, name: args.name, inputsHash: current.hash, inputs: current.inputs, outputs: {} };
@@ -220,7 +257,9 @@ async function main(): Promise<void> {
   }
   writeFileSync(job.resultFile, JSON.stringify(result), { mode: 0o600 });
   // Pulumi's mock runtime keeps handles open (and a failed step leaves outputs that never resolve): done is done.
-  process.exit(result.failure || result.error ? 1 : 0);
+  process.exitCode = result.failure || result.error ? 1 : 0;
+  process.disconnect?.();
+  process.exit();
 }
 
 if (require.main === module) void main();

@@ -161,12 +161,13 @@ describe("deploy engine: the example stacks in the lab", () => {
 });
 
 describe("deploy engine: a failing step", () => {
-  it("stops at the first step, naming the stack, host, step, command and ssh's own output, and records no command as done", async () => {
+  it("stops at the first step, naming the stack, host, step, command and ssh's own output, serves the records that do not depend on the host, and records no command as done", async () => {
     // An SSH port that hangs up at once: the program's first remote command fails the way a dead host makes it fail.
     const server = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as { port: number }).port;
     const dir = mkdtempSync(path.join(tmpdir(), "deploy-fail-"));
+    const published: { name: string; text: string }[] = [];
     try {
       writeFileSync(path.join(dir, "brightchain-lookup.cjs"), "#!/usr/bin/env node\n");
       const lab = labStackOverrides("relay", readStackConfigFiles(REPO, "relay").values);
@@ -175,7 +176,7 @@ describe("deploy engine: a failing step", () => {
         projectDir: REPO,
         overrides: { ...lab.overrides, "gateway:ssh": JSON.stringify({ host: "127.0.0.1", port, user: "root" }) },
         secrets: lab.secrets,
-        dnsTarget: { zoneIdPrefix: "zone-", publishZone: () => Promise.reject(new Error("no zone may be published after a failure")) },
+        dnsTarget: { zoneIdPrefix: "zone-", publishZone: async (name, text) => void published.push({ name, text }) },
         knownHostsFile: "/dev/null",
         stateDir: path.join(dir, "state"),
         runtimeDist: dir,
@@ -185,7 +186,10 @@ describe("deploy engine: a failing step", () => {
       await expect(deploy).rejects.toThrow(
         new RegExp(`^deploy relay: host 127\\.0\\.0\\.1, step "relay-packages" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*apt-get install[^]*\`\\nexit code 255\\nkex_exchange_identification`),
       );
-      // Like Pulumi, what does not depend on the host (the fixed DNS records) is recorded; no command is.
+      // Like Pulumi, what does not depend on the host (the relay's A and MX) is created, served at once; no command is done.
+      expect(published.at(-1)?.name).toBe("brightchain.org");
+      expect(published.at(-1)?.text).toMatch(/mail2\t3600\tIN\tA\t10\.231\.0\.20/);
+      expect(published.at(-1)?.text).toMatch(/@\t3600\tIN\tMX\t20\tmail2\.brightchain\.org\./);
       const recorded = Object.values(readDeployState(path.join(dir, "state", "relay.state.json"), "relay").resources);
       expect(recorded.filter((r) => r.type === "command:remote:Command")).toEqual([]);
     } finally {
