@@ -13,7 +13,7 @@
 // ~65 futex calls per message and spent 1.15 ms of CPU on it (docs/performance.md, "Inbound").
 import { closeSync, constants, fsync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { copyFile, mkdir, open, readdir, readFile, rm, truncate, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Folder } from "../inbound/spam-verdict";
 import { SinkError, type Handoff, type Sink } from "../inbound/sink";
 
@@ -212,6 +212,10 @@ export class ContentAddressedStore implements Sink {
       if (placed.length === 0) continue;
       const bytes = Buffer.from(placed.map((p) => p.line).join(""));
       try {
+        // A rename is durable only once its directory is: without this, a crash on a filesystem that does not
+        // order metadata like ext4's journal can keep the index line and lose the object it names.
+        const directories = new Set(placed.filter((p) => p.temporary !== undefined).map((p) => dirname(p.target)));
+        await Promise.all([...directories].map(fsyncDirectory));
         await this.index.write(bytes);
         await this.index.datasync();
         this.indexLength += bytes.length;
@@ -249,6 +253,17 @@ export class ContentAddressedStore implements Sink {
     await Promise.allSettled([...this.inFlight.values()]);
     await this.index.close();
   }
+}
+
+function fsyncDirectory(path: string): Promise<void> {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  return new Promise<void>((resolve, reject) =>
+    fsync(fd, (error) => {
+      closeSync(fd);
+      if (error === null) resolve();
+      else reject(error);
+    }),
+  );
 }
 
 interface Temporary {
