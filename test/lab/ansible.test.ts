@@ -47,7 +47,9 @@ function writeLabProject(): void {
   mkdirSync(project);
   const projectDoc = parse(readFileSync(path.join(repo, "Pulumi.yaml"), "utf8")) as { config: Record<string, unknown> };
   const fleet = (projectDoc.config["gateway:fleet"] as { value: { hostname: string; ipv4: string; ipv6?: string }[] }).value;
-  projectDoc.config["gateway:fleet"] = { value: fleet.map((node) => ({ hostname: node.hostname, ipv4: labAddress(node.hostname) })) };
+  // The IPv6 addresses stay: without one, main.cf says inet_protocols=ipv4, which Postfix cannot take on a
+  // reload (master exits: "to change inet_protocols, stop and start Postfix") and the plan reloads. Reported.
+  projectDoc.config["gateway:fleet"] = { value: fleet.map((node) => ({ ...node, ipv4: labAddress(node.hostname) })) };
   projectDoc.config["gateway:acmeServer"] = LAB_ACME_DIRECTORY_URL;
   projectDoc.config["gateway:acmeChallenge"] = "http-01";
   writeFileSync(path.join(project, "Pulumi.yaml"), stringify(projectDoc));
@@ -199,7 +201,7 @@ afterAll(async () => {
 describe("ansible-playbook on a fresh lab host", () => {
   it("converges the primary on the first run", () => {
     expect(firstRun.stderr + firstRun.stdout.slice(-4000)).not.toMatch(/fatal:|FAILED!/);
-    expect(firstRun.code).toBe(0);
+    expect(firstRun.code, firstRun.stdout.slice(-6000)).toBe(0);
     expect(firstRun.recap.failed).toBe(0);
     expect(firstRun.recap.changed).toBeGreaterThan(10);
   });
@@ -215,8 +217,9 @@ describe("ansible-playbook on a fresh lab host", () => {
   it("reports changed=0 on the second run", () => {
     const second = ansiblePlaybook();
     timings.secondApply = second.seconds;
+    // The tasks that changed, if any, are in the output's "changed:" lines.
+    expect(second.recap, second.stdout.split("\n").filter((l) => /^(TASK|RUNNING HANDLER|changed|fatal)/.test(l)).join("\n")).toMatchObject({ changed: 0, failed: 0 });
     expect(second.code).toBe(0);
-    expect(second.recap).toMatchObject({ changed: 0, failed: 0 });
   });
 
   it("puts every host file on the host byte for byte, with the manifest's mode, owner and group", async () => {
