@@ -25,7 +25,7 @@ function labHostFor(hostname: string): LabHostSpec {
 }
 
 /**
- * Overrides for one stack: every fleet entry at its lab host's address (IPv4 only: the bridge has no IPv6),
+ * Overrides for one stack: every fleet entry at its lab host's IPv4 address,
  * SSH to the lab host as root, and http-01 against pebble (Cloudflare's dns-01 cannot reach a lab zone).
  */
 export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
@@ -39,9 +39,11 @@ export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
     throw new Error(`gateway:fleet is ${JSON.stringify(values["gateway:fleet"])}; accepted: a JSON list of {hostname, ipv4}`);
   }
   if (!Array.isArray(fleet)) throw new Error(`gateway:fleet is ${JSON.stringify(values["gateway:fleet"])}; accepted: a list of {hostname, ipv4}`);
+  // IPv6 addresses stay, as in the Ansible lab project (same node, same files): without one main.cf says
+  // inet_protocols=ipv4, which Postfix cannot take on the plan's reload (master exits), so it never listens.
   const labFleet = fleet.map((entry: { hostname?: unknown }) => {
     const name = typeof entry.hostname === "string" ? entry.hostname : "";
-    return { hostname: name, ipv4: labHostFor(name).ipv4 };
+    return { ...entry, hostname: name, ipv4: labHostFor(name).ipv4 };
   });
   const overrides: FlatConfig = {
     "gateway:fleet": JSON.stringify(labFleet),
