@@ -238,13 +238,14 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
   }
 
   const postfixCheck = steps.find((s) => s.id === STEP_POSTFIX_CHECK);
+  const postfixReload = steps.find((s) => s.id === STEP_POSTFIX_RELOAD);
   // Only what some file notifies: a service no file configures is started by its task and never restarted.
   const notified = new Set([...byStepId.values()].flatMap((f) => f.notify));
   const handlers: AnsibleTask[] = [...new Set(services.values())].filter((service) => notified.has(service)).sort().map((service) => ({
     name: restartHandlerName(service),
     "ansible.builtin.systemd": { name: service, state: "restarted", daemon_reload: true },
   }));
-  if (postfixCheck !== undefined) {
+  if (postfixCheck !== undefined && postfixReload !== undefined) {
     handlers.push(
       {
         name: "postfix check",
@@ -253,8 +254,10 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
         listen: POSTFIX_RELOAD_TOPIC,
       },
       {
+        // The plan's own command, not the systemd module: it restarts instead when the listener settings
+        // changed, which a reload cannot apply.
         name: "reload Postfix",
-        "ansible.builtin.systemd": { name: "postfix", state: "reloaded", enabled: true },
+        "ansible.builtin.shell": { cmd: postfixReload.command, executable: "/bin/sh" },
         listen: POSTFIX_RELOAD_TOPIC,
       },
     );

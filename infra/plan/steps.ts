@@ -97,7 +97,27 @@ export function serviceCommand(service: string): string {
 }
 
 export const POSTFIX_CHECK_COMMAND = "set -eu\npostfix check";
-export const POSTFIX_RELOAD_COMMAND = "set -eu\nsystemctl enable postfix\nsystemctl reload-or-restart postfix";
+/**
+ * `postfix reload` rereads main.cf but cannot rebind listeners: a changed inet_protocols or inet_interfaces
+ * (Debian installs with `all`; an IPv4-only node renders `ipv4`) makes master fail on reload with "Address
+ * family not supported" while Debian's postfix.service wrapper still reports active. So the listener settings
+ * Postfix was last (re)started with are remembered, and a change of them, or a master that is not running,
+ * means a restart; anything else is a reload, which keeps connections in flight.
+ */
+export const POSTFIX_LISTENERS_STAMP = "/var/lib/brightchain/postfix-listeners";
+export const POSTFIX_RELOAD_COMMAND = [
+  "set -eu",
+  "systemctl enable postfix",
+  `stamp=${POSTFIX_LISTENERS_STAMP}`,
+  "listeners=\"$(postconf -h inet_protocols inet_interfaces | tr '\\n' ' ')\"",
+  'if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$listeners" ] && postfix status >/dev/null 2>&1; then',
+  "  systemctl reload postfix",
+  "else",
+  "  systemctl restart postfix",
+  "fi",
+  'mkdir -p "$(dirname "$stamp")"',
+  'printf %s "$listeners" > "$stamp"',
+].join("\n");
 
 /**
  * The guide's section 10 checks as one step that waits (with a deadline) for Postfix to listen on 25

@@ -6,6 +6,7 @@ import { parse } from "yaml";
 import { gatewayPlaybook, renderInventory, renderPlaybookYaml, STEP_STAMP_DIR, type AnsibleTask } from "../../infra/ansible";
 import type { GatewayNode } from "../../infra/model/types";
 import { hostPlan, type RuntimeArtifact } from "../../infra/plan";
+import { POSTFIX_RELOAD_COMMAND } from "../../infra/plan/steps";
 import { hostDirectories, hostFiles } from "../../infra/render/index";
 import { examplePrimary, exampleRelay, exampleSecrets, nodeMatrix } from "../fixtures/nodes";
 
@@ -104,7 +105,8 @@ describe.each([
     expect(play.handlers[check]!.listen).toBe("reload postfix");
     expect(play.handlers[reload]!.listen).toBe("reload postfix");
     expect(play.handlers[check]!["ansible.builtin.shell"]).toMatchObject({ cmd: expect.stringContaining("postfix check") });
-    expect(play.handlers[reload]!["ansible.builtin.systemd"]).toEqual({ name: "postfix", state: "reloaded", enabled: true });
+    // The plan's reload command: it restarts instead when inet_protocols/inet_interfaces changed.
+    expect(play.handlers[reload]!["ansible.builtin.shell"]).toEqual({ cmd: POSTFIX_RELOAD_COMMAND, executable: "/bin/sh" });
     for (const restart of play.handlers.slice(0, check)) expect(restart.name).toMatch(/^restart /);
   });
 
