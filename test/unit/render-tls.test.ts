@@ -50,7 +50,7 @@ describe("TLS / certbot renderer", () => {
     const hook = renderDeployHook(examplePrimary);
     expect(hook.startsWith("#!/bin/sh\n")).toBe(true);
     expect(hook.indexOf("postfix check")).toBeLessThan(hook.indexOf("postfix reload"));
-    expect(hook).toMatch(/if ! postfix check; then\n.*\n  exit 1/);
+    expect(hook).toMatch(/if ! postfix check; then\n.*\n {2}exit 1/);
   });
 
   it("quotes values the shell would split", () => {
