@@ -174,7 +174,7 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
       "outside",
       `swaks --to alice@brightchain.org --from someone@outside.test --helo mx.outside.test --server mail.brightchain.org --port 25 --header 'Subject: ${subject}' --body 'hello from outside' 2>&1`,
     );
-    expect(sent).toMatch(/<~ 250 2\.0\.0 Ok: queued/);
+    expect(sent).toMatch(/<-\s+250 2\.0\.0 Ok: queued/);
     const store = "node /opt/brightchain-gateway/brightchain-store.cjs list --recipient alice@brightchain.org --store /var/lib/brightchain/store";
     const deadline = Date.now() + 60_000;
     let listing = "";
