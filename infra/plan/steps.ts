@@ -2,7 +2,8 @@
 // wanted state changes nothing and exits 0.
 import { posix } from "node:path";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
-import { dkimKeyPaths, dkimKeygenCommand } from "../render/opendkim";
+import { dkimKeyPaths, dkimKeygenCommand, dkimMilterEndpoint } from "../render/opendkim";
+import { spamMilterEndpoint } from "../render/spam";
 import { certbotIssueCommand } from "../render/tls";
 import { octalMode, sha256, shellQuote } from "./shell";
 
@@ -125,12 +126,30 @@ export const POSTFIX_RELOAD_COMMAND = [
  * service to be active without an automatic restart since the service steps started it (a unit that
  * crash-loops is "active" for a moment between restarts).
  */
+/**
+ * What each milter Postfix calls must show before mail is accepted: with milter_default_action = tempfail, a
+ * milter still starting (Rspamd takes seconds) answers every sender 451 (seen on a relay just deployed).
+ */
+function milterReadyChecks(node: GatewayNode): string[] {
+  return [spamMilterEndpoint(node), dkimMilterEndpoint(node)]
+    .filter((endpoint): endpoint is string => endpoint !== undefined)
+    .map((endpoint) => {
+      const inet = /^inet:[^:]+:(\d+)$/.exec(endpoint);
+      if (inet) return `listening ${inet[1]}`;
+      // unix: paths are relative to Postfix's queue directory.
+      const unix = /^unix:(.+)$/.exec(endpoint);
+      if (unix) return `[ -S ${shellQuote(posix.join("/var/spool/postfix", unix[1]!))} ]`;
+      throw new Error(`milter endpoint ${JSON.stringify(endpoint)} is neither inet:HOST:PORT nor unix:PATH`);
+    });
+}
+
 export function verifyCommand(node: GatewayNode, services: string[]): string {
   const ports = node.submission?.enabled ? [25, 587] : [25];
+  const milters = milterReadyChecks(node);
   const table = `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
   const probe = shellQuote(`postmaster@${node.domain}`);
   const units = services.map(shellQuote).join(" ");
-  const conditions = [...ports.map((p) => `listening ${p}`), "lookup_answers", ...(services.length > 0 ? ["services_up"] : [])];
+  const conditions = [...ports.map((p) => `listening ${p}`), ...milters, "lookup_answers", ...(services.length > 0 ? ["services_up"] : [])];
   return [
     "set -eu",
     `listening() { ss -Htln "sport = :$1" | grep -q .; }`,
@@ -141,7 +160,7 @@ export function verifyCommand(node: GatewayNode, services: string[]): string {
     "deadline=$(( $(date +%s) + 60 ))",
     `until ${conditions.join(" && ")}; do`,
     `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
-    `    echo "not ready after 60s: need ${ports.join(", ")} listening, ${table} answering${services.length > 0 ? " and these services up without restarts: " + services.join(" ") : ""}" >&2`,
+    `    echo "not ready after 60s: need ${ports.join(", ")} listening, the milters (${milters.join("; ")}) up, ${table} answering${services.length > 0 ? " and these services up without restarts: " + services.join(" ") : ""}" >&2`,
     "    ss -Htln >&2",
     `    postmap -q ${probe} ${table} >&2 || true`,
     ...(services.length > 0 ? [`    for u in ${units}; do echo "$u: $(systemctl is-active "$u") restarts=$(systemctl show -P NRestarts "$u")" >&2; done`] : []),

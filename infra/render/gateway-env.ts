@@ -42,9 +42,10 @@ function environment(node: GatewayNode, secrets?: GatewaySecrets): [string, stri
   vars.push(registry.kind === "file" ? ["GATEWAY_REGISTRY_FILE", registry.path] : ["GATEWAY_REGISTRY_URL", registry.url]);
   vars.push(["GATEWAY_STORE_DIR", node.runtime.storeDir]);
   if (node.runtime.nodeUrl !== undefined) vars.push(["GATEWAY_NODE_URL", node.runtime.nodeUrl]);
-  // The outbound client submits on the local 587; relays have no submission service and send nothing.
+  // The outbound client submits on this node's own 587 by its host name: STARTTLS is verified against the
+  // certificate, which names the host, not 127.0.0.1. Relays have no submission service and send nothing.
   if (node.submission?.enabled) {
-    vars.push(["GATEWAY_POSTFIX_HOST", "127.0.0.1"], ["GATEWAY_POSTFIX_PORT", "587"]);
+    vars.push(["GATEWAY_POSTFIX_HOST", node.host.hostname], ["GATEWAY_POSTFIX_PORT", "587"]);
     const account = secrets?.submissionUsers[0];
     if (account !== undefined) {
       vars.push(["GATEWAY_POSTFIX_USER", account.username], ["GATEWAY_POSTFIX_PASS", account.password]);

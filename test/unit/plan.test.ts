@@ -141,8 +141,10 @@ describe("roles", () => {
     const primary = step(plan(examplePrimary), STEP_VERIFY).command;
     expect(primary).toContain("listening 25 && listening 587");
     expect(primary).toContain("socketmap:inet:127.0.0.1:2526:virtual");
+    // Each milter Postfix calls must be up too: with milter_default_action = tempfail a starting one means 451.
+    expect(primary).toContain("[ -S /var/spool/postfix/spamass/spamass.sock ] && listening 8891 && lookup_answers");
     const relay = step(plan(exampleRelay), STEP_VERIFY).command;
-    expect(relay).toContain("until listening 25 && lookup_answers && services_up");
+    expect(relay).toContain("until listening 25 && listening 11332 && lookup_answers && services_up");
     expect(relay).toMatch(/for u in brightchain-lookup certbot.timer .*rspamd;/);
   });
 

@@ -38,7 +38,8 @@ describe("gateway.env renderer", () => {
     expect(config.storeDir).toBe(node.runtime.storeDir);
     expect(config.nodeUrl).toBeUndefined();
     if (node.role === "primary") {
-      expect(config.postfixHost).toBe("127.0.0.1");
+      // By name: the client verifies the submission certificate, which names the host.
+      expect(config.postfixHost).toBe(node.host.hostname);
       expect(config.postfixPort).toBe(587);
       expect(config.postfixUser).toBe("brightchain-node");
       // The fixture password has spaces: it must survive systemd's quoting intact.
