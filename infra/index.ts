@@ -18,12 +18,16 @@ function readRuntimeArtifacts(): RuntimeArtifact[] {
   const dist = process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist");
   let names: string[] = [];
   try {
-    names = readdirSync(dist).filter((n) => n.endsWith(".cjs")).sort();
+    names = readdirSync(dist)
+      .filter((n) => n.endsWith(".cjs"))
+      .sort();
   } catch {
     // reported below with the fix
   }
   if (names.length === 0) {
-    throw new Error(`GATEWAY_RUNTIME_DIST=${JSON.stringify(dist)} holds no built runtime (*.cjs); run \`npm run build --workspace runtime\` first`);
+    throw new Error(
+      `GATEWAY_RUNTIME_DIST=${JSON.stringify(dist)} holds no built runtime (*.cjs); run \`npm run build --workspace runtime\` first`,
+    );
   }
   return names.map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
 }
@@ -56,7 +60,9 @@ export const role = node.role;
 /** What Cloudflare holds for this stack, read from the records themselves. */
 export const records = pulumi.all(
   Object.values(dns.records).map((r) =>
-    pulumi.all([r.name, r.type, r.content, r.priority]).apply(([name, type, content, priority]) => ({ name, type, content, priority })),
+    pulumi
+      .all([r.name, r.type, r.content, r.priority])
+      .apply(([name, type, content, priority]) => ({ name, type, content, priority })),
   ),
 );
 /** The DKIM TXT text published (primary only). */

@@ -33,7 +33,10 @@ async function inject(port: number, count: number): Promise<void> {
     await client.command("EHLO bench.example.net");
     while (next < count) {
       const n = next++;
-      for (const [command, expected] of [["MAIL FROM:<bench@example.net>", "250"], [`RCPT TO:<user${n % 10}@brightchain.org>`, "250"]] as const) {
+      for (const [command, expected] of [
+        ["MAIL FROM:<bench@example.net>", "250"],
+        [`RCPT TO:<user${n % 10}@brightchain.org>`, "250"],
+      ] as const) {
         const reply = await client.command(command);
         if (!reply.startsWith(expected)) throw new Error(`message ${n}: ${command} got ${reply}`);
       }
@@ -55,7 +58,17 @@ async function measure(transport: DropTransport, count: number): Promise<number>
       ...examplePrimary,
       tls: { ...examplePrimary.tls, ...(await createSelfSignedCert(root, "mail.brightchain.org")) },
       lookup: { ...examplePrimary.lookup, port: socketmap.port },
-      drop: { ...examplePrimary.drop, transport, uid: 65534, gid: 65534, user: "nobody", group: "nogroup", spoolDir, mailDropDir: join(spoolDir, "incoming"), errorDir: join(spoolDir, "errors") },
+      drop: {
+        ...examplePrimary.drop,
+        transport,
+        uid: 65534,
+        gid: 65534,
+        user: "nobody",
+        group: "nogroup",
+        spoolDir,
+        mailDropDir: join(spoolDir, "incoming"),
+        errorDir: join(spoolDir, "errors"),
+      },
     };
     for (const dir of spoolDirectories(node)) {
       mkdirSync(dir.path, { recursive: true, mode: dir.mode });
@@ -94,7 +107,8 @@ async function measure(transport: DropTransport, count: number): Promise<number>
 
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 300);
-  if (!Number.isInteger(count) || count < 1) throw new Error(`messages=${process.argv[2]} is invalid; accepted: a positive integer`);
+  if (!Number.isInteger(count) || count < 1)
+    throw new Error(`messages=${process.argv[2]} is invalid; accepted: a positive integer`);
   const virtualRate = await measure("virtual", count);
   const pipeRate = await measure("pipe", count);
   console.log(`messages per transport: ${count}`);

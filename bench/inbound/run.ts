@@ -47,15 +47,27 @@ async function baseline(dropDir: string): Promise<number> {
 }
 
 /** The built daemon as a child process, as systemd runs it: msgs/s until new/ is empty, VmRSS from /proc. */
-async function daemon(daemonPath: string, dropDir: string, storeDir: string): Promise<{ seconds: number; rss: number[]; userSeconds: number; systemSeconds: number }> {
-  const child = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), daemonPath], {
-    env: {
-      PATH: process.env.PATH, EMAIL_DOMAIN: "brightchain.org", GATEWAY_MAIL_DROP_DIR: dropDir,
-      GATEWAY_ERROR_DIR: join(dropDir, "..", "errors"), GATEWAY_STORE_DIR: storeDir, GATEWAY_SPAM_ENGINE: "spamassassin",
-      GATEWAY_INBOUND_CONCURRENCY: String(concurrency),
+async function daemon(
+  daemonPath: string,
+  dropDir: string,
+  storeDir: string,
+): Promise<{ seconds: number; rss: number[]; userSeconds: number; systemSeconds: number }> {
+  const child = spawn(
+    process.execPath,
+    [...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), daemonPath],
+    {
+      env: {
+        PATH: process.env.PATH,
+        EMAIL_DOMAIN: "brightchain.org",
+        GATEWAY_MAIL_DROP_DIR: dropDir,
+        GATEWAY_ERROR_DIR: join(dropDir, "..", "errors"),
+        GATEWAY_STORE_DIR: storeDir,
+        GATEWAY_SPAM_ENGINE: "spamassassin",
+        GATEWAY_INBOUND_CONCURRENCY: String(concurrency),
+      },
+      stdio: ["ignore", "ignore", "inherit"],
     },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  );
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   const rss: number[] = [];
   const started = process.hrtime.bigint();
@@ -68,7 +80,9 @@ async function daemon(daemonPath: string, dropDir: string, storeDir: string): Pr
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   // utime + stime in clock ticks (USER_HZ, 100 on Linux): how much of the wall time the daemon spent on CPU.
-  const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8").slice(readFileSync(`/proc/${child.pid}/stat`, "utf8").lastIndexOf(")") + 2).split(" ");
+  const stat = readFileSync(`/proc/${child.pid}/stat`, "utf8")
+    .slice(readFileSync(`/proc/${child.pid}/stat`, "utf8").lastIndexOf(")") + 2)
+    .split(" ");
   const userSeconds = Number(stat[11]) / 100;
   const systemSeconds = Number(stat[12]) / 100;
   child.kill("SIGTERM");
@@ -88,7 +102,10 @@ async function main(): Promise<void> {
     const baseSeconds = await baseline(join(root, "baseline"));
     const daemonPath = await bundleRuntimeEntry("brightchain-inbound", root);
     const run = await daemon(daemonPath, join(root, "incoming"), join(root, "store"));
-    const before = beforePath === undefined ? undefined : await daemon(beforePath, join(root, "before", "incoming"), join(root, "before", "store"));
+    const before =
+      beforePath === undefined
+        ? undefined
+        : await daemon(beforePath, join(root, "before", "incoming"), join(root, "before", "store"));
 
     const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
     const quarter = Math.max(1, Math.floor(run.rss.length / 4));
@@ -98,13 +115,21 @@ async function main(): Promise<void> {
     const rate = messages / run.seconds;
     console.log(`messages: ${messages} x ${MESSAGE_BYTES / 1024} KB, concurrency ${concurrency}, node ${process.version}`);
     console.log(`baseline read+rename: ${baseRate.toFixed(0)} msgs/s`);
-    console.log(`brightchain-inbound + store: ${rate.toFixed(0)} msgs/s (${(rate / baseRate).toFixed(2)}x baseline), ${run.seconds.toFixed(1)} s wall`);
-    console.log(`daemon CPU: user ${run.userSeconds.toFixed(2)} s + system ${run.systemSeconds.toFixed(2)} s = ${(((run.userSeconds + run.systemSeconds) / messages) * 1000).toFixed(2)} ms per message`);
-    console.log(`daemon peak RSS: ${mb(Math.max(...run.rss))} MB; first-quarter peak ${mb(firstQuarterPeak)} MB, last-quarter peak ${mb(lastQuarterPeak)} MB (${run.rss.length} samples)`);
+    console.log(
+      `brightchain-inbound + store: ${rate.toFixed(0)} msgs/s (${(rate / baseRate).toFixed(2)}x baseline), ${run.seconds.toFixed(1)} s wall`,
+    );
+    console.log(
+      `daemon CPU: user ${run.userSeconds.toFixed(2)} s + system ${run.systemSeconds.toFixed(2)} s = ${(((run.userSeconds + run.systemSeconds) / messages) * 1000).toFixed(2)} ms per message`,
+    );
+    console.log(
+      `daemon peak RSS: ${mb(Math.max(...run.rss))} MB; first-quarter peak ${mb(firstQuarterPeak)} MB, last-quarter peak ${mb(lastQuarterPeak)} MB (${run.rss.length} samples)`,
+    );
     if (before !== undefined) {
       const beforeRate = messages / before.seconds;
-      console.log(`before (${beforePath}): ${beforeRate.toFixed(0)} msgs/s (${(beforeRate / baseRate).toFixed(2)}x baseline), ` +
-        `${(((before.userSeconds + before.systemSeconds) / messages) * 1000).toFixed(2)} ms CPU per message, peak RSS ${mb(Math.max(...before.rss))} MB`);
+      console.log(
+        `before (${beforePath}): ${beforeRate.toFixed(0)} msgs/s (${(beforeRate / baseRate).toFixed(2)}x baseline), ` +
+          `${(((before.userSeconds + before.systemSeconds) / messages) * 1000).toFixed(2)} ms CPU per message, peak RSS ${mb(Math.max(...before.rss))} MB`,
+      );
     }
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -127,7 +127,11 @@ function load(port: number, connections: number, depth: number, seconds: number)
       });
       socket.on("close", () => {
         if (--open === 0) {
-          resolve({ lookups, seconds: Number(process.hrtime.bigint() - startedAt) / 1e9, latenciesUs: Float64Array.from(latencies) });
+          resolve({
+            lookups,
+            seconds: Number(process.hrtime.bigint() - startedAt) / 1e9,
+            latenciesUs: Float64Array.from(latencies),
+          });
         }
       });
     }
@@ -150,7 +154,13 @@ interface Summary {
 }
 
 /** Rounds alternate between the two servers, so a noisy neighbour on the machine hits both alike. */
-async function compare(ports: { echo: number; lookup: number }, connections: number, depth: number, rounds: number, seconds: number) {
+async function compare(
+  ports: { echo: number; lookup: number },
+  connections: number,
+  depth: number,
+  rounds: number,
+  seconds: number,
+) {
   const rates = { echo: [] as number[], lookup: [] as number[] };
   const latencies = { echo: [] as Float64Array[], lookup: [] as Float64Array[] };
   for (let round = 0; round < rounds; round++) {
@@ -172,7 +182,12 @@ async function compare(ports: { echo: number; lookup: number }, connections: num
   };
   // Paired rounds ran back to back, so their ratio cancels most of the machine's noise; the spread shows the rest.
   const ratios = rates.lookup.map((rate, i) => rate / rates.echo[i]!).sort((a, b) => a - b);
-  return { echo: summarize("echo"), lookup: summarize("lookup"), ratio: median(ratios), ratioRange: [ratios[0]!, ratios[ratios.length - 1]!] };
+  return {
+    echo: summarize("echo"),
+    lookup: summarize("lookup"),
+    ratio: median(ratios),
+    ratioRange: [ratios[0]!, ratios[ratios.length - 1]!],
+  };
 }
 
 function line(name: string, s: Summary): string {
@@ -185,7 +200,9 @@ async function main(): Promise<void> {
   const connections = argument("connections", 8);
   const depth = argument("depth", 32);
   const child: ChildProcess = fork(__filename, ["serve"], { execArgv: process.execArgv });
-  const { lookupPort, echoPort } = await new Promise<{ lookupPort: number; echoPort: number }>((resolve) => child.once("message", (m) => resolve(m as never)));
+  const { lookupPort, echoPort } = await new Promise<{ lookupPort: number; echoPort: number }>((resolve) =>
+    child.once("message", (m) => resolve(m as never)),
+  );
   const ports = { echo: echoPort, lookup: lookupPort };
 
   const scenarios = [
@@ -193,8 +210,14 @@ async function main(): Promise<void> {
     { name: `${connections} connections, one request at a time each`, connections, depth: 1 },
     { name: `${connections} connections, pipelined ${depth} deep`, connections, depth },
   ];
-  console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(" ")} on ${cpus().length} CPUs before the run`);
-  console.log(`node ${process.version}, ${REGISTRY_SIZE} recipients in the file registry; median of ${rounds} alternating rounds of ${seconds} s`);
+  console.log(
+    `load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")} on ${cpus().length} CPUs before the run`,
+  );
+  console.log(
+    `node ${process.version}, ${REGISTRY_SIZE} recipients in the file registry; median of ${rounds} alternating rounds of ${seconds} s`,
+  );
   console.log("requests: 80% known users, 10% +tag of a known user, 10% unknown");
   for (const scenario of scenarios) {
     // Warm-up, so both servers are measured after JIT and with their connections' buffers settled.

@@ -13,7 +13,10 @@ export interface InventoryConnection {
 
 /** INI values are split on whitespace: a path with a space must be quoted, a quote can't be. */
 function iniValue(field: string, value: string): string {
-  if (/["'\n]/.test(value)) throw new Error(`${field} ${JSON.stringify(value)} cannot be written to an INI inventory; use a value without quotes or newlines`);
+  if (/["'\n]/.test(value))
+    throw new Error(
+      `${field} ${JSON.stringify(value)} cannot be written to an INI inventory; use a value without quotes or newlines`,
+    );
   return /\s/.test(value) ? `"${value}"` : value;
 }
 
@@ -27,10 +30,13 @@ export function renderInventory(hostname: string, connection: InventoryConnectio
   ];
   // Root needs no sudo (a minimal host may not even have it); any other login escalates.
   if (connection.user !== "root") vars.push("ansible_become=true");
-  if (connection.privateKeyFile !== undefined) vars.push(`ansible_ssh_private_key_file=${iniValue("--key", connection.privateKeyFile)}`);
+  if (connection.privateKeyFile !== undefined)
+    vars.push(`ansible_ssh_private_key_file=${iniValue("--key", connection.privateKeyFile)}`);
   if (connection.knownHostsFile !== undefined) {
     if (/[\s"']/.test(connection.knownHostsFile)) {
-      throw new Error(`--known-hosts ${JSON.stringify(connection.knownHostsFile)} contains a space or quote; give a path without them`);
+      throw new Error(
+        `--known-hosts ${JSON.stringify(connection.knownHostsFile)} contains a space or quote; give a path without them`,
+      );
     }
     vars.push(`ansible_ssh_common_args="-o UserKnownHostsFile=${connection.knownHostsFile} -o StrictHostKeyChecking=yes"`);
   }

@@ -20,7 +20,13 @@ import {
   type RuntimeArtifact,
 } from "../plan";
 import { sha256 } from "../plan/shell";
-import { directoriesCommand, installFileCommand, recipientRegistryCommand, serviceCommand, systemUserCommand } from "../plan/steps";
+import {
+  directoriesCommand,
+  installFileCommand,
+  recipientRegistryCommand,
+  serviceCommand,
+  systemUserCommand,
+} from "../plan/steps";
 import { dkimKeyPaths } from "../render/opendkim";
 
 /**
@@ -91,7 +97,9 @@ function stampPath(step: HostStep): string {
 /** The plan's command as-is, then the stamp of its triggers (only reached when the command succeeded: set -eu). */
 function stampedShellTask(step: HostStep): AnsibleTask {
   if (step.stdin !== undefined) {
-    throw new Error(`plan step ${step.id} reads stdin, which a shell task cannot feed; the Ansible adapter needs a translation for it`);
+    throw new Error(
+      `plan step ${step.id} reads stdin, which a shell task cannot feed; the Ansible adapter needs a translation for it`,
+    );
   }
   const stamp = stampPath(step);
   const stampDir = posix.dirname(stamp);
@@ -110,15 +118,24 @@ function stampedShellTask(step: HostStep): AnsibleTask {
  * The runtime artifacts as the plan installs them: the candidate must produce exactly the plan's install
  * command (path, mode, owner), and it notifies the services whose restart steps wait for it.
  */
-function artifactFile(node: GatewayNode, artifact: RuntimeArtifact, steps: HostStep[], serviceSteps: Map<string, string>): HostFile {
+function artifactFile(
+  node: GatewayNode,
+  artifact: RuntimeArtifact,
+  steps: HostStep[],
+  serviceSteps: Map<string, string>,
+): HostFile {
   const path = posix.join(node.runtime.installDir, artifact.name);
   const step = steps.find((s) => s.id === fileStepId(path));
   if (step === undefined) throw new Error(`runtime artifact ${artifact.name}: the plan has no step installing ${path}`);
   const candidate: HostFile = { path, mode: 0o755, owner: "root", group: "root", content: artifact.content, notify: [] };
   if (installFileCommand(candidate) !== step.command) {
-    throw new Error(`runtime artifact ${artifact.name}: the plan installs ${path} with another mode or owner than 0755 root:root; the Ansible adapter must follow it`);
+    throw new Error(
+      `runtime artifact ${artifact.name}: the plan installs ${path} with another mode or owner than 0755 root:root; the Ansible adapter must follow it`,
+    );
   }
-  const notify = [...serviceSteps].filter(([stepId]) => steps.find((s) => s.id === stepId)!.after.includes(step.id)).map(([, service]) => service);
+  const notify = [...serviceSteps]
+    .filter(([stepId]) => steps.find((s) => s.id === stepId)!.after.includes(step.id))
+    .map(([, service]) => service);
   return { ...candidate, notify };
 }
 
@@ -202,16 +219,26 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
         expectCommand(step, directoriesCommand(directories), "directoriesCommand(directories)");
         tasks.push({
           name: step.description,
-          "ansible.builtin.file": { path: "{{ item.path }}", state: "directory", owner: "{{ item.owner }}", group: "{{ item.group }}", mode: "{{ item.mode }}" },
+          "ansible.builtin.file": {
+            path: "{{ item.path }}",
+            state: "directory",
+            owner: "{{ item.owner }}",
+            group: "{{ item.group }}",
+            mode: "{{ item.mode }}",
+          },
           loop: directories.map((d) => ({ path: d.path, owner: d.owner, group: d.group, mode: ansibleMode(d.mode) })),
         });
         break;
       case STEP_RECIPIENT_REGISTRY: {
         // The registry is the node's data: created empty when absent, never rewritten (so not a copy task).
         const registry = node.lookup.registry;
-        if (registry.kind !== "file") throw new Error(`plan step ${step.id} seeds a registry file, but lookup.registry is ${registry.kind}`);
+        if (registry.kind !== "file")
+          throw new Error(`plan step ${step.id} seeds a registry file, but lookup.registry is ${registry.kind}`);
         expectCommand(step, recipientRegistryCommand(node, registry.path), "recipientRegistryCommand(node)");
-        tasks.push({ name: step.description, "ansible.builtin.shell": { cmd: step.command, executable: "/bin/sh", creates: registry.path } });
+        tasks.push({
+          name: step.description,
+          "ansible.builtin.shell": { cmd: step.command, executable: "/bin/sh", creates: registry.path },
+        });
         break;
       }
       case STEP_DKIM_KEY:
@@ -220,10 +247,16 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
       case STEP_POSTFIX_CHECK:
         // The check and the reload are handlers (below): they run once, after every file is in place, and
         // only when a file that Postfix reads changed. Services restart first, in the plan's order.
-        tasks.push({ name: "restart what changed; postfix check, then reload Postfix", "ansible.builtin.meta": "flush_handlers" });
+        tasks.push({
+          name: "restart what changed; postfix check, then reload Postfix",
+          "ansible.builtin.meta": "flush_handlers",
+        });
         break;
       case STEP_POSTFIX_RELOAD:
-        tasks.push({ name: "enable Postfix and start it if stopped", "ansible.builtin.systemd": { name: "postfix", enabled: true, state: "started" } });
+        tasks.push({
+          name: "enable Postfix and start it if stopped",
+          "ansible.builtin.systemd": { name: "postfix", enabled: true, state: "started" },
+        });
         break;
       case STEP_VERIFY:
         tasks.push({
@@ -241,10 +274,13 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
   const postfixReload = steps.find((s) => s.id === STEP_POSTFIX_RELOAD);
   // Only what some file notifies: a service no file configures is started by its task and never restarted.
   const notified = new Set([...byStepId.values()].flatMap((f) => f.notify));
-  const handlers: AnsibleTask[] = [...new Set(services.values())].filter((service) => notified.has(service)).sort().map((service) => ({
-    name: restartHandlerName(service),
-    "ansible.builtin.systemd": { name: service, state: "restarted", daemon_reload: true },
-  }));
+  const handlers: AnsibleTask[] = [...new Set(services.values())]
+    .filter((service) => notified.has(service))
+    .sort()
+    .map((service) => ({
+      name: restartHandlerName(service),
+      "ansible.builtin.systemd": { name: service, state: "restarted", daemon_reload: true },
+    }));
   if (postfixCheck !== undefined && postfixReload !== undefined) {
     handlers.push(
       {
@@ -264,7 +300,13 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
   }
 
   return {
-    play: { name: `BrightChain Email Gateway ${node.role} ${node.host.hostname}`, hosts: node.host.hostname, gather_facts: false, tasks, handlers },
+    play: {
+      name: `BrightChain Email Gateway ${node.role} ${node.host.hostname}`,
+      hosts: node.host.hostname,
+      gather_facts: false,
+      tasks,
+      handlers,
+    },
     sources,
     steps,
   };
@@ -295,7 +337,15 @@ function systemUserTasks(node: GatewayNode): AnsibleTask[] {
     { name: `${group} group (gid ${gid})`, "ansible.builtin.group": { name: group, gid, system: true } },
     {
       name: `${user} system user (uid ${uid})`,
-      "ansible.builtin.user": { name: user, uid, group, home: spoolDir, create_home: false, shell: "/usr/sbin/nologin", system: true },
+      "ansible.builtin.user": {
+        name: user,
+        uid,
+        group,
+        home: spoolDir,
+        create_home: false,
+        shell: "/usr/sbin/nologin",
+        system: true,
+      },
     },
   ];
 }
@@ -305,8 +355,16 @@ function dkimTasks(node: GatewayNode, step: HostStep): AnsibleTask[] {
   const { privateKey, txtRecord } = dkimKeyPaths(node);
   return [
     { name: step.description, "ansible.builtin.shell": { cmd: step.command, executable: "/bin/sh", creates: privateKey } },
-    { name: `read the DKIM public record (${txtRecord})`, "ansible.builtin.command": { argv: ["cat", txtRecord] }, register: "dkim_record", changed_when: false },
-    { name: `publish this TXT record as ${node.dkim.selector}._domainkey.${node.domain}`, "ansible.builtin.debug": { var: "dkim_record.stdout" } },
+    {
+      name: `read the DKIM public record (${txtRecord})`,
+      "ansible.builtin.command": { argv: ["cat", txtRecord] },
+      register: "dkim_record",
+      changed_when: false,
+    },
+    {
+      name: `publish this TXT record as ${node.dkim.selector}._domainkey.${node.domain}`,
+      "ansible.builtin.debug": { var: "dkim_record.stdout" },
+    },
   ];
 }
 

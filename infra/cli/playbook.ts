@@ -50,19 +50,24 @@ Exit codes: 0 written; 2 bad flag or configuration; 1 anything else.
 function readRuntimeArtifacts(dist: string, source: string): RuntimeArtifact[] {
   let names: string[] = [];
   try {
-    names = readdirSync(dist).filter((n) => n.endsWith(".cjs")).sort();
+    names = readdirSync(dist)
+      .filter((n) => n.endsWith(".cjs"))
+      .sort();
   } catch {
     // reported below with the fix
   }
   if (names.length === 0) {
-    throw new UsageError(`${source} ${JSON.stringify(dist)} holds no built runtime (*.cjs); run \`npm run build --workspace runtime\` or point it at a build`);
+    throw new UsageError(
+      `${source} ${JSON.stringify(dist)} holds no built runtime (*.cjs); run \`npm run build --workspace runtime\` or point it at a build`,
+    );
   }
   return names.map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
 }
 
 function portFlag(value: string): number {
   const port = Number(value);
-  if (!/^\d+$/.test(value) || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(value)} is invalid; expected a TCP port 1–65535`);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535)
+    throw new UsageError(`--port ${JSON.stringify(value)} is invalid; expected a TCP port 1–65535`);
   return port;
 }
 
@@ -81,7 +86,9 @@ export function writePlaybook(
   options: { env: CliIo["env"]; runtimeDist: string; runtimeDistSource: string; connection: Partial<InventoryConnection> },
 ): PlaybookResult {
   if (existsSync(out) && readdirSync(out).length > 0) {
-    throw new UsageError(`--out ${out} is not empty; give a new folder or empty it, so no stale file from an earlier run survives`);
+    throw new UsageError(
+      `--out ${out} is not empty; give a new folder or empty it, so no stale file from an earlier run survives`,
+    );
   }
   const artifacts = readRuntimeArtifacts(options.runtimeDist, options.runtimeDistSource);
   mkdirSync(out, { recursive: true });

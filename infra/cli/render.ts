@@ -91,7 +91,9 @@ function resolveSecrets(env: CliIo["env"]): ResolvedSecrets {
     parsed = parseGatewaySecrets(flat);
   } catch (err) {
     if (!(err instanceof GatewayConfigError)) throw err;
-    const variable = err.key.startsWith("gateway:submissionUsers") ? SECRET_ENVIRONMENT.submissionUsers : SECRET_ENVIRONMENT.certbotCloudflareToken;
+    const variable = err.key.startsWith("gateway:submissionUsers")
+      ? SECRET_ENVIRONMENT.submissionUsers
+      : SECRET_ENVIRONMENT.certbotCloudflareToken;
     throw new GatewayConfigError(`${variable} (${err.key})`, err.value, err.accepted);
   }
   const standIns: ResolvedSecrets["standIns"] = [];
@@ -125,7 +127,9 @@ function zoneNotes(node: GatewayNode): string[] {
 
 function ensureEmptyOutput(out: string): void {
   if (existsSync(out) && readdirSync(out).length > 0) {
-    throw new UsageError(`--out ${out} is not empty; give a new folder or empty it, so no stale file from an earlier render survives`);
+    throw new UsageError(
+      `--out ${out} is not empty; give a new folder or empty it, so no stale file from an earlier render survives`,
+    );
   }
   mkdirSync(out, { recursive: true });
 }
@@ -145,7 +149,8 @@ export interface RenderResult {
 
 /** Renders the stack into `out`; throws GatewayConfigError (bad configuration) or UsageError. */
 export function renderStack(projectDir: string, stack: string, out: string, env: CliIo["env"]): RenderResult {
-  if (!/^[A-Za-z0-9._-]+$/.test(stack)) throw new UsageError(`--stack ${JSON.stringify(stack)} is invalid; expected a stack name such as primary or relay`);
+  if (!/^[A-Za-z0-9._-]+$/.test(stack))
+    throw new UsageError(`--stack ${JSON.stringify(stack)} is invalid; expected a stack name such as primary or relay`);
   const { values } = readStackConfigFiles(projectDir, stack);
   const node = parseGatewayConfig(values);
   const { secrets, standIns } = resolveSecrets(env);

@@ -30,9 +30,13 @@ export function parseFlags(args: string[], known: readonly string[]): Map<string
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const match = /^--([a-z][a-z-]*)(?:=(.*))?$/.exec(arg);
-    if (!match) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}; accepted flags: ${known.map((k) => `--${k}`).join(", ")}`);
+    if (!match)
+      throw new UsageError(
+        `unexpected argument ${JSON.stringify(arg)}; accepted flags: ${known.map((k) => `--${k}`).join(", ")}`,
+      );
     const name = match[1]!;
-    if (!known.includes(name)) throw new UsageError(`unknown flag --${name}; accepted flags: ${known.map((k) => `--${k}`).join(", ")}`);
+    if (!known.includes(name))
+      throw new UsageError(`unknown flag --${name}; accepted flags: ${known.map((k) => `--${k}`).join(", ")}`);
     const value = match[2] ?? args[++i];
     if (value === undefined || value === "") throw new UsageError(`--${name} needs a value`);
     flags.set(name, value);

@@ -57,7 +57,10 @@ export interface DeployResult {
 
 /** A step that failed on a host: its message names the stack, the host, the step, the command and its output. */
 export class DeployStepError extends Error {
-  constructor(readonly stack: string, readonly failure: DeployFailure) {
+  constructor(
+    readonly stack: string,
+    readonly failure: DeployFailure,
+  ) {
     const host = LAB_HOSTS.find((spec) => spec.ipv4 === failure.host);
     super(
       `deploy ${stack}: host ${host ? `${host.name} (${failure.host})` : failure.host}, step ${JSON.stringify(failure.step)} failed: ` +
@@ -69,12 +72,17 @@ export class DeployStepError extends Error {
 
 function programFile(projectDir: string): { project: string; file: string } {
   const doc = parseYaml(readFileSync(path.join(projectDir, "Pulumi.yaml"), "utf8")) as { name?: unknown; main?: unknown };
-  if (typeof doc.name !== "string") throw new Error(`${projectDir}/Pulumi.yaml: name is ${JSON.stringify(doc.name)}; accepted: the project name`);
+  if (typeof doc.name !== "string")
+    throw new Error(`${projectDir}/Pulumi.yaml: name is ${JSON.stringify(doc.name)}; accepted: the project name`);
   const main = typeof doc.main === "string" ? doc.main : "index.ts";
   return { project: doc.name, file: path.resolve(projectDir, main) };
 }
 
-function runRunner(job: RunnerJob, progress: (line: string) => void, publish: (record: DnsRecord) => Promise<void>): Promise<number> {
+function runRunner(
+  job: RunnerJob,
+  progress: (line: string) => void,
+  publish: (record: DnsRecord) => Promise<void>,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     // tsx loads the TypeScript runner and the program, as bin/gateway.cjs loads the CLI.
     const child = spawn(process.execPath, ["--require", require.resolve("tsx/cjs"), path.join(__dirname, "runner.ts")], {
@@ -86,7 +94,12 @@ function runRunner(job: RunnerJob, progress: (line: string) => void, publish: (r
       publish(message.record).then(
         () => child.connected && child.send({ kind: "published", serial: message.serial } satisfies PublishReply),
         (error: unknown) =>
-          child.connected && child.send({ kind: "published", serial: message.serial, error: error instanceof Error ? error.message : String(error) } satisfies PublishReply),
+          child.connected &&
+          child.send({
+            kind: "published",
+            serial: message.serial,
+            error: error instanceof Error ? error.message : String(error),
+          } satisfies PublishReply),
       );
     });
     let pending = "";
@@ -119,7 +132,13 @@ const recordKey = (record: DnsRecord): string => `${record.type} ${record.name}`
  * Serves the zone made of every deployed stack's records, stored per stack in stateDir, when it differs from what
  * was last published. `records` is this stack's full set.
  */
-async function publishZone(stateDir: string, stack: string, origin: string, records: DnsRecord[], target: DnsTarget): Promise<boolean> {
+async function publishZone(
+  stateDir: string,
+  stack: string,
+  origin: string,
+  records: DnsRecord[],
+  target: DnsTarget,
+): Promise<boolean> {
   const dnsDir = path.join(stateDir, "dns");
   mkdirSync(dnsDir, { recursive: true, mode: 0o700 });
   writeFileSync(path.join(dnsDir, `${stack}.records.json`), `${JSON.stringify(records, null, 2)}\n`);
@@ -156,11 +175,14 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
   const secrets = options.secrets ?? {};
   const missing = files.secureKeys.filter((key) => secrets[key] === undefined && key !== "cloudflare:apiToken");
   if (missing.length > 0) {
-    throw new Error(`deploy ${options.stack}: secure config ${missing.join(", ")} cannot be decrypted here; accepted: pass the value in secrets`);
+    throw new Error(
+      `deploy ${options.stack}: secure config ${missing.join(", ")} cannot be decrypted here; accepted: pass the value in secrets`,
+    );
   }
   const config = { ...files.values, ...(options.overrides ?? {}), ...secrets };
   const domain = config["gateway:domain"];
-  if (!domain) throw new Error(`deploy ${options.stack}: gateway:domain is not set; accepted: the mail domain, e.g. brightchain.org`);
+  if (!domain)
+    throw new Error(`deploy ${options.stack}: gateway:domain is not set; accepted: the mail domain, e.g. brightchain.org`);
 
   mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
   const scratch = mkdtempSync(path.join(options.stateDir, `run-${options.stack}-`));
@@ -185,13 +207,15 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
     const publish = (record: DnsRecord): Promise<void> => {
       live.set(recordKey(record), record);
       publishing = publishing.then(async () => {
-        if (await publishZone(options.stateDir, options.stack, domain, [...live.values()], options.dnsTarget)) published = [domain];
+        if (await publishZone(options.stateDir, options.stack, domain, [...live.values()], options.dnsTarget))
+          published = [domain];
       });
       return publishing;
     };
     const code = await runRunner(job, progress, publish);
     await publishing.catch(() => undefined);
-    if (!existsSync(job.resultFile)) throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
+    if (!existsSync(job.resultFile))
+      throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
     const result = JSON.parse(readFileSync(job.resultFile, "utf8")) as RunnerResult;
     if (result.failure) throw new DeployStepError(options.stack, result.failure);
     if (result.error) throw new Error(`deploy ${options.stack}: the program failed: ${result.error}`);
@@ -218,10 +242,19 @@ export const LAB_DEPLOY_STATE_DIR = path.join(LAB_STATE_DIR, "deploy");
  * The lab bridge is IPv4-only: an AAAA record (the fleet keeps its IPv6, see labStackOverrides) would send
  * pebble's http-01 validation and other MTAs to an address nobody answers on.
  */
-export const labDnsTarget = (): DnsTarget => ({ zoneIdPrefix: "lab-zone-", publishZone: labPublishZone, serves: (record) => record.type !== "AAAA" });
+export const labDnsTarget = (): DnsTarget => ({
+  zoneIdPrefix: "lab-zone-",
+  publishZone: labPublishZone,
+  serves: (record) => record.type !== "AAAA",
+});
 
 /** `deployStack` for one of the project's stacks onto its lab host (the lab must be up). */
-export async function deployStackToLab(options: { stack: string; projectDir: string; runtimeDist?: string; progress?: (line: string) => void }): Promise<DeployResult> {
+export async function deployStackToLab(options: {
+  stack: string;
+  projectDir: string;
+  runtimeDist?: string;
+  progress?: (line: string) => void;
+}): Promise<DeployResult> {
   const lab = labStackConfig(options.stack, options.projectDir);
   const ssh = labSsh(lab.host.name);
   return deployStack({

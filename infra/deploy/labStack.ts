@@ -19,7 +19,9 @@ export interface LabStack {
 function labHostFor(hostname: string): LabHostSpec {
   const host = LAB_HOSTS.find((spec) => spec.fqdn === hostname);
   if (!host) {
-    throw new Error(`gateway:hostname ${JSON.stringify(hostname)} has no lab host; accepted: ${LAB_HOSTS.map((spec) => spec.fqdn).join(", ")}`);
+    throw new Error(
+      `gateway:hostname ${JSON.stringify(hostname)} has no lab host; accepted: ${LAB_HOSTS.map((spec) => spec.fqdn).join(", ")}`,
+    );
   }
   return host;
 }
@@ -30,7 +32,10 @@ function labHostFor(hostname: string): LabHostSpec {
  */
 export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
   const hostname = values["gateway:hostname"];
-  if (hostname === undefined) throw new Error(`Pulumi.${stack}.yaml: gateway:hostname is not set; accepted: a lab host name (${LAB_HOSTS.map((spec) => spec.fqdn).join(", ")})`);
+  if (hostname === undefined)
+    throw new Error(
+      `Pulumi.${stack}.yaml: gateway:hostname is not set; accepted: a lab host name (${LAB_HOSTS.map((spec) => spec.fqdn).join(", ")})`,
+    );
   const host = labHostFor(hostname);
   let fleet: unknown;
   try {
@@ -38,7 +43,8 @@ export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
   } catch {
     throw new Error(`gateway:fleet is ${JSON.stringify(values["gateway:fleet"])}; accepted: a JSON list of {hostname, ipv4}`);
   }
-  if (!Array.isArray(fleet)) throw new Error(`gateway:fleet is ${JSON.stringify(values["gateway:fleet"])}; accepted: a list of {hostname, ipv4}`);
+  if (!Array.isArray(fleet))
+    throw new Error(`gateway:fleet is ${JSON.stringify(values["gateway:fleet"])}; accepted: a list of {hostname, ipv4}`);
   // IPv6 addresses stay, as in the Ansible lab project (same node, same files): without one main.cf says
   // inet_protocols=ipv4, which Postfix cannot take on the plan's reload (master exits), so it never listens.
   const labFleet = fleet.map((entry: { hostname?: unknown }) => {

@@ -9,7 +9,14 @@ import * as pulumi from "@pulumi/pulumi";
 import type { DnsRecord } from "../model/types";
 import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "./inputs";
 import { describeSsh, parseRemoteConnection, runRemote, type RemoteConnection } from "./ssh";
-import { readDeployState, resourceKey, writeDeployState, type DeployFailure, type ResourceReport, type RunnerResult } from "./state";
+import {
+  readDeployState,
+  resourceKey,
+  writeDeployState,
+  type DeployFailure,
+  type ResourceReport,
+  type RunnerResult,
+} from "./state";
 import { dnsRecordFromCloudflareInputs } from "./zone";
 
 export interface RunnerJob {
@@ -44,7 +51,9 @@ export function assetContent(resource: string, source: unknown): Buffer {
     if (typeof asset.path === "string") return readFileSync(asset.path);
     if (typeof asset.text === "string") return Buffer.from(asset.text, "utf8");
   }
-  throw new Error(`${resource}: input "source" is not accepted by the lab engine; accepted: a FileAsset or StringAsset (archives and remote assets are not copied)`);
+  throw new Error(
+    `${resource}: input "source" is not accepted by the lab engine; accepted: a FileAsset or StringAsset (archives and remote assets are not copied)`,
+  );
 }
 
 /**
@@ -124,13 +133,19 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
     }),
   );
 
-  const execute = async (type: string, name: string, plain: Record<string, unknown>, connection: RemoteConnection): Promise<Record<string, unknown>> => {
+  const execute = async (
+    type: string,
+    name: string,
+    plain: Record<string, unknown>,
+    connection: RemoteConnection,
+  ): Promise<Record<string, unknown>> => {
     const hidden = plain.logging === "none";
     let command: string;
     let stdin: string | Buffer | undefined;
     if (type === COMMAND) {
       command = typeof plain.create === "string" ? plain.create : "";
-      if (command === "") throw new Error(`${name}: input "create" is ${JSON.stringify(plain.create)}; accepted: the command to run`);
+      if (command === "")
+        throw new Error(`${name}: input "create" is ${JSON.stringify(plain.create)}; accepted: the command to run`);
       stdin = typeof plain.stdin === "string" ? plain.stdin : undefined;
     } else {
       const remotePath = plain.remotePath;
@@ -149,7 +164,9 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
       throw new StepFailed({
         host: connection.host,
         step: name,
-        command: hidden ? `${describeSsh(connection)} (command hidden: the step carries a secret)` : `${describeSsh(connection)} -- ${command}`,
+        command: hidden
+          ? `${describeSsh(connection)} (command hidden: the step carries a secret)`
+          : `${describeSsh(connection)} -- ${command}`,
         exitCode: result.exitCode,
         output: hidden ? "(output hidden: the step carries a secret)" : `${result.stdout}${result.stderr}`,
       });
@@ -187,7 +204,13 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         }
         if (action === "same") return { id, state: { ...plain, ...previous!.outputs } };
         if (args.type === DNS_RECORD) {
-          state.resources[key] = { type: args.type, name: args.name, inputsHash: current.hash, inputs: current.inputs, outputs: {} };
+          state.resources[key] = {
+            type: args.type,
+            name: args.name,
+            inputsHash: current.hash,
+            inputs: current.inputs,
+            outputs: {},
+          };
           writeDeployState(job.stateFile, state);
           return { id, state: plain };
         }
@@ -208,9 +231,16 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
           writeDeployState(job.stateFile, state);
           return { id, state: { ...plain, ...outputs } };
         } catch (error) {
-          failure ??= error instanceof StepFailed
-            ? error.failure
-            : { host: connection.host, step: args.name, command: describeSsh(connection), exitCode: -1, output: error instanceof Error ? error.message : String(error) };
+          failure ??=
+            error instanceof StepFailed
+              ? error.failure
+              : {
+                  host: connection.host,
+                  step: args.name,
+                  command: describeSsh(connection),
+                  exitCode: -1,
+                  output: error instanceof Error ? error.message : String(error),
+                };
           throw error;
         } finally {
           inFlight--;
@@ -253,7 +283,12 @@ async function main(): Promise<void> {
   try {
     result = await run(job);
   } catch (error) {
-    result = { stack: job.stack, resources: [], dnsRecords: [], error: error instanceof Error ? (error.stack ?? error.message) : String(error) };
+    result = {
+      stack: job.stack,
+      resources: [],
+      dnsRecords: [],
+      error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+    };
   }
   writeFileSync(job.resultFile, JSON.stringify(result), { mode: 0o600 });
   // Pulumi's mock runtime keeps handles open (and a failed step leaves outputs that never resolve): done is done.

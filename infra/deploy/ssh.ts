@@ -48,16 +48,25 @@ export function parseRemoteConnection(resource: string, value: unknown): RemoteC
 /** The ssh argv (without the remote command): batch mode, pinned host key, only the given identity. */
 export function sshArguments(connection: RemoteConnection, options: SshOptions): string[] {
   return [
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", `UserKnownHostsFile=${options.knownHostsFile}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "ConnectTimeout=15",
-    "-o", "ServerAliveInterval=15",
-    "-o", "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${options.knownHostsFile}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=15",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "LogLevel=ERROR",
     ...(options.identityFile ? ["-o", "IdentitiesOnly=yes", "-i", options.identityFile] : []),
-    "-p", String(connection.port ?? 22),
-    "-l", connection.user ?? "root",
+    "-p",
+    String(connection.port ?? 22),
+    "-l",
+    connection.user ?? "root",
     connection.host,
   ];
 }
@@ -75,7 +84,9 @@ export function remoteCommandLine(command: string, environment: Record<string, s
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, value]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-        throw new Error(`environment variable name ${JSON.stringify(name)} is not accepted; accepted: letters, digits and _, not starting with a digit`);
+        throw new Error(
+          `environment variable name ${JSON.stringify(name)} is not accepted; accepted: letters, digits and _, not starting with a digit`,
+        );
       }
       return `export ${name}=${shellQuote(value)}\n`;
     });
@@ -108,9 +119,15 @@ export async function runRemote(
     let identityFile: string | undefined;
     if (keyDir && connection.privateKey) {
       identityFile = path.join(keyDir, "id");
-      writeFileSync(identityFile, connection.privateKey.endsWith("\n") ? connection.privateKey : `${connection.privateKey}\n`, { mode: 0o600 });
+      writeFileSync(identityFile, connection.privateKey.endsWith("\n") ? connection.privateKey : `${connection.privateKey}\n`, {
+        mode: 0o600,
+      });
     }
-    const args = [...sshArguments(connection, { knownHostsFile, ...(identityFile ? { identityFile } : {}) }), "--", remoteCommandLine(command, options.environment)];
+    const args = [
+      ...sshArguments(connection, { knownHostsFile, ...(identityFile ? { identityFile } : {}) }),
+      "--",
+      remoteCommandLine(command, options.environment),
+    ];
     return await new Promise<RemoteResult>((resolve, reject) => {
       const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
       const stdout: Buffer[] = [];
@@ -127,7 +144,9 @@ export async function runRemote(
         resolve({
           exitCode: code ?? (signal ? 128 : 255),
           stdout: Buffer.concat(stdout).toString("utf8"),
-          stderr: Buffer.concat(stderr).toString("utf8") + (signal ? `\n(killed by ${signal} after ${options.timeoutMs ?? 1_200_000} ms)` : ""),
+          stderr:
+            Buffer.concat(stderr).toString("utf8") +
+            (signal ? `\n(killed by ${signal} after ${options.timeoutMs ?? 1_200_000} ms)` : ""),
         });
       });
       child.stdin.on("error", () => undefined);

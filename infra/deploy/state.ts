@@ -62,7 +62,8 @@ export function deployStatePath(stateDir: string, stack: string): string {
 export function readDeployState(file: string, stack: string): DeployState {
   try {
     const state = JSON.parse(readFileSync(file, "utf8")) as DeployState;
-    if (state.stack !== stack) throw new Error(`deploy state ${file} belongs to stack ${JSON.stringify(state.stack)}, not ${JSON.stringify(stack)}`);
+    if (state.stack !== stack)
+      throw new Error(`deploy state ${file} belongs to stack ${JSON.stringify(state.stack)}, not ${JSON.stringify(stack)}`);
     return state;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return { stack, resources: {} };

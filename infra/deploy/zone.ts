@@ -25,7 +25,9 @@ export function txtFromCloudflareContent(content: string): string {
     consumed = pattern.lastIndex;
   }
   if (consumed !== trimmed.length) {
-    throw new Error(`TXT content ${JSON.stringify(content)} is not accepted; accepted: unquoted text or "…" "…" character-strings`);
+    throw new Error(
+      `TXT content ${JSON.stringify(content)} is not accepted; accepted: unquoted text or "…" "…" character-strings`,
+    );
   }
   return strings.join("");
 }
@@ -37,9 +39,11 @@ export function dnsRecordFromCloudflareInputs(resource: string, inputs: Record<s
     throw new Error(`${resource}: type is ${JSON.stringify(type)}; accepted: ${RECORD_TYPES.join(", ")}`);
   }
   const name = inputs.name;
-  if (typeof name !== "string" || name === "") throw new Error(`${resource}: name is ${JSON.stringify(name)}; accepted: a fully qualified name`);
+  if (typeof name !== "string" || name === "")
+    throw new Error(`${resource}: name is ${JSON.stringify(name)}; accepted: a fully qualified name`);
   const content = inputs.content;
-  if (typeof content !== "string" || content === "") throw new Error(`${resource}: content is ${JSON.stringify(content)}; accepted: the record's value`);
+  if (typeof content !== "string" || content === "")
+    throw new Error(`${resource}: content is ${JSON.stringify(content)}; accepted: the record's value`);
   const ttl = typeof inputs.ttl === "number" ? inputs.ttl : 1;
   const record: DnsRecord = {
     name: name.replace(/\.$/, ""),
@@ -77,11 +81,14 @@ export function renderLabZone(origin: string, records: DnsRecord[], serial: numb
   if (!Number.isInteger(serial) || serial < 1 || serial > 0xffffffff) {
     throw new Error(`zone serial ${serial} is not accepted; accepted: an integer from 1 to 4294967295`);
   }
-  const rendered = renderZoneFile(origin, records, { notes: ["Published to the lab DNS by the lab deploy engine (infra/deploy)."] });
+  const rendered = renderZoneFile(origin, records, {
+    notes: ["Published to the lab DNS by the lab deploy engine (infra/deploy)."],
+  });
   return rendered
     .split("\n")
     .map((line) => {
-      if (/^@\tIN\tSOA\t/.test(line)) return `@\tIN\tSOA\t${LAB_NAMESERVER}. hostmaster.${origin}. ( ${serial} 3600 600 86400 300 )`;
+      if (/^@\tIN\tSOA\t/.test(line))
+        return `@\tIN\tSOA\t${LAB_NAMESERVER}. hostmaster.${origin}. ( ${serial} 3600 600 86400 300 )`;
       if (/^@\tIN\tNS\t/.test(line)) return `@\tIN\tNS\t${LAB_NAMESERVER}.`;
       return line;
     })

@@ -56,20 +56,51 @@ export function renderPebbleConfig(paths: LabAcmePaths): string {
 async function makeLabCertificates(paths: LabAcmePaths): Promise<void> {
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   await runStep("lab", "create lab CA", "openssl", [
-    "req", "-x509", ...ec, "-keyout", paths.labCaKey, "-out", paths.labCaCert, "-days", "30",
-    "-subj", "/CN=BrightChain lab CA",
-    "-addext", "basicConstraints=critical,CA:TRUE",
-    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    paths.labCaKey,
+    "-out",
+    paths.labCaCert,
+    "-days",
+    "30",
+    "-subj",
+    "/CN=BrightChain lab CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
   ]);
   const csr = join(paths.dir, "pebble-listener.csr");
   await runStep("lab", "create ACME listener key", "openssl", [
-    "req", ...ec, "-keyout", paths.listenerKey, "-out", csr, "-subj", `/CN=${LAB_GATEWAY_IP}`,
+    "req",
+    ...ec,
+    "-keyout",
+    paths.listenerKey,
+    "-out",
+    csr,
+    "-subj",
+    `/CN=${LAB_GATEWAY_IP}`,
   ]);
   const extensions = join(paths.dir, "pebble-listener.ext");
   writeFileSync(extensions, `subjectAltName=IP:${LAB_GATEWAY_IP},DNS:acme.lab.test\nextendedKeyUsage=serverAuth\n`);
   await runStep("lab", "sign ACME listener certificate", "openssl", [
-    "x509", "-req", "-in", csr, "-CA", paths.labCaCert, "-CAkey", paths.labCaKey, "-CAcreateserial",
-    "-out", paths.listenerCert, "-days", "30", "-extfile", extensions,
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    paths.labCaCert,
+    "-CAkey",
+    paths.labCaKey,
+    "-CAcreateserial",
+    "-out",
+    paths.listenerCert,
+    "-days",
+    "30",
+    "-extfile",
+    extensions,
   ]);
 }
 

@@ -60,8 +60,11 @@ export async function runLabCommand(argv: string[]): Promise<number> {
         return 0;
       case "status": {
         const status = labStatus();
-        console.log(`lab ${status.up ? "up" : "not up"}; dns ${status.dnsRunning ? "running" : "stopped"}; acme ${status.acmeRunning ? "running" : "stopped"}`);
-        for (const host of status.hosts) console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.running ? "running" : "stopped"}`);
+        console.log(
+          `lab ${status.up ? "up" : "not up"}; dns ${status.dnsRunning ? "running" : "stopped"}; acme ${status.acmeRunning ? "running" : "stopped"}`,
+        );
+        for (const host of status.hosts)
+          console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.running ? "running" : "stopped"}`);
         return status.up ? 0 : 1;
       }
       case "exec": {
@@ -81,7 +84,9 @@ export async function runLabCommand(argv: string[]): Promise<number> {
       case "test":
         return spawnSync("npx", ["vitest", "run", "--project", "lab", ...rest], { stdio: "inherit" }).status ?? 1;
       default:
-        console.error(`gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, demo, test, help\n${LAB_USAGE}`);
+        console.error(
+          `gateway lab: unknown command "${command ?? ""}"; accepted: up, down, status, exec, demo, test, help\n${LAB_USAGE}`,
+        );
         return 2;
     }
   } catch (error) {

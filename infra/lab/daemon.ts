@@ -41,7 +41,12 @@ export async function stopLabProcess(host: string, what: string, record: LabProc
   if (!isLabProcessAlive(record)) return;
   process.kill(record.pid, "SIGTERM");
   try {
-    await waitFor({ host, step: `stop ${what}` }, graceMs, async () => (isLabProcessAlive(record) ? undefined : true), () => "");
+    await waitFor(
+      { host, step: `stop ${what}` },
+      graceMs,
+      async () => (isLabProcessAlive(record) ? undefined : true),
+      () => "",
+    );
   } catch {
     if (isLabProcessAlive(record)) process.kill(record.pid, "SIGKILL");
     await waitFor(

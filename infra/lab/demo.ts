@@ -22,7 +22,9 @@ function labNode(projectDir: string, stack: string): GatewayNode {
 async function run(host: string, command: string, what: string): Promise<string> {
   const result = await labExec(host, command);
   if (result.exitCode !== 0) {
-    throw new Error(`lab demo: ${what} failed on ${host} (exit ${result.exitCode}): ${command}\n${result.stdout}${result.stderr}`);
+    throw new Error(
+      `lab demo: ${what} failed on ${host} (exit ${result.exitCode}): ${command}\n${result.stdout}${result.stderr}`,
+    );
   }
   return result.stdout;
 }
@@ -60,8 +62,13 @@ async function waitForStoreEntry(node: GatewayNode, recipient: string): Promise<
     const entries = (await run("mail", list, "reading the store")).trim();
     if (entries !== "") return entries.split("\n").at(-1)!;
     if (Date.now() > deadline) {
-      const queue = await labExec("mail", "postqueue -p; ls -l /var/spool/brightchain/incoming/new /var/spool/brightchain/errors");
-      throw new Error(`lab demo: no store entry for ${recipient} on mail after ${STORE_DEADLINE_MS / 1000} s\n${queue.stdout}${queue.stderr}`);
+      const queue = await labExec(
+        "mail",
+        "postqueue -p; ls -l /var/spool/brightchain/incoming/new /var/spool/brightchain/errors",
+      );
+      throw new Error(
+        `lab demo: no store entry for ${recipient} on mail after ${STORE_DEADLINE_MS / 1000} s\n${queue.stdout}${queue.stderr}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
@@ -88,7 +95,9 @@ export async function labDemo(projectDir: string, say: (line: string) => void): 
     await addRecipient("mail2", relay, recipient);
 
     say(`[demo] outside sends ${DEMO_SENDER} -> ${recipient} via ${primary.host.hostname}:25`);
-    const messageId = (await run("outside", `python3 - <<'EOF'\n${sendScript(recipient, primary.host.hostname)}\nEOF`, "sending the demo message")).trim();
+    const messageId = (
+      await run("outside", `python3 - <<'EOF'\n${sendScript(recipient, primary.host.hostname)}\nEOF`, "sending the demo message")
+    ).trim();
     const entry = JSON.parse(await waitForStoreEntry(primary, recipient)) as { sha3: string; folder: string; subject?: string };
     const storeCli = `node ${join(primary.runtime.installDir, "brightchain-store.cjs")}`;
     const storeFlag = `--store ${primary.runtime.storeDir}`;

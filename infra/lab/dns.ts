@@ -23,7 +23,9 @@ const ZONE_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/
 
 export function assertZoneName(name: string): void {
   if (!ZONE_NAME.test(name)) {
-    throw new Error(`lab zone name "${name}" is not a DNS name; accepted: lowercase labels like "brightchain.org" (no trailing dot)`);
+    throw new Error(
+      `lab zone name "${name}" is not a DNS name; accepted: lowercase labels like "brightchain.org" (no trailing dot)`,
+    );
   }
 }
 
@@ -86,7 +88,8 @@ export function writeZoneFile(paths: LabDnsPaths, name: string, text: string): v
 }
 
 export async function startLabDns(paths: LabDnsPaths, zones: Record<string, string>): Promise<LabProcessRecord> {
-  for (const dir of [paths.dir, paths.zonesDir, join(paths.dir, "run"), join(paths.dir, "db")]) mkdirSync(dir, { recursive: true });
+  for (const dir of [paths.dir, paths.zonesDir, join(paths.dir, "run"), join(paths.dir, "db")])
+    mkdirSync(dir, { recursive: true });
   for (const [name, text] of Object.entries(zones)) writeZoneFile(paths, name, text);
   writeFileSync(paths.config, renderKnotConfig(paths, Object.keys(zones)));
   const record = startDetached("knotd", ["-c", paths.config], paths.log, paths.config);

@@ -1,4 +1,14 @@
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { dirname, join } from "node:path";
 import { LAB_APT_CACHE_DIR, LAB_BASE_DIR, LAB_BRIDGE, LAB_GATEWAY_IP, LAB_PREFIX_LENGTH, LabHostSpec } from "./constants";
@@ -80,11 +90,21 @@ export function containerCgroupDirs(name: string, cgroupRoot = "/sys/fs/cgroup")
  */
 export function renderSupervisorScript(host: LabHostSpec, paths: LabHostPaths, cgroupDirs: readonly string[]): string {
   const nspawn = [
-    "systemd-nspawn", "--boot", `--directory=${paths.root}`, `--machine=${machineName(host)}`,
-    `--network-bridge=${LAB_BRIDGE}`, "--register=no", "--keep-unit", "--console=read-only",
-    "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+    "systemd-nspawn",
+    "--boot",
+    `--directory=${paths.root}`,
+    `--machine=${machineName(host)}`,
+    `--network-bridge=${LAB_BRIDGE}`,
+    "--register=no",
+    "--keep-unit",
+    "--console=read-only",
+    "--resolv-conf=off",
+    "--timezone=off",
+    "--link-journal=no",
     `--bind=${join(LAB_APT_CACHE_DIR, host.name)}:/var/cache/apt/archives`,
-  ].map(shellQuote).join(" ");
+  ]
+    .map(shellQuote)
+    .join(" ");
   const joinCgroups = cgroupDirs
     .map((dir) => `mkdir -p ${shellQuote(dir)} && echo $$ > ${shellQuote(join(dir, "cgroup.procs"))}`)
     .join(" && ");
@@ -105,12 +125,19 @@ export function renderSupervisorScript(host: LabHostSpec, paths: LabHostPaths, c
 export async function mountHostOverlay(host: LabHostSpec, paths: LabHostPaths): Promise<void> {
   for (const dir of [paths.upper, paths.work, paths.root]) mkdirSync(dir, { recursive: true });
   await runStep(host.name, "mount overlay root", "mount", [
-    "-t", "overlay", "overlay", "-o", `lowerdir=${LAB_BASE_DIR},upperdir=${paths.upper},workdir=${paths.work}`, paths.root,
+    "-t",
+    "overlay",
+    "overlay",
+    "-o",
+    `lowerdir=${LAB_BASE_DIR},upperdir=${paths.upper},workdir=${paths.work}`,
+    paths.root,
   ]);
 }
 
 export async function unmountHostOverlay(host: LabHostSpec, paths: LabHostPaths): Promise<void> {
-  const mounted = readFileSync("/proc/self/mounts", "utf8").split("\n").some((line) => line.split(" ")[1] === paths.root);
+  const mounted = readFileSync("/proc/self/mounts", "utf8")
+    .split("\n")
+    .some((line) => line.split(" ")[1] === paths.root);
   if (mounted) await runStep(host.name, "unmount overlay root", "umount", [paths.root]);
 }
 
@@ -130,7 +157,15 @@ export async function personaliseHost(
   symlinkSync("/etc/machine-id", dbusMachineId);
   // ed25519 only: every client the lab uses speaks it, and RSA generation costs seconds per host.
   await runStep(host.name, "ssh host key", "ssh-keygen", [
-    "-q", "-t", "ed25519", "-N", "", "-C", `root@${host.fqdn}`, "-f", join(root, "etc/ssh/ssh_host_ed25519_key"),
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    `root@${host.fqdn}`,
+    "-f",
+    join(root, "etc/ssh/ssh_host_ed25519_key"),
   ]);
   writeFileSync(join(root, "etc/hostname"), `${host.name}\n`);
   writeFileSync(join(root, "etc/hosts"), renderHostsFile(host));
@@ -188,20 +223,34 @@ export function startHost(
 
 export function sshArgs(ssh: LabSshPaths, host: LabHostSpec): string[] {
   return [
-    "-F", "/dev/null",
-    "-i", ssh.privateKey,
-    "-o", "IdentitiesOnly=yes",
-    "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=yes",
-    "-o", `UserKnownHostsFile=${ssh.knownHosts}`,
-    "-o", "GlobalKnownHostsFile=/dev/null",
-    "-o", "ConnectTimeout=5",
-    "-o", "LogLevel=ERROR",
+    "-F",
+    "/dev/null",
+    "-i",
+    ssh.privateKey,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${ssh.knownHosts}`,
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "LogLevel=ERROR",
     `root@${host.ipv4}`,
   ];
 }
 
-export function sshExec(ssh: LabSshPaths, host: LabHostSpec, command: string, options: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+export function sshExec(
+  ssh: LabSshPaths,
+  host: LabHostSpec,
+  command: string,
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<CommandResult> {
   return runCommand("ssh", [...sshArgs(ssh, host), "--", command], options);
 }
 
@@ -232,22 +281,37 @@ export async function waitForHostReady(
   deadlineMs = 90_000,
 ): Promise<{ state: string; failedUnits: string[] }> {
   let last = "";
-  await waitFor({ host: host.name, step: "wait for SSH" }, deadlineMs, async () => {
-    if (!isLabProcessAlive(supervisor)) {
-      throw new LabStepError(host.name, "boot", "systemd-nspawn", `the container exited; console:\n${readLogTail(paths.consoleLog)}`);
-    }
-    if (!(await portOpen(host.ipv4, 22))) {
-      last = `port 22 on ${host.ipv4} closed`;
-      return undefined;
-    }
-    const probe = await sshExec(ssh, host, "true", { timeoutMs: 10_000 });
-    last = probe.stderr;
-    return probe.exitCode === 0 ? true : undefined;
-  }, () => `${last}\nconsole (${paths.consoleLog}):\n${readLogTail(paths.consoleLog)}`);
+  await waitFor(
+    { host: host.name, step: "wait for SSH" },
+    deadlineMs,
+    async () => {
+      if (!isLabProcessAlive(supervisor)) {
+        throw new LabStepError(
+          host.name,
+          "boot",
+          "systemd-nspawn",
+          `the container exited; console:\n${readLogTail(paths.consoleLog)}`,
+        );
+      }
+      if (!(await portOpen(host.ipv4, 22))) {
+        last = `port 22 on ${host.ipv4} closed`;
+        return undefined;
+      }
+      const probe = await sshExec(ssh, host, "true", { timeoutMs: 10_000 });
+      last = probe.stderr;
+      return probe.exitCode === 0 ? true : undefined;
+    },
+    () => `${last}\nconsole (${paths.consoleLog}):\n${readLogTail(paths.consoleLog)}`,
+  );
   const running = await sshExec(ssh, host, "systemctl is-system-running --wait", { timeoutMs: deadlineMs });
   const state = running.stdout.trim();
   if (state !== "running" && state !== "degraded") {
-    throw new LabStepError(host.name, "wait for boot to finish", "systemctl is-system-running --wait", running.stdout + running.stderr);
+    throw new LabStepError(
+      host.name,
+      "wait for boot to finish",
+      "systemctl is-system-running --wait",
+      running.stdout + running.stderr,
+    );
   }
   const failed = await sshExec(ssh, host, "systemctl --failed --no-legend --plain | cut -d' ' -f1");
   return { state, failedUnits: failed.stdout.split("\n").filter((line) => line.trim() !== "") };

@@ -12,7 +12,15 @@ import {
 import { labAcmePaths, startLabAcme } from "./acme";
 import { baseImageRecipe, ensureBaseImage, mirrorHostNames } from "./base";
 import { isLabProcessAlive, stopLabProcess } from "./daemon";
-import { assertZoneName, defaultLabZones, labDnsPaths, publishLabZone, renderMirrorZone, renderReverseZone, startLabDns } from "./dns";
+import {
+  assertZoneName,
+  defaultLabZones,
+  labDnsPaths,
+  publishLabZone,
+  renderMirrorZone,
+  renderReverseZone,
+  startLabDns,
+} from "./dns";
 import {
   knownHostsLines,
   labHostPaths,
@@ -152,7 +160,17 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
 
   const ssh = labSshPaths(LAB_STATE_DIR);
   mkdirSync(`${LAB_STATE_DIR}/ssh`, { recursive: true, mode: 0o700 });
-  await runStep("lab", "generate the lab SSH key", "ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "brightchain-lab", "-f", ssh.privateKey]);
+  await runStep("lab", "generate the lab SSH key", "ssh-keygen", [
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    "brightchain-lab",
+    "-f",
+    ssh.privateKey,
+  ]);
 
   progress(`hosts: preparing ${LAB_HOSTS.map((host) => host.name).join(", ")} (overlay clone, identity, address, keys, CAs)`);
   for (const host of LAB_HOSTS) state.hosts[host.name] = { overlayMounted: true };
@@ -263,7 +281,11 @@ export function labStatus(): LabStatus {
 }
 
 /** Runs a shell command on a lab host as root over SSH; the exit code is returned, not thrown. */
-export async function labExec(host: string, command: string, options: { input?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
+export async function labExec(
+  host: string,
+  command: string,
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<CommandResult> {
   requireState();
   return sshExec(labSshPaths(LAB_STATE_DIR), labHostSpec(host), command, options);
 }
@@ -286,7 +308,10 @@ export function labSsh(host: string): LabSshConnection {
  * into a fresh boot) and resolves once it is booted again. A marker in /run (a tmpfs) tells the new boot from
  * the old one.
  */
-export async function labReboot(host: string, options: { progress?: ProgressReporter; deadlineMs?: number } = {}): Promise<{ seconds: number; state: string }> {
+export async function labReboot(
+  host: string,
+  options: { progress?: ProgressReporter; deadlineMs?: number } = {},
+): Promise<{ seconds: number; state: string }> {
   const state = requireState();
   const spec = labHostSpec(host);
   const ssh = labSshPaths(LAB_STATE_DIR);
@@ -301,11 +326,16 @@ export async function labReboot(host: string, options: { progress?: ProgressRepo
   // The SSH session dies with the guest; its exit code says nothing.
   await sshExec(ssh, spec, "systemctl reboot", { timeoutMs: 15_000 });
   let last = "";
-  await waitFor({ host, step: "come back after reboot" }, options.deadlineMs ?? 120_000, async () => {
-    const probe = await sshExec(ssh, spec, `test ! -e ${marker}`, { timeoutMs: 10_000 });
-    last = probe.stderr;
-    return probe.exitCode === 0 ? true : undefined;
-  }, () => last);
+  await waitFor(
+    { host, step: "come back after reboot" },
+    options.deadlineMs ?? 120_000,
+    async () => {
+      const probe = await sshExec(ssh, spec, `test ! -e ${marker}`, { timeoutMs: 10_000 });
+      last = probe.stderr;
+      return probe.exitCode === 0 ? true : undefined;
+    },
+    () => last,
+  );
   const ready = await waitForHostReady(spec, paths, ssh, state.hosts[host].supervisor!);
   return { seconds: (Date.now() - started) / 1000, state: ready.state };
 }

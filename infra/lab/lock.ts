@@ -10,7 +10,15 @@ export const LAB_LOCK_FILE = "/run/brightchain-lab.lock";
 export async function takeLabLock(deadlineMs: number): Promise<() => void> {
   const holder: ChildProcess = spawn(
     "flock",
-    ["--exclusive", "--timeout", String(Math.ceil(deadlineMs / 1000)), LAB_LOCK_FILE, "sh", "-c", "echo locked; exec cat >/dev/null"],
+    [
+      "--exclusive",
+      "--timeout",
+      String(Math.ceil(deadlineMs / 1000)),
+      LAB_LOCK_FILE,
+      "sh",
+      "-c",
+      "echo locked; exec cat >/dev/null",
+    ],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
   await new Promise<void>((resolve, reject) => {

@@ -48,7 +48,9 @@ export async function assertNetworkIsFree(): Promise<void> {
   for (const entry of addresses) {
     for (const address of entry.addr_info ?? []) {
       if (address.local.startsWith(`${LAB_SUBNET_OCTETS.join(".")}.`)) {
-        throw new Error(`lab: ${entry.ifname} already has ${address.local}/${address.prefixlen}, inside the lab subnet ${LAB_SUBNET}`);
+        throw new Error(
+          `lab: ${entry.ifname} already has ${address.local}/${address.prefixlen}, inside the lab subnet ${LAB_SUBNET}`,
+        );
       }
     }
   }

@@ -98,7 +98,6 @@ function tail(text: string, lines: number): string {
   return all.length > lines ? ["…", ...all.slice(-lines)].join("\n") : all.join("\n");
 }
 
-
 /** Polls `probe` until it returns a value, or fails with what the last attempt said once the deadline passes. */
 export async function waitFor<T>(
   what: { host: string; step: string },

@@ -44,7 +44,7 @@ export const GATEWAY_CONFIG_KEYS = {
   primaryHostname: "host name of the primary (MX 10); must be in gateway:fleet",
   fleet: "every gateway node: [{hostname, ipv4, ipv6?}], the primary first; SPF lists them all",
   dmarc: "{policy: none|quarantine|reject, rua: [mailto:…], pct: 0–100}",
-  dkimSelector: "DKIM selector (default \"default\")",
+  dkimSelector: 'DKIM selector (default "default")',
   dkimKeyBits: "2048 or 4096 (default 2048)",
   dkimKeyDir: "directory of the DKIM key on the host (default /etc/dkim)",
   spamProbableScore: "score tagged as spam (default 5.0)",
@@ -215,16 +215,22 @@ function parseFleet(flat: FlatConfig): GatewayHost[] {
     const hostnameText = fieldText(entry.hostname);
     if (hostnameText === undefined) throw new GatewayConfigError(`${label}.hostname`, undefined, HOSTNAME_ACCEPTED);
     const hostname = validateHostname(`${label}.hostname`, hostnameText);
-    if (seenNames.has(hostname)) throw new GatewayConfigError(`${label}.hostname`, hostname, "a host name listed once in the fleet");
+    if (seenNames.has(hostname))
+      throw new GatewayConfigError(`${label}.hostname`, hostname, "a host name listed once in the fleet");
     seenNames.add(hostname);
     const ipv4Text = fieldText(entry.ipv4);
-    if (ipv4Text === undefined) throw new GatewayConfigError(`${label}.ipv4`, undefined, "an IPv4 address such as 203.0.113.10 (every node needs one)");
+    if (ipv4Text === undefined)
+      throw new GatewayConfigError(`${label}.ipv4`, undefined, "an IPv4 address such as 203.0.113.10 (every node needs one)");
     const host: GatewayHost = { hostname, ipv4: validateIpv4(`${label}.ipv4`, ipv4Text) };
     const ipv6Text = fieldText(entry.ipv6);
     if (ipv6Text !== undefined) host.ipv6 = validateIpv6(`${label}.ipv6`, ipv6Text);
-    for (const [field, address] of [["ipv4", host.ipv4], ["ipv6", host.ipv6]] as const) {
+    for (const [field, address] of [
+      ["ipv4", host.ipv4],
+      ["ipv6", host.ipv6],
+    ] as const) {
       if (address === undefined) continue;
-      if (seenAddresses.has(address)) throw new GatewayConfigError(`${label}.${field}`, address, "an address no other fleet node uses");
+      if (seenAddresses.has(address))
+        throw new GatewayConfigError(`${label}.${field}`, address, "an address no other fleet node uses");
       seenAddresses.add(address);
     }
     return host;
@@ -237,7 +243,11 @@ function parseDmarc(flat: FlatConfig, domain: string): GatewayNode["dmarc"] {
   if (!isPlainObject(value)) throw new GatewayConfigError(key("dmarc"), flat[key("dmarc")], accepted);
   rejectUnknownFields(key("dmarc"), value, ["policy", "rua", "pct"]);
   // Monitoring first, as the guide advises: p=none until the reports show every legitimate source aligned.
-  const policy = oneOf<DmarcPolicy>(`${key("dmarc")}.policy`, fieldText(value.policy) ?? "none", ["none", "quarantine", "reject"]);
+  const policy = oneOf<DmarcPolicy>(`${key("dmarc")}.policy`, fieldText(value.policy) ?? "none", [
+    "none",
+    "quarantine",
+    "reject",
+  ]);
   const ruaValue = value.rua ?? [];
   const ruaList = typeof ruaValue === "string" ? [ruaValue] : ruaValue;
   if (!Array.isArray(ruaList)) throw new GatewayConfigError(`${key("dmarc")}.rua`, fieldText(ruaValue), "a list of mailto: URIs");
@@ -264,7 +274,8 @@ function parseRegistry(flat: FlatConfig): RecipientRegistry {
 function parseMynetworks(flat: FlatConfig): string[] {
   const accepted = 'a list of networks in Postfix syntax, e.g. ["127.0.0.0/8","[::1]/128"]';
   const value = json(flat, "mynetworks", accepted) ?? ["127.0.0.0/8", "[::1]/128"];
-  if (!Array.isArray(value) || value.length === 0) throw new GatewayConfigError(key("mynetworks"), flat[key("mynetworks")], accepted);
+  if (!Array.isArray(value) || value.length === 0)
+    throw new GatewayConfigError(key("mynetworks"), flat[key("mynetworks")], accepted);
   return value.map((entry, i) => {
     const label = `${key("mynetworks")}[${i}]`;
     const text = fieldText(entry) ?? "";
@@ -273,7 +284,11 @@ function parseMynetworks(flat: FlatConfig): string[] {
     // Postfix needs IPv6 networks bracketed in mynetworks, or it reads the colons as a table type.
     const v6 = /^\[([0-9a-fA-F:.]+)\]\/(\d{1,3})$/.exec(text);
     if (v6 && isIPv6(v6[1]!) && Number(v6[2]) <= 128) return text;
-    throw new GatewayConfigError(label, text, "an IPv4 network such as 127.0.0.0/8 or a bracketed IPv6 network such as [::1]/128");
+    throw new GatewayConfigError(
+      label,
+      text,
+      "an IPv4 network such as 127.0.0.0/8 or a bracketed IPv6 network such as [::1]/128",
+    );
   });
 }
 
@@ -292,7 +307,11 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
   const primaryHostname = validateHostname(key("primaryHostname"), requireRaw(flat, "primaryHostname", HOSTNAME_ACCEPTED));
   const names = fleetAsListed.map((h) => h.hostname);
   if (!names.includes(primaryHostname)) {
-    throw new GatewayConfigError(key("primaryHostname"), primaryHostname, `a host name listed in gateway:fleet (${names.join(", ")})`);
+    throw new GatewayConfigError(
+      key("primaryHostname"),
+      primaryHostname,
+      `a host name listed in gateway:fleet (${names.join(", ")})`,
+    );
   }
   // Primary first is what the model promises (and what default relay priorities count from).
   const fleet = [
@@ -307,10 +326,18 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
     throw new GatewayConfigError(key("hostname"), hostname, `a host name listed in gateway:fleet (${names.join(", ")})`);
   }
   if (role === "primary" && hostname !== primaryHostname) {
-    throw new GatewayConfigError(key("hostname"), hostname, `the primary's host name gateway:primaryHostname (${primaryHostname}) when gateway:role is primary`);
+    throw new GatewayConfigError(
+      key("hostname"),
+      hostname,
+      `the primary's host name gateway:primaryHostname (${primaryHostname}) when gateway:role is primary`,
+    );
   }
   if (role === "relay" && hostname === primaryHostname) {
-    throw new GatewayConfigError(key("hostname"), hostname, `a fleet host other than the primary (${primaryHostname}) when gateway:role is relay`);
+    throw new GatewayConfigError(
+      key("hostname"),
+      hostname,
+      `a fleet host other than the primary (${primaryHostname}) when gateway:role is relay`,
+    );
   }
 
   const defaultPriority = role === "primary" ? 10 : 10 + 10 * fleet.indexOf(host);
@@ -320,15 +347,27 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
     throw new GatewayConfigError(key("mxPriority"), String(mxPriority), "10 for the primary (the most preferred MX)");
   }
   if (role === "relay" && mxPriority <= 10) {
-    throw new GatewayConfigError(key("mxPriority"), String(mxPriority), "a priority above 10 for a relay (20, 30 …), so senders prefer the primary");
+    throw new GatewayConfigError(
+      key("mxPriority"),
+      String(mxPriority),
+      "a priority above 10 for a relay (20, 30 …), so senders prefer the primary",
+    );
   }
 
   const distro = oneOf<OsDistro>(key("os"), raw(flat, "os") ?? "debian", ["debian", "ubuntu", "rhel"]);
-  const engine = oneOf<SpamEngine>(key("spamEngine"), raw(flat, "spamEngine") ?? "spamassassin", ["spamassassin", "rspamd", "none"]);
+  const engine = oneOf<SpamEngine>(key("spamEngine"), raw(flat, "spamEngine") ?? "spamassassin", [
+    "spamassassin",
+    "rspamd",
+    "none",
+  ]);
   const probableScore = score(key("spamProbableScore"), raw(flat, "spamProbableScore") ?? "5.0");
   const definiteScore = score(key("spamDefiniteScore"), raw(flat, "spamDefiniteScore") ?? "10.0");
   if (definiteScore < probableScore) {
-    throw new GatewayConfigError(key("spamDefiniteScore"), String(definiteScore), `a score at or above gateway:spamProbableScore (${probableScore})`);
+    throw new GatewayConfigError(
+      key("spamDefiniteScore"),
+      String(definiteScore),
+      `a score at or above gateway:spamProbableScore (${probableScore})`,
+    );
   }
 
   const transport = oneOf<DropTransport>(key("dropTransport"), raw(flat, "dropTransport") ?? "virtual", ["virtual", "pipe"]);
@@ -338,20 +377,31 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
 
   const selector = raw(flat, "dkimSelector") ?? "default";
   if (!SELECTOR.test(selector)) {
-    throw new GatewayConfigError(key("dkimSelector"), selector, "a DNS label of lower-case letters, digits and hyphens, such as default or mail2026");
+    throw new GatewayConfigError(
+      key("dkimSelector"),
+      selector,
+      "a DNS label of lower-case letters, digits and hyphens, such as default or mail2026",
+    );
   }
   const keyBitsText = raw(flat, "dkimKeyBits") ?? "2048";
   const keyBits = Number(oneOf(key("dkimKeyBits"), keyBitsText, ["2048", "4096"] as const)) as 2048 | 4096;
 
   const challenge = oneOf<AcmeChallenge>(key("acmeChallenge"), raw(flat, "acmeChallenge") ?? "dns-01", ["dns-01", "http-01"]);
   const acmeEmail = raw(flat, "acmeEmail") ?? `postmaster@${domain}`;
-  if (!EMAIL.test(acmeEmail)) throw new GatewayConfigError(key("acmeEmail"), acmeEmail, "an e-mail address such as postmaster@brightchain.org");
-  const acmeServer = httpUrl(key("acmeServer"), raw(flat, "acmeServer") ?? "https://acme-v02.api.letsencrypt.org/directory", ["https:"]);
+  if (!EMAIL.test(acmeEmail))
+    throw new GatewayConfigError(key("acmeEmail"), acmeEmail, "an e-mail address such as postmaster@brightchain.org");
+  const acmeServer = httpUrl(key("acmeServer"), raw(flat, "acmeServer") ?? "https://acme-v02.api.letsencrypt.org/directory", [
+    "https:",
+  ]);
 
   const submissionText = raw(flat, "submission");
   const submissionEnabled = submissionText === undefined ? role === "primary" : parseBoolean(key("submission"), submissionText);
   if (role === "relay" && submissionEnabled) {
-    throw new GatewayConfigError(key("submission"), submissionText, "false (or unset) on a relay: submission on 587 is served by the primary only");
+    throw new GatewayConfigError(
+      key("submission"),
+      submissionText,
+      "false (or unset) on a relay: submission on 587 is served by the primary only",
+    );
   }
 
   const queueLifetime = raw(flat, "relayQueueLifetime") ?? "10d";
@@ -401,7 +451,8 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
       storeDir: absolutePath(key("storeDir"), raw(flat, "storeDir") ?? "/var/lib/brightchain/store"),
     },
   };
-  if (nodeUrlText !== undefined) node.runtime.nodeUrl = httpUrl(key("nodeUrl"), nodeUrlText, ["http:", "https:"]).replace(/\/+$/, "");
+  if (nodeUrlText !== undefined)
+    node.runtime.nodeUrl = httpUrl(key("nodeUrl"), nodeUrlText, ["http:", "https:"]).replace(/\/+$/, "");
   if (role === "primary") node.submission = { enabled: submissionEnabled, saslBackend: "dovecot" };
   else node.relay = { forwardTo: primaryHostname, queueLifetime };
   return node;
@@ -438,7 +489,11 @@ export function parseGatewaySecrets(flat: FlatConfig): GatewaySecrets {
     const password = typeof entry.password === "string" ? entry.password : "";
     if (password.length < 12 || /[\n\r:]/.test(password)) {
       // The value itself is never echoed: this message may reach CI logs.
-      throw new GatewayConfigError(`${label}.password`, "(secret)", "a password of at least 12 characters without ':' or line breaks");
+      throw new GatewayConfigError(
+        `${label}.password`,
+        "(secret)",
+        "a password of at least 12 characters without ':' or line breaks",
+      );
     }
     return { username, password };
   });
@@ -446,7 +501,11 @@ export function parseGatewaySecrets(flat: FlatConfig): GatewaySecrets {
   const token = raw(flat, "certbotCloudflareToken");
   if (token !== undefined) {
     if (!/^[A-Za-z0-9_-]{8,}$/.test(token)) {
-      throw new GatewayConfigError(key("certbotCloudflareToken"), "(secret)", "a Cloudflare API token (letters, digits, - and _)");
+      throw new GatewayConfigError(
+        key("certbotCloudflareToken"),
+        "(secret)",
+        "a Cloudflare API token (letters, digits, - and _)",
+      );
     }
     secrets.certbotCloudflareToken = token;
   }
@@ -481,7 +540,11 @@ export function parseSshConnection(flat: FlatConfig): SshConnection {
   const privateKey = flat[key("sshPrivateKey")];
   if (privateKey !== undefined && privateKey.trim() !== "") {
     if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey.trim())) {
-      throw new GatewayConfigError(key("sshPrivateKey"), "(secret)", "a PEM or OpenSSH private key (-----BEGIN … PRIVATE KEY-----)");
+      throw new GatewayConfigError(
+        key("sshPrivateKey"),
+        "(secret)",
+        "a PEM or OpenSSH private key (-----BEGIN … PRIVATE KEY-----)",
+      );
     }
     connection.privateKey = privateKey;
   }
@@ -529,7 +592,8 @@ export function readStackConfigFiles(dir: string, stack: string): StackConfigFil
   const values: FlatConfig = {};
   const secureKeys: string[] = [];
   const projectConfig = project.config ?? {};
-  if (!isPlainObject(projectConfig)) throw new GatewayConfigError(`${projectFile}: config`, undefined, "a mapping of config keys");
+  if (!isPlainObject(projectConfig))
+    throw new GatewayConfigError(`${projectFile}: config`, undefined, "a mapping of config keys");
   for (const [k, entry] of Object.entries(projectConfig)) {
     const name = namespaced(projectName, k);
     if (isPlainObject(entry)) {
@@ -537,10 +601,18 @@ export function readStackConfigFiles(dir: string, stack: string): StackConfigFil
       // only for the project's own namespace; other namespaces such as gateway: set `value`.
       const unknownField = Object.keys(entry).find((f) => !PROJECT_CONFIG_FIELDS.includes(f));
       if (unknownField !== undefined) {
-        throw new GatewayConfigError(`${projectFile}: config.${k}.${unknownField}`, fieldText(entry[unknownField]), `one of ${PROJECT_CONFIG_FIELDS.join(", ")} (write an object value under value:)`);
+        throw new GatewayConfigError(
+          `${projectFile}: config.${k}.${unknownField}`,
+          fieldText(entry[unknownField]),
+          `one of ${PROJECT_CONFIG_FIELDS.join(", ")} (write an object value under value:)`,
+        );
       }
       if ("default" in entry && !name.startsWith(`${projectName}:`)) {
-        throw new GatewayConfigError(`${projectFile}: config.${k}.default`, fieldText(entry.default), `value: instead of default: (Pulumi allows default only for keys of the project's own namespace, ${projectName}:)`);
+        throw new GatewayConfigError(
+          `${projectFile}: config.${k}.default`,
+          fieldText(entry.default),
+          `value: instead of default: (Pulumi allows default only for keys of the project's own namespace, ${projectName}:)`,
+        );
       }
       const chosen = "value" in entry ? entry.value : entry.default;
       if (chosen !== undefined && chosen !== null) values[name] = flattenValue(chosen);

@@ -79,9 +79,7 @@ export interface TlsSettings {
   keyFile: string;
 }
 
-export type RecipientRegistry =
-  | { kind: "file"; path: string }
-  | { kind: "http"; url: string };
+export type RecipientRegistry = { kind: "file"; path: string } | { kind: "http"; url: string };
 
 export interface LookupSettings {
   /** Loopback port of the RecipientLookupService socketmap (2526). */

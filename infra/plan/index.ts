@@ -54,7 +54,12 @@ function fileTrigger(file: HostFile): string {
  * to rewrite its own program), and restarts the systemd unit of the same name when one is among the files.
  */
 function artifactFiles(node: GatewayNode, artifacts: RuntimeArtifact[], files: HostFile[]): HostFile[] {
-  const units = new Set(files.map((f) => f.path).filter((p) => p.startsWith("/etc/systemd/system/")).map((p) => posix.basename(p, ".service")));
+  const units = new Set(
+    files
+      .map((f) => f.path)
+      .filter((p) => p.startsWith("/etc/systemd/system/"))
+      .map((p) => posix.basename(p, ".service")),
+  );
   return artifacts.map((artifact) => {
     const unit = artifact.name.replace(/\.c?js$/, "");
     return {
@@ -99,7 +104,13 @@ export function hostPlan(
   };
 
   const packages = packagesCommand(node);
-  add({ id: STEP_PACKAGES, description: "install the distribution packages", command: packages, after: [], triggers: [sha256(packages)] });
+  add({
+    id: STEP_PACKAGES,
+    description: "install the distribution packages",
+    command: packages,
+    after: [],
+    triggers: [sha256(packages)],
+  });
 
   const user = systemUserCommand(node);
   add({
@@ -166,7 +177,8 @@ export function hostPlan(
 
   // The rendered script is a file like any other; this step runs it whenever it or the SSH port changes.
   const firewallScript = allFiles.find((f) => f.path === FIREWALL_SCRIPT);
-  if (firewallScript === undefined) throw new Error(`the host files lack ${FIREWALL_SCRIPT}; the firewall step has nothing to run`);
+  if (firewallScript === undefined)
+    throw new Error(`the host files lack ${FIREWALL_SCRIPT}; the firewall step has nothing to run`);
   const firewall = firewallApplyCommand(options.sshPort);
   add({
     id: STEP_FIREWALL,

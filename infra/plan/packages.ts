@@ -34,7 +34,8 @@ export function packagesCommand(node: GatewayNode): string {
   const names = requiredPackages(node).join(" ");
   if (node.os.family === "debian") {
     // A package upgraded along the way must not stop on a conffile prompt over a file this plan rendered.
-    const aptInstall = "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+    const aptInstall =
+      "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
     return [
       "set -eu",
       "export DEBIAN_FRONTEND=noninteractive",
@@ -50,13 +51,13 @@ export function packagesCommand(node: GatewayNode): string {
   }
   const lines = [
     "set -eu",
-    "rpm -q epel-release >/dev/null 2>&1 || dnf install -y epel-release || dnf install -y \"https://dl.fedoraproject.org/pub/epel/epel-release-latest-$(rpm -E %rhel).noarch.rpm\"",
+    'rpm -q epel-release >/dev/null 2>&1 || dnf install -y epel-release || dnf install -y "https://dl.fedoraproject.org/pub/epel/epel-release-latest-$(rpm -E %rhel).noarch.rpm"',
     "if dnf module list nodejs >/dev/null 2>&1; then dnf module enable -y nodejs:20; fi",
   ];
   if (node.spam.engine === "rspamd") {
     lines.push(
       "if [ ! -f /etc/yum.repos.d/rspamd.repo ]; then",
-      "  curl -fsS -o /etc/yum.repos.d/rspamd.repo \"https://rspamd.com/rpm-stable/centos-$(rpm -E %rhel)/rspamd.repo\"",
+      '  curl -fsS -o /etc/yum.repos.d/rspamd.repo "https://rspamd.com/rpm-stable/centos-$(rpm -E %rhel)/rspamd.repo"',
       "  rpm --import https://rspamd.com/rpm-stable/gpg.key",
       "fi",
     );

@@ -84,7 +84,12 @@ export function dkimKeyCommand(node: GatewayNode): string {
  * main.cf names exist: a certbot that "succeeds" into another lineage must not let Postfix start without them.
  */
 export function certificateCommand(node: GatewayNode): string {
-  return ["set -eu", certbotIssueCommand(node), `test -s ${shellQuote(node.tls.certFile)}`, `test -s ${shellQuote(node.tls.keyFile)}`].join("\n");
+  return [
+    "set -eu",
+    certbotIssueCommand(node),
+    `test -s ${shellQuote(node.tls.certFile)}`,
+    `test -s ${shellQuote(node.tls.keyFile)}`,
+  ].join("\n");
 }
 
 /** Loopback-only services: reachable from the host itself, refused from anywhere else. */
@@ -149,7 +154,12 @@ export function verifyCommand(node: GatewayNode, services: string[]): string {
   const table = `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
   const probe = shellQuote(`postmaster@${node.domain}`);
   const units = services.map(shellQuote).join(" ");
-  const conditions = [...ports.map((p) => `listening ${p}`), ...milters, "lookup_answers", ...(services.length > 0 ? ["services_up"] : [])];
+  const conditions = [
+    ...ports.map((p) => `listening ${p}`),
+    ...milters,
+    "lookup_answers",
+    ...(services.length > 0 ? ["services_up"] : []),
+  ];
   return [
     "set -eu",
     `listening() { ss -Htln "sport = :$1" | grep -q .; }`,
@@ -163,7 +173,11 @@ export function verifyCommand(node: GatewayNode, services: string[]): string {
     `    echo "not ready after 60s: need ${ports.join(", ")} listening, the milters (${milters.join("; ")}) up, ${table} answering${services.length > 0 ? " and these services up without restarts: " + services.join(" ") : ""}" >&2`,
     "    ss -Htln >&2",
     `    postmap -q ${probe} ${table} >&2 || true`,
-    ...(services.length > 0 ? [`    for u in ${units}; do echo "$u: $(systemctl is-active "$u") restarts=$(systemctl show -P NRestarts "$u")" >&2; done`] : []),
+    ...(services.length > 0
+      ? [
+          `    for u in ${units}; do echo "$u: $(systemctl is-active "$u") restarts=$(systemctl show -P NRestarts "$u")" >&2; done`,
+        ]
+      : []),
     "    exit 1",
     "  fi",
     "  sleep 1",

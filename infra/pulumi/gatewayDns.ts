@@ -64,8 +64,11 @@ export class GatewayDns extends pulumi.ComponentResource {
     const fixed = dnsRecords(args.node);
     this.records = {};
     const add = (record: pulumi.Output<DnsRecord>, childName: string) => {
-      if (this.records[childName]) throw new Error(`two DNS records map to the resource ${name}-${childName}; each type and name may appear once per stack`);
-      this.records[childName] = new cloudflare.DnsRecord(`${name}-${childName}`, recordArgs(this.zoneId, record), { parent: this });
+      if (this.records[childName])
+        throw new Error(`two DNS records map to the resource ${name}-${childName}; each type and name may appear once per stack`);
+      this.records[childName] = new cloudflare.DnsRecord(`${name}-${childName}`, recordArgs(this.zoneId, record), {
+        parent: this,
+      });
     };
     for (const record of fixed) add(pulumi.output(record), recordResourceName(record));
 

@@ -32,7 +32,9 @@ export function dkimRecordText(publicKey: string): string {
   const text = (quoted.length > 0 ? quoted.join("") : publicKey).replace(/\s+/g, "");
   const p = /(?:^|;)p=([A-Za-z0-9+/=]+)(?:;|$)/.exec(text)?.[1] ?? (/^[A-Za-z0-9+/=]+$/.test(text) ? text : undefined);
   if (p === undefined || p.length < 100) {
-    throw new Error(`DKIM public key ${JSON.stringify(publicKey.slice(0, 60))} is not usable; expected the base64 key or opendkim-genkey's <selector>.txt`);
+    throw new Error(
+      `DKIM public key ${JSON.stringify(publicKey.slice(0, 60))} is not usable; expected the base64 key or opendkim-genkey's <selector>.txt`,
+    );
   }
   return `v=DKIM1; h=sha256; k=rsa; p=${p}`;
 }
@@ -40,10 +42,22 @@ export function dkimRecordText(publicKey: string): string {
 function addressRecords(node: GatewayNode): DnsRecord[] {
   const { hostname, ipv4, ipv6 } = node.host;
   const records: DnsRecord[] = [
-    { name: hostname, type: "A", content: ipv4, ttl: RECORD_TTL, purpose: `Address of ${hostname}, the target of its MX record; must match the PTR of ${ipv4}.` },
+    {
+      name: hostname,
+      type: "A",
+      content: ipv4,
+      ttl: RECORD_TTL,
+      purpose: `Address of ${hostname}, the target of its MX record; must match the PTR of ${ipv4}.`,
+    },
   ];
   if (ipv6) {
-    records.push({ name: hostname, type: "AAAA", content: ipv6, ttl: RECORD_TTL, purpose: `IPv6 address of ${hostname}; must match the PTR of ${ipv6}.` });
+    records.push({
+      name: hostname,
+      type: "AAAA",
+      content: ipv6,
+      ttl: RECORD_TTL,
+      purpose: `IPv6 address of ${hostname}; must match the PTR of ${ipv6}.`,
+    });
   }
   return records;
 }

@@ -109,7 +109,9 @@ function checkedUsers(secrets: GatewaySecrets): GatewaySecrets["submissionUsers"
       );
     }
     if (seen.has(user.username)) {
-      throw new Error(`secrets.submissionUsers[${index}].username=${JSON.stringify(user.username)} is a duplicate; accepted: unique usernames`);
+      throw new Error(
+        `secrets.submissionUsers[${index}].username=${JSON.stringify(user.username)} is a duplicate; accepted: unique usernames`,
+      );
     }
     seen.add(user.username);
     if (user.password.length < 12 || /[\r\n]/.test(user.password)) {
@@ -123,7 +125,9 @@ function checkedUsers(secrets: GatewaySecrets): GatewaySecrets["submissionUsers"
 
 export function renderSubmissionPasswd(secrets: GatewaySecrets): string {
   return checkedUsers(secrets)
-    .map((user) => `${user.username}:{SHA512-CRYPT}${sha512Crypt(user.password, deterministicSalt(user.username, user.password))}\n`)
+    .map(
+      (user) => `${user.username}:{SHA512-CRYPT}${sha512Crypt(user.password, deterministicSalt(user.username, user.password))}\n`,
+    )
     .join("");
 }
 

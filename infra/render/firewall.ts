@@ -95,9 +95,7 @@ function renderFirewalldScript(node: GatewayNode): string {
     "fi",
     `fw --add-port=${SSH_PORT}/tcp  # SSH administration`,
     ...open.map((p) => `fw --add-port=${firewalldPort(p.port)}/tcp  # ${p.why}`),
-    ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(
-      (port) => `fw --remove-port=${port}/tcp`,
-    ),
+    ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map((port) => `fw --remove-port=${port}/tcp`),
     ...loopbackOnlyPorts(node).map(
       (p) => `fw --add-rich-rule='rule port port="${firewalldPort(p.port)}" protocol="tcp" reject'  # ${p.why}`,
     ),

@@ -78,7 +78,8 @@ export function gatewayEnvFiles(node: GatewayNode, secrets?: GatewaySecrets): Ho
       content: renderGatewayEnv(node, secrets),
       secret: withPassword,
       // A relay has no inbound processor unit; notifying it made the deploy enable a unit that does not exist.
-      notify: node.role === "primary" ? [...RUNTIME_SERVICES] : RUNTIME_SERVICES.filter((service) => service !== "brightchain-inbound"),
+      notify:
+        node.role === "primary" ? [...RUNTIME_SERVICES] : RUNTIME_SERVICES.filter((service) => service !== "brightchain-inbound"),
     },
   ];
 }

@@ -46,7 +46,6 @@ function socketmap(node: GatewayNode): string {
   return `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
 }
 
-
 function identitySection(node: GatewayNode): PostfixSection {
   return {
     title: "Identity",
@@ -54,9 +53,10 @@ function identitySection(node: GatewayNode): PostfixSection {
       {
         key: "compatibility_level",
         value: node.os.family === "rhel" ? "2" : "3.6",
-        why: node.os.family === "rhel"
-          ? "RHEL 9 ships Postfix 3.5, which cannot parse the 3.6 level; every default level 3.6 changes is set explicitly below."
-          : "Current defaults without backwards-compatibility logging (Postfix 3.6+: Debian 12, Ubuntu 22.04).",
+        why:
+          node.os.family === "rhel"
+            ? "RHEL 9 ships Postfix 3.5, which cannot parse the 3.6 level; every default level 3.6 changes is set explicitly below."
+            : "Current defaults without backwards-compatibility logging (Postfix 3.6+: Debian 12, Ubuntu 22.04).",
       },
       { key: "myhostname", value: node.host.hostname },
       { key: "mydomain", value: node.domain },
@@ -70,9 +70,10 @@ function identitySection(node: GatewayNode): PostfixSection {
       {
         key: "inet_protocols",
         value: node.host.ipv6 === undefined ? "ipv4" : "all",
-        why: node.host.ipv6 === undefined
-          ? "No IPv6 address on this node: trying IPv6 MX hosts would only add timeouts before every IPv4 fallback."
-          : undefined,
+        why:
+          node.host.ipv6 === undefined
+            ? "No IPv6 address on this node: trying IPv6 MX hosts would only add timeouts before every IPv4 fallback."
+            : undefined,
       },
       { key: "mynetworks", value: node.mynetworks.join(" ") },
       {
@@ -105,7 +106,11 @@ function tlsSection(node: GatewayNode): PostfixSection {
       },
       { key: "smtpd_tls_mandatory_protocols", value: TLS_1_2_OR_LATER },
       { key: "smtpd_tls_mandatory_ciphers", value: "high" },
-      { key: "smtpd_tls_auth_only", value: "yes", why: "Never offer AUTH before STARTTLS: passwords must not cross in plaintext." },
+      {
+        key: "smtpd_tls_auth_only",
+        value: "yes",
+        why: "Never offer AUTH before STARTTLS: passwords must not cross in plaintext.",
+      },
       { key: "smtpd_tls_received_header", value: "yes" },
       { key: "smtpd_tls_loglevel", value: "1" },
       { key: "smtpd_tls_session_cache_database", value: "btree:${data_directory}/smtpd_scache" },
@@ -230,7 +235,9 @@ function primaryDeliverySection(node: GatewayNode): PostfixSection {
 function relayDeliverySection(node: GatewayNode): PostfixSection {
   const relay = node.relay;
   if (relay === undefined) {
-    throw new Error(`node ${node.host.hostname}: role=relay needs relay settings (relay.forwardTo, relay.queueLifetime); got none`);
+    throw new Error(
+      `node ${node.host.hostname}: role=relay needs relay settings (relay.forwardTo, relay.queueLifetime); got none`,
+    );
   }
   return {
     title: "Backup MX: validate, hold, forward to the primary",
@@ -258,7 +265,14 @@ export function mainCfSections(node: GatewayNode): PostfixSection[] {
     throw new Error(`role=${String(node.role)} is not supported; accepted: primary, relay`);
   }
   const delivery = node.role === "primary" ? primaryDeliverySection(node) : relayDeliverySection(node);
-  const sections = [identitySection(node), delivery, smtpdPolicySection(node), tlsSection(node), sizeSection(node), milterSection(node)];
+  const sections = [
+    identitySection(node),
+    delivery,
+    smtpdPolicySection(node),
+    tlsSection(node),
+    sizeSection(node),
+    milterSection(node),
+  ];
   return sections.filter((section) => section.params.length > 0);
 }
 
@@ -335,10 +349,7 @@ function dropService(node: GatewayNode): MasterService {
     return service(DROP_SERVICE, "unix", "pipe", {
       unpriv: "n",
       why: "The guide's script: D prepends Delivered-To (and detects loops), R Return-Path; one recipient per call.",
-      args: [
-        `flags=DRhu user=${node.drop.user}`,
-        `argv=${MAILDROP_SCRIPT_PATH} \${sender} \${recipient}`,
-      ],
+      args: [`flags=DRhu user=${node.drop.user}`, `argv=${MAILDROP_SCRIPT_PATH} \${sender} \${recipient}`],
     });
   }
   if (node.drop.transport !== "virtual") {
@@ -393,7 +404,16 @@ export function masterCfServices(node: GatewayNode): MasterService[] {
 }
 
 function renderService(entry: MasterService): string {
-  const columns = [entry.service, entry.type, entry.private, entry.unpriv, entry.chroot, entry.wakeup, entry.maxproc, entry.command];
+  const columns = [
+    entry.service,
+    entry.type,
+    entry.private,
+    entry.unpriv,
+    entry.chroot,
+    entry.wakeup,
+    entry.maxproc,
+    entry.command,
+  ];
   const line = columns.join(" ");
   const args = (entry.args ?? []).map((arg) => `  ${arg}`);
   const comment = entry.why === undefined ? [] : [`# ${entry.why}`];

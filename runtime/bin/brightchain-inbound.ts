@@ -17,9 +17,14 @@ const logger: InboundLogger = {
 };
 
 async function openSink(config: RuntimeConfig): Promise<{ sink: Sink; description: string }> {
-  if (config.nodeUrl !== undefined) return { sink: new HttpNodeSink({ nodeUrl: config.nodeUrl }), description: `node API ${config.nodeUrl}` };
+  if (config.nodeUrl !== undefined)
+    return { sink: new HttpNodeSink({ nodeUrl: config.nodeUrl }), description: `node API ${config.nodeUrl}` };
   if (config.storeDir === undefined) {
-    throw new ConfigError("GATEWAY_STORE_DIR", undefined, "an absolute path for the embedded store, or GATEWAY_NODE_URL set to the node's API");
+    throw new ConfigError(
+      "GATEWAY_STORE_DIR",
+      undefined,
+      "an absolute path for the embedded store, or GATEWAY_NODE_URL set to the node's API",
+    );
   }
   return { sink: await ContentAddressedStore.open(config.storeDir), description: `embedded store ${config.storeDir}` };
 }
@@ -69,7 +74,9 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => shutdown("SIGINT"));
 
   await processor.start();
-  logger.info(`watching ${config.mailDropDir}/new → ${opened.description} (concurrency ${config.inboundConcurrency}, spam engine ${config.spamEngine})`);
+  logger.info(
+    `watching ${config.mailDropDir}/new → ${opened.description} (concurrency ${config.inboundConcurrency}, spam engine ${config.spamEngine})`,
+  );
 }
 
 main().catch((error: unknown) => {

@@ -21,7 +21,11 @@ function openRegistry(config: RuntimeConfig): RecipientRegistry {
     });
   }
   if (config.registryFile === undefined) {
-    throw new ConfigError("GATEWAY_REGISTRY_FILE", undefined, "the recipient file path (or GATEWAY_REGISTRY_URL for the node's API)");
+    throw new ConfigError(
+      "GATEWAY_REGISTRY_FILE",
+      undefined,
+      "the recipient file path (or GATEWAY_REGISTRY_URL for the node's API)",
+    );
   }
   let registry: FileRegistry;
   try {
@@ -60,7 +64,9 @@ async function main(): Promise<void> {
   try {
     await service.listen();
   } catch (error) {
-    log(`cannot listen on ${config.lookupHost}:${config.lookupPort} (GATEWAY_LOOKUP_HOST/GATEWAY_LOOKUP_PORT): ${(error as Error).message}`);
+    log(
+      `cannot listen on ${config.lookupHost}:${config.lookupPort} (GATEWAY_LOOKUP_HOST/GATEWAY_LOOKUP_PORT): ${(error as Error).message}`,
+    );
     registry.close();
     process.exit(EX_CONFIG);
   }

@@ -8,7 +8,8 @@ import { parseArgs } from "node:util";
 import { ConfigError, loadRuntimeConfig } from "../src/config";
 import { SubmissionError, sendViaSubmission, type OutgoingMessage } from "../src/outbound/submission-client";
 
-const USAGE = "usage: brightchain-send --from ADDRESS --to ADDRESS [--to ADDRESS…] [--subject TEXT] [--file MESSAGE.eml] [< body]";
+const USAGE =
+  "usage: brightchain-send --from ADDRESS --to ADDRESS [--to ADDRESS…] [--subject TEXT] [--file MESSAGE.eml] [< body]";
 const EX_USAGE = 64;
 const EX_TEMPFAIL = 75;
 const EX_CONFIG = 78;
@@ -39,7 +40,10 @@ async function main(): Promise<void> {
   } catch (error) {
     fail(EX_USAGE, `${(error as Error).message}\n${USAGE}`);
   }
-  const to = (args.to ?? []).flatMap((t) => t.split(",")).map((t) => t.trim()).filter((t) => t !== "");
+  const to = (args.to ?? [])
+    .flatMap((t) => t.split(","))
+    .map((t) => t.trim())
+    .filter((t) => t !== "");
   if (args.from === undefined || to.length === 0) fail(EX_USAGE, `--from and at least one --to are required\n${USAGE}`);
 
   let config;
@@ -58,12 +62,20 @@ async function main(): Promise<void> {
   try {
     const result = await sendViaSubmission(
       message,
-      { host: config.postfixHost, port: config.postfixPort, user: config.postfixUser, pass: config.postfixPass, caFile: config.postfixCaFile },
-      (attempt, waitMs, reason) => process.stderr.write(`brightchain-send: attempt ${attempt} failed (${reason}); retrying in ${waitMs} ms\n`),
+      {
+        host: config.postfixHost,
+        port: config.postfixPort,
+        user: config.postfixUser,
+        pass: config.postfixPass,
+        caFile: config.postfixCaFile,
+      },
+      (attempt, waitMs, reason) =>
+        process.stderr.write(`brightchain-send: attempt ${attempt} failed (${reason}); retrying in ${waitMs} ms\n`),
     );
     process.stdout.write(`accepted for ${result.accepted.join(", ")}: ${result.response}\n`);
   } catch (error) {
-    if (error instanceof SubmissionError) fail(error.permanent ? 1 : EX_TEMPFAIL, `${error.permanent ? "refused" : "not sent"}: ${error.message}`);
+    if (error instanceof SubmissionError)
+      fail(error.permanent ? 1 : EX_TEMPFAIL, `${error.permanent ? "refused" : "not sent"}: ${error.message}`);
     throw error;
   }
 }

@@ -16,7 +16,15 @@ function fail(code: number, message: string): never {
 
 function row(entry: StoreIndexEntry): string {
   const clean = (text: string | undefined): string => (text ?? "-").replace(/[\t\r\n]+/g, " ");
-  return [entry.receivedAt, entry.folder, entry.recipient, clean(entry.from), clean(entry.subject), String(entry.size), entry.sha3.slice(0, 16)].join("\t");
+  return [
+    entry.receivedAt,
+    entry.folder,
+    entry.recipient,
+    clean(entry.from),
+    clean(entry.subject),
+    String(entry.size),
+    entry.sha3.slice(0, 16),
+  ].join("\t");
 }
 
 async function main(): Promise<void> {
@@ -38,7 +46,10 @@ async function main(): Promise<void> {
   const { values, positionals } = parsed;
   const storeDir = values.store ?? process.env.GATEWAY_STORE_DIR;
   if (storeDir === undefined || !storeDir.startsWith("/")) {
-    fail(EX_USAGE, `the store is not known: GATEWAY_STORE_DIR=${JSON.stringify(storeDir ?? "")}; expected an absolute path (or --store DIR)`);
+    fail(
+      EX_USAGE,
+      `the store is not known: GATEWAY_STORE_DIR=${JSON.stringify(storeDir ?? "")}; expected an absolute path (or --store DIR)`,
+    );
   }
   const [verb, argument] = positionals;
   const entries = await readStoreIndex(storeDir);
@@ -48,7 +59,10 @@ async function main(): Promise<void> {
       fail(EX_USAGE, `--folder ${JSON.stringify(values.folder)} is not a folder; expected inbox or spam`);
     }
     const recipient = values.recipient?.toLowerCase();
-    const selected = entries.filter((e) => (recipient === undefined || e.recipient === recipient) && (values.folder === undefined || e.folder === values.folder));
+    const selected = entries.filter(
+      (e) =>
+        (recipient === undefined || e.recipient === recipient) && (values.folder === undefined || e.folder === values.folder),
+    );
     if (values.json === true) {
       for (const entry of selected) process.stdout.write(`${JSON.stringify(entry)}\n`);
     } else {
@@ -60,7 +74,8 @@ async function main(): Promise<void> {
 
   if (verb === "show" && argument !== undefined) {
     const prefix = argument.toLowerCase();
-    if (!/^[0-9a-f]{8,128}$/.test(prefix)) fail(EX_USAGE, `${JSON.stringify(argument)} is not a SHA3-512 or a prefix of at least 8 hex digits`);
+    if (!/^[0-9a-f]{8,128}$/.test(prefix))
+      fail(EX_USAGE, `${JSON.stringify(argument)} is not a SHA3-512 or a prefix of at least 8 hex digits`);
     const matches = [...new Set(entries.map((e) => e.sha3).filter((sha3) => sha3.startsWith(prefix)))];
     if (matches.length === 0) fail(1, `no message ${prefix} in ${storeDir}`);
     if (matches.length > 1) fail(1, `prefix ${prefix} matches ${matches.length} messages; give more digits`);

@@ -26,7 +26,13 @@ export async function startDovecotSasl(options: { authSocket: string; users: Rec
   chmodSync(dir, 0o755);
   for (const sub of ["run", "state"]) mkdirSync(join(dir, sub));
   const passwd = join(dir, "passwd");
-  writeFileSync(passwd, Object.entries(options.users).map(([user, pass]) => `${user}:{PLAIN}${pass}\n`).join(""), { mode: 0o640 });
+  writeFileSync(
+    passwd,
+    Object.entries(options.users)
+      .map(([user, pass]) => `${user}:{PLAIN}${pass}\n`)
+      .join(""),
+    { mode: 0o640 },
+  );
   chownSync(passwd, 0, await dovecotGid());
   const logFile = join(dir, "dovecot.log");
   const config = join(dir, "dovecot.conf");

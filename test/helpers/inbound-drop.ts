@@ -37,7 +37,12 @@ export function dropMessage(dropDir: string, name: string, content: string | Buf
   return target;
 }
 
-export async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000, pollMs = 20): Promise<void> {
+export async function waitUntil(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+  pollMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await condition()) return;

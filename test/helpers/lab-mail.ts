@@ -75,14 +75,22 @@ export interface SwaksOptions {
 export async function swaksFromOutside(options: SwaksOptions): Promise<{ transcript: string; exitCode: number }> {
   const args = [
     "swaks",
-    "--to", options.to,
-    "--from", options.from ?? "someone@outside.test",
-    "--helo", "mx.outside.test",
-    "--server", options.server,
-    "--port", String(options.port ?? 25),
-    "--timeout", "30",
-    "--header", `Subject: ${options.subject ?? "lab scenario"}`,
-    "--body", options.body ?? "hello from outside",
+    "--to",
+    options.to,
+    "--from",
+    options.from ?? "someone@outside.test",
+    "--helo",
+    "mx.outside.test",
+    "--server",
+    options.server,
+    "--port",
+    String(options.port ?? 25),
+    "--timeout",
+    "30",
+    "--header",
+    `Subject: ${options.subject ?? "lab scenario"}`,
+    "--body",
+    options.body ?? "hello from outside",
     ...(options.extra ?? []),
   ];
   const result = await tryOn("outside", `${args.map(shellQuote).join(" ")} 2>&1`);
@@ -111,12 +119,18 @@ const STORE_CLI = `set -a && . ${GATEWAY_ENV_FILE} && set +a && node ${RUNTIME_D
 /** Every entry of the primary's store (brightchain-store list --json on `mail`). */
 export async function storeEntries(): Promise<StoreEntry[]> {
   const out = await on("mail", `${STORE_CLI} list --json`);
-  return out.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line) as StoreEntry);
+  return out
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as StoreEntry);
 }
 
 /** Mail log of a gateway host: Postfix and the runtime's services, for failure messages. */
 export async function mailLog(host: LabHostName, lines = 60): Promise<string> {
-  const result = await tryOn(host, `journalctl -u postfix@- -u postfix -u brightchain-inbound -u brightchain-lookup -n ${lines} --no-pager; postqueue -p`);
+  const result = await tryOn(
+    host,
+    `journalctl -u postfix@- -u postfix -u brightchain-inbound -u brightchain-lookup -n ${lines} --no-pager; postqueue -p`,
+  );
   return result.stdout + result.stderr;
 }
 
@@ -127,7 +141,9 @@ export async function waitForStoreEntries(subject: string, count = 1, deadlineMs
     const found = (await storeEntries()).filter((entry) => entry.subject === subject);
     if (found.length >= count) return found;
     if (Date.now() > deadline) {
-      throw new Error(`mail: ${count} store entr${count === 1 ? "y" : "ies"} with subject ${JSON.stringify(subject)} not there within ${deadlineMs} ms; found ${found.length}\n${await mailLog("mail")}`);
+      throw new Error(
+        `mail: ${count} store entr${count === 1 ? "y" : "ies"} with subject ${JSON.stringify(subject)} not there within ${deadlineMs} ms; found ${found.length}\n${await mailLog("mail")}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }

@@ -371,7 +371,15 @@ class SmtpConnection {
 }
 
 export function defaultMessage(from: string, to: string[], subject = "harness test message"): string {
-  return [`From: <${from}>`, `To: ${to.map((t) => `<${t}>`).join(", ")}`, `Subject: ${subject}`, `Message-ID: <${Date.now()}.${Math.random().toString(36).slice(2)}@test.invalid>`, "", "hello from the postfix test harness", ""].join("\r\n");
+  return [
+    `From: <${from}>`,
+    `To: ${to.map((t) => `<${t}>`).join(", ")}`,
+    `Subject: ${subject}`,
+    `Message-ID: <${Date.now()}.${Math.random().toString(36).slice(2)}@test.invalid>`,
+    "",
+    "hello from the postfix test harness",
+    "",
+  ].join("\r\n");
 }
 
 /** One SMTP transaction over a raw socket, returning the server's reply at every stage (no client-side retries). */

@@ -66,8 +66,21 @@ export async function runUnderTty(command: string[]): Promise<{ code: number; ou
 export async function createSelfSignedCert(dir: string, hostname: string): Promise<{ certFile: string; keyFile: string }> {
   const files = { certFile: join(dir, "cert.pem"), keyFile: join(dir, "key.pem") };
   await execFileAsync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-    "-subj", `/CN=${hostname}`, "-keyout", files.keyFile, "-out", files.certFile,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${hostname}`,
+    "-keyout",
+    files.keyFile,
+    "-out",
+    files.certFile,
   ]);
   return files;
 }

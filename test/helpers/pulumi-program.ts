@@ -52,7 +52,8 @@ export function stackConfig(stack: string): { config: Record<string, string>; se
     "gateway:certbotCloudflareToken": exampleSecrets.certbotCloudflareToken!,
     "cloudflare:apiToken": "cf-api-token-not-real",
   };
-  if (values["gateway:role"] === "primary") secretValues["gateway:submissionUsers"] = JSON.stringify(exampleSecrets.submissionUsers);
+  if (values["gateway:role"] === "primary")
+    secretValues["gateway:submissionUsers"] = JSON.stringify(exampleSecrets.submissionUsers);
   return { config: { ...values, ...secretValues }, secretKeys: Object.keys(secretValues) };
 }
 

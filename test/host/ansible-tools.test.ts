@@ -26,7 +26,16 @@ describe.each(["primary", "relay"])("the %s playbook under real Ansible", (stack
   let written: ReturnType<typeof run>;
   beforeAll(() => {
     written = run(process.execPath, [
-      path.join(repo, "bin/gateway.cjs"), "playbook", "--stack", stack, "--out", out, "--runtime-dist", dist, "--host", "192.0.2.1",
+      path.join(repo, "bin/gateway.cjs"),
+      "playbook",
+      "--stack",
+      stack,
+      "--out",
+      out,
+      "--runtime-dist",
+      dist,
+      "--host",
+      "192.0.2.1",
     ]);
   });
   const inventory = path.join(out, "inventory.ini");
@@ -56,7 +65,10 @@ describe.each(["primary", "relay"])("the %s playbook under real Ansible", (stack
   it("has an inventory Ansible parses to the overridden address", () => {
     const parsed = run("ansible-inventory", ["-i", inventory, "--list"]);
     expect(parsed.code).toBe(0);
-    const data = JSON.parse(parsed.stdout) as { _meta: { hostvars: Record<string, Record<string, unknown>> }; gateway: { hosts: string[] } };
+    const data = JSON.parse(parsed.stdout) as {
+      _meta: { hostvars: Record<string, Record<string, unknown>> };
+      gateway: { hosts: string[] };
+    };
     const [host] = data.gateway.hosts;
     expect(data._meta.hostvars[host!]).toMatchObject({ ansible_host: "192.0.2.1", ansible_port: 22, ansible_user: "root" });
   });

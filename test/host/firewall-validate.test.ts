@@ -58,11 +58,20 @@ beforeAll(async () => {
   sh(`ip netns add ${netns}`);
   sh(`ip link add ${hostVeth} type veth peer name ${nsVeth} && ip link set ${nsVeth} netns ${netns}`);
   sh(`ip addr add ${hostAddress}/30 dev ${hostVeth} && ip link set ${hostVeth} up`);
-  sh(`ip -n ${netns} addr add ${nsAddress}/30 dev ${nsVeth} && ip -n ${netns} link set ${nsVeth} up && ip -n ${netns} link set lo up`);
+  sh(
+    `ip -n ${netns} addr add ${nsAddress}/30 dev ${nsVeth} && ip -n ${netns} link set ${nsVeth} up && ip -n ${netns} link set lo up`,
+  );
   // One process inside the namespace listening on every probed port, on all addresses.
   listeners = spawn(
     "ip",
-    ["netns", "exec", netns, "node", "-e", `for (const p of ${JSON.stringify(probedPorts)}) require("net").createServer((s) => s.end()).listen(p, "0.0.0.0")`],
+    [
+      "netns",
+      "exec",
+      netns,
+      "node",
+      "-e",
+      `for (const p of ${JSON.stringify(probedPorts)}) require("net").createServer((s) => s.end()).listen(p, "0.0.0.0")`,
+    ],
     { stdio: "ignore" },
   );
   for (const port of probedPorts) await waitForPort(port, nsAddress);
@@ -84,8 +93,15 @@ describe("ufw script in a network namespace", () => {
     const machineUfw = readFileSync("/etc/ufw/user.rules", "utf8");
     applyUfw(examplePrimary);
     expect(await reachable()).toEqual({
-      22: "open", 25: "open", 587: "open",
-      80: "refused", 783: "refused", 2526: "refused", 8891: "refused", 11332: "refused", 11334: "refused",
+      22: "open",
+      25: "open",
+      587: "open",
+      80: "refused",
+      783: "refused",
+      2526: "refused",
+      8891: "refused",
+      11332: "refused",
+      11334: "refused",
     });
     // Inside the namespace the loopback daemons stay reachable on 127.0.0.1.
     inNamespace("nc -z -w 2 127.0.0.1 2526 && nc -z -w 2 127.0.0.1 11332");

@@ -113,7 +113,9 @@ describe("brightchain-inbound (built daemon, embedded store)", () => {
       const object = join(storeDir, "objects", entry.sha3.slice(0, 2), entry.sha3.slice(2));
       expect(createHash("sha3-512").update(readFileSync(object)).digest("hex")).toBe(entry.sha3);
     }
-    console.log(`kill -9 after ${atKill} index lines with ${leftInNew} files still in new/; after restart ${index.length} entries`);
+    console.log(
+      `kill -9 after ${atKill} index lines with ${leftInNew} files still in new/; after restart ${index.length} entries`,
+    );
   });
 
   it("moves an unparsable file and one without Delivered-To to the error dir with a reason", async () => {

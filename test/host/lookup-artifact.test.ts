@@ -8,7 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
 import { examplePrimary } from "../fixtures/nodes";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
-import { freePort, portAccepts, renderedPostfixOptions, sendMail, startPostfix, waitFor, waitForPort, type PostfixInstance } from "../helpers/postfix-server";
+import {
+  freePort,
+  portAccepts,
+  renderedPostfixOptions,
+  sendMail,
+  startPostfix,
+  waitFor,
+  waitForPort,
+  type PostfixInstance,
+} from "../helpers/postfix-server";
 
 describe("the bundled brightchain-lookup behind a real Postfix", () => {
   const root = mkdtempSync(join(tmpdir(), "lookup-artifact-"));
@@ -28,7 +37,12 @@ describe("the bundled brightchain-lookup behind a real Postfix", () => {
     // Run from an empty directory with only PATH set: the artifact must need nothing from the repository.
     daemon = spawn(process.execPath, [artifact], {
       cwd: root,
-      env: { PATH: process.env.PATH ?? "", EMAIL_DOMAIN: "brightchain.org", GATEWAY_REGISTRY_FILE: registryFile, GATEWAY_LOOKUP_PORT: String(lookupPort) },
+      env: {
+        PATH: process.env.PATH ?? "",
+        EMAIL_DOMAIN: "brightchain.org",
+        GATEWAY_REGISTRY_FILE: registryFile,
+        GATEWAY_LOOKUP_PORT: String(lookupPort),
+      },
       stdio: ["ignore", "ignore", "pipe"],
     });
     daemon.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
@@ -47,9 +61,15 @@ describe("the bundled brightchain-lookup behind a real Postfix", () => {
   });
 
   it("answers 250 for a known and 550 for an unknown recipient", async () => {
-    const reply = await sendMail({ port: postfix.smtpPort, from: "sender@example.net", to: ["alice@brightchain.org", "mallory@brightchain.org"] });
+    const reply = await sendMail({
+      port: postfix.smtpPort,
+      from: "sender@example.net",
+      to: ["alice@brightchain.org", "mallory@brightchain.org"],
+    });
     expect(reply.rcpt.map((r) => r.code)).toEqual([250, 550]);
-    expect(stderr).toMatch(/registry .*recipients: 1 recipients\nbrightchain-lookup: serving socketmap "virtual" for brightchain.org on 127\.0\.0\.1:\d+\n/);
+    expect(stderr).toMatch(
+      /registry .*recipients: 1 recipients\nbrightchain-lookup: serving socketmap "virtual" for brightchain.org on 127\.0\.0\.1:\d+\n/,
+    );
   });
 
   it("exits 0 on SIGTERM while Postfix holds connections to it, after which Postfix answers 451", async () => {

@@ -30,7 +30,8 @@ describe("lookup service probed with nc and postmap", () => {
   });
 
   it("answers the guide's probe, and nc returns on its own", async () => {
-    const probe = (address: string) => run("bash", ["-c", `echo "virtual ${address}" | nc 127.0.0.1 ${port}`], { timeout: 10_000 });
+    const probe = (address: string) =>
+      run("bash", ["-c", `echo "virtual ${address}" | nc 127.0.0.1 ${port}`], { timeout: 10_000 });
     expect((await probe("alice@brightchain.org")).stdout).toBe("OK alice@brightchain.org\n");
     expect((await probe("Alice+news@BrightChain.org")).stdout).toBe("OK alice@brightchain.org\n");
     expect((await probe("nobody@brightchain.org")).stdout).toBe("NOTFOUND\n");

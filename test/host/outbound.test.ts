@@ -25,9 +25,23 @@ beforeAll(async () => {
   certFile = join(work, "cert.pem");
   const keyFile = join(work, "key.pem");
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout", keyFile, "-out", certFile,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
   ]);
 
   postfix = await startPostfix({
@@ -61,7 +75,10 @@ tlsmgr unix - - n 1000? 1 tlsmgr
   });
   mkdirSync(join(postfix.dir, "vmail"));
   chownSync(join(postfix.dir, "vmail"), NOBODY, NOBODY);
-  dovecot = await startDovecotSasl({ authSocket: join(postfix.queueDir, "private", "auth"), users: { "node@brightchain.org": "correct horse" } });
+  dovecot = await startDovecotSasl({
+    authSocket: join(postfix.queueDir, "private", "auth"),
+    users: { "node@brightchain.org": "correct horse" },
+  });
 });
 
 afterAll(async () => {
@@ -78,18 +95,23 @@ interface CliResult {
 
 async function send(env: Record<string, string>, args: string[], input = "hello over submission\n"): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [sendCli, ...args], {
-      env: {
-        PATH: process.env.PATH,
-        EMAIL_DOMAIN: "brightchain.org",
-        GATEWAY_POSTFIX_HOST: "127.0.0.1",
-        GATEWAY_POSTFIX_PORT: String(postfix.ports.submission),
-        GATEWAY_POSTFIX_CA_FILE: certFile,
-        ...env,
+    const child = execFile(
+      process.execPath,
+      [sendCli, ...args],
+      {
+        env: {
+          PATH: process.env.PATH,
+          EMAIL_DOMAIN: "brightchain.org",
+          GATEWAY_POSTFIX_HOST: "127.0.0.1",
+          GATEWAY_POSTFIX_PORT: String(postfix.ports.submission),
+          GATEWAY_POSTFIX_CA_FILE: certFile,
+          ...env,
+        },
       },
-    }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), stdout, stderr });
-    });
+      (error, stdout, stderr) => {
+        resolve({ code: error === null ? 0 : Number((error as { code?: number }).code ?? 1), stdout, stderr });
+      },
+    );
     child.stdin!.end(input);
   });
 }
@@ -99,7 +121,14 @@ const inbox = () => join(postfix.dir, "vmail", "inbox", "new");
 
 describe("brightchain-send through real Postfix submission with Dovecot SASL", () => {
   it("delivers with the right password, over STARTTLS", async () => {
-    const result = await send(goodLogin, ["--from", "node@brightchain.org", "--to", "carol@example.net", "--subject", "good login"]);
+    const result = await send(goodLogin, [
+      "--from",
+      "node@brightchain.org",
+      "--to",
+      "carol@example.net",
+      "--subject",
+      "good login",
+    ]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^accepted for carol@example.net: 250 2\.0\.0 Ok: queued as \w+/);
@@ -114,7 +143,12 @@ describe("brightchain-send through real Postfix submission with Dovecot SASL", (
   });
 
   it("reports a wrong password as a permanent 535, exit 1, nothing retried", async () => {
-    const result = await send({ ...goodLogin, GATEWAY_POSTFIX_PASS: "wrong" }, ["--from", "node@brightchain.org", "--to", "carol@example.net"]);
+    const result = await send({ ...goodLogin, GATEWAY_POSTFIX_PASS: "wrong" }, [
+      "--from",
+      "node@brightchain.org",
+      "--to",
+      "carol@example.net",
+    ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/refused: 127\.0\.0\.1:\d+: server answered 535 5\.7\.8 Error: authentication failed/);
     expect(result.stderr).not.toContain("retrying");
@@ -127,7 +161,12 @@ describe("brightchain-send through real Postfix submission with Dovecot SASL", (
   });
 
   it("refuses to trust a certificate it cannot verify", async () => {
-    const result = await send({ ...goodLogin, GATEWAY_POSTFIX_CA_FILE: "" }, ["--from", "node@brightchain.org", "--to", "carol@example.net"]);
+    const result = await send({ ...goodLogin, GATEWAY_POSTFIX_CA_FILE: "" }, [
+      "--from",
+      "node@brightchain.org",
+      "--to",
+      "carol@example.net",
+    ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("TLS certificate not trusted");
   });
@@ -136,7 +175,12 @@ describe("brightchain-send through real Postfix submission with Dovecot SASL", (
     // The plain smtpd (port 25 role) of the same Postfix has TLS "may" but we point at a listener without it.
     await postfix.setMainCf({ smtpd_tls_security_level: "none" });
     try {
-      const result = await send({ ...goodLogin, GATEWAY_POSTFIX_PORT: String(postfix.smtpPort) }, ["--from", "node@brightchain.org", "--to", "carol@example.net"]);
+      const result = await send({ ...goodLogin, GATEWAY_POSTFIX_PORT: String(postfix.smtpPort) }, [
+        "--from",
+        "node@brightchain.org",
+        "--to",
+        "carol@example.net",
+      ]);
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(/refused: .*(ETLS|STARTTLS)/);
     } finally {

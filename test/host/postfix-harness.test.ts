@@ -30,7 +30,9 @@ describe("postfix test harness", () => {
       expect(await postfix.postconf("defer_transports")).toBe("");
       await postfix.flushQueue();
       await postfix.waitForQueueEmpty();
-      await waitFor("the discard in the log", () => new RegExp(`${queueId}: .*relay=none, .*status=sent`).test(postfix.maillog()));
+      await waitFor("the discard in the log", () =>
+        new RegExp(`${queueId}: .*relay=none, .*status=sent`).test(postfix.maillog()),
+      );
     } finally {
       await postfix.stop();
     }

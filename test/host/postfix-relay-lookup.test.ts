@@ -15,7 +15,15 @@ import { spoolDirectories } from "../../infra/render/spool";
 import { FileRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
-import { defaultMessage, freePort, renderedPostfixOptions, sendMail, startPostfix, waitFor, type PostfixInstance } from "../helpers/postfix-server";
+import {
+  defaultMessage,
+  freePort,
+  renderedPostfixOptions,
+  sendMail,
+  startPostfix,
+  waitFor,
+  type PostfixInstance,
+} from "../helpers/postfix-server";
 
 const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
 
@@ -40,7 +48,12 @@ describe("a relay validating through the lookup service and forwarding to the pr
       .filter((text) => text.includes(marker));
   };
   const sendToRelay = (to: string[], subject: string) =>
-    sendMail({ port: relay.smtpPort, from: "sender@example.net", to, message: defaultMessage("sender@example.net", to, subject) });
+    sendMail({
+      port: relay.smtpPort,
+      from: "sender@example.net",
+      to,
+      message: defaultMessage("sender@example.net", to, subject),
+    });
 
   beforeAll(async () => {
     chmodSync(root, 0o755);
@@ -48,14 +61,24 @@ describe("a relay validating through the lookup service and forwarding to the pr
     registry = new FileRegistry(registryFile);
     lookupPort = await freePort();
     await startLookup();
-    const lookupSettings = { ...examplePrimary.lookup, port: lookupPort, registry: { kind: "file" as const, path: registryFile } };
+    const lookupSettings = {
+      ...examplePrimary.lookup,
+      port: lookupPort,
+      registry: { kind: "file" as const, path: registryFile },
+    };
 
     const spoolDir = join(root, "spool");
     primaryNode = {
       ...examplePrimary,
       mynetworks: [],
       lookup: lookupSettings,
-      drop: { ...examplePrimary.drop, ...NOBODY, spoolDir, mailDropDir: join(spoolDir, "incoming"), errorDir: join(spoolDir, "errors") },
+      drop: {
+        ...examplePrimary.drop,
+        ...NOBODY,
+        spoolDir,
+        mailDropDir: join(spoolDir, "incoming"),
+        errorDir: join(spoolDir, "errors"),
+      },
     };
     for (const dir of spoolDirectories(primaryNode)) {
       mkdirSync(dir.path, { recursive: true, mode: dir.mode });
@@ -64,7 +87,9 @@ describe("a relay validating through the lookup service and forwarding to the pr
     primary = await startPostfix(renderedPostfixOptions(primaryNode));
 
     const relayNode: GatewayNode = { ...exampleRelay, mynetworks: [], lookup: lookupSettings };
-    relay = await startPostfix(renderedPostfixOptions(relayNode, { main: { relay_transport: `relay:[127.0.0.1]:${primary.smtpPort}` } }));
+    relay = await startPostfix(
+      renderedPostfixOptions(relayNode, { main: { relay_transport: `relay:[127.0.0.1]:${primary.smtpPort}` } }),
+    );
     expect(await relay.postconf("relay_recipient_maps")).toBe(`socketmap:inet:127.0.0.1:${lookupPort}:virtual`);
   });
 
@@ -77,12 +102,17 @@ describe("a relay validating through the lookup service and forwarding to the pr
   });
 
   it("accepts known and +tag recipients, refuses unknown ones with 550, and the primary delivers the accepted", async () => {
-    const reply = await sendToRelay(["alice@brightchain.org", "bob+lists@brightchain.org", "mallory@brightchain.org"], "via-relay");
+    const reply = await sendToRelay(
+      ["alice@brightchain.org", "bob+lists@brightchain.org", "mallory@brightchain.org"],
+      "via-relay",
+    );
     expect(reply.rcpt.map((r) => r.code)).toEqual([250, 250, 550]);
     expect(reply.rcpt[2]!.text).toMatch(/5\.1\.1 .*User unknown in relay recipient table/);
     expect(reply.message!.code).toBe(250);
     await waitFor("both copies in the primary's drop", () => delivered("via-relay").length === 2);
-    const deliveredTo = delivered("via-relay").map((text) => /^Delivered-To: (.*)$/m.exec(text)![1]).sort();
+    const deliveredTo = delivered("via-relay")
+      .map((text) => /^Delivered-To: (.*)$/m.exec(text)![1])
+      .sort();
     expect(deliveredTo).toEqual(["alice@brightchain.org", "bob+lists@brightchain.org"]);
     await relay.waitForQueueEmpty();
   });

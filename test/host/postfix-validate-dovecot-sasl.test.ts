@@ -13,7 +13,12 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
 import type { GatewayNode } from "../../infra/model/types";
-import { POSTFIX_AUTH_LISTENER, SUBMISSION_PASSWD_PATH, renderDovecotConf, renderSubmissionPasswd } from "../../infra/render/dovecot";
+import {
+  POSTFIX_AUTH_LISTENER,
+  SUBMISSION_PASSWD_PATH,
+  renderDovecotConf,
+  renderSubmissionPasswd,
+} from "../../infra/render/dovecot";
 import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
 import {
   PostfixInstance,
@@ -73,7 +78,14 @@ describe("Dovecot SASL behind Postfix submission", () => {
       tls: { ...examplePrimary.tls, ...cert },
       lookup: { ...examplePrimary.lookup, port: socketmap.port },
       // Accepted test mail must land in the test's own Maildir (virtual(8) would create the real path).
-      drop: { ...examplePrimary.drop, uid: 65534, gid: 65534, user: "nobody", group: "nogroup", mailDropDir: join(root, "incoming") },
+      drop: {
+        ...examplePrimary.drop,
+        uid: 65534,
+        gid: 65534,
+        user: "nobody",
+        group: "nogroup",
+        mailDropDir: join(root, "incoming"),
+      },
     };
     const smtpPort = await freePort();
     submissionPort = await freePort();
@@ -107,9 +119,13 @@ describe("Dovecot SASL behind Postfix submission", () => {
   });
 
   it("authenticates the rendered account and refuses a wrong password", async () => {
-    const good = await execFileAsync("doveadm", ["-c", dovecotConf, "auth", "test", user.username, user.password], { encoding: "utf8" });
+    const good = await execFileAsync("doveadm", ["-c", dovecotConf, "auth", "test", user.username, user.password], {
+      encoding: "utf8",
+    });
     expect(good.stdout).toContain(`passdb: ${user.username} auth succeeded`);
-    await expect(execFileAsync("doveadm", ["-c", dovecotConf, "auth", "test", user.username, "not the password"])).rejects.toMatchObject({
+    await expect(
+      execFileAsync("doveadm", ["-c", dovecotConf, "auth", "test", user.username, "not the password"]),
+    ).rejects.toMatchObject({
       code: 77,
     });
   });
@@ -119,15 +135,32 @@ describe("Dovecot SASL behind Postfix submission", () => {
     try {
       expect(await client.command("EHLO client.example.net")).toMatch(/^250 /);
       expect(await client.command("AUTH PLAIN AGZvbwBiYXI=")).toMatch(/^5\d\d /);
-      expect(await client.command("MAIL FROM:<node@brightchain.org>")).toMatch(/^530 5\.7\.0 Must issue a STARTTLS command first/);
+      expect(await client.command("MAIL FROM:<node@brightchain.org>")).toMatch(
+        /^530 5\.7\.0 Must issue a STARTTLS command first/,
+      );
     } finally {
       client.destroy();
     }
   });
 
   it("accepts mail after STARTTLS + AUTH PLAIN (235) and refuses a wrong password (535)", async () => {
-    const common = ["--server", `127.0.0.1:${submissionPort}`, "--tls", "--auth", "PLAIN", "--auth-user", user.username,
-      "--from", "node@brightchain.org", "--to", "alice@brightchain.org", "--helo", "node.brightchain.org", "--timeout", "20"];
+    const common = [
+      "--server",
+      `127.0.0.1:${submissionPort}`,
+      "--tls",
+      "--auth",
+      "PLAIN",
+      "--auth-user",
+      user.username,
+      "--from",
+      "node@brightchain.org",
+      "--to",
+      "alice@brightchain.org",
+      "--helo",
+      "node.brightchain.org",
+      "--timeout",
+      "20",
+    ];
     const good = await swaks([...common, "--auth-password", user.password]);
     expect(good.output).toMatch(/<~ +235 2\.7\.0 Authentication successful/);
     expect(good.output).toMatch(/<~ +250 2\.0\.0 Ok: queued/);

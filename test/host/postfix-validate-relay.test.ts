@@ -46,7 +46,10 @@ async function starttls(port: number, version: "-tls1_1" | "-tls1_2"): Promise<{
   // SECLEVEL=0 so OpenSSL's own client policy does not refuse TLS 1.1 first, which would prove nothing.
   const args = ["s_client", "-connect", `127.0.0.1:${port}`, "-starttls", "smtp", version, "-cipher", "DEFAULT@SECLEVEL=0"];
   try {
-    const { stdout, stderr } = await execFileAsync("sh", ["-c", `echo QUIT | openssl ${args.join(" ")}`], { encoding: "utf8", timeout: 20_000 });
+    const { stdout, stderr } = await execFileAsync("sh", ["-c", `echo QUIT | openssl ${args.join(" ")}`], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
     return { code: 0, output: stdout + stderr };
   } catch (error) {
     const failed = error as { code?: number; stdout?: string; stderr?: string };
@@ -73,7 +76,16 @@ describe("relay forwarding to the primary", () => {
       mynetworks: [],
       tls: { ...examplePrimary.tls, ...cert },
       lookup: { ...examplePrimary.lookup, port: socketmap.port },
-      drop: { ...examplePrimary.drop, uid: 65534, gid: 65534, user: "nobody", group: "nogroup", spoolDir, mailDropDir: join(spoolDir, "incoming"), errorDir: join(spoolDir, "errors") },
+      drop: {
+        ...examplePrimary.drop,
+        uid: 65534,
+        gid: 65534,
+        user: "nobody",
+        group: "nogroup",
+        spoolDir,
+        mailDropDir: join(spoolDir, "incoming"),
+        errorDir: join(spoolDir, "errors"),
+      },
     };
     for (const dir of spoolDirectories(primaryNode)) {
       mkdirSync(dir.path, { recursive: true, mode: dir.mode });
@@ -111,7 +123,9 @@ describe("relay forwarding to the primary", () => {
     try {
       expect(await client.command("EHLO sender.example.net")).toMatch(/^250 /);
       expect(await client.command("MAIL FROM:<sender@example.net>")).toMatch(/^250 /);
-      expect(await client.command("RCPT TO:<mallory@brightchain.org>")).toMatch(/^550 5\.1\.1 .*User unknown in relay recipient table/);
+      expect(await client.command("RCPT TO:<mallory@brightchain.org>")).toMatch(
+        /^550 5\.1\.1 .*User unknown in relay recipient table/,
+      );
       expect(await client.command("RCPT TO:<someone@example.com>")).toMatch(/^554 5\.7\.1 .*Relay access denied/);
       expect(await client.command("RCPT TO:<alice@brightchain.org>")).toMatch(/^250 /);
       expect(await client.data("From: sender@example.net\nSubject: via the backup MX\n\nhello\n")).toMatch(/^250 /);

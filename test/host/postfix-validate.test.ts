@@ -147,7 +147,9 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
     expect(await client.command("RCPT TO:<carol+news@brightchain.org>")).toMatch(/^250 /);
     expect(await client.command("RCPT TO:<mallory@brightchain.org>")).toMatch(/^550 5\.1\.1 .*User unknown/);
     expect(await client.command("RCPT TO:<someone@example.com>")).toMatch(/^554 5\.7\.1 .*Relay access denied/);
-    expect(await client.data("From: sender@example.net\nTo: alice@brightchain.org\nSubject: drop test\n\nhello\n.leading dot\n")).toMatch(/^250 /);
+    expect(
+      await client.data("From: sender@example.net\nTo: alice@brightchain.org\nSubject: drop test\n\nhello\n.leading dot\n"),
+    ).toMatch(/^250 /);
     await client.close();
 
     await waitFor("3 files in incoming/new", () => countFiles(newDir()) === 3);
@@ -182,7 +184,9 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
         return deferred !== undefined;
       });
       // virtual(8) reports the failed Maildir write; the pipe reports the script's EX_TEMPFAIL (75).
-      expect(reason).toMatch(transport === "pipe" ? /temporary failure.*Permission denied/ : /maildir delivery failed.*Permission denied/);
+      expect(reason).toMatch(
+        transport === "pipe" ? /temporary failure.*Permission denied/ : /maildir delivery failed.*Permission denied/,
+      );
       expect(countFiles(newDir())).toBe(0);
     } finally {
       chmodSync(newDir(), 0o750);

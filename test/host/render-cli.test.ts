@@ -24,10 +24,14 @@ describe.each([
 
   beforeAll(() => {
     root = scratchDir(`render-cli-${stack}-`);
-    const run = spawnSync(process.execPath, [join(repo, "bin/gateway.cjs"), "render", "--stack", stack, "--out", join(root, "out")], {
-      cwd: repo,
-      encoding: "utf8",
-    });
+    const run = spawnSync(
+      process.execPath,
+      [join(repo, "bin/gateway.cjs"), "render", "--stack", stack, "--out", join(root, "out")],
+      {
+        cwd: repo,
+        encoding: "utf8",
+      },
+    );
     expect(run.stderr).toBe("");
     expect(run.status).toBe(0);
     configDir = join(root, "out/etc/postfix");

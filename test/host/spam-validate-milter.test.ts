@@ -57,7 +57,12 @@ beforeAll(async () => {
   writeFileSync(join(siteDir, "local.cf"), rendered("/etc/spamassassin/local.cf"));
   const spamdPort = await freePort();
   const spamdOptions = defaultVar(rendered("/etc/default/spamd"), "OPTIONS").replace("127.0.0.1:783", `127.0.0.1:${spamdPort}`);
-  start("spamd", [...spamdOptions.split(" "), "--max-children=1", `--siteconfigpath=${siteDir}`, `--pidfile=${join(work, "spamd.pid")}`]);
+  start("spamd", [
+    ...spamdOptions.split(" "),
+    "--max-children=1",
+    `--siteconfigpath=${siteDir}`,
+    `--pidfile=${join(work, "spamd.pid")}`,
+  ]);
 
   postfix = await startPostfix({
     main: {
@@ -83,7 +88,10 @@ beforeAll(async () => {
   start("spamass-milter", ["-p", socket, ...flags, "--", "-d", "127.0.0.1", "-p", String(spamdPort)]);
   await waitFor("the spamass-milter socket", () => existsSync(socket));
   // What Debian's init script does with SOCKETOWNER/SOCKETMODE: smtpd runs as postfix.
-  const [uid, gid] = [Number(execFileSync("id", ["-u", "postfix"]).toString()), Number(execFileSync("id", ["-g", "postfix"]).toString())];
+  const [uid, gid] = [
+    Number(execFileSync("id", ["-u", "postfix"]).toString()),
+    Number(execFileSync("id", ["-g", "postfix"]).toString()),
+  ];
   chownSync(socket, uid, gid);
   chmodSync(socket, 0o660);
   await waitForPort(spamdPort, "127.0.0.1", 60_000).catch((error: Error) => {
@@ -100,7 +108,12 @@ afterAll(async () => {
 describe("SpamAssassin through spamass-milter and Postfix", () => {
   it("refuses GTUBE at SMTP time with 550, before Postfix takes responsibility", async () => {
     const message = ["From: <spammer@example.net>", "To: <alice@brightchain.org>", "Subject: offer", "", GTUBE, ""].join("\r\n");
-    const reply = await sendMail({ port: postfix!.smtpPort, from: "spammer@example.net", to: ["alice@brightchain.org"], message });
+    const reply = await sendMail({
+      port: postfix!.smtpPort,
+      from: "spammer@example.net",
+      to: ["alice@brightchain.org"],
+      message,
+    });
     expect(reply.message?.code, JSON.stringify(reply) + postfix!.maillog()).toBe(550);
     expect(reply.message?.text).toContain("Blocked by SpamAssassin");
   });

@@ -5,7 +5,13 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, closeSync, cpSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RSPAMD_CONTROLLER_PORT, RSPAMD_NORMAL_PORT, RSPAMD_PROXY_PORT, spamFiles, spamMilterEndpoint } from "../../infra/render/spam";
+import {
+  RSPAMD_CONTROLLER_PORT,
+  RSPAMD_NORMAL_PORT,
+  RSPAMD_PROXY_PORT,
+  spamFiles,
+  spamMilterEndpoint,
+} from "../../infra/render/spam";
 import { exampleRelay } from "../fixtures/nodes";
 import { sendMail, startPostfix, type PostfixInstance } from "../helpers/postfix-server";
 import { makeTempRoot } from "../helpers/render-to-dir";
@@ -21,13 +27,20 @@ beforeAll(async () => {
   chmodSync(work, 0o755);
   const conf = join(work, "conf");
   cpSync("/etc/rspamd", conf, { recursive: true });
-  const ports = new Map([[RSPAMD_PROXY_PORT, await freePort()], [RSPAMD_NORMAL_PORT, await freePort()], [RSPAMD_CONTROLLER_PORT, await freePort()]]);
+  const ports = new Map([
+    [RSPAMD_PROXY_PORT, await freePort()],
+    [RSPAMD_NORMAL_PORT, await freePort()],
+    [RSPAMD_CONTROLLER_PORT, await freePort()],
+  ]);
   for (const file of spamFiles(node)) {
     let content = file.content;
     for (const [rendered, free] of ports) content = content.replace(`127.0.0.1:${rendered}"`, `127.0.0.1:${free}"`);
     writeFileSync(join(conf, file.path.replace(/^\/etc\/rspamd\//, "")), content);
   }
-  const { uid, gid } = { uid: Number(execFileSync("id", ["-u", "_rspamd"]).toString()), gid: Number(execFileSync("id", ["-g", "_rspamd"]).toString()) };
+  const { uid, gid } = {
+    uid: Number(execFileSync("id", ["-u", "_rspamd"]).toString()),
+    gid: Number(execFileSync("id", ["-g", "_rspamd"]).toString()),
+  };
   const dirs = ["db", "run", "log"].map((d) => join(work, d));
   for (const dir of dirs) {
     mkdirSync(dir);
@@ -36,8 +49,20 @@ beforeAll(async () => {
   const log = openSync(join(work, "rspamd.out"), "a");
   rspamd = spawn(
     "rspamd",
-    ["-f", "-u", "_rspamd", "-g", "_rspamd", "-c", join(conf, "rspamd.conf"),
-      `--var=CONFDIR=${conf}`, `--var=LOCAL_CONFDIR=${conf}`, `--var=DBDIR=${dirs[0]}`, `--var=RUNDIR=${dirs[1]}`, `--var=LOGDIR=${dirs[2]}`],
+    [
+      "-f",
+      "-u",
+      "_rspamd",
+      "-g",
+      "_rspamd",
+      "-c",
+      join(conf, "rspamd.conf"),
+      `--var=CONFDIR=${conf}`,
+      `--var=LOCAL_CONFDIR=${conf}`,
+      `--var=DBDIR=${dirs[0]}`,
+      `--var=RUNDIR=${dirs[1]}`,
+      `--var=LOGDIR=${dirs[2]}`,
+    ],
     { stdio: ["ignore", log, log] },
   );
   closeSync(log);
@@ -72,7 +97,12 @@ afterAll(async () => {
 describe("Rspamd through its milter proxy and Postfix", () => {
   it("refuses GTUBE at SMTP time with a 5xx", async () => {
     const message = ["From: <spammer@example.net>", "To: <alice@brightchain.org>", "Subject: offer", "", GTUBE, ""].join("\r\n");
-    const reply = await sendMail({ port: postfix!.smtpPort, from: "spammer@example.net", to: ["alice@brightchain.org"], message });
+    const reply = await sendMail({
+      port: postfix!.smtpPort,
+      from: "spammer@example.net",
+      to: ["alice@brightchain.org"],
+      message,
+    });
     expect(reply.message?.code, JSON.stringify(reply.message)).toBeGreaterThanOrEqual(550);
     expect(reply.message?.code).toBeLessThan(600);
   });

@@ -69,12 +69,62 @@ function servedSerial(port: number): string {
 
 beforeAll(async () => {
   // A CA of our own for pebble's HTTPS listener; certbot trusts it through REQUESTS_CA_BUNDLE.
-  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=bc-test-ca"]);
-  openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "pebble.key", "-out", "pebble.csr", "-subj", "/CN=localhost"]);
+  openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=bc-test-ca",
+  ]);
+  openssl([
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "pebble.key",
+    "-out",
+    "pebble.csr",
+    "-subj",
+    "/CN=localhost",
+  ]);
   writeFileSync(join(work, "san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  openssl(["x509", "-req", "-in", "pebble.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "pebble.pem", "-days", "2", "-extfile", "san.ext"]);
+  openssl([
+    "x509",
+    "-req",
+    "-in",
+    "pebble.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "pebble.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "san.ext",
+  ]);
 
-  const [acmePort, managementPort, dnsPort, dnsManagementPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [acmePort, managementPort, dnsPort, dnsManagementPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   httpPort = await freeFixedPort();
   writeFileSync(
     join(work, "pebble.json"),
@@ -94,8 +144,18 @@ beforeAll(async () => {
   );
   // Only a DNS server: every A query answers 127.0.0.1, no AAAA, so pebble validates against loopback.
   startDaemon("pebble-challtestsrv", [
-    "-dns01", `127.0.0.1:${dnsPort}`, "-http01", "", "-https01", "", "-tlsalpn01", "",
-    "-management", `127.0.0.1:${dnsManagementPort}`, "-defaultIPv6", "",
+    "-dns01",
+    `127.0.0.1:${dnsPort}`,
+    "-http01",
+    "",
+    "-https01",
+    "",
+    "-tlsalpn01",
+    "",
+    "-management",
+    `127.0.0.1:${dnsManagementPort}`,
+    "-defaultIPv6",
+    "",
   ]);
   await waitForPort(dnsPort);
   startDaemon("pebble", ["-config", join(work, "pebble.json"), "-dnsserver", `127.0.0.1:${dnsPort}`], {
@@ -164,7 +224,9 @@ describe("certbot against a local ACME server", () => {
     expect(servedSerial(postfix.smtpPort)).toBe(first);
 
     // Without a tty certbot renew first sleeps a random 0–8 minutes to spread load on Let's Encrypt.
-    const renew = certbot(`certbot renew --force-renewal --no-random-sleep-on-renew --http-01-port ${httpPort}`, { MAIL_CONFIG: postfix.configDir });
+    const renew = certbot(`certbot renew --force-renewal --no-random-sleep-on-renew --http-01-port ${httpPort}`, {
+      MAIL_CONFIG: postfix.configDir,
+    });
     expect(renew.output).toContain("brightchain-postfix: Postfix reloaded");
     expect(renew.status).toBe(0);
     const renewed = liveSerial();

@@ -30,14 +30,20 @@ const secrets = {
 
 /** The lab serializes on one lock file: held by a flock child of ours, released by closing its stdin. */
 async function takeLabLock(deadlineMs: number): Promise<ChildProcess> {
-  const child = spawn("flock", ["--exclusive", "--timeout", String(Math.floor(deadlineMs / 1000)), LAB_LOCK, "sh", "-c", "echo locked; exec cat >/dev/null"], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "flock",
+    ["--exclusive", "--timeout", String(Math.floor(deadlineMs / 1000)), LAB_LOCK, "sh", "-c", "echo locked; exec cat >/dev/null"],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     let stderr = "";
     child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     child.stdout!.once("data", () => resolve());
-    child.once("exit", (code) => reject(new Error(`could not take ${LAB_LOCK} within ${deadlineMs} ms (flock exit ${code}): ${stderr}`)));
+    child.once("exit", (code) =>
+      reject(new Error(`could not take ${LAB_LOCK} within ${deadlineMs} ms (flock exit ${code}): ${stderr}`)),
+    );
   });
   return child;
 }
@@ -93,20 +99,24 @@ interface PlaybookRun {
 
 function ansiblePlaybook(extra: string[] = []): PlaybookRun {
   const started = Date.now();
-  const result = spawnSync("ansible-playbook", ["-i", path.join(bundle, "inventory.ini"), path.join(bundle, "playbook.yml"), ...extra], {
-    cwd: bundle,
-    encoding: "utf8",
-    timeout: 900_000,
-    env: {
-      ...process.env,
-      HOME: ansibleHome,
-      ANSIBLE_LOCAL_TEMP: path.join(ansibleHome, "tmp"),
-      ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(ansibleHome, "cp"),
-      ANSIBLE_PIPELINING: "True",
-      ANSIBLE_NOCOLOR: "1",
-      ANSIBLE_FORCE_COLOR: "0",
+  const result = spawnSync(
+    "ansible-playbook",
+    ["-i", path.join(bundle, "inventory.ini"), path.join(bundle, "playbook.yml"), ...extra],
+    {
+      cwd: bundle,
+      encoding: "utf8",
+      timeout: 900_000,
+      env: {
+        ...process.env,
+        HOME: ansibleHome,
+        ANSIBLE_LOCAL_TEMP: path.join(ansibleHome, "tmp"),
+        ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(ansibleHome, "cp"),
+        ANSIBLE_PIPELINING: "True",
+        ANSIBLE_NOCOLOR: "1",
+        ANSIBLE_FORCE_COLOR: "0",
+      },
     },
-  });
+  );
   const seconds = (Date.now() - started) / 1000;
   const line = new RegExp(`^${mail.fqdn.replace(/\./g, "\\.")}\\s*:\\s*(.*)$`, "m").exec(result.stdout)?.[1] ?? "";
   const count = (name: string): number => Number(new RegExp(`${name}=(\\d+)`).exec(line)?.[1] ?? NaN);
@@ -136,7 +146,9 @@ async function onMail(command: string, input?: string): Promise<string> {
 
 /** path → "mode owner group sha256" as the host has it. */
 async function hostFacts(paths: string[]): Promise<Map<string, string>> {
-  const script = paths.map((p) => `printf '%s %s\\n' "$(stat -c '%n %a %U %G' '${p}')" "$(sha256sum < '${p}' | cut -d' ' -f1)"`).join("\n");
+  const script = paths
+    .map((p) => `printf '%s %s\\n' "$(stat -c '%n %a %U %G' '${p}')" "$(sha256sum < '${p}' | cut -d' ' -f1)"`)
+    .join("\n");
   const facts = new Map<string, string>();
   for (const line of (await onMail(script)).trim().split("\n")) {
     const [file, ...rest] = line.split(" ");
@@ -172,8 +184,22 @@ beforeAll(async () => {
   const written = spawnSync(
     process.execPath,
     [
-      path.join(repo, "bin/gateway.cjs"), "playbook", "--stack", "primary", "--dir", project, "--out", bundle,
-      "--runtime-dist", dist, "--host", ssh.host, "--key", ssh.privateKeyPath, "--known-hosts", ssh.knownHostsPath,
+      path.join(repo, "bin/gateway.cjs"),
+      "playbook",
+      "--stack",
+      "primary",
+      "--dir",
+      project,
+      "--out",
+      bundle,
+      "--runtime-dist",
+      dist,
+      "--host",
+      ssh.host,
+      "--key",
+      ssh.privateKeyPath,
+      "--known-hosts",
+      ssh.knownHostsPath,
     ],
     { cwd: repo, encoding: "utf8", env: { ...process.env, ...secrets }, timeout: 120_000 },
   );
@@ -181,7 +207,10 @@ beforeAll(async () => {
   manifest = JSON.parse(readFileSync(path.join(bundle, "manifest.json"), "utf8")) as RenderManifest;
 
   // Operator data, not configuration: the recipients the node syncs from BrightChain.
-  await onMail("mkdir -p /etc/brightchain && cat > /etc/brightchain/recipients", "alice@brightchain.org\npostmaster@brightchain.org\n");
+  await onMail(
+    "mkdir -p /etc/brightchain && cat > /etc/brightchain/recipients",
+    "alice@brightchain.org\npostmaster@brightchain.org\n",
+  );
   firstRun = ansiblePlaybook();
   timings.firstApply = firstRun.seconds;
 }, 1_800_000);
@@ -218,23 +247,35 @@ describe("ansible-playbook on a fresh lab host", () => {
     const second = ansiblePlaybook();
     timings.secondApply = second.seconds;
     // The tasks that changed, if any, are in the output's "changed:" lines.
-    expect(second.recap, second.stdout.split("\n").filter((l) => /^(TASK|RUNNING HANDLER|changed|fatal)/.test(l)).join("\n")).toMatchObject({ changed: 0, failed: 0 });
+    expect(
+      second.recap,
+      second.stdout
+        .split("\n")
+        .filter((l) => /^(TASK|RUNNING HANDLER|changed|fatal)/.test(l))
+        .join("\n"),
+    ).toMatchObject({ changed: 0, failed: 0 });
     expect(second.code).toBe(0);
   });
 
   it("puts every host file on the host byte for byte, with the manifest's mode, owner and group", async () => {
     const facts = await hostFacts(manifest.files.map((f) => f.path));
     for (const file of manifest.files) {
-      expect(facts.get(file.path), file.path).toBe(`${Number.parseInt(file.mode, 8).toString(8)} ${file.owner} ${file.group} ${file.sha256}`);
+      expect(facts.get(file.path), file.path).toBe(
+        `${Number.parseInt(file.mode, 8).toString(8)} ${file.owner} ${file.group} ${file.sha256}`,
+      );
     }
     const runtime = readdirSync(dist).map((name) => `/opt/brightchain-gateway/${name}`);
     const runtimeFacts = await hostFacts(runtime);
     for (const name of readdirSync(dist)) {
-      const sha = createHash("sha256").update(readFileSync(path.join(dist, name))).digest("hex");
+      const sha = createHash("sha256")
+        .update(readFileSync(path.join(dist, name)))
+        .digest("hex");
       expect(runtimeFacts.get(`/opt/brightchain-gateway/${name}`)).toBe(`755 root root ${sha}`);
     }
     const dirs = await onMail(manifest.directories.map((d) => `stat -c '%n %a %U %G' '${d.path}'`).join("\n"));
-    expect(dirs.trim().split("\n")).toEqual(manifest.directories.map((d) => `${d.path} ${Number.parseInt(d.mode, 8).toString(8)} ${d.owner} ${d.group}`));
+    expect(dirs.trim().split("\n")).toEqual(
+      manifest.directories.map((d) => `${d.path} ${Number.parseInt(d.mode, 8).toString(8)} ${d.owner} ${d.group}`),
+    );
   });
 
   it("shows a hand edit of main.cf with --check --diff, and a real run restores it and reloads Postfix", async () => {

@@ -56,11 +56,32 @@ beforeAll(async () => {
     createdPrivsepDir = true;
   }
   const port = await freePort();
-  sshd = spawn("/usr/sbin/sshd", [
-    "-D", "-e", "-f", "/dev/null", "-p", String(port), "-h", path.join(dir, "host_key"),
-    "-o", "ListenAddress=127.0.0.1", "-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no",
-    "-o", "PermitRootLogin=prohibit-password", "-o", `AuthorizedKeysFile=${path.join(dir, "authorized_keys")}`,
-  ], { stdio: "ignore" });
+  sshd = spawn(
+    "/usr/sbin/sshd",
+    [
+      "-D",
+      "-e",
+      "-f",
+      "/dev/null",
+      "-p",
+      String(port),
+      "-h",
+      path.join(dir, "host_key"),
+      "-o",
+      "ListenAddress=127.0.0.1",
+      "-o",
+      "PidFile=none",
+      "-o",
+      "UsePAM=no",
+      "-o",
+      "StrictModes=no",
+      "-o",
+      "PermitRootLogin=prohibit-password",
+      "-o",
+      `AuthorizedKeysFile=${path.join(dir, "authorized_keys")}`,
+    ],
+    { stdio: "ignore" },
+  );
   await waitForBanner(port, 10_000);
   const hostKey = readFileSync(path.join(dir, "host_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
   knownHosts = path.join(dir, "known_hosts");
@@ -83,8 +104,10 @@ describe("deploy engine: remote commands over a real sshd", () => {
   });
 
   it("passes the environment and returns the exit code and both streams", async () => {
-    const result = await runRemote(connection, knownHosts, 'echo "$GREETING|$EMPTY"; echo oops >&2; exit 7', { environment: { GREETING: "it's a \"test\"", EMPTY: "" } });
-    expect(result).toEqual({ exitCode: 7, stdout: "it's a \"test\"|\n", stderr: "oops\n" });
+    const result = await runRemote(connection, knownHosts, 'echo "$GREETING|$EMPTY"; echo oops >&2; exit 7', {
+      environment: { GREETING: 'it\'s a "test"', EMPTY: "" },
+    });
+    expect(result).toEqual({ exitCode: 7, stdout: 'it\'s a "test"|\n', stderr: "oops\n" });
   });
 
   it("refuses a host whose key is not the pinned one, without prompting", async () => {

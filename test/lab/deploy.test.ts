@@ -35,7 +35,8 @@ const hashesAfter: Record<string, string> = {};
 
 async function on(host: LabHostName, command: string, input?: string): Promise<string> {
   const result = await labExec(host, command, { timeoutMs: 300_000, ...(input !== undefined ? { input } : {}) });
-  if (result.exitCode !== 0) throw new Error(`${host}: \`${command}\` exited ${result.exitCode}\n${result.stdout}${result.stderr}`);
+  if (result.exitCode !== 0)
+    throw new Error(`${host}: \`${command}\` exited ${result.exitCode}\n${result.stdout}${result.stderr}`);
   return result.stdout;
 }
 
@@ -51,19 +52,28 @@ function labHostPlan(stack: string): HostStep[] {
   const lab = labStackConfig(stack, repo);
   const node = parseGatewayConfig({ ...readStackConfigFiles(repo, stack).values, ...lab.overrides });
   const dist = path.join(temp, "dist");
-  const artifacts = readdirSync(dist).sort().map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
+  const artifacts = readdirSync(dist)
+    .sort()
+    .map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
   return hostPlan(node, labHostFiles(stack), hostDirectories(node), artifacts, { sshPort: 22 });
 }
 
 /** sha256, mode and owner of every host file of the stack, as the host has them. */
 async function hostFileFingerprints(stack: string, host: LabHostName): Promise<string> {
-  const paths = labHostFiles(stack).map((file) => `'${file.path}'`).join(" ");
+  const paths = labHostFiles(stack)
+    .map((file) => `'${file.path}'`)
+    .join(" ");
   return on(host, `cd / && sha256sum ${paths} && stat -c '%n %a %U:%G' ${paths}`);
 }
 
 async function deployAll(into: Record<string, DeployResult>, label: string): Promise<void> {
   for (const { stack } of STACKS) {
-    into[stack] = await deployStackToLab({ stack, projectDir: repo, runtimeDist: path.join(temp, "dist"), progress: () => undefined });
+    into[stack] = await deployStackToLab({
+      stack,
+      projectDir: repo,
+      runtimeDist: path.join(temp, "dist"),
+      progress: () => undefined,
+    });
     timings[`${label} ${stack}`] = into[stack].seconds;
   }
 }
@@ -118,7 +128,9 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
         const resource = byName.get(`${stack}-${step.id}`)!;
         expect(resource, step.id).toBeDefined();
         for (const dependency of step.after) {
-          expect(resource.startedAt!, `${step.id} after ${dependency}`).toBeGreaterThanOrEqual(byName.get(`${stack}-${dependency}`)!.finishedAt!);
+          expect(resource.startedAt!, `${step.id} after ${dependency}`).toBeGreaterThanOrEqual(
+            byName.get(`${stack}-${dependency}`)!.finishedAt!,
+          );
         }
       }
       expect(commands[0]!.name).toBe(`${stack}-packages`);
@@ -128,21 +140,31 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
 
   it("leaves every service of each node running", async () => {
     const primary = ["postfix", "opendkim", "spamd", "spamass-milter", "dovecot", "brightchain-lookup", "brightchain-inbound"];
-    expect((await on("mail", `systemctl is-active ${primary.join(" ")}`)).trim().split("\n")).toEqual(primary.map(() => "active"));
+    expect((await on("mail", `systemctl is-active ${primary.join(" ")}`)).trim().split("\n")).toEqual(
+      primary.map(() => "active"),
+    );
     const relay = ["postfix", "rspamd", "brightchain-lookup"];
     expect((await on("mail2", `systemctl is-active ${relay.join(" ")}`)).trim().split("\n")).toEqual(relay.map(() => "active"));
     // postfix.service is Debian's wrapper and stays "active" when master has exited: ask the port.
-    for (const host of ["mail", "mail2"] as const) expect(await on(host, "ss -Htln 'sport = :25'"), host).toMatch(/0\.0\.0\.0:25/);
+    for (const host of ["mail", "mail2"] as const)
+      expect(await on(host, "ss -Htln 'sport = :25'"), host).toMatch(/0\.0\.0\.0:25/);
   });
 
   it("published the stacks' records to the lab DNS: outside sees both MX and the primary's DKIM key", async () => {
-    await on("outside", "command -v dig swaks >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dnsutils swaks >/dev/null");
+    await on(
+      "outside",
+      "command -v dig swaks >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dnsutils swaks >/dev/null",
+    );
     const mx = (await on("outside", "dig +short MX brightchain.org")).trim().split("\n").sort();
     expect(mx).toEqual(["10 mail.brightchain.org.", "20 mail2.brightchain.org."]);
-    expect(await on("outside", "dig +short TXT default._domainkey.brightchain.org")).toMatch(/v=DKIM1; h=sha256; k=rsa; " "p=|v=DKIM1; h=sha256; k=rsa; p=/);
+    expect(await on("outside", "dig +short TXT default._domainkey.brightchain.org")).toMatch(
+      /v=DKIM1; h=sha256; k=rsa; " "p=|v=DKIM1; h=sha256; k=rsa; p=/,
+    );
     // The key in DNS is the public half of the private key the primary signs with.
     const published = (await on("outside", "dig +short TXT default._domainkey.brightchain.org")).replace(/["\s]/g, "");
-    const publicKey = (await on("mail", "openssl rsa -in /etc/dkim/default.private -pubout -outform DER 2>/dev/null | base64 -w0")).trim();
+    const publicKey = (
+      await on("mail", "openssl rsa -in /etc/dkim/default.private -pubout -outform DER 2>/dev/null | base64 -w0")
+    ).trim();
     expect(publicKey.length).toBeGreaterThan(300);
     expect(published).toBe(`v=DKIM1;h=sha256;k=rsa;p=${publicKey}`);
     expect(await on("outside", `dig +short TXT brightchain.org @${LAB_GATEWAY_IP}`)).toContain("ip4:10.231.0.10");
@@ -152,7 +174,8 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
     for (const { stack } of STACKS) {
       expect(second[stack]!.executed.map((r) => `${r.name}: ${r.action} ${r.changedInputs.join(",")}`)).toEqual([]);
       expect(second[stack]!.zonesPublished).toEqual([]);
-      const inputs = (result: DeployResult) => Object.fromEntries(result.resources.map((r) => [`${r.type}::${r.name}`, r.inputsHash]));
+      const inputs = (result: DeployResult) =>
+        Object.fromEntries(result.resources.map((r) => [`${r.type}::${r.name}`, r.inputsHash]));
       expect(inputs(second[stack]!)).toEqual(inputs(first[stack]!));
     }
   });
@@ -175,15 +198,18 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
       `swaks --to alice@brightchain.org --from someone@outside.test --helo mx.outside.test --server mail.brightchain.org --port 25 --header 'Subject: ${subject}' --body 'hello from outside' 2>&1`,
     );
     expect(sent).toMatch(/<-\s+250 2\.0\.0 Ok: queued/);
-    const store = "node /opt/brightchain-gateway/brightchain-store.cjs list --recipient alice@brightchain.org --store /var/lib/brightchain/store";
+    const store =
+      "node /opt/brightchain-gateway/brightchain-store.cjs list --recipient alice@brightchain.org --store /var/lib/brightchain/store";
     const deadline = Date.now() + 60_000;
     let listing = "";
     while (!listing.includes(subject)) {
-      if (Date.now() > deadline) throw new Error(`not in the store within 60 s; store lists:\n${listing}\nmail log:\n${await on("mail", "journalctl -u postfix -u brightchain-inbound -n 40 --no-pager")}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `not in the store within 60 s; store lists:\n${listing}\nmail log:\n${await on("mail", "journalctl -u postfix -u brightchain-inbound -n 40 --no-pager")}`,
+        );
       listing = (await labExec("mail", store)).stdout;
       if (!listing.includes(subject)) await new Promise((resolve) => setTimeout(resolve, 500));
     }
     expect(listing).toMatch(new RegExp(`\\tinbox\\talice@brightchain\\.org\\t.*${subject}`));
   });
 });
-

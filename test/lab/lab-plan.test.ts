@@ -78,6 +78,8 @@ describe("lab plan", () => {
   it("reports a failed step with the host, the step, the command and its output", async () => {
     const failure = runStep("mail", "install postfix", "sh", ["-c", "echo E: Unable to locate package >&2; exit 100"]);
     await expect(failure).rejects.toBeInstanceOf(LabStepError);
-    await expect(failure).rejects.toThrow(/host "mail", step "install postfix" failed: `sh -c .*`\nexit code 100\nE: Unable to locate package/);
+    await expect(failure).rejects.toThrow(
+      /host "mail", step "install postfix" failed: `sh -c .*`\nexit code 100\nE: Unable to locate package/,
+    );
   });
 });

@@ -90,7 +90,9 @@ describe("lab up over something it did not make", () => {
 
   it("refuses to start when the bridge name is taken, naming it, and leaves it and everything else alone", async () => {
     execFileSync("ip", ["link", "add", LAB_BRIDGE, "type", "bridge"]);
-    await expect(labUp({ progress: () => undefined })).rejects.toThrow(`interface ${LAB_BRIDGE} already exists but the lab has no record of making it`);
+    await expect(labUp({ progress: () => undefined })).rejects.toThrow(
+      `interface ${LAB_BRIDGE} already exists but the lab has no record of making it`,
+    );
     expect(commandSucceeds("ip", ["link", "show", LAB_BRIDGE])).toBe(true);
     expect(existsSync(LAB_STATE_DIR)).toBe(false);
     expect(commandSucceeds("nft", ["list", "table", "ip", LAB_NFT_TABLE])).toBe(false);
@@ -178,28 +180,37 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
   });
 
   it("issues a certificate to a guest through pebble's http-01 validation over the lab DNS, trusted by guests", async () => {
-    await run("mail", "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends certbot >/dev/null 2>&1");
+    await run(
+      "mail",
+      "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends certbot >/dev/null 2>&1",
+    );
     await run(
       "mail",
       `certbot certonly --standalone --non-interactive --agree-tos -m postmaster@brightchain.org --server ${info.acmeDirectoryUrl} -d mail.brightchain.org`,
     );
     const live = "/etc/letsencrypt/live/mail.brightchain.org";
     expect(await run("mail", `openssl x509 -noout -issuer -in ${live}/cert.pem`)).toMatch(/Pebble Intermediate CA/);
-    expect(await run("mail", `openssl verify -CApath /etc/ssl/certs -untrusted ${live}/chain.pem ${live}/cert.pem`)).toMatch(/OK$/);
+    expect(await run("mail", `openssl verify -CApath /etc/ssl/certs -untrusted ${live}/chain.pem ${live}/cert.pem`)).toMatch(
+      /OK$/,
+    );
   });
 
   it("brings a host back after `systemctl reboot` inside it", async () => {
     await run("mail2", "touch /var/tmp/survives-reboot");
     const reboot = await labReboot("mail2");
     expect(["running", "degraded"]).toContain(reboot.state);
-    expect(await run("mail2", "test -e /var/tmp/survives-reboot && test ! -e /run/brightchain-lab-before-reboot && echo back")).toBe("back");
+    expect(
+      await run("mail2", "test -e /var/tmp/survives-reboot && test ! -e /run/brightchain-lab-before-reboot && echo back"),
+    ).toBe("back");
   });
 
   it("powers a host off (unreachable from outside) and boots it again with its disk intact", async () => {
     await run("mail", "touch /var/tmp/kept-while-off");
     await labStop("mail");
     expect(labStatus().hosts.find((host) => host.name === "mail")?.running).toBe(false);
-    expect(await run("outside", "timeout 5 bash -c '</dev/tcp/10.231.0.10/22' 2>/dev/null && echo open || echo closed")).toBe("closed");
+    expect(await run("outside", "timeout 5 bash -c '</dev/tcp/10.231.0.10/22' 2>/dev/null && echo open || echo closed")).toBe(
+      "closed",
+    );
     expect(["running", "degraded"]).toContain((await labStart("mail")).state);
     expect(await run("mail", "test -e /var/tmp/kept-while-off && echo kept")).toBe("kept");
   });

@@ -33,7 +33,15 @@ const temp = mkdtempSync(path.join(tmpdir(), "gateway-scenarios-"));
 const timings: Record<string, number> = {};
 const suiteStarted = Date.now();
 
-const PRIMARY_SERVICES = ["postfix", "opendkim", "spamd", "spamass-milter", "dovecot", "brightchain-lookup", "brightchain-inbound"];
+const PRIMARY_SERVICES = [
+  "postfix",
+  "opendkim",
+  "spamd",
+  "spamass-milter",
+  "dovecot",
+  "brightchain-lookup",
+  "brightchain-inbound",
+];
 const RELAY_SERVICES = ["postfix", "rspamd", "brightchain-lookup"];
 const RECIPIENTS = ["alice@brightchain.org", "postmaster@brightchain.org"];
 const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
@@ -100,10 +108,17 @@ beforeAll(async () => {
   await timed("lab up", () => labUp({ progress: () => undefined }));
   const outside = timed("outside setup", () => on("outside", OUTSIDE_SETUP));
   // Settled before a failed deploy ends the hook: afterAll's lab down must not cut outside's install short.
-  const outsideSettled = outside.then(() => undefined, () => undefined);
+  const outsideSettled = outside.then(
+    () => undefined,
+    () => undefined,
+  );
   try {
-    await timed("deploy primary", () => deployStackToLab({ stack: "primary", projectDir: repo, runtimeDist: dist, progress: () => undefined }));
-    await timed("deploy relay", () => deployStackToLab({ stack: "relay", projectDir: repo, runtimeDist: dist, progress: () => undefined }));
+    await timed("deploy primary", () =>
+      deployStackToLab({ stack: "primary", projectDir: repo, runtimeDist: dist, progress: () => undefined }),
+    );
+    await timed("deploy relay", () =>
+      deployStackToLab({ stack: "relay", projectDir: repo, runtimeDist: dist, progress: () => undefined }),
+    );
   } finally {
     await outsideSettled;
   }
@@ -111,16 +126,23 @@ beforeAll(async () => {
   // Operator data, not configuration: the recipients a node syncs from BrightChain, written as an admin would.
   for (const host of ["mail", "mail2"] as const) {
     await on(host, "cat > /etc/brightchain/recipients", `${RECIPIENTS.join("\n")}\n`);
-    for (const address of RECIPIENTS) await waitOnHost(host, `recipient lookup knowing ${address}`, lookupKnows(address), (_out, code) => code === 0);
+    for (const address of RECIPIENTS)
+      await waitOnHost(host, `recipient lookup knowing ${address}`, lookupKnows(address), (_out, code) => code === 0);
   }
   // Both gateways are waited for until a sender gets past MAIL FROM: the milters are up (the relay answered 451
   // there while Rspamd was still starting after its deploy).
   for (const host of [PRIMARY, RELAY]) {
-    await waitOnHost("outside", `${host.name}:25 accepting MAIL FROM`, `swaks --to alice@brightchain.org --from someone@outside.test --server ${host.fqdn} --quit-after FROM 2>&1`, (out) => /^<- +250 2\.1\.0/m.test(out), {
-      deadlineMs: 180_000,
-      intervalMs: 2_000,
-      diagnose: () => mailLog(host.name as "mail" | "mail2"),
-    });
+    await waitOnHost(
+      "outside",
+      `${host.name}:25 accepting MAIL FROM`,
+      `swaks --to alice@brightchain.org --from someone@outside.test --server ${host.fqdn} --quit-after FROM 2>&1`,
+      (out) => /^<- +250 2\.1\.0/m.test(out),
+      {
+        deadlineMs: 180_000,
+        intervalMs: 2_000,
+        diagnose: () => mailLog(host.name as "mail" | "mail2"),
+      },
+    );
   }
   timings["setup total"] = (Date.now() - suiteStarted) / 1000;
 }, 3_600_000);
@@ -184,9 +206,19 @@ describe("primary down: mail goes to the relay by MX order, queues, and arrives 
           deadlineMs: 120_000,
           diagnose: async () => (await tryOn("outside", "postqueue -p; journalctl -u postfix@- -n 30 --no-pager")).stdout,
         });
-        const relayQueue = await waitOnHost("mail2", "both messages queued for the primary", "postqueue -j", (out) => out.trim().split("\n").filter((l) => l !== "").length === 2, {
-          diagnose: () => mailLog("mail2"),
-        });
+        const relayQueue = await waitOnHost(
+          "mail2",
+          "both messages queued for the primary",
+          "postqueue -j",
+          (out) =>
+            out
+              .trim()
+              .split("\n")
+              .filter((l) => l !== "").length === 2,
+          {
+            diagnose: () => mailLog("mail2"),
+          },
+        );
         for (const line of relayQueue.trim().split("\n")) {
           const item = JSON.parse(line) as { recipients: { address: string }[] };
           expect(item.recipients.map((r) => r.address)).toEqual(["alice@brightchain.org"]);
@@ -194,11 +226,18 @@ describe("primary down: mail goes to the relay by MX order, queues, and arrives 
       } finally {
         if (!labStatus().hosts.find((host) => host.name === "mail")!.running) await labStart("mail");
       }
-      await waitOnHost("mail", "every service active after boot", `systemctl is-active ${PRIMARY_SERVICES.join(" ")}`, (_out, code) => code === 0);
+      await waitOnHost(
+        "mail",
+        "every service active after boot",
+        `systemctl is-active ${PRIMARY_SERVICES.join(" ")}`,
+        (_out, code) => code === 0,
+      );
       // Rather than the relay's retry timer: what an admin does once the primary is back.
       await on("mail2", "postqueue -f");
       for (const subject of subjects) expect(await waitForStoreEntries(subject)).toHaveLength(1);
-      await waitOnHost("mail2", "an empty queue", "postqueue -j", (out) => out.trim() === "", { diagnose: () => mailLog("mail2") });
+      await waitOnHost("mail2", "an empty queue", "postqueue -j", (out) => out.trim() === "", {
+        diagnose: () => mailLog("mail2"),
+      });
       await waitOnHost("mail", "an empty queue", "postqueue -j", (out) => out.trim() === "", { diagnose: () => mailLog("mail") });
       const stored = (await storeEntries()).filter((entry) => subjects.includes(entry.subject ?? ""));
       expect(stored.map((entry) => entry.subject).sort()).toEqual([...subjects].sort());
@@ -220,12 +259,26 @@ describe("spam: GTUBE refused at SMTP time, a probable spam filed in the spam fo
 
   it("files a message scoring between the thresholds in the spam folder", async () => {
     await timed("scenario spam folder", async () => {
-      await on("mail", `cat > ${LOCAL_RULE_FILE}`, `body LAB_BETWEEN_THRESHOLDS /${BETWEEN_THRESHOLDS_MARKER}/\nscore LAB_BETWEEN_THRESHOLDS 6.0\n`);
+      await on(
+        "mail",
+        `cat > ${LOCAL_RULE_FILE}`,
+        `body LAB_BETWEEN_THRESHOLDS /${BETWEEN_THRESHOLDS_MARKER}/\nscore LAB_BETWEEN_THRESHOLDS 6.0\n`,
+      );
       try {
         await on("mail", "systemctl restart spamd");
-        await waitOnHost("mail", "spamd answering on 783", "systemctl is-active spamd && ss -ltn | grep -q ':783 '", (_out, code) => code === 0);
+        await waitOnHost(
+          "mail",
+          "spamd answering on 783",
+          "systemctl is-active spamd && ss -ltn | grep -q ':783 '",
+          (_out, code) => code === 0,
+        );
         const subject = uniqueSubject("between thresholds");
-        const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: PRIMARY.fqdn, subject, body: `this line carries ${BETWEEN_THRESHOLDS_MARKER}` });
+        const sent = await swaksFromOutside({
+          to: "alice@brightchain.org",
+          server: PRIMARY.fqdn,
+          subject,
+          body: `this line carries ${BETWEEN_THRESHOLDS_MARKER}`,
+        });
         expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
         const [entry] = await waitForStoreEntries(subject);
         expect(entry!.folder).toBe("spam");
@@ -248,11 +301,19 @@ describe("outbound: submission with SASL, DKIM-signed, verified by the receiver 
       );
       expect(sent).toMatch(/^accepted for bob@outside\.test: 250 /);
       const file = (
-        await waitOnHost("outside", "the message in bob's Maildir", `grep -l -F ${shellQuote(subject)} /home/bob/Maildir/new/* 2>/dev/null`, (_out, code) => code === 0, {
-          deadlineMs: 90_000,
-          diagnose: () => mailLog("mail"),
-        })
-      ).trim().split("\n")[0]!;
+        await waitOnHost(
+          "outside",
+          "the message in bob's Maildir",
+          `grep -l -F ${shellQuote(subject)} /home/bob/Maildir/new/* 2>/dev/null`,
+          (_out, code) => code === 0,
+          {
+            deadlineMs: 90_000,
+            diagnose: () => mailLog("mail"),
+          },
+        )
+      )
+        .trim()
+        .split("\n")[0]!;
       const message = await on("outside", `cat ${shellQuote(file)}`);
       expect(message).toMatch(/^DKIM-Signature: .*d=brightchain\.org;/m);
       // dkimverify (python3-dkim) fetches default._domainkey.brightchain.org from the lab DNS.
@@ -261,7 +322,13 @@ describe("outbound: submission with SASL, DKIM-signed, verified by the receiver 
   });
 
   it("refuses to relay through 587 without authentication", async () => {
-    const sent = await swaksFromOutside({ to: "bob@outside.test", from: "alice@brightchain.org", server: PRIMARY.fqdn, port: 587, extra: ["--tls"] });
+    const sent = await swaksFromOutside({
+      to: "bob@outside.test",
+      from: "alice@brightchain.org",
+      server: PRIMARY.fqdn,
+      port: 587,
+      extra: ["--tls"],
+    });
     expect(sent.transcript, sent.transcript).toMatch(/<~\* +5\d\d /);
     expect(sent.transcript).not.toMatch(/250 2\.0\.0 Ok: queued/);
   });
@@ -269,29 +336,46 @@ describe("outbound: submission with SASL, DKIM-signed, verified by the receiver 
 
 describe("security from outside", () => {
   it("is not an open relay: a foreign recipient on port 25 is refused at RCPT", async () => {
-    for (const [host, server] of [["mail", PRIMARY.fqdn], ["mail2", RELAY.fqdn]] as const) {
+    for (const [host, server] of [
+      ["mail", PRIMARY.fqdn],
+      ["mail2", RELAY.fqdn],
+    ] as const) {
       const sent = await swaksFromOutside({ to: "victim@elsewhere.example", server });
-      expect(rcptReply(sent.transcript), `outside → ${host}:25\n${sent.transcript}`).toMatch(/^<[*~]\* +554 5\.7\.1 .*Relay access denied/);
+      expect(rcptReply(sent.transcript), `outside → ${host}:25\n${sent.transcript}`).toMatch(
+        /^<[*~]\* +554 5\.7\.1 .*Relay access denied/,
+      );
     }
   });
 
   it.each([25, 587])("refuses TLS 1.1 and accepts TLS 1.2 and 1.3 on port %i", async (port) => {
     const handshake = (version: string, cipher = "") =>
-      tryOn("outside", `openssl s_client -connect ${PRIMARY.fqdn}:${port} -starttls smtp -servername ${PRIMARY.fqdn} ${version} ${cipher} </dev/null 2>&1`, undefined, 60_000);
+      tryOn(
+        "outside",
+        `openssl s_client -connect ${PRIMARY.fqdn}:${port} -starttls smtp -servername ${PRIMARY.fqdn} ${version} ${cipher} </dev/null 2>&1`,
+        undefined,
+        60_000,
+      );
     // SECLEVEL=0 so the client itself would speak TLS 1.1: only the server can refuse it.
     const old = await handshake("-tls1_1", "-cipher 'DEFAULT@SECLEVEL=0'");
     expect(old.exitCode, old.stdout).not.toBe(0);
     expect(old.stdout).toMatch(/alert protocol version|no protocols available|wrong version number/);
-    for (const [flag, protocol] of [["-tls1_2", "TLSv1.2"], ["-tls1_3", "TLSv1.3"]] as const) {
+    for (const [flag, protocol] of [
+      ["-tls1_2", "TLSv1.2"],
+      ["-tls1_3", "TLSv1.3"],
+    ] as const) {
       const ok = await handshake(flag);
-      expect(ok.stdout, `${flag} on ${port}:\n${ok.stdout}`).toMatch(new RegExp(`New, ${protocol.replace(".", "\\.")}, Cipher is `));
+      expect(ok.stdout, `${flag} on ${port}:\n${ok.stdout}`).toMatch(
+        new RegExp(`New, ${protocol.replace(".", "\\.")}, Cipher is `),
+      );
     }
   });
 
   it("answers on 25 and 587 only: the local daemons' ports are unreachable from outside", async () => {
-    const probe = async (address: string, port: number) => (await tryOn("outside", `nc -z -w 3 ${address} ${port}`, undefined, 30_000)).exitCode === 0;
+    const probe = async (address: string, port: number) =>
+      (await tryOn("outside", `nc -z -w 3 ${address} ${port}`, undefined, 30_000)).exitCode === 0;
     for (const host of [PRIMARY, RELAY]) {
-      for (const port of [2526, 783, 8891, 11332, 11333, 11334]) expect(await probe(host.ipv4, port), `${host.name}:${port} from outside`).toBe(false);
+      for (const port of [2526, 783, 8891, 11332, 11333, 11334])
+        expect(await probe(host.ipv4, port), `${host.name}:${port} from outside`).toBe(false);
       expect(await probe(host.ipv4, 25), `${host.name}:25 from outside`).toBe(true);
     }
     expect(await probe(PRIMARY.ipv4, 587), "mail:587 from outside").toBe(true);
@@ -328,7 +412,12 @@ describe("reboot of the primary", () => {
   it("brings every service back and mail flows again", async () => {
     await timed("scenario reboot", async () => {
       await labReboot("mail");
-      const states = await waitOnHost("mail", "every service active after reboot", `systemctl is-active ${PRIMARY_SERVICES.join(" ")}`, (_out, code) => code === 0);
+      const states = await waitOnHost(
+        "mail",
+        "every service active after reboot",
+        `systemctl is-active ${PRIMARY_SERVICES.join(" ")}`,
+        (_out, code) => code === 0,
+      );
       expect(states.trim().split("\n")).toEqual(PRIMARY_SERVICES.map(() => "active"));
       const subject = uniqueSubject("after reboot");
       const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: PRIMARY.fqdn, subject });
@@ -342,4 +431,3 @@ describe("reboot of the primary", () => {
     expect(states.trim().split("\n")).toEqual(RELAY_SERVICES.map(() => "active"));
   });
 });
-

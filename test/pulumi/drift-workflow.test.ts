@@ -23,9 +23,27 @@ const pulumiStep = job.steps.find((s) => s.uses?.startsWith("pulumi/actions@"))!
 
 // The inputs pulumi/actions declares in its action.yml (checked against the action's repository).
 const PULUMI_ACTION_INPUTS = new Set([
-  "command", "stack-name", "work-dir", "comment-on-pr", "github-token", "cloud-url", "secrets-provider", "parallel",
-  "message", "config-map", "expect-no-changes", "diff", "replace", "target", "target-dependents", "policyPacks",
-  "policyPackConfigs", "refresh", "upsert", "edit-pr-comment", "color",
+  "command",
+  "stack-name",
+  "work-dir",
+  "comment-on-pr",
+  "github-token",
+  "cloud-url",
+  "secrets-provider",
+  "parallel",
+  "message",
+  "config-map",
+  "expect-no-changes",
+  "diff",
+  "replace",
+  "target",
+  "target-dependents",
+  "policyPacks",
+  "policyPackConfigs",
+  "refresh",
+  "upsert",
+  "edit-pr-comment",
+  "color",
 ]);
 
 describe(".github/workflows/drift.yml", () => {

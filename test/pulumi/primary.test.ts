@@ -18,7 +18,9 @@ const commands = () => run.resources.filter((r) => r.type === "command:remote:Co
 
 describe("primary stack: DNS at Cloudflare", () => {
   it("publishes A, AAAA, MX 10, SPF, DMARC and DKIM in the zone looked up by name — and nothing else", () => {
-    const summary = dnsRecords().map((r) => `${r.inputs.type} ${r.inputs.name}`).sort();
+    const summary = dnsRecords()
+      .map((r) => `${r.inputs.type} ${r.inputs.name}`)
+      .sort();
     expect(summary).toEqual([
       "A mail.brightchain.org",
       "AAAA mail.brightchain.org",
@@ -31,12 +33,17 @@ describe("primary stack: DNS at Cloudflare", () => {
   });
 
   it("record contents: addresses unproxied, MX 10 to the primary, SPF listing the fleet, DMARC from config", () => {
-    const find = (type: string, name: string): RegisteredResource => dnsRecords().find((r) => r.inputs.type === type && r.inputs.name === name)!;
+    const find = (type: string, name: string): RegisteredResource =>
+      dnsRecords().find((r) => r.inputs.type === type && r.inputs.name === name)!;
     expect(find("A", "mail.brightchain.org").inputs).toMatchObject({ content: "203.0.113.10", proxied: false, ttl: 3600 });
     expect(find("AAAA", "mail.brightchain.org").inputs).toMatchObject({ content: "2001:db8::10", proxied: false });
     expect(find("MX", "brightchain.org").inputs).toMatchObject({ content: "mail.brightchain.org", priority: 10 });
-    expect(find("TXT", "brightchain.org").inputs.content).toBe('"v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:203.0.113.20 -all"');
-    expect(find("TXT", "_dmarc.brightchain.org").inputs.content).toBe('"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@brightchain.org; pct=100"');
+    expect(find("TXT", "brightchain.org").inputs.content).toBe(
+      '"v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:203.0.113.20 -all"',
+    );
+    expect(find("TXT", "_dmarc.brightchain.org").inputs.content).toBe(
+      '"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@brightchain.org; pct=100"',
+    );
   });
 
   it("the DKIM record carries the key the host generated, as quoted strings of at most 255 bytes", () => {
@@ -62,13 +69,22 @@ describe("primary stack: DNS at Cloudflare", () => {
 });
 
 describe("primary stack: host steps", () => {
-  const plan = () => hostPlan(examplePrimary, hostFiles(examplePrimary, exampleSecrets), hostDirectories(examplePrimary), [
-    { name: "brightchain-inbound.cjs", content: "" },
-    { name: "brightchain-lookup.cjs", content: "" },
-  ]);
+  const plan = () =>
+    hostPlan(examplePrimary, hostFiles(examplePrimary, exampleSecrets), hostDirectories(examplePrimary), [
+      { name: "brightchain-inbound.cjs", content: "" },
+      { name: "brightchain-lookup.cjs", content: "" },
+    ]);
 
   it("one remote.Command per plan step, named from the stack and the step id", () => {
-    expect(commands().map((c) => c.name).sort()).toEqual(plan().map((s) => `primary-${s.id}`).sort());
+    expect(
+      commands()
+        .map((c) => c.name)
+        .sort(),
+    ).toEqual(
+      plan()
+        .map((s) => `primary-${s.id}`)
+        .sort(),
+    );
     expect(run.resources.filter((r) => r.type === "command:remote:CopyToRemote")).toEqual([]);
   });
 
@@ -84,7 +100,7 @@ describe("primary stack: host steps", () => {
   it("each command is self-contained: the plan's command, its stdin and its triggers, over the stack's SSH connection", () => {
     const byName = new Map(commands().map((c) => [c.name, c]));
     const mainCf = byName.get("primary-file-etc-postfix-main-cf")!;
-    expect(mainCf.inputs.create).toContain("mv -f \"$tmp\" /etc/postfix/main.cf");
+    expect(mainCf.inputs.create).toContain('mv -f "$tmp" /etc/postfix/main.cf');
     expect(mainCf.inputs.stdin).toContain("myhostname = mail.brightchain.org");
     expect(mainCf.inputs.addPreviousOutputInEnv).toBe(false);
     expect(mainCf.inputs.connection).toMatchObject({ host: "203.0.113.10", user: "root", port: 22 });
@@ -97,7 +113,9 @@ describe("primary stack: host steps", () => {
     const secretFiles = hostFiles(examplePrimary, exampleSecrets).filter((f) => f.secret);
     expect(secretFiles.length).toBeGreaterThan(0);
     for (const file of secretFiles) {
-      const c = commands().find((r) => r.name === `primary-file-${file.path.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "")}`)!;
+      const c = commands().find(
+        (r) => r.name === `primary-file-${file.path.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "")}`,
+      )!;
       expect(c.secretInputs).toEqual(expect.arrayContaining(["stdin", "create", "triggers"]));
       expect(c.inputs.logging).toBe("none");
     }
@@ -123,7 +141,9 @@ describe("primary stack: a non-root deploy user", () => {
 describe("primary stack: triggers follow content", () => {
   // Two GatewayHosts from the same node, one with a changed main.cf value, compared input by input.
   async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
-    const files = hostFiles(examplePrimary, exampleSecrets).map((f) => (f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f));
+    const files = hostFiles(examplePrimary, exampleSecrets).map((f) =>
+      f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f,
+    );
     const host = new GatewayHost(name, {
       node: examplePrimary,
       files,
@@ -133,7 +153,11 @@ describe("primary stack: triggers follow content", () => {
     });
     await outputValue(host.verified);
     const prefix = `${name}-`;
-    return new Map(commands().filter((c) => c.name.startsWith(prefix)).map((c) => [c.name.slice(prefix.length), c.inputs]));
+    return new Map(
+      commands()
+        .filter((c) => c.name.startsWith(prefix))
+        .map((c) => [c.name.slice(prefix.length), c.inputs]),
+    );
   }
 
   it("an unchanged node registers identical inputs; a changed main.cf changes only its step, postfix check, reload and verify", async () => {
@@ -143,7 +167,9 @@ describe("primary stack: triggers follow content", () => {
 
     const after = await hostInputs("after", (t) => t.replace(/^message_size_limit = \d+$/m, "message_size_limit = 10485760"));
     expect(after.get("file-etc-postfix-main-cf")!.stdin).toContain("message_size_limit = 10485760");
-    const changed = [...after.keys()].filter((id) => JSON.stringify(after.get(id)!.triggers) !== JSON.stringify(before.get(id)!.triggers));
+    const changed = [...after.keys()].filter(
+      (id) => JSON.stringify(after.get(id)!.triggers) !== JSON.stringify(before.get(id)!.triggers),
+    );
     expect(changed).toEqual(["file-etc-postfix-main-cf", "postfix-check", "postfix-reload", "verify"]);
     const changedAtAll = [...after.keys()].filter((id) => JSON.stringify(after.get(id)) !== JSON.stringify(before.get(id)));
     expect(changedAtAll).toEqual(changed);

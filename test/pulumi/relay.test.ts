@@ -18,8 +18,20 @@ const commands = () => run.resources.filter((r) => r.type === "command:remote:Co
 describe("relay stack: DNS at Cloudflare", () => {
   it("owns only its A and its MX 20 (IPv4-only: no AAAA); SPF, DMARC and DKIM belong to the primary's stack", () => {
     expect(dnsRecords().map((r) => r.inputs)).toEqual([
-      expect.objectContaining({ type: "A", name: "mail2.brightchain.org", content: "203.0.113.20", proxied: false, zoneId: ZONE_ID }),
-      expect.objectContaining({ type: "MX", name: "brightchain.org", content: "mail2.brightchain.org", priority: 20, zoneId: ZONE_ID }),
+      expect.objectContaining({
+        type: "A",
+        name: "mail2.brightchain.org",
+        content: "203.0.113.20",
+        proxied: false,
+        zoneId: ZONE_ID,
+      }),
+      expect.objectContaining({
+        type: "MX",
+        name: "brightchain.org",
+        content: "mail2.brightchain.org",
+        priority: 20,
+        zoneId: ZONE_ID,
+      }),
     ]);
     expect(dnsRecords().filter((r) => r.inputs.type === "TXT")).toEqual([]);
   });
@@ -30,7 +42,9 @@ describe("relay stack: DNS at Cloudflare", () => {
       { name: "brightchain.org", type: "MX", content: "mail2.brightchain.org", priority: 20 },
     ]);
     expect(run.program.dkimRecord).toBeUndefined();
-    expect(run.program.ptrExpectations).toEqual([{ address: "203.0.113.20", reverseName: "20.113.0.203.in-addr.arpa", expectedHostname: "mail2.brightchain.org" }]);
+    expect(run.program.ptrExpectations).toEqual([
+      { address: "203.0.113.20", reverseName: "20.113.0.203.in-addr.arpa", expectedHostname: "mail2.brightchain.org" },
+    ]);
     expect(run.program.hostname).toBe("mail2.brightchain.org");
     expect(run.program.role).toBe("relay");
   });
@@ -62,7 +76,9 @@ describe("relay stack: host steps", () => {
 
 describe("relay stack: triggers follow content", () => {
   async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
-    const files = hostFiles(exampleRelay, exampleSecrets).map((f) => (f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f));
+    const files = hostFiles(exampleRelay, exampleSecrets).map((f) =>
+      f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f,
+    );
     const host = new GatewayHost(name, {
       node: exampleRelay,
       files,
@@ -72,7 +88,11 @@ describe("relay stack: triggers follow content", () => {
     });
     await outputValue(host.verified);
     const prefix = `${name}-`;
-    return new Map(commands().filter((c) => c.name.startsWith(prefix)).map((c) => [c.name.slice(prefix.length), c.inputs]));
+    return new Map(
+      commands()
+        .filter((c) => c.name.startsWith(prefix))
+        .map((c) => [c.name.slice(prefix.length), c.inputs]),
+    );
   }
 
   it("a longer queue lifetime in main.cf re-runs its install, postfix check, reload and verify — nothing else", async () => {

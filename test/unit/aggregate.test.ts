@@ -27,7 +27,13 @@ describe.each(nodeMatrix)("host files of $name", ({ node }) => {
 
   it("include every module's files: Postfix, firewall, runtime units, gateway.env", () => {
     expect(files.map((f) => f.path)).toEqual(
-      expect.arrayContaining(["/etc/postfix/main.cf", "/etc/postfix/master.cf", FIREWALL_SCRIPT, node.runtime.envFile, "/etc/systemd/system/brightchain-lookup.service"]),
+      expect.arrayContaining([
+        "/etc/postfix/main.cf",
+        "/etc/postfix/master.cf",
+        FIREWALL_SCRIPT,
+        node.runtime.envFile,
+        "/etc/systemd/system/brightchain-lookup.service",
+      ]),
     );
   });
 
@@ -61,6 +67,8 @@ describe("roles", () => {
 describe("path ownership check", () => {
   it("names the path two renderers both produce", () => {
     expect(() => assertUniquePaths(["/etc/a", "/etc/postfix/main.cf", "/etc/postfix/main.cf"])).toThrow(DuplicateHostPathError);
-    expect(() => assertUniquePaths(["/etc/a", "/etc/postfix/main.cf", "/etc/postfix/main.cf"])).toThrow(/\/etc\/postfix\/main\.cf/);
+    expect(() => assertUniquePaths(["/etc/a", "/etc/postfix/main.cf", "/etc/postfix/main.cf"])).toThrow(
+      /\/etc\/postfix\/main\.cf/,
+    );
   });
 });

@@ -25,7 +25,12 @@ function gateway(args: string[], env: Record<string, string> = {}) {
   const fullEnv: Record<string, string | undefined> = { ...process.env, GATEWAY_RUNTIME_DIST: dist, ...env };
   if (!env.GATEWAY_RENDER_SUBMISSION_USERS) delete fullEnv.GATEWAY_RENDER_SUBMISSION_USERS;
   if (!env.GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN) delete fullEnv.GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN;
-  const result = spawnSync(process.execPath, [path.join(repo, "bin/gateway.cjs"), ...args], { cwd: repo, env: fullEnv, encoding: "utf8", timeout: 60_000 });
+  const result = spawnSync(process.execPath, [path.join(repo, "bin/gateway.cjs"), ...args], {
+    cwd: repo,
+    env: fullEnv,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -65,13 +70,17 @@ describe("gateway playbook", () => {
     expect(extra).toEqual(["opt/brightchain-gateway/brightchain-inbound.cjs", "opt/brightchain-gateway/brightchain-lookup.cjs"]);
     expect(bundleFiles.get("opt/brightchain-gateway/brightchain-lookup.cjs")).toEqual(["755", Buffer.from("// lookup build\n")]);
 
-    expect(readFileSync(path.join(bundle, "manifest.json"), "utf8")).toBe(readFileSync(path.join(rendered, "manifest.json"), "utf8"));
+    expect(readFileSync(path.join(bundle, "manifest.json"), "utf8")).toBe(
+      readFileSync(path.join(rendered, "manifest.json"), "utf8"),
+    );
     expect(readFileSync(path.join(bundle, "dns.zone"), "utf8")).toBe(readFileSync(path.join(rendered, "dns.zone"), "utf8"));
     const manifest = JSON.parse(readFileSync(path.join(bundle, "manifest.json"), "utf8")) as RenderManifest;
     expect(manifest.withheld).toEqual([]);
 
     // Every copy task's source is in the folder.
-    const [play] = parse(readFileSync(path.join(bundle, "playbook.yml"), "utf8")) as [{ hosts: string; tasks: Record<string, { src?: string }>[] }];
+    const [play] = parse(readFileSync(path.join(bundle, "playbook.yml"), "utf8")) as [
+      { hosts: string; tasks: Record<string, { src?: string }>[] },
+    ];
     const sources = play!.tasks.map((t) => t["ansible.builtin.copy"]?.src).filter((s): s is string => s !== undefined);
     expect(sources.length).toBe(bundleFiles.size);
     for (const src of sources) expect(bundleFiles.has(src.replace(/^files\//, ""))).toBe(true);
@@ -85,7 +94,21 @@ describe("gateway playbook", () => {
       "mail2.brightchain.org ansible_host=203.0.113.20 ansible_port=22 ansible_user=root",
     );
     const lab = freshOut();
-    const run = gateway(["playbook", "--stack", "relay", "--out", lab, "--host", "10.231.0.20", "--port", "2222", "--key", "/srv/lab/id", "--known-hosts", "/srv/lab/known_hosts"]);
+    const run = gateway([
+      "playbook",
+      "--stack",
+      "relay",
+      "--out",
+      lab,
+      "--host",
+      "10.231.0.20",
+      "--port",
+      "2222",
+      "--key",
+      "/srv/lab/id",
+      "--known-hosts",
+      "/srv/lab/known_hosts",
+    ]);
     expect(run.code).toBe(0);
     const inventory = readFileSync(path.join(lab, "inventory.ini"), "utf8");
     expect(inventory).toContain("ansible_host=10.231.0.20 ansible_port=2222");
@@ -97,10 +120,14 @@ describe("gateway playbook", () => {
     const out = freshOut();
     const run = gateway(["playbook", "--stack", "primary", "--out", out]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/withheld \/etc\/dovecot\/brightchain-submission\.passwd: needs a secret: set GATEWAY_RENDER_SUBMISSION_USERS/);
+    expect(run.stdout).toMatch(
+      /withheld \/etc\/dovecot\/brightchain-submission\.passwd: needs a secret: set GATEWAY_RENDER_SUBMISSION_USERS/,
+    );
     const files = tree(path.join(out, "files"));
     expect(files.has("etc/dovecot/brightchain-submission.passwd")).toBe(false);
-    expect(readFileSync(path.join(out, "playbook.yml"), "utf8")).toContain("/etc/dovecot/brightchain-submission.passwd must already exist");
+    expect(readFileSync(path.join(out, "playbook.yml"), "utf8")).toContain(
+      "/etc/dovecot/brightchain-submission.passwd must already exist",
+    );
   });
 
   it.each([
@@ -118,7 +145,9 @@ describe("gateway playbook", () => {
     mkdirSync(empty);
     const run = gateway(["playbook", "--stack", "primary", "--out", freshOut(), "--runtime-dist", empty]);
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain(`--runtime-dist "${empty}" holds no built runtime (*.cjs); run \`npm run build --workspace runtime\``);
+    expect(run.stderr).toContain(
+      `--runtime-dist "${empty}" holds no built runtime (*.cjs); run \`npm run build --workspace runtime\``,
+    );
   });
 
   it("refuses a non-empty output folder", () => {

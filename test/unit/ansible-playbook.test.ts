@@ -58,7 +58,12 @@ describe.each([
     expect(copies.map((t) => t["ansible.builtin.copy"].dest).sort()).toEqual(expected.map((f) => f.path).sort());
     for (const file of expected) {
       const task = copies.find((t) => t["ansible.builtin.copy"].dest === file.path)!;
-      expect(task["ansible.builtin.copy"]).toMatchObject({ src: `files${file.path}`, owner: file.owner, group: file.group, mode: `0${file.mode.toString(8)}` });
+      expect(task["ansible.builtin.copy"]).toMatchObject({
+        src: `files${file.path}`,
+        owner: file.owner,
+        group: file.group,
+        mode: `0${file.mode.toString(8)}`,
+      });
     }
     // Unquoted, YAML would hand Ansible the number 640 (decimal): mode 0o1200, a different file.
     expect(yamlText).toMatch(/mode: "0644"/);
@@ -92,7 +97,9 @@ describe.each([
       expect(task.notify ?? []).toEqual(expected);
       for (const topic of expected) expect(handlerNames.has(topic)).toBe(true);
     }
-    const lookupUnit = copyTasks(play.tasks).find((t) => t["ansible.builtin.copy"].dest === `${node.runtime.installDir}/brightchain-lookup.cjs`)!;
+    const lookupUnit = copyTasks(play.tasks).find(
+      (t) => t["ansible.builtin.copy"].dest === `${node.runtime.installDir}/brightchain-lookup.cjs`,
+    )!;
     expect(lookupUnit.notify).toEqual(["restart brightchain-lookup"]);
   });
 
@@ -156,7 +163,9 @@ describe.each([
   it("enables and starts every service the plan restarts", () => {
     const steps = hostPlan(node, files, hostDirectories(node), artifacts);
     const planned = steps.filter((s) => s.id.startsWith("service-")).length;
-    const started = play.tasks.filter((x) => (x["ansible.builtin.systemd"] as { state?: string } | undefined)?.state === "started");
+    const started = play.tasks.filter(
+      (x) => (x["ansible.builtin.systemd"] as { state?: string } | undefined)?.state === "started",
+    );
     // Plus Postfix itself, which the plan reloads in its own step.
     expect(started.length).toBe(planned + 1);
   });
@@ -182,7 +191,9 @@ describe("files withheld for lack of a secret", () => {
       withheld: [{ path: secret.path, reason: "needs a secret: set GATEWAY_RENDER_SUBMISSION_USERS" }],
     });
     expect(playbook.sources.some((s) => s.file.path === secret.path)).toBe(false);
-    const task = playbook.play.tasks.find((t) => (t["ansible.builtin.file"] as { path?: string } | undefined)?.path === secret.path)!;
+    const task = playbook.play.tasks.find(
+      (t) => (t["ansible.builtin.file"] as { path?: string } | undefined)?.path === secret.path,
+    )!;
     expect(task.name).toContain("GATEWAY_RENDER_SUBMISSION_USERS");
     expect(task["ansible.builtin.file"]).toMatchObject({ state: "file", mode: `0${secret.mode.toString(8)}` });
   });
@@ -190,7 +201,13 @@ describe("files withheld for lack of a secret", () => {
 
 describe("inventory", () => {
   it("names the node as the play does and says how to reach it", () => {
-    const text = renderInventory("mail.brightchain.org", { host: "10.231.0.10", port: 22, user: "root", privateKeyFile: "/var/lib/lab/id", knownHostsFile: "/var/lib/lab/known_hosts" });
+    const text = renderInventory("mail.brightchain.org", {
+      host: "10.231.0.10",
+      port: 22,
+      user: "root",
+      privateKeyFile: "/var/lib/lab/id",
+      knownHostsFile: "/var/lib/lab/known_hosts",
+    });
     expect(text).toBe(
       "[gateway]\nmail.brightchain.org ansible_host=10.231.0.10 ansible_port=22 ansible_user=root ansible_python_interpreter=/usr/bin/python3 " +
         'ansible_ssh_private_key_file=/var/lib/lab/id ansible_ssh_common_args="-o UserKnownHostsFile=/var/lib/lab/known_hosts -o StrictHostKeyChecking=yes"\n',
@@ -198,10 +215,14 @@ describe("inventory", () => {
   });
 
   it("escalates with sudo for a login other than root", () => {
-    expect(renderInventory("mail2.brightchain.org", { host: "203.0.113.20", port: 2222, user: "deploy" })).toContain("ansible_become=true");
+    expect(renderInventory("mail2.brightchain.org", { host: "203.0.113.20", port: 2222, user: "deploy" })).toContain(
+      "ansible_become=true",
+    );
   });
 
   it("refuses a value INI cannot carry, naming the flag", () => {
-    expect(() => renderInventory("m", { host: "10.0.0.1", port: 22, user: "root", knownHostsFile: "/tmp/a b" })).toThrow(/--known-hosts "\/tmp\/a b"/);
+    expect(() => renderInventory("m", { host: "10.0.0.1", port: 22, user: "root", knownHostsFile: "/tmp/a b" })).toThrow(
+      /--known-hosts "\/tmp\/a b"/,
+    );
   });
 });

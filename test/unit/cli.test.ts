@@ -27,36 +27,44 @@ function gateway(args: string[], options: { cwd?: string; env?: Record<string, s
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-const readManifest = (out: string): RenderManifest => JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")) as RenderManifest;
+const readManifest = (out: string): RenderManifest =>
+  JSON.parse(readFileSync(path.join(out, "manifest.json"), "utf8")) as RenderManifest;
 const modeOf = (file: string): string => `0${(statSync(file).mode & 0o7777).toString(8).padStart(3, "0")}`;
 
 describe("gateway render", () => {
-  it.each(["primary", "relay"])("writes the %s stack's files at their host paths with their modes and a true manifest", (stack) => {
-    const out = freshOut();
-    const run = gateway(["render", "--stack", stack, "--out", out]);
-    expect(run.stderr).toBe("");
-    expect(run.code).toBe(0);
-    const manifest = readManifest(out);
-    expect(manifest.stack).toBe(stack);
-    expect(manifest.hostname).toBe(stack === "primary" ? "mail.brightchain.org" : "mail2.brightchain.org");
-    expect(manifest.files.map((f) => f.path)).toEqual(expect.arrayContaining(["/etc/postfix/main.cf", "/etc/postfix/master.cf"]));
-    for (const entry of manifest.files) {
-      const onDisk = path.join(out, entry.path);
-      expect(entry.mode).toMatch(/^0[0-7]{3,4}$/);
-      expect(modeOf(onDisk), entry.path).toBe(entry.mode);
-      expect(createHash("sha256").update(readFileSync(onDisk)).digest("hex"), entry.path).toBe(entry.sha256);
-    }
-    for (const dir of manifest.directories) {
-      expect(statSync(path.join(out, dir.path)).isDirectory()).toBe(true);
-      expect(modeOf(path.join(out, dir.path)), dir.path).toBe(dir.mode);
-    }
-    const zone = readFileSync(path.join(out, "dns.zone"), "utf8");
-    expect(zone).toContain(stack === "primary" ? "@\t3600\tIN\tMX\t10\tmail.brightchain.org." : "@\t3600\tIN\tMX\t20\tmail2.brightchain.org.");
-    const zoneCheck = spawnSync("kzonecheck", ["-o", "brightchain.org", path.join(out, "dns.zone")], { encoding: "utf8" });
-    expect(zoneCheck.stdout + zoneCheck.stderr).toBe("");
-    expect(zoneCheck.status).toBe(0);
-    expect(manifest.ptr[0]!.reverseName).toBe(stack === "primary" ? "10.113.0.203.in-addr.arpa" : "20.113.0.203.in-addr.arpa");
-  });
+  it.each(["primary", "relay"])(
+    "writes the %s stack's files at their host paths with their modes and a true manifest",
+    (stack) => {
+      const out = freshOut();
+      const run = gateway(["render", "--stack", stack, "--out", out]);
+      expect(run.stderr).toBe("");
+      expect(run.code).toBe(0);
+      const manifest = readManifest(out);
+      expect(manifest.stack).toBe(stack);
+      expect(manifest.hostname).toBe(stack === "primary" ? "mail.brightchain.org" : "mail2.brightchain.org");
+      expect(manifest.files.map((f) => f.path)).toEqual(
+        expect.arrayContaining(["/etc/postfix/main.cf", "/etc/postfix/master.cf"]),
+      );
+      for (const entry of manifest.files) {
+        const onDisk = path.join(out, entry.path);
+        expect(entry.mode).toMatch(/^0[0-7]{3,4}$/);
+        expect(modeOf(onDisk), entry.path).toBe(entry.mode);
+        expect(createHash("sha256").update(readFileSync(onDisk)).digest("hex"), entry.path).toBe(entry.sha256);
+      }
+      for (const dir of manifest.directories) {
+        expect(statSync(path.join(out, dir.path)).isDirectory()).toBe(true);
+        expect(modeOf(path.join(out, dir.path)), dir.path).toBe(dir.mode);
+      }
+      const zone = readFileSync(path.join(out, "dns.zone"), "utf8");
+      expect(zone).toContain(
+        stack === "primary" ? "@\t3600\tIN\tMX\t10\tmail.brightchain.org." : "@\t3600\tIN\tMX\t20\tmail2.brightchain.org.",
+      );
+      const zoneCheck = spawnSync("kzonecheck", ["-o", "brightchain.org", path.join(out, "dns.zone")], { encoding: "utf8" });
+      expect(zoneCheck.stdout + zoneCheck.stderr).toBe("");
+      expect(zoneCheck.status).toBe(0);
+      expect(manifest.ptr[0]!.reverseName).toBe(stack === "primary" ? "10.113.0.203.in-addr.arpa" : "20.113.0.203.in-addr.arpa");
+    },
+  );
 
   it("the primary's zone says why the DKIM record is missing and has SPF and DMARC; the relay's has neither", () => {
     const primaryOut = freshOut();
@@ -84,7 +92,9 @@ describe("gateway render", () => {
     const withSecrets = freshOut();
     const run = gateway(["render", "--stack", "primary", "--out", withSecrets], {
       env: {
-        GATEWAY_RENDER_SUBMISSION_USERS: JSON.stringify([{ username: "brightchain-node", password: "correct horse battery staple" }]),
+        GATEWAY_RENDER_SUBMISSION_USERS: JSON.stringify([
+          { username: "brightchain-node", password: "correct horse battery staple" },
+        ]),
         GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN: "cf-test-token-not-real",
       },
     });
@@ -122,7 +132,10 @@ describe("gateway render", () => {
     copyFileSync(path.join(repo, "Pulumi.yaml"), path.join(project, "Pulumi.yaml"));
     writeFileSync(
       path.join(project, "Pulumi.relay.yaml"),
-      readFileSync(path.join(repo, "Pulumi.relay.yaml"), "utf8").replace("gateway:spamEngine: rspamd", "gateway:spamEngine: amavis"),
+      readFileSync(path.join(repo, "Pulumi.relay.yaml"), "utf8").replace(
+        "gateway:spamEngine: rspamd",
+        "gateway:spamEngine: amavis",
+      ),
     );
     const out = freshOut();
     const run = gateway(["render", "--stack", "relay", "--out", out, "--dir", project]);
@@ -172,7 +185,16 @@ describe("gateway help", () => {
   it("render --help explains every flag and secret variable", () => {
     const help = gateway(["render", "--help"]);
     expect(help.code).toBe(0);
-    for (const word of ["--stack", "--out", "--dir", "manifest.json", "dns.zone", "GATEWAY_RENDER_SUBMISSION_USERS", "GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN", "Exit codes"]) {
+    for (const word of [
+      "--stack",
+      "--out",
+      "--dir",
+      "manifest.json",
+      "dns.zone",
+      "GATEWAY_RENDER_SUBMISSION_USERS",
+      "GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN",
+      "Exit codes",
+    ]) {
       expect(help.stdout).toContain(word);
     }
   });

@@ -59,12 +59,19 @@ describe("node variants", () => {
     const third = parseGatewayConfig({ ...flat, "gateway:hostname": "mail3.brightchain.org" });
     expect(third.mxPriority).toBe(30);
     expect(third.host).toEqual({ hostname: "mail3.brightchain.org", ipv4: "203.0.113.30", ipv6: "2001:db8::30" });
-    expect(third.fleet.map((h) => h.hostname)).toEqual(["mail.brightchain.org", "mail2.brightchain.org", "mail3.brightchain.org"]);
+    expect(third.fleet.map((h) => h.hostname)).toEqual([
+      "mail.brightchain.org",
+      "mail2.brightchain.org",
+      "mail3.brightchain.org",
+    ]);
     expect(parseGatewayConfig({ ...flat, "gateway:mxPriority": "50" }).mxPriority).toBe(50);
   });
 
   it("puts the primary first in the fleet even when listed later", () => {
-    const fleet = JSON.stringify([{ hostname: "mail2.brightchain.org", ipv4: "203.0.113.20" }, { hostname: "mail.brightchain.org", ipv4: "203.0.113.10" }]);
+    const fleet = JSON.stringify([
+      { hostname: "mail2.brightchain.org", ipv4: "203.0.113.20" },
+      { hostname: "mail.brightchain.org", ipv4: "203.0.113.10" },
+    ]);
     const node = parseGatewayConfig({ ...relayFlat(), "gateway:fleet": fleet });
     expect(node.fleet[0]!.hostname).toBe("mail.brightchain.org");
     expect(node.mxPriority).toBe(20);
@@ -92,7 +99,11 @@ describe("node variants", () => {
       "gateway:nodeUrl": "https://node.brightchain.org/",
       "gateway:spoolDir": "/srv/brightchain",
     });
-    expect(node.drop).toMatchObject({ transport: "pipe", mailDropDir: "/srv/brightchain/incoming", errorDir: "/srv/brightchain/errors" });
+    expect(node.drop).toMatchObject({
+      transport: "pipe",
+      mailDropDir: "/srv/brightchain/incoming",
+      errorDir: "/srv/brightchain/errors",
+    });
     expect(node.lookup.registry).toEqual({ kind: "http", url: "https://node.brightchain.org/api/recipients" });
     expect(node.runtime.nodeUrl).toBe("https://node.brightchain.org");
   });
@@ -109,7 +120,9 @@ describe("node variants", () => {
   });
 
   it("ignores other namespaces (providers' own keys)", () => {
-    expect(parseGatewayConfig({ ...primaryFlat(), "cloudflare:apiToken": "x", "brightchain-gateway:note": "y" })).toStrictEqual(examplePrimary);
+    expect(parseGatewayConfig({ ...primaryFlat(), "cloudflare:apiToken": "x", "brightchain-gateway:note": "y" })).toStrictEqual(
+      examplePrimary,
+    );
   });
 });
 
@@ -186,15 +199,22 @@ describe("a bad value names the key, the value and what is accepted", () => {
   it("fleet entries: bad address, missing IPv4, duplicate host, unknown field, bad JSON", () => {
     const withFleet = (fleet: string): GatewayConfigError => configError({ ...primaryFlat(), "gateway:fleet": fleet });
     expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.300"}]').key).toBe("gateway:fleet[0].ipv4");
-    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10","ipv6":"2001:db8::g"}]').key).toBe("gateway:fleet[0].ipv6");
+    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10","ipv6":"2001:db8::g"}]').key).toBe(
+      "gateway:fleet[0].ipv6",
+    );
     expect(withFleet('[{"hostname":"mail.brightchain.org"}]').message).toMatch(/gateway:fleet\[0\]\.ipv4 is not set/);
-    expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10"},{"hostname":"mail.brightchain.org","ipv4":"203.0.113.11"}]').key).toBe("gateway:fleet[1].hostname");
+    expect(
+      withFleet(
+        '[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10"},{"hostname":"mail.brightchain.org","ipv4":"203.0.113.11"}]',
+      ).key,
+    ).toBe("gateway:fleet[1].hostname");
     expect(withFleet('[{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10","ip":"x"}]').key).toBe("gateway:fleet[0].ip");
     expect(withFleet("[{hostname: mail}").key).toBe("gateway:fleet");
   });
 
   it("dmarc fields are named with their path", () => {
-    const withDmarc = (dmarc: object): GatewayConfigError => configError({ ...primaryFlat(), "gateway:dmarc": JSON.stringify(dmarc) });
+    const withDmarc = (dmarc: object): GatewayConfigError =>
+      configError({ ...primaryFlat(), "gateway:dmarc": JSON.stringify(dmarc) });
     expect(withDmarc({ policy: "block" }).message).toMatch(/gateway:dmarc\.policy="block".*none, quarantine, reject/);
     expect(withDmarc({ pct: 150 }).message).toMatch(/gateway:dmarc\.pct="150".*0 to 100/);
     expect(withDmarc({ rua: ["dmarc@brightchain.org"] }).message).toMatch(/gateway:dmarc\.rua\[0\].*mailto:/);
@@ -202,7 +222,9 @@ describe("a bad value names the key, the value and what is accepted", () => {
 
   it("a relay cannot claim the primary's host name, nor the primary another's", () => {
     expect(configError({ ...relayFlat(), "gateway:hostname": "mail.brightchain.org" }).message).toMatch(/other than the primary/);
-    expect(configError({ ...primaryFlat(), "gateway:hostname": "mail2.brightchain.org" }).message).toMatch(/gateway:primaryHostname/);
+    expect(configError({ ...primaryFlat(), "gateway:hostname": "mail2.brightchain.org" }).message).toMatch(
+      /gateway:primaryHostname/,
+    );
   });
 
   it("mynetworks needs bracketed IPv6", () => {
@@ -218,7 +240,10 @@ describe("secrets and the SSH connection", () => {
       "gateway:submissionUsers": '[{"username":"brightchain-node","password":"correct horse battery"}]',
       "gateway:certbotCloudflareToken": "cf_token-123456",
     });
-    expect(secrets).toEqual({ submissionUsers: [{ username: "brightchain-node", password: "correct horse battery" }], certbotCloudflareToken: "cf_token-123456" });
+    expect(secrets).toEqual({
+      submissionUsers: [{ username: "brightchain-node", password: "correct horse battery" }],
+      certbotCloudflareToken: "cf_token-123456",
+    });
     expect(parseGatewaySecrets({})).toEqual({ submissionUsers: [] });
     let message = "";
     try {
@@ -228,7 +253,9 @@ describe("secrets and the SSH connection", () => {
     }
     expect(message).toMatch(/gateway:submissionUsers\[0\]\.password.*12 characters/);
     expect(message).not.toContain("short:pw");
-    expect(() => parseGatewaySecrets({ "gateway:submissionUsers": "node:hunter2hunter2" })).toThrow(/gateway:submissionUsers="\(secret\)"/);
+    expect(() => parseGatewaySecrets({ "gateway:submissionUsers": "node:hunter2hunter2" })).toThrow(
+      /gateway:submissionUsers="\(secret\)"/,
+    );
     try {
       parseGatewaySecrets({ "gateway:submissionUsers": "node:hunter2hunter2" });
     } catch (err) {
@@ -242,7 +269,9 @@ describe("secrets and the SSH connection", () => {
     expect(parseSshConnection(flat)).toEqual({ host: "mail.brightchain.org", user: "root", port: 22 });
     expect(parseSshConnection(primaryFlat())).toEqual({ host: "203.0.113.10", user: "root", port: 22 });
     expect(() => parseSshConnection({ ...primaryFlat(), "gateway:ssh": '{"port":0}' })).toThrow(/gateway:ssh\.port="0"/);
-    expect(() => parseSshConnection({ ...primaryFlat(), "gateway:sshPrivateKey": "not a key" })).toThrow(/gateway:sshPrivateKey.*PRIVATE KEY/);
+    expect(() => parseSshConnection({ ...primaryFlat(), "gateway:sshPrivateKey": "not a key" })).toThrow(
+      /gateway:sshPrivateKey.*PRIVATE KEY/,
+    );
   });
 });
 
@@ -272,7 +301,14 @@ describe("readStackConfig", () => {
     );
     writeFileSync(
       path.join(dir, "Pulumi.a.yaml"),
-      ["config:", "  gateway:os: ubuntu", "  gateway:sshPrivateKey:", "    secure: v1:abcdef", "  gateway:mynetworks:", "    - 127.0.0.0/8"].join("\n"),
+      [
+        "config:",
+        "  gateway:os: ubuntu",
+        "  gateway:sshPrivateKey:",
+        "    secure: v1:abcdef",
+        "  gateway:mynetworks:",
+        "    - 127.0.0.0/8",
+      ].join("\n"),
     );
     const { values, secureKeys } = readStackConfigFiles(dir, "a");
     expect(values).toEqual({
@@ -288,7 +324,10 @@ describe("readStackConfig", () => {
   it("follows Pulumi's project config rules: default only in the project's namespace, objects under value:", () => {
     dir = mkdtempSync(path.join(tmpdir(), "gateway-config-"));
     writeFileSync(path.join(dir, "Pulumi.a.yaml"), "config: {}\n");
-    writeFileSync(path.join(dir, "Pulumi.yaml"), "name: demo\nruntime: nodejs\nconfig:\n  gateway:domain:\n    default: example.org\n");
+    writeFileSync(
+      path.join(dir, "Pulumi.yaml"),
+      "name: demo\nruntime: nodejs\nconfig:\n  gateway:domain:\n    default: example.org\n",
+    );
     expect(() => readStackConfig(dir, "a")).toThrow(/config\.gateway:domain\.default.*value: instead of default:/);
     writeFileSync(path.join(dir, "Pulumi.yaml"), "name: demo\nruntime: nodejs\nconfig:\n  gateway:dmarc:\n    policy: reject\n");
     expect(() => readStackConfig(dir, "a")).toThrow(/config\.gateway:dmarc\.policy="reject".*under value:/);

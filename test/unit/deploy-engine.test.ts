@@ -15,14 +15,23 @@ import { labStackOverrides } from "../../infra/deploy/labStack";
 import { assetContent, hostSlots } from "../../infra/deploy/runner";
 import { parseRemoteConnection, remoteCommandLine, sshArguments } from "../../infra/deploy/ssh";
 import { readDeployState, writeDeployState } from "../../infra/deploy/state";
-import { dnsRecordFromCloudflareInputs, mergeZoneRecords, renderLabZone, txtFromCloudflareContent } from "../../infra/deploy/zone";
+import {
+  dnsRecordFromCloudflareInputs,
+  mergeZoneRecords,
+  renderLabZone,
+  txtFromCloudflareContent,
+} from "../../infra/deploy/zone";
 import { generateDkimTxt } from "../helpers/pulumi-program";
 
 const REPO = path.join(__dirname, "..", "..");
 const secret = (value: unknown) => ({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value });
 
 describe("deploy engine: Pulumi's diff", () => {
-  const inputs = { create: "apt-get install -y postfix", triggers: ["abc"], connection: secret({ host: "10.231.0.10", privateKey: "KEY" }) };
+  const inputs = {
+    create: "apt-get install -y postfix",
+    triggers: ["abc"],
+    connection: secret({ host: "10.231.0.10", privateKey: "KEY" }),
+  };
 
   it("creates on the first run, does nothing for identical inputs, updates when one changes", () => {
     const first = canonicalInputs(inputs);
@@ -34,7 +43,11 @@ describe("deploy engine: Pulumi's diff", () => {
   });
 
   it("ignores key order but not a changed secret, and never records the secret itself", () => {
-    const reordered = canonicalInputs({ connection: secret({ privateKey: "KEY", host: "10.231.0.10" }), triggers: ["abc"], create: inputs.create });
+    const reordered = canonicalInputs({
+      connection: secret({ privateKey: "KEY", host: "10.231.0.10" }),
+      triggers: ["abc"],
+      create: inputs.create,
+    });
     expect(reordered.hash).toBe(canonicalInputs(inputs).hash);
     const rotated = canonicalInputs({ ...inputs, connection: secret({ host: "10.231.0.10", privateKey: "OTHER" }) });
     expect(rotated.hash).not.toBe(reordered.hash);
@@ -51,7 +64,10 @@ describe("deploy engine: Pulumi's diff", () => {
     try {
       const file = path.join(dir, "primary.state.json");
       expect(readDeployState(file, "primary")).toEqual({ stack: "primary", resources: {} });
-      writeDeployState(file, { stack: "primary", resources: { "t::n": { type: "t", name: "n", inputsHash: "h", inputs: {}, outputs: { stdout: "x" } } } });
+      writeDeployState(file, {
+        stack: "primary",
+        resources: { "t::n": { type: "t", name: "n", inputsHash: "h", inputs: {}, outputs: { stdout: "x" } } },
+      });
       expect(readDeployState(file, "primary").resources["t::n"]?.outputs).toEqual({ stdout: "x" });
       expect(() => readDeployState(file, "relay")).toThrow(/belongs to stack "primary", not "relay"/);
     } finally {
@@ -62,16 +78,32 @@ describe("deploy engine: Pulumi's diff", () => {
 
 describe("deploy engine: ssh", () => {
   it("pins the host key, never prompts, and uses only the given key", () => {
-    const connection = parseRemoteConnection("primary-packages", { host: "10.231.0.10", port: 22, user: "root", privateKey: "K" });
+    const connection = parseRemoteConnection("primary-packages", {
+      host: "10.231.0.10",
+      port: 22,
+      user: "root",
+      privateKey: "K",
+    });
     const args = sshArguments(connection, { knownHostsFile: "/lab/known_hosts", identityFile: "/tmp/k/id" });
-    expect(args).toEqual(expect.arrayContaining(["BatchMode=yes", "StrictHostKeyChecking=yes", "UserKnownHostsFile=/lab/known_hosts", "IdentitiesOnly=yes"]));
+    expect(args).toEqual(
+      expect.arrayContaining([
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        "UserKnownHostsFile=/lab/known_hosts",
+        "IdentitiesOnly=yes",
+      ]),
+    );
     expect(args.slice(-5)).toEqual(["-p", "22", "-l", "root", "10.231.0.10"]);
     expect(args.join(" ")).not.toContain("K ");
   });
 
   it("names the field, the value and what is accepted for a bad connection", () => {
-    expect(() => parseRemoteConnection("relay-packages", { host: "" })).toThrow('relay-packages: connection.host is ""; accepted: a host name or address');
-    expect(() => parseRemoteConnection("relay-packages", { host: "h", port: 0 })).toThrow("connection.port is 0; accepted: an integer from 1 to 65535");
+    expect(() => parseRemoteConnection("relay-packages", { host: "" })).toThrow(
+      'relay-packages: connection.host is ""; accepted: a host name or address',
+    );
+    expect(() => parseRemoteConnection("relay-packages", { host: "h", port: 0 })).toThrow(
+      "connection.port is 0; accepted: an integer from 1 to 65535",
+    );
     expect(() => parseRemoteConnection("relay-packages", { host: "h", user: "Root" })).toThrow('connection.user is "Root"');
   });
 
@@ -100,7 +132,9 @@ describe("deploy engine: ssh", () => {
   it("copies a StringAsset's text and refuses an archive, naming the input", () => {
     const asset = { [pulumi.runtime.specialSigKey]: pulumi.runtime.specialAssetSig, text: "hello" };
     expect(assetContent("copy", asset).toString()).toBe("hello");
-    expect(() => assetContent("copy", { [pulumi.runtime.specialSigKey]: pulumi.runtime.specialArchiveSig, assets: {} })).toThrow(/copy: input "source" is not accepted/);
+    expect(() => assetContent("copy", { [pulumi.runtime.specialSigKey]: pulumi.runtime.specialArchiveSig, assets: {} })).toThrow(
+      /copy: input "source" is not accepted/,
+    );
   });
 });
 
@@ -111,12 +145,21 @@ describe("deploy engine: the lab zone", () => {
 
   it("reads each record back from exactly the inputs GatewayDns gives Cloudflare", () => {
     for (const record of dnsRecords(node, dkimTxt)) {
-      const back = dnsRecordFromCloudflareInputs("r", { name: record.name, type: record.type, content: cloudflareContent(record), ttl: record.ttl, priority: record.priority, comment: record.purpose });
+      const back = dnsRecordFromCloudflareInputs("r", {
+        name: record.name,
+        type: record.type,
+        content: cloudflareContent(record),
+        ttl: record.ttl,
+        priority: record.priority,
+        comment: record.purpose,
+      });
       expect(back).toEqual(record);
     }
     expect(txtFromCloudflareContent('"a\\"b" "c"')).toBe('a"bc');
     expect(() => txtFromCloudflareContent('"a" junk')).toThrow(/is not accepted/);
-    expect(() => dnsRecordFromCloudflareInputs("primary-dns-x", { type: "CNAME", name: "a", content: "b" })).toThrow('primary-dns-x: type is "CNAME"; accepted: A, AAAA, MX, TXT');
+    expect(() => dnsRecordFromCloudflareInputs("primary-dns-x", { type: "CNAME", name: "a", content: "b" })).toThrow(
+      'primary-dns-x: type is "CNAME"; accepted: A, AAAA, MX, TXT',
+    );
   });
 
   it("serves the union of the stacks' records under the lab server's SOA and NS", () => {
@@ -150,7 +193,9 @@ describe("deploy engine: the example stacks in the lab", () => {
       { hostname: "mail2.brightchain.org", ipv4: "10.231.0.20" },
     ]);
     expect(lab.secrets).toEqual({});
-    expect(Object.keys(labStackOverrides("primary", readStackConfigFiles(REPO, "primary").values).secrets)).toEqual(["gateway:submissionUsers"]);
+    expect(Object.keys(labStackOverrides("primary", readStackConfigFiles(REPO, "primary").values).secrets)).toEqual([
+      "gateway:submissionUsers",
+    ]);
   });
 
   it("names the host name that has no lab host", () => {
@@ -184,7 +229,9 @@ describe("deploy engine: a failing step", () => {
       });
       await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
       await expect(deploy).rejects.toThrow(
-        new RegExp(`^deploy relay: host 127\\.0\\.0\\.1, step "relay-packages" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*apt-get install[^]*\`\\nexit code 255\\nkex_exchange_identification`),
+        new RegExp(
+          `^deploy relay: host 127\\.0\\.0\\.1, step "relay-packages" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*apt-get install[^]*\`\\nexit code 255\\nkex_exchange_identification`,
+        ),
       );
       // Like Pulumi, what does not depend on the host (the relay's A and MX) is created, served at once; no command is done.
       expect(published.at(-1)?.name).toBe("brightchain.org");

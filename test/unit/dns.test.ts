@@ -28,7 +28,12 @@ const threeNodePrimary: GatewayNode = {
 describe("records each stack owns", () => {
   it("primary: its A/AAAA, MX 10, SPF, DMARC and (once known) DKIM", () => {
     const records = dnsRecords(examplePrimary, key2048);
-    const summary = records.map(({ name, type, content, priority }) => ({ name, type, content: type === "TXT" ? content.slice(0, 30) : content, priority }));
+    const summary = records.map(({ name, type, content, priority }) => ({
+      name,
+      type,
+      content: type === "TXT" ? content.slice(0, 30) : content,
+      priority,
+    }));
     expect(summary).toEqual([
       { name: "mail.brightchain.org", type: "A", content: "203.0.113.10", priority: undefined },
       { name: "mail.brightchain.org", type: "AAAA", content: "2001:db8::10", priority: undefined },
@@ -61,7 +66,9 @@ describe("records each stack owns", () => {
   });
 
   it("relay: only its own A and MX at its priority (no SPF, DMARC, DKIM, AAAA for an IPv4-only node)", () => {
-    expect(dnsRecords(exampleRelay, key2048).map(({ name, type, content, priority }) => ({ name, type, content, priority }))).toEqual([
+    expect(
+      dnsRecords(exampleRelay, key2048).map(({ name, type, content, priority }) => ({ name, type, content, priority })),
+    ).toEqual([
       { name: "mail2.brightchain.org", type: "A", content: "203.0.113.20", priority: undefined },
       { name: "brightchain.org", type: "MX", content: "mail2.brightchain.org", priority: 20 },
     ]);

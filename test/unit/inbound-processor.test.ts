@@ -31,11 +31,23 @@ afterEach(async () => {
 
 async function startProcessor(sink: Sink, engine: "none" | "spamassassin" = "none"): Promise<InboundProcessor> {
   const processor = new InboundProcessor({
-    mailDropDir: dropDir, errorDir, sink, spamEngine: engine, spamProbable: 5, concurrency: 4, logger,
-    retryInitialMs: 10, retryMaxMs: 40,
+    mailDropDir: dropDir,
+    errorDir,
+    sink,
+    spamEngine: engine,
+    spamProbable: 5,
+    concurrency: 4,
+    logger,
+    retryInitialMs: 10,
+    retryMaxMs: 40,
   });
   await processor.start();
-  running.push({ stop: async () => { await processor.stop(); await sink.close(); } });
+  running.push({
+    stop: async () => {
+      await processor.stop();
+      await sink.close();
+    },
+  });
   return processor;
 }
 
@@ -58,7 +70,11 @@ describe("InboundProcessor with the embedded store", () => {
 
   it("stores a small message (read whole) and one over 1 MiB (streamed, copied) byte for byte under their SHA3-512", async () => {
     const small = dropMessageText({ recipient: "alice@brightchain.org", subject: "small" });
-    const large = dropMessageText({ recipient: "alice@brightchain.org", subject: "large", body: "0123456789abcdef\r\n".repeat(131_072) });
+    const large = dropMessageText({
+      recipient: "alice@brightchain.org",
+      subject: "large",
+      body: "0123456789abcdef\r\n".repeat(131_072),
+    });
     dropMessage(dropDir, "small", small);
     dropMessage(dropDir, "large", large);
     await startProcessor(await ContentAddressedStore.open(storeDir));
@@ -76,7 +92,15 @@ describe("InboundProcessor with the embedded store", () => {
   });
 
   it("files by the SpamAssassin score and warns about an unscanned message", async () => {
-    dropMessage(dropDir, "s", dropMessageText({ recipient: "a@brightchain.org", subject: "s", extraHeaders: ["X-Spam-Status: Yes, score=7.2 required=5.0 tests=X"] }));
+    dropMessage(
+      dropDir,
+      "s",
+      dropMessageText({
+        recipient: "a@brightchain.org",
+        subject: "s",
+        extraHeaders: ["X-Spam-Status: Yes, score=7.2 required=5.0 tests=X"],
+      }),
+    );
     dropMessage(dropDir, "u", dropMessageText({ recipient: "a@brightchain.org", subject: "u" }));
     await startProcessor(await ContentAddressedStore.open(storeDir), "spamassassin");
     await waitUntil("new/ empty", newIsEmpty);
@@ -122,7 +146,12 @@ describe("InboundProcessor with the embedded store", () => {
   });
 
   it("moves a message the sink refuses permanently to the error dir", async () => {
-    const refusing: Sink = { async deliver() { throw new SinkError("node answered 422: mailbox closed", true); }, async close() {} };
+    const refusing: Sink = {
+      async deliver() {
+        throw new SinkError("node answered 422: mailbox closed", true);
+      },
+      async close() {},
+    };
     dropMessage(dropDir, "r", dropMessageText({ recipient: "a@brightchain.org" }));
     await startProcessor(refusing);
     await waitUntil("new/ empty", newIsEmpty);

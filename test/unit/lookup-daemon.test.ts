@@ -33,7 +33,10 @@ interface Daemon {
 
 function startDaemon(env: Record<string, string>): Daemon {
   // Only what the test sets: the daemon must not pick up this machine's GATEWAY_* variables.
-  const child = spawn(process.execPath, ["--import", "tsx", BIN], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", BIN], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   children.push(child);
   let stderr = "";
   const listeners = new Set<() => void>();
@@ -88,13 +91,21 @@ describe("brightchain-lookup refuses bad configuration with EX_CONFIG", () => {
   writeFileSync(registry, "alice@brightchain.org\n");
 
   it.each<{ name: string; env: Record<string, string>; message: RegExp }>([
-    { name: "EMAIL_DOMAIN missing", env: { GATEWAY_REGISTRY_FILE: registry }, message: /EMAIL_DOMAIN is not set; expected a mail domain/ },
+    {
+      name: "EMAIL_DOMAIN missing",
+      env: { GATEWAY_REGISTRY_FILE: registry },
+      message: /EMAIL_DOMAIN is not set; expected a mail domain/,
+    },
     {
       name: "a port that is not a number",
       env: { EMAIL_DOMAIN: "brightchain.org", GATEWAY_REGISTRY_FILE: registry, GATEWAY_LOOKUP_PORT: "25x" },
       message: /GATEWAY_LOOKUP_PORT="25x" is invalid; expected an integer from 1 to 65535/,
     },
-    { name: "no registry at all", env: { EMAIL_DOMAIN: "brightchain.org" }, message: /GATEWAY_REGISTRY_FILE is not set; expected the recipient file path/ },
+    {
+      name: "no registry at all",
+      env: { EMAIL_DOMAIN: "brightchain.org" },
+      message: /GATEWAY_REGISTRY_FILE is not set; expected the recipient file path/,
+    },
     {
       name: "a registry file that does not exist",
       env: { EMAIL_DOMAIN: "brightchain.org", GATEWAY_REGISTRY_FILE: join(dir, "missing") },
@@ -121,7 +132,11 @@ describe("brightchain-lookup serving", () => {
     const registry = join(dir, "recipients");
     writeFileSync(registry, "alice@brightchain.org\n");
     const port = await freePort();
-    const daemon = startDaemon({ EMAIL_DOMAIN: "brightchain.org", GATEWAY_REGISTRY_FILE: registry, GATEWAY_LOOKUP_PORT: String(port) });
+    const daemon = startDaemon({
+      EMAIL_DOMAIN: "brightchain.org",
+      GATEWAY_REGISTRY_FILE: registry,
+      GATEWAY_LOOKUP_PORT: String(port),
+    });
     await daemon.waitForLog(/serving socketmap "virtual" for brightchain.org on 127\.0\.0\.1:\d+/);
     expect(await probe(port, "virtual alice@brightchain.org")).toBe("OK alice@brightchain.org\n");
     expect(await probe(port, "virtual bob@brightchain.org")).toBe("NOTFOUND\n");

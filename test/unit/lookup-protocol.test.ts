@@ -110,7 +110,10 @@ describe("socketmap server with the file registry", () => {
   let port: number;
 
   beforeAll(async () => {
-    writeFileSync(registryFile, "# users synced by the node\nalice@brightchain.org\n\nBob@BrightChain.org  # mixed case in the file\ncarol@example.net\n");
+    writeFileSync(
+      registryFile,
+      "# users synced by the node\nalice@brightchain.org\n\nBob@BrightChain.org  # mixed case in the file\ncarol@example.net\n",
+    );
     registry = new FileRegistry(registryFile, { onReload: (n) => onReload(n), onReloadError: (e) => onReloadError(e) });
     service = new RecipientLookupService({
       registry,
@@ -131,15 +134,34 @@ describe("socketmap server with the file registry", () => {
     const c = client(port);
     await c.write(
       Buffer.concat(
-        ["virtual alice@brightchain.org", "virtual ALICE@BrightChain.ORG", "virtual bob+lists@brightchain.org", "virtual carol@example.net"].map(netstring),
+        [
+          "virtual alice@brightchain.org",
+          "virtual ALICE@BrightChain.ORG",
+          "virtual bob+lists@brightchain.org",
+          "virtual carol@example.net",
+        ].map(netstring),
       ),
     );
-    expect(await c.replies(4)).toEqual(["OK alice@brightchain.org", "OK alice@brightchain.org", "OK bob@brightchain.org", "OK carol@example.net"]);
+    expect(await c.replies(4)).toEqual([
+      "OK alice@brightchain.org",
+      "OK alice@brightchain.org",
+      "OK bob@brightchain.org",
+      "OK carol@example.net",
+    ]);
   });
 
   it("answers NOTFOUND for unknown users, unserved domains and malformed keys", async () => {
     const c = client(port);
-    const keys = ["nobody@brightchain.org", "alice@elsewhere.org", "alice", "@brightchain.org", "alice@@brightchain.org", "a b@brightchain.org", "+tag@brightchain.org", ""];
+    const keys = [
+      "nobody@brightchain.org",
+      "alice@elsewhere.org",
+      "alice",
+      "@brightchain.org",
+      "alice@@brightchain.org",
+      "a b@brightchain.org",
+      "+tag@brightchain.org",
+      "",
+    ];
     await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
     expect(await c.replies(keys.length)).toEqual(keys.map(() => "NOTFOUND "));
     expect(c.closed).toBe(false);
@@ -155,7 +177,9 @@ describe("socketmap server with the file registry", () => {
 
   it("answers pipelined requests in order, including many in one segment", async () => {
     const c = client(port);
-    const keys = Array.from({ length: 500 }, (_, i) => (i % 3 === 0 ? "alice@brightchain.org" : i % 3 === 1 ? `x${i}@brightchain.org` : "carol@example.net"));
+    const keys = Array.from({ length: 500 }, (_, i) =>
+      i % 3 === 0 ? "alice@brightchain.org" : i % 3 === 1 ? `x${i}@brightchain.org` : "carol@example.net",
+    );
     await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
     const replies = await c.replies(keys.length);
     expect(replies).toEqual(keys.map((k) => (k.startsWith("x") ? "NOTFOUND " : `OK ${k}`)));
@@ -226,7 +250,9 @@ describe("socketmap server with the file registry", () => {
 
     const refused = new Promise<Error>((resolve) => (onReloadError = resolve));
     writeFileSync(registryFile, "alice@brightchain.org\nerin@brightchain.org\nnot an address\n");
-    expect((await refused).message).toBe(`${registryFile} line 3: "not an address" is not a recipient address; expected local@domain, one per line (# starts a comment)`);
+    expect((await refused).message).toBe(
+      `${registryFile} line 3: "not an address" is not a recipient address; expected local@domain, one per line (# starts a comment)`,
+    );
     expect(registry.find("dave@brightchain.org")).toBe("dave@brightchain.org");
     expect(registry.find("erin@brightchain.org")).toBeUndefined();
   });
@@ -246,7 +272,8 @@ describe("socketmap server with a registry that fails", () => {
 
   it("answers TEMP when the registry is slower than the deadline, and keeps later answers in order", async () => {
     const slow: RecipientRegistry = {
-      find: (address) => (address.startsWith("slow") ? new Promise((resolve) => setTimeout(() => resolve(address), 2_000).unref()) : address),
+      find: (address) =>
+        address.startsWith("slow") ? new Promise((resolve) => setTimeout(() => resolve(address), 2_000).unref()) : address,
       close: () => undefined,
     };
     const c = client(await serve(slow));
@@ -277,7 +304,12 @@ describe("socketmap server with a registry that fails", () => {
       socket.end("garbage\r\n\r\n");
     });
     await new Promise<void>((resolve) => broken.listen(0, "127.0.0.1", resolve));
-    const c = client(await serve(new HttpRegistry(`http://127.0.0.1:${(broken.address() as AddressInfo).port}`, { cacheTtlSeconds: 60, timeoutMs: 5_000 }), 10_000));
+    const c = client(
+      await serve(
+        new HttpRegistry(`http://127.0.0.1:${(broken.address() as AddressInfo).port}`, { cacheTtlSeconds: 60, timeoutMs: 5_000 }),
+        10_000,
+      ),
+    );
     await c.write(netstring("virtual alice@brightchain.org"));
     const replies = await c.replies(1);
     for (const socket of brokenSockets) socket.destroy();
@@ -295,7 +327,12 @@ describe("socketmap server with a registry that fails", () => {
       },
       close: () => undefined,
     };
-    const service = new RecipientLookupService({ registry: slowish, domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 1_000 });
+    const service = new RecipientLookupService({
+      registry: slowish,
+      domains: ["brightchain.org"],
+      port: 0,
+      lookupTimeoutMs: 1_000,
+    });
     const c = client(await service.listen());
     await c.write(netstring("virtual alice@brightchain.org"));
     await lookupStarted;
@@ -306,14 +343,23 @@ describe("socketmap server with a registry that fails", () => {
 });
 
 describe("socketmap server limits", () => {
-  const registry: RecipientRegistry = { find: (address) => (address.startsWith("known") ? address : undefined), close: () => undefined };
+  const registry: RecipientRegistry = {
+    find: (address) => (address.startsWith("known") ? address : undefined),
+    close: () => undefined,
+  };
   const services: RecipientLookupService[] = [];
   afterEach(async () => {
     for (const c of clients.splice(0)) c.destroy();
     await Promise.all(services.splice(0).map((s) => s.close()));
   });
   async function serve(options: { maxConnections?: number; idleTimeoutMs?: number }): Promise<number> {
-    const service = new RecipientLookupService({ registry, domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 500, ...options });
+    const service = new RecipientLookupService({
+      registry,
+      domains: ["brightchain.org"],
+      port: 0,
+      lookupTimeoutMs: 500,
+      ...options,
+    });
     services.push(service);
     return service.listen();
   }
@@ -342,7 +388,9 @@ describe("socketmap server limits", () => {
 
   it("answers 20,000 requests from a client that writes them all before reading any, in order", async () => {
     const port = await serve({});
-    const keys = Array.from({ length: 20_000 }, (_, i) => (i % 2 === 0 ? `known${i}@brightchain.org` : `unknown${i}@brightchain.org`));
+    const keys = Array.from({ length: 20_000 }, (_, i) =>
+      i % 2 === 0 ? `known${i}@brightchain.org` : `unknown${i}@brightchain.org`,
+    );
     const c = client(port);
     await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
     const replies = await c.replies(keys.length);
@@ -350,4 +398,3 @@ describe("socketmap server limits", () => {
     expect(replies.every((reply, i) => reply === (i % 2 === 0 ? `OK ${keys[i]}` : "NOTFOUND "))).toBe(true);
   });
 });
-

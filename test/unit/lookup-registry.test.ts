@@ -36,7 +36,12 @@ describe("HttpRegistry through the lookup service", () => {
 
   // Generous deadlines unless a test is about the deadline: a loaded CI machine must not turn answers into TEMP.
   const lookupService = (cacheTtlSeconds: number, timeoutMs = 5_000) =>
-    new RecipientLookupService({ registry: new HttpRegistry(baseUrl, { cacheTtlSeconds, timeoutMs }), domains: ["brightchain.org"], port: 0, lookupTimeoutMs: 10_000 });
+    new RecipientLookupService({
+      registry: new HttpRegistry(baseUrl, { cacheTtlSeconds, timeoutMs }),
+      domains: ["brightchain.org"],
+      port: 0,
+      lookupTimeoutMs: 10_000,
+    });
 
   it("answers OK with the node's canonical address and caches the positive answer", async () => {
     behaviour["alice@brightchain.org"] = (respond) => respond(200, '{"address":"Alice@BrightChain.org"}');
@@ -63,18 +68,31 @@ describe("HttpRegistry through the lookup service", () => {
 
   it("resolves a +tag key by asking for the full address, then the address without its extension", async () => {
     behaviour["bob@brightchain.org"] = (respond) => respond(200, '{"address":"bob@brightchain.org"}');
-    expect(await lookupService(300).answer("virtual bob+news@brightchain.org")).toEqual({ status: "OK", value: "bob@brightchain.org" });
+    expect(await lookupService(300).answer("virtual bob+news@brightchain.org")).toEqual({
+      status: "OK",
+      value: "bob@brightchain.org",
+    });
     expect(requests).toEqual(["/api/recipients/bob%2Bnews%40brightchain.org", "/api/recipients/bob%40brightchain.org"]);
   });
 
   it("answers TEMP for a server error, a malformed 200 and a node slower than its deadline", async () => {
     behaviour["err@brightchain.org"] = (respond) => respond(503, "busy");
     behaviour["junk@brightchain.org"] = (respond) => respond(200, "not json");
-    behaviour["slow@brightchain.org"] = (respond) => setTimeout(() => respond(200, '{"address":"slow@brightchain.org"}'), 2_000).unref();
+    behaviour["slow@brightchain.org"] = (respond) =>
+      setTimeout(() => respond(200, '{"address":"slow@brightchain.org"}'), 2_000).unref();
     const service = lookupService(300);
-    expect(await service.answer("virtual err@brightchain.org")).toEqual({ status: "TEMP", reason: "recipient registry failed: registry answered HTTP 503" });
-    expect(await service.answer("virtual junk@brightchain.org")).toEqual({ status: "TEMP", reason: 'recipient registry failed: registry answered 200 without a valid "address"' });
-    expect(await lookupService(300, 150).answer("virtual slow@brightchain.org")).toEqual({ status: "TEMP", reason: "recipient registry failed: registry did not answer within 150 ms" });
+    expect(await service.answer("virtual err@brightchain.org")).toEqual({
+      status: "TEMP",
+      reason: "recipient registry failed: registry answered HTTP 503",
+    });
+    expect(await service.answer("virtual junk@brightchain.org")).toEqual({
+      status: "TEMP",
+      reason: 'recipient registry failed: registry answered 200 without a valid "address"',
+    });
+    expect(await lookupService(300, 150).answer("virtual slow@brightchain.org")).toEqual({
+      status: "TEMP",
+      reason: "recipient registry failed: registry did not answer within 150 ms",
+    });
   });
 
   it("never asks the node about keys outside the served domains or malformed ones", async () => {

@@ -23,10 +23,39 @@ import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 function sampleFiles(node: GatewayNode, mainCf = `myhostname = ${node.host.hostname}\n`): HostFile[] {
   return [
     { path: "/etc/postfix/main.cf", mode: 0o644, owner: "root", group: "root", content: mainCf, notify: ["postfix"] },
-    { path: "/etc/postfix/master.cf", mode: 0o644, owner: "root", group: "root", content: "smtp inet n - y - - smtpd\n", notify: ["postfix"] },
-    { path: "/etc/opendkim.conf", mode: 0o644, owner: "root", group: "root", content: "Socket inet:8891@127.0.0.1\n", notify: ["opendkim"] },
-    { path: "/etc/brightchain/gateway.env", mode: 0o640, owner: "root", group: "brightchain", content: "GATEWAY_POSTFIX_PASS=s3cret\n", secret: true, notify: ["brightchain-lookup"] },
-    { path: "/etc/systemd/system/brightchain-lookup.service", mode: 0o644, owner: "root", group: "root", content: "[Service]\n", notify: ["brightchain-lookup"] },
+    {
+      path: "/etc/postfix/master.cf",
+      mode: 0o644,
+      owner: "root",
+      group: "root",
+      content: "smtp inet n - y - - smtpd\n",
+      notify: ["postfix"],
+    },
+    {
+      path: "/etc/opendkim.conf",
+      mode: 0o644,
+      owner: "root",
+      group: "root",
+      content: "Socket inet:8891@127.0.0.1\n",
+      notify: ["opendkim"],
+    },
+    {
+      path: "/etc/brightchain/gateway.env",
+      mode: 0o640,
+      owner: "root",
+      group: "brightchain",
+      content: "GATEWAY_POSTFIX_PASS=s3cret\n",
+      secret: true,
+      notify: ["brightchain-lookup"],
+    },
+    {
+      path: "/etc/systemd/system/brightchain-lookup.service",
+      mode: 0o644,
+      owner: "root",
+      group: "root",
+      content: "[Service]\n",
+      notify: ["brightchain-lookup"],
+    },
     ...firewallFiles(node),
   ];
 }
@@ -37,7 +66,9 @@ const sampleDirectories: HostDirectory[] = [
 ];
 
 function plan(node: GatewayNode, mainCf?: string): HostStep[] {
-  return hostPlan(node, sampleFiles(node, mainCf), sampleDirectories, [{ name: "brightchain-lookup.cjs", content: "console.log(1)\n" }]);
+  return hostPlan(node, sampleFiles(node, mainCf), sampleDirectories, [
+    { name: "brightchain-lookup.cjs", content: "console.log(1)\n" },
+  ]);
 }
 
 function step(steps: HostStep[], id: string): HostStep {
@@ -47,18 +78,21 @@ function step(steps: HostStep[], id: string): HostStep {
 }
 
 describe("hostPlan order and identity", () => {
-  it.each(nodeMatrix)("$name: unique ids, every step runs after steps listed before it, packages first, verify last", ({ node }) => {
-    const steps = plan(node);
-    const ids = steps.map((s) => s.id);
-    expect(new Set(ids).size).toBe(ids.length);
-    const seen = new Set<string>();
-    for (const s of steps) {
-      for (const dep of s.after) expect(seen.has(dep), `${s.id} runs after ${dep}`).toBe(true);
-      seen.add(s.id);
-    }
-    expect(ids[0]).toBe(STEP_PACKAGES);
-    expect(ids.slice(-3)).toEqual([STEP_POSTFIX_CHECK, STEP_POSTFIX_RELOAD, STEP_VERIFY]);
-  });
+  it.each(nodeMatrix)(
+    "$name: unique ids, every step runs after steps listed before it, packages first, verify last",
+    ({ node }) => {
+      const steps = plan(node);
+      const ids = steps.map((s) => s.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      const seen = new Set<string>();
+      for (const s of steps) {
+        for (const dep of s.after) expect(seen.has(dep), `${s.id} runs after ${dep}`).toBe(true);
+        seen.add(s.id);
+      }
+      expect(ids[0]).toBe(STEP_PACKAGES);
+      expect(ids.slice(-3)).toEqual([STEP_POSTFIX_CHECK, STEP_POSTFIX_RELOAD, STEP_VERIFY]);
+    },
+  );
 
   it("is deterministic: the same inputs give the same steps", () => {
     expect(plan(examplePrimary)).toEqual(plan(examplePrimary));
@@ -66,14 +100,30 @@ describe("hostPlan order and identity", () => {
 
   it("refuses two files at one path", () => {
     const files = sampleFiles(examplePrimary);
-    expect(() => hostPlan(examplePrimary, [...files, files[0]!], sampleDirectories)).toThrow(/\/etc\/postfix\/main.cf is rendered twice/);
+    expect(() => hostPlan(examplePrimary, [...files, files[0]!], sampleDirectories)).toThrow(
+      /\/etc\/postfix\/main.cf is rendered twice/,
+    );
   });
 });
 
 describe("packages", () => {
   it("primary on Debian: SpamAssassin with spamd and the milter, Dovecot for SASL, dns-01 plugin, ufw; no debconf prompt", () => {
     const packages = requiredPackages(examplePrimary);
-    expect(packages).toEqual(expect.arrayContaining(["postfix", "opendkim", "opendkim-tools", "spamassassin", "spamd", "spamass-milter", "dovecot-core", "certbot", "python3-certbot-dns-cloudflare", "ufw", "nodejs"]));
+    expect(packages).toEqual(
+      expect.arrayContaining([
+        "postfix",
+        "opendkim",
+        "opendkim-tools",
+        "spamassassin",
+        "spamd",
+        "spamass-milter",
+        "dovecot-core",
+        "certbot",
+        "python3-certbot-dns-cloudflare",
+        "ufw",
+        "nodejs",
+      ]),
+    );
     expect(packages).not.toContain("rspamd");
     expect(packages).not.toContain("firewalld");
     const command = step(plan(examplePrimary), STEP_PACKAGES).command;
@@ -150,15 +200,22 @@ describe("roles", () => {
 
   it("seeds an empty recipient registry file before the services start, only for the file registry", () => {
     const steps = plan(examplePrimary);
-    expect(step(steps, "recipient-registry").command).toContain("install -m 0640 -o root -g brightchain /dev/null /etc/brightchain/recipients");
+    expect(step(steps, "recipient-registry").command).toContain(
+      "install -m 0640 -o root -g brightchain /dev/null /etc/brightchain/recipients",
+    );
     expect(step(steps, "service-brightchain-lookup").after).toContain("recipient-registry");
-    const http = { ...examplePrimary, lookup: { ...examplePrimary.lookup, registry: { kind: "http" as const, url: "http://127.0.0.1:8080" } } };
+    const http = {
+      ...examplePrimary,
+      lookup: { ...examplePrimary.lookup, registry: { kind: "http" as const, url: "http://127.0.0.1:8080" } },
+    };
     expect(plan(http).map((s) => s.id)).not.toContain("recipient-registry");
   });
 
   it("enables the spam engine's services and every service a file notifies, but reloads Postfix only after postfix check", () => {
     const ids = plan(examplePrimary).map((s) => s.id);
-    expect(ids).toEqual(expect.arrayContaining(["service-spamd", "service-spamass-milter", "service-opendkim", "service-brightchain-lookup"]));
+    expect(ids).toEqual(
+      expect.arrayContaining(["service-spamd", "service-spamass-milter", "service-opendkim", "service-brightchain-lookup"]),
+    );
     expect(ids).not.toContain("service-postfix");
     expect(plan(exampleRelay).map((s) => s.id)).toContain("service-rspamd");
     expect(step(plan(examplePrimary), STEP_POSTFIX_RELOAD).after).toEqual([STEP_POSTFIX_CHECK]);
@@ -203,11 +260,19 @@ describe("triggers", () => {
     return after.filter((s) => old.get(s.id) !== JSON.stringify(s.triggers)).map((s) => s.id);
   }
 
-  it.each([examplePrimary, exampleRelay])("a changed main.cf re-runs its install, postfix check, the reload and verify — nothing else ($role)", (node) => {
-    const before = plan(node);
-    const after = plan(node, `myhostname = ${node.host.hostname}\nmessage_size_limit = 1\n`);
-    expect(changedSteps(before, after)).toEqual([fileStepId("/etc/postfix/main.cf"), STEP_POSTFIX_CHECK, STEP_POSTFIX_RELOAD, STEP_VERIFY]);
-  });
+  it.each([examplePrimary, exampleRelay])(
+    "a changed main.cf re-runs its install, postfix check, the reload and verify — nothing else ($role)",
+    (node) => {
+      const before = plan(node);
+      const after = plan(node, `myhostname = ${node.host.hostname}\nmessage_size_limit = 1\n`);
+      expect(changedSteps(before, after)).toEqual([
+        fileStepId("/etc/postfix/main.cf"),
+        STEP_POSTFIX_CHECK,
+        STEP_POSTFIX_RELOAD,
+        STEP_VERIFY,
+      ]);
+    },
+  );
 
   it("an unchanged node changes no trigger", () => {
     expect(changedSteps(plan(examplePrimary), plan(examplePrimary))).toEqual([]);
@@ -216,7 +281,10 @@ describe("triggers", () => {
   it("a changed opendkim.conf restarts opendkim but leaves Postfix alone", () => {
     const files = sampleFiles(examplePrimary);
     const changed = files.map((f) => (f.path === "/etc/opendkim.conf" ? { ...f, content: "Socket inet:8892@127.0.0.1\n" } : f));
-    const ids = changedSteps(hostPlan(examplePrimary, files, sampleDirectories), hostPlan(examplePrimary, changed, sampleDirectories));
+    const ids = changedSteps(
+      hostPlan(examplePrimary, files, sampleDirectories),
+      hostPlan(examplePrimary, changed, sampleDirectories),
+    );
     expect(ids).toEqual([fileStepId("/etc/opendkim.conf"), "service-opendkim", STEP_VERIFY]);
   });
 });
@@ -241,7 +309,13 @@ describe("the commands, run by a real shell", () => {
 
   it("installs a file with exact content, mode and owner, atomically, and re-running changes nothing", () => {
     const dir = tempDir();
-    const file = { path: join(dir, "etc/brightchain/gateway.env"), mode: 0o640, owner: "root", group: "opendkim", content: "GATEWAY_POSTFIX_PASS=s3cret\n" };
+    const file = {
+      path: join(dir, "etc/brightchain/gateway.env"),
+      mode: 0o640,
+      owner: "root",
+      group: "opendkim",
+      content: "GATEWAY_POSTFIX_PASS=s3cret\n",
+    };
     for (let run = 0; run < 2; run++) execFileSync("sh", ["-c", installFileCommand(file)], { input: file.content });
     const stat = statSync(file.path);
     expect(stat.mode & 0o7777).toBe(0o640);
@@ -255,7 +329,11 @@ describe("the commands, run by a real shell", () => {
     const dir = tempDir();
     const path = join(dir, "main.cf");
     writeFileSync(path, "old\n");
-    const result = spawnSync("sh", ["-c", installFileCommand({ path, mode: 0o644, owner: "root", group: "root", content: "new\n" })], { input: "ne" });
+    const result = spawnSync(
+      "sh",
+      ["-c", installFileCommand({ path, mode: 0o644, owner: "root", group: "root", content: "new\n" })],
+      { input: "ne" },
+    );
     expect(result.status).not.toBe(0);
     expect(result.stderr.toString()).toContain(`${path}: content arrived damaged`);
     expect(readFileSync(path, "utf8")).toBe("old\n");

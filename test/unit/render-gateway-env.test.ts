@@ -69,7 +69,13 @@ describe("gateway.env renderer", () => {
 
   it("is readable by the brightchain group only, and secret when it holds the SASL password", () => {
     const [withPassword] = gatewayEnvFiles(examplePrimary, exampleSecrets);
-    expect(withPassword).toMatchObject({ path: "/etc/brightchain/gateway.env", mode: 0o640, owner: "root", group: "brightchain", secret: true });
+    expect(withPassword).toMatchObject({
+      path: "/etc/brightchain/gateway.env",
+      mode: 0o640,
+      owner: "root",
+      group: "brightchain",
+      secret: true,
+    });
     expect(withPassword!.notify).toEqual(["brightchain-lookup", "brightchain-inbound"]);
     const [relay] = gatewayEnvFiles(exampleRelay, exampleSecrets);
     expect(relay!.secret).toBe(false);
@@ -78,7 +84,12 @@ describe("gateway.env renderer", () => {
 
   it("restarts only runtime services the node has a unit for (a relay has no inbound processor)", () => {
     for (const { name, node } of nodeMatrix) {
-      const units = runtimeUnitFiles(node).map((file) => file.path.split("/").pop()!.replace(/\.service$/, ""));
+      const units = runtimeUnitFiles(node).map((file) =>
+        file.path
+          .split("/")
+          .pop()!
+          .replace(/\.service$/, ""),
+      );
       for (const service of gatewayEnvFiles(node)[0]!.notify) expect(units, `${name}: ${service}`).toContain(service);
     }
     expect(gatewayEnvFiles(exampleRelay)[0]!.notify).toEqual(["brightchain-lookup"]);

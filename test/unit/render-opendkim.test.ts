@@ -17,7 +17,9 @@ const genkeyOutput = `default._domainkey\tIN\tTXT\t( "v=DKIM1; h=sha256; k=rsa; 
 `;
 
 function confLines(node: GatewayNode): Map<string, string> {
-  const lines = renderOpendkimConf(node).split("\n").filter((l) => l !== "" && !l.startsWith("#"));
+  const lines = renderOpendkimConf(node)
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith("#"));
   return new Map(lines.map((l) => [l.split(/\s+/)[0]!, l.replace(/^\S+\s+/, "")]));
 }
 
@@ -75,5 +77,4 @@ describe("OpenDKIM renderer", () => {
     expect(() => parseDkimTxtRecord('x IN TXT ( "v=spf1 -all" )')).toThrow(/"v=spf1 -all" is not a DKIM key record/);
     expect(() => parseDkimTxtRecord('x IN TXT ( "v=DKIM1; p=abc')).toThrow(/unterminated/);
   });
-
 });

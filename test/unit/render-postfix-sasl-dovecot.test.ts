@@ -22,8 +22,18 @@ describe("submission passwd-file", () => {
         { username: "b", password: "same password here" },
       ],
     });
-    expect(renderSubmissionPasswd({ submissionUsers: [{ username: "a", password: "same password here" }, { username: "b", password: "same password here" }] })).toBe(twice);
-    const [a, b] = twice.trim().split("\n").map((line) => line.split(":")[1]);
+    expect(
+      renderSubmissionPasswd({
+        submissionUsers: [
+          { username: "a", password: "same password here" },
+          { username: "b", password: "same password here" },
+        ],
+      }),
+    ).toBe(twice);
+    const [a, b] = twice
+      .trim()
+      .split("\n")
+      .map((line) => line.split(":")[1]);
     expect(a).toMatch(/^\{SHA512-CRYPT\}\$6\$[./0-9A-Za-z]{16}\$/);
     expect(a).not.toBe(b);
     expect(twice).not.toContain("same password here");
@@ -31,9 +41,9 @@ describe("submission passwd-file", () => {
 
   it("names the offending entry", () => {
     expect(() => renderSubmissionPasswd({ submissionUsers: [] })).toThrow(/secrets\.submissionUsers is empty/);
-    expect(() => renderSubmissionPasswd({ submissionUsers: [{ username: "bad:name", password: "long enough password" }] })).toThrow(
-      /secrets\.submissionUsers\[0\]\.username="bad:name" is invalid/,
-    );
+    expect(() =>
+      renderSubmissionPasswd({ submissionUsers: [{ username: "bad:name", password: "long enough password" }] }),
+    ).toThrow(/secrets\.submissionUsers\[0\]\.username="bad:name" is invalid/);
     expect(() => renderSubmissionPasswd({ submissionUsers: [{ username: "u", password: "short" }] })).toThrow(
       /secrets\.submissionUsers\[0\]\.password \(for u\) is invalid; accepted: at least 12 characters/,
     );

@@ -50,7 +50,12 @@ describe.each(nodeMatrix)("main.cf for $name", ({ node }) => {
   });
 
   it("requires TLS 1.2 or newer in both directions, opportunistic and mandatory", () => {
-    for (const key of ["smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtp_tls_protocols", "smtp_tls_mandatory_protocols"]) {
+    for (const key of [
+      "smtpd_tls_protocols",
+      "smtpd_tls_mandatory_protocols",
+      "smtp_tls_protocols",
+      "smtp_tls_mandatory_protocols",
+    ]) {
       expect(params.get(key), key).toBe("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1");
     }
     expect(params.get("smtpd_tls_cert_file")).toBe(node.tls.certFile);
@@ -83,14 +88,17 @@ describe.each(nodeMatrix)("main.cf for $name", ({ node }) => {
 });
 
 describe("primary main.cf", () => {
-  it.each(nodeMatrix.filter(({ node }) => node.role === "primary"))("$name delivers the domain through brightchain-drop", ({ node }) => {
-    const { params } = mainCfParams(renderMainCf(node));
-    expect(params.get("virtual_mailbox_domains")).toBe(node.domain);
-    expect(params.get("virtual_transport")).toBe("brightchain-drop");
-    expect(params.get("recipient_delimiter")).toBe("+");
-    expect(params.get("smtpd_relay_restrictions")).toContain("permit_sasl_authenticated");
-    expect(params.has("relay_domains")).toBe(false);
-  });
+  it.each(nodeMatrix.filter(({ node }) => node.role === "primary"))(
+    "$name delivers the domain through brightchain-drop",
+    ({ node }) => {
+      const { params } = mainCfParams(renderMainCf(node));
+      expect(params.get("virtual_mailbox_domains")).toBe(node.domain);
+      expect(params.get("virtual_transport")).toBe("brightchain-drop");
+      expect(params.get("recipient_delimiter")).toBe("+");
+      expect(params.get("smtpd_relay_restrictions")).toContain("permit_sasl_authenticated");
+      expect(params.has("relay_domains")).toBe(false);
+    },
+  );
 
   it.each([
     ["spamassassin", "unix:spamass/spamass.sock, inet:127.0.0.1:8891"],
@@ -107,30 +115,37 @@ describe("primary main.cf", () => {
   });
 
   it("limits the pipe transport to one recipient per delivery, and only the pipe", () => {
-    expect(mainCfParams(renderMainCf(withPipe(examplePrimary))).params.get("brightchain-drop_destination_recipient_limit")).toBe("1");
+    expect(mainCfParams(renderMainCf(withPipe(examplePrimary))).params.get("brightchain-drop_destination_recipient_limit")).toBe(
+      "1",
+    );
     expect(renderMainCf(examplePrimary)).not.toContain("_destination_recipient_limit");
   });
 
   it("uses the RHEL spamass-milter socket on RHEL", () => {
     const rhel: GatewayNode = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } };
-    expect(mainCfParams(renderMainCf(rhel)).params.get("smtpd_milters")).toBe("unix:/run/spamass-milter/postfix/sock, inet:127.0.0.1:8891");
+    expect(mainCfParams(renderMainCf(rhel)).params.get("smtpd_milters")).toBe(
+      "unix:/run/spamass-milter/postfix/sock, inet:127.0.0.1:8891",
+    );
   });
 });
 
 describe("relay main.cf", () => {
-  it.each(nodeMatrix.filter(({ node }) => node.role === "relay"))("$name is a backup MX that forwards to the primary", ({ node }) => {
-    const text = renderMainCf(node);
-    const { params } = mainCfParams(text);
-    expect(params.get("relay_domains")).toBe(node.domain);
-    expect(params.get("relay_transport")).toBe(`relay:[${node.relay!.forwardTo}]:25`);
-    expect(params.get("relayhost")).toBe("");
-    expect(params.get("maximal_queue_lifetime")).toBe(node.relay!.queueLifetime);
-    expect(text).not.toMatch(/^virtual_mailbox_domains/m);
-    expect(text).not.toMatch(/^virtual_transport/m);
-    expect(text).not.toContain("8891");
-    expect(params.has("non_smtpd_milters")).toBe(false);
-    expect(params.get("smtpd_relay_restrictions")).not.toContain("sasl");
-  });
+  it.each(nodeMatrix.filter(({ node }) => node.role === "relay"))(
+    "$name is a backup MX that forwards to the primary",
+    ({ node }) => {
+      const text = renderMainCf(node);
+      const { params } = mainCfParams(text);
+      expect(params.get("relay_domains")).toBe(node.domain);
+      expect(params.get("relay_transport")).toBe(`relay:[${node.relay!.forwardTo}]:25`);
+      expect(params.get("relayhost")).toBe("");
+      expect(params.get("maximal_queue_lifetime")).toBe(node.relay!.queueLifetime);
+      expect(text).not.toMatch(/^virtual_mailbox_domains/m);
+      expect(text).not.toMatch(/^virtual_transport/m);
+      expect(text).not.toContain("8891");
+      expect(params.has("non_smtpd_milters")).toBe(false);
+      expect(params.get("smtpd_relay_restrictions")).not.toContain("sasl");
+    },
+  );
 
   it("has no milter settings at all without a spam engine", () => {
     const text = renderMainCf({ ...exampleRelay, spam: { ...exampleRelay.spam, engine: "none" } });

@@ -43,7 +43,9 @@ describe("maildrop script", () => {
 
   it("writes to tmp/, fsyncs, then links into new/ of the node's drop Maildir", () => {
     expect(script).toContain("drop_dir='/var/spool/brightchain/incoming'");
-    const order = ['cat > "$tmp_file"', 'sync -- "$tmp_file"', 'ln -- "$tmp_file" "$drop_dir/new/$name"'].map((line) => script.indexOf(line));
+    const order = ['cat > "$tmp_file"', 'sync -- "$tmp_file"', 'ln -- "$tmp_file" "$drop_dir/new/$name"'].map((line) =>
+      script.indexOf(line),
+    );
     expect(order.every((index) => index > 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
   });

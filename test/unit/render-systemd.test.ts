@@ -41,12 +41,15 @@ describe("runtime systemd units", () => {
     expect(runtimeUnitFiles(examplePrimary).map((f) => f.path)).toContain("/etc/systemd/system/brightchain-inbound.service");
   });
 
-  it.each(nodeMatrix.filter(({ node }) => node.role === "primary"))("$name: only the inbound processor may write, and only the spool and store", ({ node }) => {
-    expect(unit(node, "brightchain-lookup.service").some((l) => l.startsWith("ReadWritePaths="))).toBe(false);
-    expect(unit(node, "brightchain-inbound.service")).toContain(
-      "ReadWritePaths=/var/spool/brightchain/incoming /var/spool/brightchain/errors /var/lib/brightchain/store",
-    );
-  });
+  it.each(nodeMatrix.filter(({ node }) => node.role === "primary"))(
+    "$name: only the inbound processor may write, and only the spool and store",
+    ({ node }) => {
+      expect(unit(node, "brightchain-lookup.service").some((l) => l.startsWith("ReadWritePaths="))).toBe(false);
+      expect(unit(node, "brightchain-inbound.service")).toContain(
+        "ReadWritePaths=/var/spool/brightchain/incoming /var/spool/brightchain/errors /var/lib/brightchain/store",
+      );
+    },
+  );
 
   it("orders the lookup service before the unit that really runs Postfix on each OS", () => {
     expect(postfixDaemonUnit(examplePrimary)).toBe("postfix@-.service");

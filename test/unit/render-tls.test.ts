@@ -31,7 +31,9 @@ describe("TLS / certbot renderer", () => {
 
   it.each(nodeMatrix)("$name: files: a 0755 deploy hook, and a 0600 secret credentials file for dns-01 only", ({ node }) => {
     const files = tlsFiles(node, exampleSecrets);
-    expect(files.find((f) => f.path === "/etc/letsencrypt/renewal-hooks/deploy/brightchain-postfix")).toMatchObject({ mode: 0o755 });
+    expect(files.find((f) => f.path === "/etc/letsencrypt/renewal-hooks/deploy/brightchain-postfix")).toMatchObject({
+      mode: 0o755,
+    });
     const credentials = files.find((f) => f.path === "/etc/letsencrypt/cloudflare.ini");
     if (node.tls.challenge === "dns-01") {
       expect(credentials).toMatchObject({ mode: 0o600, owner: "root", secret: true });
@@ -42,8 +44,12 @@ describe("TLS / certbot renderer", () => {
   });
 
   it("dns-01 without a token fails naming the secret, without echoing a token", () => {
-    expect(() => tlsFiles(examplePrimary, { submissionUsers: [] })).toThrow(/secrets\.certbotCloudflareToken is not set.*tls\.challenge=http-01/);
-    expect(() => tlsFiles(examplePrimary, { submissionUsers: [], certbotCloudflareToken: "ab cd" })).toThrow(/contains whitespace/);
+    expect(() => tlsFiles(examplePrimary, { submissionUsers: [] })).toThrow(
+      /secrets\.certbotCloudflareToken is not set.*tls\.challenge=http-01/,
+    );
+    expect(() => tlsFiles(examplePrimary, { submissionUsers: [], certbotCloudflareToken: "ab cd" })).toThrow(
+      /contains whitespace/,
+    );
   });
 
   it("the deploy hook checks before it reloads and fails loudly", () => {

@@ -81,11 +81,18 @@ describe("spam verdict from the engine's headers", () => {
   });
 
   it("ignores spam headers entirely when no engine runs (they came from the sender)", async () => {
-    expect(await verdictOf(spamassassinGtube, "none")).toEqual({ folder: "inbox", reason: "no spam engine configured", unscanned: false });
+    expect(await verdictOf(spamassassinGtube, "none")).toEqual({
+      folder: "inbox",
+      reason: "no spam engine configured",
+      unscanned: false,
+    });
   });
 
   it("does not read the other engine's headers", async () => {
-    expect(await verdictOf(rspamdHam.replace(/X-Rspamd-Score.*\r\n/, ""), "spamassassin")).toMatchObject({ folder: "inbox", unscanned: true });
+    expect(await verdictOf(rspamdHam.replace(/X-Rspamd-Score.*\r\n/, ""), "spamassassin")).toMatchObject({
+      folder: "inbox",
+      unscanned: true,
+    });
   });
 
   it("files an unscanned message (engine set, no header) in inbox and flags it", async () => {

@@ -36,7 +36,14 @@ describe("brightchain-store", () => {
     const lines = stdout.trimEnd().split("\n");
     expect(lines[0]).toBe("received\tfolder\trecipient\tfrom\tsubject\tsize\tsha3");
     expect(lines).toHaveLength(2);
-    expect(lines[1]!.split("\t").slice(1)).toEqual(["spam", "bob@brightchain.org", "s@example.net", "tab here", String(Buffer.byteLength(raw)), sha3.slice(0, 16)]);
+    expect(lines[1]!.split("\t").slice(1)).toEqual([
+      "spam",
+      "bob@brightchain.org",
+      "s@example.net",
+      "tab here",
+      String(Buffer.byteLength(raw)),
+      sha3.slice(0, 16),
+    ]);
     const json = await run(process.execPath, [cli, "list", "--recipient", "Alice@BrightChain.org", "--json"], { env: cliEnv() });
     expect(JSON.parse(json.stdout)).toMatchObject({ recipient: "alice@brightchain.org", folder: "inbox" });
   });
@@ -51,6 +58,9 @@ describe("brightchain-store", () => {
       code: 64,
       stderr: expect.stringContaining('--folder "junk" is not a folder; expected inbox or spam'),
     });
-    await expect(run(process.execPath, [cli, "show", "ffffffff"], { env: cliEnv() })).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("no message ffffffff") });
+    await expect(run(process.execPath, [cli, "show", "ffffffff"], { env: cliEnv() })).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("no message ffffffff"),
+    });
   });
 });

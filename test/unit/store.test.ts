@@ -36,7 +36,9 @@ describe("ContentAddressedStore", () => {
     await store.close();
 
     expect(readFileSync(objectPath(join(dir, "store"), message.sha3))).toEqual(readFileSync(message.rawPath));
-    const objects = readdirSync(join(dir, "store", "objects"), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+    const objects = readdirSync(join(dir, "store", "objects"), { recursive: true, withFileTypes: true }).filter((e) =>
+      e.isFile(),
+    );
     expect(objects.map((e) => e.name)).toEqual([message.sha3.slice(2)]);
     const index = await readStoreIndex(join(dir, "store"));
     expect(index.map((e) => e.recipient)).toEqual(["alice@brightchain.org", "bob@brightchain.org"]);

@@ -53,7 +53,12 @@ export async function scanMessageFile(path: string): Promise<ScannedMessage> {
   }
   if (bytes !== undefined) {
     const end = headerEnd(bytes.subarray(0, MAX_HEADER_BYTES));
-    return { sha3: createHash("sha3-512").update(bytes).digest("hex"), size: bytes.length, headerSection: headerSectionOf(bytes, end), bytes };
+    return {
+      sha3: createHash("sha3-512").update(bytes).digest("hex"),
+      size: bytes.length,
+      headerSection: headerSectionOf(bytes, end),
+      bytes,
+    };
   }
   const handle = await open(path, "r");
   try {
@@ -104,7 +109,13 @@ const ADDRESS = /^[^\s@<>(),;:"]+@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/i;
 function unfold(line: string): HeaderLine | undefined {
   const colon = line.indexOf(":");
   if (colon <= 0) return undefined;
-  return { name: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).replace(/\r?\n[ \t]+/g, " ").trim() };
+  return {
+    name: line.slice(0, colon).trim().toLowerCase(),
+    value: line
+      .slice(colon + 1)
+      .replace(/\r?\n[ \t]+/g, " ")
+      .trim(),
+  };
 }
 
 function addressText(value: unknown): string | undefined {

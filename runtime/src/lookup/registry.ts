@@ -19,7 +19,9 @@ export class RegistryFileError extends Error {
     readonly line: number,
     readonly text: string,
   ) {
-    super(`${file} line ${line}: ${JSON.stringify(text)} is not a recipient address; expected local@domain, one per line (# starts a comment)`);
+    super(
+      `${file} line ${line}: ${JSON.stringify(text)} is not a recipient address; expected local@domain, one per line (# starts a comment)`,
+    );
     this.name = "RegistryFileError";
   }
 }
@@ -139,7 +141,9 @@ export class HttpRegistry implements RecipientRegistry {
         response = await fetch(url, { signal: controller.signal, headers: { accept: "application/json" } });
       } catch (error) {
         throw new RegistryUnavailableError(
-          controller.signal.aborted ? `registry did not answer within ${this.options.timeoutMs} ms` : `registry unreachable: ${(error as Error).message}`,
+          controller.signal.aborted
+            ? `registry did not answer within ${this.options.timeoutMs} ms`
+            : `registry unreachable: ${(error as Error).message}`,
         );
       }
       if (response.status === 404) {

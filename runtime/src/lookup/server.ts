@@ -32,9 +32,7 @@ export interface LookupServiceOptions {
 }
 
 export type LookupReply =
-  | { status: "OK"; value: string }
-  | { status: "NOTFOUND" }
-  | { status: "TEMP" | "TIMEOUT" | "PERM"; reason: string };
+  { status: "OK"; value: string } | { status: "NOTFOUND" } | { status: "TEMP" | "TIMEOUT" | "PERM"; reason: string };
 
 const NOTFOUND: LookupReply = { status: "NOTFOUND" };
 const DIGIT_0 = 0x30;
@@ -274,7 +272,10 @@ export class RecipientLookupService {
     if (space <= 0) return { status: "PERM", reason: 'request is not "<map name> <key>"' };
     const mapName = request.slice(0, space);
     if (!this.mapNames.has(mapName)) {
-      return { status: "PERM", reason: `unknown map name ${JSON.stringify(mapName.slice(0, 64))}; this service answers ${[...this.mapNames].join(", ")}` };
+      return {
+        status: "PERM",
+        reason: `unknown map name ${JSON.stringify(mapName.slice(0, 64))}; this service answers ${[...this.mapNames].join(", ")}`,
+      };
     }
     const key = parseRecipientKey(request.slice(space + 1), this.domains);
     if (key === undefined) return NOTFOUND;
@@ -287,10 +288,7 @@ export class RecipientLookupService {
     }
   }
 
-  private fallBack(
-    found: string | undefined,
-    withoutExtension: string | undefined,
-  ): LookupReply | Promise<LookupReply> {
+  private fallBack(found: string | undefined, withoutExtension: string | undefined): LookupReply | Promise<LookupReply> {
     if (found !== undefined) return { status: "OK", value: found };
     if (withoutExtension === undefined) return NOTFOUND;
     const base = this.registry.find(withoutExtension);

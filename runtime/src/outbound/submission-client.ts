@@ -77,9 +77,13 @@ export function classifySubmissionFailure(error: unknown): FailureClass {
   }
   const message = failure.message ?? "unknown failure";
   if (CERTIFICATE_FAILURE.test(message)) {
-    return { permanent: true, description: `TLS certificate not trusted: ${message} (set GATEWAY_POSTFIX_CA_FILE for a private CA)` };
+    return {
+      permanent: true,
+      description: `TLS certificate not trusted: ${message} (set GATEWAY_POSTFIX_CA_FILE for a private CA)`,
+    };
   }
-  if (failure.code !== undefined && PERMANENT_CODES.has(failure.code)) return { permanent: true, description: `${failure.code}: ${message}` };
+  if (failure.code !== undefined && PERMANENT_CODES.has(failure.code))
+    return { permanent: true, description: `${failure.code}: ${message}` };
   return { permanent: false, description: `${failure.code ?? "error"}: ${message}` };
 }
 
@@ -119,7 +123,11 @@ export async function sendViaSubmission(
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const info = (await transport.sendMail(mail)) as { messageId: string; response: string; accepted: (string | { address: string })[] };
+        const info = (await transport.sendMail(mail)) as {
+          messageId: string;
+          response: string;
+          accepted: (string | { address: string })[];
+        };
         const accepted = info.accepted.map((a) => (typeof a === "string" ? a : a.address));
         return { messageId: info.messageId, response: info.response, accepted, attempts: attempt };
       } catch (error) {
@@ -128,7 +136,12 @@ export async function sendViaSubmission(
         const where = `${options.host}:${options.port}`;
         if (failure.permanent) throw new SubmissionError(`${where}: ${failure.description}`, true, attempt, code);
         if (attempt >= attempts) {
-          throw new SubmissionError(`${where}: still failing after ${attempt} attempts: ${failure.description}`, false, attempt, code);
+          throw new SubmissionError(
+            `${where}: still failing after ${attempt} attempts: ${failure.description}`,
+            false,
+            attempt,
+            code,
+          );
         }
         const waitMs = Math.min(max, initial * 2 ** (attempt - 1));
         onRetry(attempt, waitMs, failure.description);

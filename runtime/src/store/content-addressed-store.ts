@@ -180,7 +180,7 @@ export class ContentAddressedStore implements Sink {
     try {
       if (handoff.bytes !== undefined) {
         fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
-        for (let written = 0; written < handoff.bytes.length; ) written += writeSync(fd, handoff.bytes, written);
+        for (let written = 0; written < handoff.bytes.length;) written += writeSync(fd, handoff.bytes, written);
       } else {
         // A large message was never held in memory: copyFile lets the kernel move its bytes (copy_file_range).
         await copyFile(handoff.rawPath, path);
