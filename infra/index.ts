@@ -1,11 +1,10 @@
 // The Pulumi program: one stack per gateway node. Configuration → node model → host files and steps →
 // GatewayHost (SSH) → DKIM key read back → GatewayDns (Cloudflare). All mail knowledge is in the pure
 // modules it calls; this file only reads inputs and wires components.
-import { readFileSync, readdirSync } from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseGatewayConfig, parseGatewaySecrets, parseSshConnection } from "./model/config";
-import type { RuntimeArtifact } from "./plan";
+import { readRuntimeArtifacts } from "./plan/artifacts";
 import { GatewayDns, GatewayHost } from "./pulumi";
 import { hostDirectories, hostFiles } from "./render";
 import { ptrExpectations as expectedPtrRecords } from "./render/dns";
@@ -14,24 +13,6 @@ import { ptrExpectations as expectedPtrRecords } from "./render/dns";
  * The runtime programs built by `npm run build --workspace runtime`. GATEWAY_RUNTIME_DIST points elsewhere
  * (tests, a CI artifact); a missing build stops the program here rather than deploying a node without them.
  */
-function readRuntimeArtifacts(): RuntimeArtifact[] {
-  const dist = process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist");
-  let names: string[] = [];
-  try {
-    names = readdirSync(dist)
-      .filter((n) => n.endsWith(".cjs"))
-      .sort();
-  } catch {
-    // reported below with the fix
-  }
-  if (names.length === 0) {
-    throw new Error(
-      `GATEWAY_RUNTIME_DIST=${JSON.stringify(dist)} holds no built runtime (*.cjs); run \`npm run build --workspace runtime\` first`,
-    );
-  }
-  return names.map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
-}
-
 const flat = pulumi.runtime.allConfig();
 const node = parseGatewayConfig(flat);
 // Rendering needs the plain values; every file that carries one is flagged secret and GatewayHost keeps it so.
@@ -43,7 +24,10 @@ const host = new GatewayHost(pulumi.getStack(), {
   node,
   files: hostFiles(node, secrets),
   directories: hostDirectories(node),
-  artifacts: readRuntimeArtifacts(),
+  artifacts: readRuntimeArtifacts(
+    process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist"),
+    "GATEWAY_RUNTIME_DIST=",
+  ),
   connection: { host: ssh.host, user: ssh.user, port: ssh.port, ...(privateKey ? { privateKey } : {}) },
   sshPort: ssh.port,
   sudo: ssh.user !== "root",

@@ -1,10 +1,11 @@
 // `gateway playbook`: the stack's node as an Ansible playbook + inventory, with the host files beside it exactly
 // as `gateway render` writes them (the same function writes both), so `ansible-playbook` applies the plan
 // `pulumi up` would run.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, chmodSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, chmodSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { gatewayPlaybook, renderInventory, renderPlaybookYaml, sourcePath, type InventoryConnection } from "../ansible";
 import { parseGatewayConfig, parseSshConnection, readStackConfigFiles } from "../model/config";
+import { MissingRuntimeBuildError, readRuntimeArtifacts } from "../plan/artifacts";
 import type { RuntimeArtifact } from "../plan";
 import { renderStack, SECRET_ENVIRONMENT } from "./render";
 import { parseFlags, UsageError, type CliIo, type CliVerb } from "./verb";
@@ -47,23 +48,6 @@ and fails naming the variable if it is not.
 Exit codes: 0 written; 2 bad flag or configuration; 1 anything else.
 `;
 
-function readRuntimeArtifacts(dist: string, source: string): RuntimeArtifact[] {
-  let names: string[] = [];
-  try {
-    names = readdirSync(dist)
-      .filter((n) => n.endsWith(".cjs"))
-      .sort();
-  } catch {
-    // reported below with the fix
-  }
-  if (names.length === 0) {
-    throw new UsageError(
-      `${source} ${JSON.stringify(dist)} holds no built runtime (*.cjs); run \`npm run build --workspace runtime\` or point it at a build`,
-    );
-  }
-  return names.map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
-}
-
 function portFlag(value: string): number {
   const port = Number(value);
   if (!/^\d+$/.test(value) || port < 1 || port > 65535)
@@ -90,7 +74,14 @@ export function writePlaybook(
       `--out ${out} is not empty; give a new folder or empty it, so no stale file from an earlier run survives`,
     );
   }
-  const artifacts = readRuntimeArtifacts(options.runtimeDist, options.runtimeDistSource);
+  let artifacts: RuntimeArtifact[];
+  try {
+    artifacts = readRuntimeArtifacts(options.runtimeDist, options.runtimeDistSource);
+  } catch (error) {
+    // A bad --runtime-dist is a usage error (exit 2), like every other bad flag.
+    if (error instanceof MissingRuntimeBuildError) throw new UsageError(error.message);
+    throw error;
+  }
   mkdirSync(out, { recursive: true });
   const filesDir = path.join(out, "files");
   const rendered = renderStack(projectDir, stack, filesDir, options.env);
