@@ -26,7 +26,7 @@ const host = new GatewayHost(pulumi.getStack(), {
   directories: hostDirectories(node),
   artifacts: readRuntimeArtifacts(
     process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist"),
-    "GATEWAY_RUNTIME_DIST=",
+    "GATEWAY_RUNTIME_DIST",
   ),
   connection: { host: ssh.host, user: ssh.user, port: ssh.port, ...(privateKey ? { privateKey } : {}) },
   sshPort: ssh.port,
