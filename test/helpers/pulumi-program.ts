@@ -7,6 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { readStackConfigFiles } from "../../infra/model/config";
+import type { GatewayNode } from "../../infra/model/types";
+import { GatewayHost, type GatewayHostArgs } from "../../infra/pulumi";
+import { hostDirectories, hostFiles } from "../../infra/render";
 import { exampleSecrets } from "../fixtures/nodes";
 
 export interface RegisteredResource {
@@ -115,4 +118,27 @@ export async function runProgram(stack: string, overrides: Record<string, string
     delete process.env.GATEWAY_RUNTIME_DIST;
     rmSync(dist, { recursive: true, force: true });
   }
+}
+
+/**
+ * The inputs of every command one extra GatewayHost registers, by step id, with the node's rendered main.cf
+ * passed through `mainCfEdit` first. Two hosts with different names and edits show which steps a change re-runs.
+ */
+export async function hostCommandInputs(
+  run: MockedProgram,
+  name: string,
+  host: { node: GatewayNode } & Pick<GatewayHostArgs, "artifacts" | "connection">,
+  mainCfEdit: (text: string) => string,
+): Promise<Map<string, Record<string, unknown>>> {
+  const files = hostFiles(host.node, exampleSecrets).map((f) =>
+    f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f,
+  );
+  const component = new GatewayHost(name, { ...host, files, directories: hostDirectories(host.node) });
+  await outputValue(component.verified);
+  const prefix = `${name}-`;
+  return new Map(
+    run.resources
+      .filter((r) => r.type === "command:remote:Command" && r.name.startsWith(prefix))
+      .map((r) => [r.name.slice(prefix.length), r.inputs]),
+  );
 }

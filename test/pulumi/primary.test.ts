@@ -6,7 +6,14 @@ import { GatewayHost } from "../../infra/pulumi";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { dkimRecordText } from "../../infra/render/dns";
 import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
-import { ZONE_ID, outputValue, runProgram, type MockedProgram, type RegisteredResource } from "../helpers/pulumi-program";
+import {
+  ZONE_ID,
+  hostCommandInputs,
+  outputValue,
+  runProgram,
+  type MockedProgram,
+  type RegisteredResource,
+} from "../helpers/pulumi-program";
 
 let run: MockedProgram;
 beforeAll(async () => {
@@ -140,25 +147,17 @@ describe("primary stack: a non-root deploy user", () => {
 
 describe("primary stack: triggers follow content", () => {
   // Two GatewayHosts from the same node, one with a changed main.cf value, compared input by input.
-  async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
-    const files = hostFiles(examplePrimary, exampleSecrets).map((f) =>
-      f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f,
+  const hostInputs = (name: string, mainCfEdit: (text: string) => string) =>
+    hostCommandInputs(
+      run,
+      name,
+      {
+        node: examplePrimary,
+        artifacts: [{ name: "brightchain-lookup.cjs", content: "x" }],
+        connection: { host: "203.0.113.10", user: "root", privateKey: pulumi.secret("k") },
+      },
+      mainCfEdit,
     );
-    const host = new GatewayHost(name, {
-      node: examplePrimary,
-      files,
-      directories: hostDirectories(examplePrimary),
-      artifacts: [{ name: "brightchain-lookup.cjs", content: "x" }],
-      connection: { host: "203.0.113.10", user: "root", privateKey: pulumi.secret("k") },
-    });
-    await outputValue(host.verified);
-    const prefix = `${name}-`;
-    return new Map(
-      commands()
-        .filter((c) => c.name.startsWith(prefix))
-        .map((c) => [c.name.slice(prefix.length), c.inputs]),
-    );
-  }
 
   it("an unchanged node registers identical inputs; a changed main.cf changes only its step, postfix check, reload and verify", async () => {
     const before = await hostInputs("before", (t) => t);

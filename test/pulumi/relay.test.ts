@@ -2,10 +2,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { hostPlan } from "../../infra/plan";
-import { GatewayHost } from "../../infra/pulumi";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { exampleRelay, exampleSecrets } from "../fixtures/nodes";
-import { ZONE_ID, outputValue, runProgram, type MockedProgram } from "../helpers/pulumi-program";
+import { ZONE_ID, hostCommandInputs, outputValue, runProgram, type MockedProgram } from "../helpers/pulumi-program";
 
 let run: MockedProgram;
 beforeAll(async () => {
@@ -75,25 +74,17 @@ describe("relay stack: host steps", () => {
 });
 
 describe("relay stack: triggers follow content", () => {
-  async function hostInputs(name: string, mainCfEdit: (text: string) => string): Promise<Map<string, Record<string, unknown>>> {
-    const files = hostFiles(exampleRelay, exampleSecrets).map((f) =>
-      f.path === "/etc/postfix/main.cf" ? { ...f, content: mainCfEdit(f.content) } : f,
+  const hostInputs = (name: string, mainCfEdit: (text: string) => string) =>
+    hostCommandInputs(
+      run,
+      name,
+      {
+        node: exampleRelay,
+        artifacts: [],
+        connection: { host: "203.0.113.20", user: "root", privateKey: pulumi.secret("k") },
+      },
+      mainCfEdit,
     );
-    const host = new GatewayHost(name, {
-      node: exampleRelay,
-      files,
-      directories: hostDirectories(exampleRelay),
-      artifacts: [],
-      connection: { host: "203.0.113.20", user: "root", privateKey: pulumi.secret("k") },
-    });
-    await outputValue(host.verified);
-    const prefix = `${name}-`;
-    return new Map(
-      commands()
-        .filter((c) => c.name.startsWith(prefix))
-        .map((c) => [c.name.slice(prefix.length), c.inputs]),
-    );
-  }
 
   it("a longer queue lifetime in main.cf re-runs its install, postfix check, reload and verify — nothing else", async () => {
     const before = await hostInputs("before", (t) => t);
