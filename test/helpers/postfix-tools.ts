@@ -63,8 +63,17 @@ export async function runUnderTty(command: string[]): Promise<{ code: number; ou
   }
 }
 
-export async function createSelfSignedCert(dir: string, hostname: string): Promise<{ certFile: string; keyFile: string }> {
+/**
+ * A throwaway EC certificate and key in `dir` (cert.pem, key.pem) for `hostname`. `subjectAltName` (OpenSSL
+ * syntax, e.g. "DNS:localhost,IP:127.0.0.1") is for a client that verifies the name, which ignores the CN.
+ */
+export async function createSelfSignedCert(
+  dir: string,
+  hostname: string,
+  options: { subjectAltName?: string } = {},
+): Promise<{ certFile: string; keyFile: string }> {
   const files = { certFile: join(dir, "cert.pem"), keyFile: join(dir, "key.pem") };
+  const extensions = options.subjectAltName === undefined ? [] : ["-addext", `subjectAltName=${options.subjectAltName}`];
   await execFileAsync("openssl", [
     "req",
     "-x509",
@@ -77,6 +86,7 @@ export async function createSelfSignedCert(dir: string, hostname: string): Promi
     "2",
     "-subj",
     `/CN=${hostname}`,
+    ...extensions,
     "-keyout",
     files.keyFile,
     "-out",

@@ -4,13 +4,12 @@ import { execFile } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDovecotSasl, type DovecotSasl } from "../helpers/dovecot-sasl";
 import { startPostfix, waitFor, type PostfixInstance } from "../helpers/postfix-server";
+import { createSelfSignedCert } from "../helpers/postfix-tools";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
-const run = promisify(execFile);
 const NOBODY = 65534;
 
 let work: string;
@@ -22,32 +21,13 @@ let dovecot: DovecotSasl;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "bc-outbound-"));
   sendCli = await bundleRuntimeEntry("brightchain-send", work);
-  certFile = join(work, "cert.pem");
-  const keyFile = join(work, "key.pem");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout",
-    keyFile,
-    "-out",
-    certFile,
-  ]);
+  const cert = await createSelfSignedCert(work, "localhost", { subjectAltName: "DNS:localhost,IP:127.0.0.1" });
+  certFile = cert.certFile;
 
   postfix = await startPostfix({
     main: {
-      smtpd_tls_cert_file: certFile,
-      smtpd_tls_key_file: keyFile,
+      smtpd_tls_cert_file: cert.certFile,
+      smtpd_tls_key_file: cert.keyFile,
       smtpd_tls_security_level: "may",
       // Let the Received header show the TLS session and the SASL login, which the test reads back.
       smtpd_tls_received_header: "yes",
