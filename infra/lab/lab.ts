@@ -179,10 +179,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
     LAB_HOSTS.map(async (host) => {
       const paths = labHostPaths(LAB_STATE_DIR, host.name);
       await mountHostOverlay(host, paths);
-      await personaliseHost(host, paths, ssh, [
-        { name: "brightchain-lab-ca", path: acmePaths.labCaCert },
-        { name: "brightchain-lab-pebble-root", path: acmePaths.pebbleRoot },
-      ]);
+      await personaliseHost(host, paths, ssh, labTrustedCas());
       return knownHostsLines(host, paths);
     }),
   );
@@ -208,6 +205,15 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   const upSeconds = (Date.now() - started) / 1000;
   progress(`lab is up in ${upSeconds.toFixed(1)} s`);
   return labInfo({ baseImageSeconds: base.seconds, baseImageBuilt: base.built, upSeconds });
+}
+
+/** The CAs every lab host trusts: the lab's own (pebble's HTTPS) and pebble's issuing root (its certificates). */
+function labTrustedCas(): { name: string; path: string }[] {
+  const acmePaths = labAcmePaths(LAB_STATE_DIR);
+  return [
+    { name: "brightchain-lab-ca", path: acmePaths.labCaCert },
+    { name: "brightchain-lab-pebble-root", path: acmePaths.pebbleRoot },
+  ];
 }
 
 function labInfo(timings: LabTimings): LabInfo {
@@ -366,6 +372,39 @@ export async function labStart(host: string, options: { progress?: ProgressRepor
   writeLabState(state);
   const ready = await waitForHostReady(spec, paths, labSshPaths(LAB_STATE_DIR), supervisor);
   return { state: ready.state };
+}
+
+/**
+ * Gives a host back as `lab up` made it: powered off, every change on its disk discarded (the overlay's upper
+ * layer), a new identity (machine-id, SSH host key, pinned in the lab's known_hosts), booted. Another deploy
+ * engine then starts from the same bare Debian as the first one did.
+ */
+export async function labRecreate(
+  host: string,
+  options: { progress?: ProgressReporter } = {},
+): Promise<{ seconds: number; state: string }> {
+  const state = requireState();
+  const spec = labHostSpec(host);
+  const paths = labHostPaths(LAB_STATE_DIR, host);
+  const ssh = labSshPaths(LAB_STATE_DIR);
+  const started = Date.now();
+  options.progress?.(`hosts: recreating ${host} fresh from the base image`);
+  await stopHost(spec, paths, state.hosts[host].supervisor);
+  await unmountHostOverlay(spec, paths);
+  rmSync(paths.upper, { recursive: true, force: true });
+  rmSync(paths.work, { recursive: true, force: true });
+  await mountHostOverlay(spec, paths);
+  await personaliseHost(spec, paths, ssh, labTrustedCas());
+  const otherHosts = readFileSync(ssh.knownHosts, "utf8")
+    .split("\n")
+    .filter((line) => line !== "" && !line.startsWith(`${spec.ipv4},`));
+  writeFileSync(ssh.knownHosts, `${[...otherHosts, ...knownHostsLines(spec, paths)].join("\n")}\n`);
+  const { supervisor, cgroupDirs, cgroupParentsCreated } = startHost(spec, paths);
+  state.hosts[host] = { ...state.hosts[host], supervisor, cgroupDirs };
+  state.cgroupParentsCreated = [...(state.cgroupParentsCreated ?? []), ...cgroupParentsCreated];
+  writeLabState(state);
+  const ready = await waitForHostReady(spec, paths, ssh, supervisor);
+  return { seconds: (Date.now() - started) / 1000, state: ready.state };
 }
 
 /** Publishes (replaces or adds) a zone on the lab DNS, e.g. the primary stack's records with its DKIM key. */
