@@ -22,8 +22,6 @@ export interface DnsTarget {
   /** What the getZone invoke answers as zone id, before the zone's name. */
   zoneIdPrefix: string;
   publishZone: (name: string, text: string) => Promise<void>;
-  /** Records the target can serve; the rest are kept in state but not published. Default: all. */
-  serves?: (record: DnsRecord) => boolean;
 }
 
 export interface DeployStackOptions {
@@ -147,7 +145,7 @@ async function publishZone(
     const match = /^(.+)\.records\.json$/.exec(file);
     if (match) byStack[match[1]!] = JSON.parse(readFileSync(path.join(dnsDir, file), "utf8")) as DnsRecord[];
   }
-  const merged = mergeZoneRecords(origin, byStack).filter((record) => target.serves?.(record) ?? true);
+  const merged = mergeZoneRecords(origin, byStack);
   const publishedFile = path.join(dnsDir, `${origin}.zone.json`);
   const previous = existsSync(publishedFile) ? (JSON.parse(readFileSync(publishedFile, "utf8")) as PublishedZone) : undefined;
   if (previous && JSON.stringify(previous.records) === JSON.stringify(merged)) return false;
@@ -238,15 +236,7 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
 /** The engine's state for lab deploys: inside the lab's state, so `lab down` forgets it with the hosts. */
 export const LAB_DEPLOY_STATE_DIR = path.join(LAB_STATE_DIR, "deploy");
 
-/**
- * The lab bridge is IPv4-only: an AAAA record (the fleet keeps its IPv6, see labStackOverrides) would send
- * pebble's http-01 validation and other MTAs to an address nobody answers on.
- */
-export const labDnsTarget = (): DnsTarget => ({
-  zoneIdPrefix: "lab-zone-",
-  publishZone: labPublishZone,
-  serves: (record) => record.type !== "AAAA",
-});
+export const labDnsTarget = (): DnsTarget => ({ zoneIdPrefix: "lab-zone-", publishZone: labPublishZone });
 
 /** `deployStack` for one of the project's stacks onto its lab host (the lab must be up). */
 export async function deployStackToLab(options: {

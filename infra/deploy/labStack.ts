@@ -27,7 +27,7 @@ function labHostFor(hostname: string): LabHostSpec {
 }
 
 /**
- * Overrides for one stack: every fleet entry at its lab host's IPv4 address,
+ * Overrides for one stack: every fleet entry at its lab host's IPv4 address and no other,
  * SSH to the lab host as root, and http-01 against pebble (Cloudflare's dns-01 cannot reach a lab zone).
  */
 export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
@@ -45,11 +45,10 @@ export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
   }
   if (!Array.isArray(fleet))
     throw new Error(`gateway:fleet is ${JSON.stringify(values["gateway:fleet"])}; accepted: a list of {hostname, ipv4}`);
-  // IPv6 addresses stay, as in the Ansible lab project (same node, same files): without one main.cf says
-  // inet_protocols=ipv4, which Postfix cannot take on the plan's reload (master exits), so it never listens.
+  // The lab bridge is IPv4-only: an address nobody answers on would be in SPF, AAAA and Postfix's listeners.
   const labFleet = fleet.map((entry: { hostname?: unknown }) => {
     const name = typeof entry.hostname === "string" ? entry.hostname : "";
-    return { ...entry, hostname: name, ipv4: labHostFor(name).ipv4 };
+    return { ...entry, hostname: name, ipv4: labHostFor(name).ipv4, ipv6: undefined };
   });
   const overrides: FlatConfig = {
     "gateway:fleet": JSON.stringify(labFleet),

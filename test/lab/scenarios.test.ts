@@ -1,433 +1,57 @@
-// End-to-end mail scenarios on the lab: the primary stack deployed to `mail` and the relay stack to `mail2` by
-// deploy engine 1 (the Pulumi program's own commands over SSH), `outside` as the rest of the internet (swaks,
-// and a Postfix of its own for outside.test), the lab DNS serving the stacks' MX and DKIM records. Each describe
-// is one thing a mail admin would want to see work; docs/scenarios.md says what each proves.
+// End-to-end mail scenarios (test/helpers/lab-scenarios.ts) on nodes deployed by engine 1: the Pulumi program's
+// own commands over SSH, the primary stack to `mail` and the relay stack to `mail2`, its DNS records served by
+// the lab DNS. test/lab/ansible.test.ts runs the same scenarios on nodes the playbook deployed.
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deployStackToLab, LAB_SUBMISSION_USER } from "../../infra/deploy";
-import { LAB_HOSTS } from "../../infra/lab/constants";
-import { labDown, labReboot, labStart, labStatus, labStop, labUp } from "../../infra/lab/lab";
-import { takeLabLock } from "../../infra/lab/lock";
-import { readLabState } from "../../infra/lab/state";
-import {
-  GATEWAY_ENV_FILE,
-  RUNTIME_DIR,
-  mailLog,
-  on,
-  rcptReply,
-  readStoreMessage,
-  shellQuote,
-  storeEntries,
-  swaksFromOutside,
-  tryOn,
-  uniqueSubject,
-  waitForStoreEntries,
-  waitOnHost,
-} from "../helpers/lab-mail";
+import { afterAll, beforeAll } from "vitest";
+import { deployStackToLab } from "../../infra/deploy";
+import { labDown, labUp } from "../../infra/lab/lab";
+import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
 const repo = path.resolve(__dirname, "../..");
 const temp = mkdtempSync(path.join(tmpdir(), "gateway-scenarios-"));
-const timings: Record<string, number> = {};
+const timer = labTimer();
 const suiteStarted = Date.now();
 
-const PRIMARY_SERVICES = [
-  "postfix",
-  "opendkim",
-  "spamd",
-  "spamass-milter",
-  "dovecot",
-  "brightchain-lookup",
-  "brightchain-inbound",
-];
-const RELAY_SERVICES = ["postfix", "rspamd", "brightchain-lookup"];
-const RECIPIENTS = ["alice@brightchain.org", "postmaster@brightchain.org"];
-const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
-/** Scored 6 by a local SpamAssassin rule: above the spam-folder threshold (5), below the reject threshold (10). */
-const BETWEEN_THRESHOLDS_MARKER = "brightchain-lab-between-thresholds-marker";
-const LOCAL_RULE_FILE = "/etc/spamassassin/zz-lab-test.cf";
-const PRIMARY = LAB_HOSTS.find((host) => host.name === "mail")!;
-const RELAY = LAB_HOSTS.find((host) => host.name === "mail2")!;
-
-let releaseLock: (() => void) | undefined;
-let labIsOurs = false;
-
-async function timed<T>(label: string, work: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  try {
-    return await work();
-  } finally {
-    timings[label] = (Date.now() - started) / 1000;
-  }
-}
-
-/** `outside` becomes the MTA for outside.test: Postfix delivering to ~/Maildir, swaks, openssl, a DKIM verifier. */
-const OUTSIDE_SETUP = [
-  "set -eu",
-  "export DEBIAN_FRONTEND=noninteractive",
-  "echo 'postfix postfix/main_mailer_type select Internet Site' | debconf-set-selections",
-  "echo 'postfix postfix/mailname string mx.outside.test' | debconf-set-selections",
-  "apt-get install -y -q --no-install-recommends postfix swaks libnet-ssleay-perl libio-socket-ssl-perl python3-dkim dnsutils openssl netcat-openbsd >/dev/null",
-  // A short connect timeout: a powered-off primary makes the sender wait for this before it tries the next MX.
-  "postconf -e myhostname=mx.outside.test mydomain=outside.test 'mydestination=outside.test, localhost' inet_protocols=ipv4 " +
-    "home_mailbox=Maildir/ 'mynetworks=127.0.0.0/8' smtp_connect_timeout=5s smtp_tls_security_level=may",
-  "id bob >/dev/null 2>&1 || useradd -m bob",
-  "systemctl restart postfix",
-].join("\n");
-
-/**
- * Known fault (see the report): gateway.env points brightchain-send at 127.0.0.1:587, and the certificate there
- * is for the host name, so the client refuses it. Until the renderer writes the host name, the test does, with
- * the lab's trust store (pebble's root is in it) as the CA file the runtime asks for with a private CA.
- */
-const SUBMISSION_HOST_OVERRIDE = `GATEWAY_POSTFIX_HOST=${PRIMARY.fqdn} GATEWAY_POSTFIX_CA_FILE=/etc/ssl/certs/ca-certificates.crt && export GATEWAY_POSTFIX_HOST GATEWAY_POSTFIX_CA_FILE`;
-
-/** True once the gateway's own recipient lookup (the map Postfix asks at RCPT) knows `address`. */
-function lookupKnows(address: string): string {
-  return `for map in $(postconf -h virtual_mailbox_maps relay_recipient_maps | tr ', ' '\\n\\n'); do postmap -q ${shellQuote(address)} "$map" && exit 0; done; exit 1`;
-}
+let releaseLab: (() => void) | undefined;
 
 beforeAll(async () => {
-  releaseLock = await takeLabLock(1_800_000);
-  // A lab that is up while we hold the lock belongs to someone who did not take it: wait, never take it down.
-  // One whose hosts all died (its owner crashed) serves no one; it is cleared below like a crashed `lab up`.
-  const waitUntil = Date.now() + 600_000;
-  while (labStatus().up && labStatus().hosts.some((host) => host.running)) {
-    if (Date.now() > waitUntil) throw new Error("another lab stayed up for 10 minutes; not touching it");
-    await new Promise((resolve) => setTimeout(resolve, 5_000));
-  }
-  // Left over from a crashed `lab up` (state recorded, never ready): removed from its own record, nothing else.
-  if (readLabState()) await labDown({ progress: () => undefined });
+  releaseLab = await claimLab();
   const dist = path.join(temp, "dist");
   for (const entry of readdirSync(path.join(repo, "runtime", "bin")).filter((name) => name.endsWith(".ts"))) {
     await bundleRuntimeEntry(entry.replace(/\.ts$/, ""), dist);
   }
-  labIsOurs = true;
-  await timed("lab up", () => labUp({ progress: () => undefined }));
-  const outside = timed("outside setup", () => on("outside", OUTSIDE_SETUP));
+  await timer.timed("lab up", () => labUp({ progress: () => undefined }));
+  const outside = timer.timed("outside setup", setUpOutside);
   // Settled before a failed deploy ends the hook: afterAll's lab down must not cut outside's install short.
   const outsideSettled = outside.then(
     () => undefined,
     () => undefined,
   );
   try {
-    await timed("deploy primary", () =>
-      deployStackToLab({ stack: "primary", projectDir: repo, runtimeDist: dist, progress: () => undefined }),
-    );
-    await timed("deploy relay", () =>
-      deployStackToLab({ stack: "relay", projectDir: repo, runtimeDist: dist, progress: () => undefined }),
-    );
+    for (const stack of ["primary", "relay"])
+      await timer.timed(`deploy ${stack}`, () =>
+        deployStackToLab({ stack, projectDir: repo, runtimeDist: dist, progress: () => undefined }),
+      );
   } finally {
     await outsideSettled;
   }
   await outside;
-  // Operator data, not configuration: the recipients a node syncs from BrightChain, written as an admin would.
-  for (const host of ["mail", "mail2"] as const) {
-    await on(host, "cat > /etc/brightchain/recipients", `${RECIPIENTS.join("\n")}\n`);
-    for (const address of RECIPIENTS)
-      await waitOnHost(host, `recipient lookup knowing ${address}`, lookupKnows(address), (_out, code) => code === 0);
-  }
-  // Both gateways are waited for until a sender gets past MAIL FROM: the milters are up (the relay answered 451
-  // there while Rspamd was still starting after its deploy).
-  for (const host of [PRIMARY, RELAY]) {
-    await waitOnHost(
-      "outside",
-      `${host.name}:25 accepting MAIL FROM`,
-      `swaks --to alice@brightchain.org --from someone@outside.test --server ${host.fqdn} --quit-after FROM 2>&1`,
-      (out) => /^<- +250 2\.1\.0/m.test(out),
-      {
-        deadlineMs: 180_000,
-        intervalMs: 2_000,
-        diagnose: () => mailLog(host.name as "mail" | "mail2"),
-      },
-    );
-  }
-  timings["setup total"] = (Date.now() - suiteStarted) / 1000;
+  await readyGatewaysForMail();
+  timer.timings["setup total"] = (Date.now() - suiteStarted) / 1000;
 }, 3_600_000);
 
 afterAll(async () => {
   try {
-    if (labIsOurs) await timed("lab down", () => labDown({ progress: () => undefined }));
+    if (releaseLab) await timer.timed("lab down", () => labDown({ progress: () => undefined }));
   } finally {
-    releaseLock?.();
+    releaseLab?.();
     rmSync(temp, { recursive: true, force: true });
-    timings["whole suite"] = (Date.now() - suiteStarted) / 1000;
-    console.log(`scenario lab timings (s): ${JSON.stringify(timings)}`);
+    timer.timings["whole suite"] = (Date.now() - suiteStarted) / 1000;
+    console.log(`scenario lab timings (s): ${JSON.stringify(timer.timings)}`);
   }
 }, 600_000);
 
-describe("outside → primary: recipients", () => {
-  it("delivers a known recipient's message into the BrightChain store, folder inbox", async () => {
-    await timed("scenario inbound", async () => {
-      const subject = uniqueSubject("known recipient");
-      const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: PRIMARY.fqdn, subject });
-      expect(sent.transcript, `outside → mail:25\n${sent.transcript}`).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
-      const [entry] = await waitForStoreEntries(subject);
-      expect(entry).toMatchObject({ folder: "inbox", recipient: "alice@brightchain.org", from: "someone@outside.test" });
-      expect(await readStoreMessage(entry!.sha3)).toContain("hello from outside");
-    });
-  });
-
-  it.each([
-    ["mail", PRIMARY.fqdn],
-    ["mail2", RELAY.fqdn],
-  ])("refuses an unknown recipient with 550 at RCPT on %s", async (host, server) => {
-    const sent = await swaksFromOutside({ to: "nobody-here@brightchain.org", server });
-    expect(rcptReply(sent.transcript), `outside → ${host}:25\n${sent.transcript}`).toMatch(/^<[*~]\* +550 5\.1\.1 /);
-    expect(sent.transcript).not.toMatch(/ -> DATA/);
-  });
-
-  it("delivers a mixed-case recipient once, filed under the canonical address", async () => {
-    const subject = uniqueSubject("mixed case");
-    const sent = await swaksFromOutside({ to: "Alice@BrightChain.ORG", server: PRIMARY.fqdn, subject });
-    expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
-    const entries = await waitForStoreEntries(subject);
-    expect(entries.map((entry) => entry.recipient)).toEqual(["alice@brightchain.org"]);
-    // Drained: nothing left that could still land a second copy.
-    await waitOnHost("mail", "an empty mail queue", "postqueue -j", (out) => out.trim() === "");
-    expect((await storeEntries()).filter((entry) => entry.subject === subject)).toHaveLength(1);
-  });
-});
-
-describe("primary down: mail goes to the relay by MX order, queues, and arrives once the primary is back", () => {
-  it("loses nothing and duplicates nothing", async () => {
-    await timed("scenario failover", async () => {
-      const subjects = [uniqueSubject("failover one"), uniqueSubject("failover two")];
-      await labStop("mail");
-      try {
-        for (const subject of subjects) {
-          // Into outside's own Postfix, which finds brightchain.org's MX in the lab DNS like any sender.
-          const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: "127.0.0.1", subject });
-          expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
-        }
-        await waitOnHost("outside", "its queue handing both messages on", "postqueue -j", (out) => out.trim() === "", {
-          deadlineMs: 120_000,
-          diagnose: async () => (await tryOn("outside", "postqueue -p; journalctl -u postfix@- -n 30 --no-pager")).stdout,
-        });
-        const relayQueue = await waitOnHost(
-          "mail2",
-          "both messages queued for the primary",
-          "postqueue -j",
-          (out) =>
-            out
-              .trim()
-              .split("\n")
-              .filter((l) => l !== "").length === 2,
-          {
-            diagnose: () => mailLog("mail2"),
-          },
-        );
-        for (const line of relayQueue.trim().split("\n")) {
-          const item = JSON.parse(line) as { recipients: { address: string }[] };
-          expect(item.recipients.map((r) => r.address)).toEqual(["alice@brightchain.org"]);
-        }
-      } finally {
-        if (!labStatus().hosts.find((host) => host.name === "mail")!.running) await labStart("mail");
-      }
-      await waitOnHost(
-        "mail",
-        "every service active after boot",
-        `systemctl is-active ${PRIMARY_SERVICES.join(" ")}`,
-        (_out, code) => code === 0,
-      );
-      // Rather than the relay's retry timer: what an admin does once the primary is back.
-      await on("mail2", "postqueue -f");
-      for (const subject of subjects) expect(await waitForStoreEntries(subject)).toHaveLength(1);
-      await waitOnHost("mail2", "an empty queue", "postqueue -j", (out) => out.trim() === "", {
-        diagnose: () => mailLog("mail2"),
-      });
-      await waitOnHost("mail", "an empty queue", "postqueue -j", (out) => out.trim() === "", { diagnose: () => mailLog("mail") });
-      const stored = (await storeEntries()).filter((entry) => subjects.includes(entry.subject ?? ""));
-      expect(stored.map((entry) => entry.subject).sort()).toEqual([...subjects].sort());
-    });
-  });
-});
-
-describe("spam: GTUBE refused at SMTP time, a probable spam filed in the spam folder", () => {
-  it("refuses GTUBE with 550 on the primary (SpamAssassin) and 554 on the relay (Rspamd)", async () => {
-    for (const [host, server, reply] of [
-      ["mail", PRIMARY.fqdn, /<[*~]\* +550 5\.7\.1 .*SpamAssassin/],
-      ["mail2", RELAY.fqdn, /<[*~]\* +554 5\.7\.1 .*Gtube/i],
-    ] as const) {
-      const sent = await swaksFromOutside({ to: "alice@brightchain.org", server, subject: uniqueSubject("gtube"), body: GTUBE });
-      expect(sent.transcript, `outside → ${host}:25\n${sent.transcript}`).toMatch(reply);
-      expect(sent.transcript).not.toMatch(/250 2\.0\.0 Ok: queued/);
-    }
-  });
-
-  it("files a message scoring between the thresholds in the spam folder", async () => {
-    await timed("scenario spam folder", async () => {
-      await on(
-        "mail",
-        `cat > ${LOCAL_RULE_FILE}`,
-        `body LAB_BETWEEN_THRESHOLDS /${BETWEEN_THRESHOLDS_MARKER}/\nscore LAB_BETWEEN_THRESHOLDS 6.0\n`,
-      );
-      try {
-        await on("mail", "systemctl restart spamd");
-        await waitOnHost(
-          "mail",
-          "spamd answering on 783",
-          "systemctl is-active spamd && ss -ltn | grep -q ':783 '",
-          (_out, code) => code === 0,
-        );
-        const subject = uniqueSubject("between thresholds");
-        const sent = await swaksFromOutside({
-          to: "alice@brightchain.org",
-          server: PRIMARY.fqdn,
-          subject,
-          body: `this line carries ${BETWEEN_THRESHOLDS_MARKER}`,
-        });
-        expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
-        const [entry] = await waitForStoreEntries(subject);
-        expect(entry!.folder).toBe("spam");
-        expect(await readStoreMessage(entry!.sha3)).toMatch(/X-Spam-Status: Yes.*LAB_BETWEEN_THRESHOLDS/s);
-      } finally {
-        await on("mail", `rm -f ${LOCAL_RULE_FILE} && systemctl restart spamd`);
-      }
-    });
-  });
-});
-
-describe("outbound: submission with SASL, DKIM-signed, verified by the receiver against the lab DNS", () => {
-  it("delivers brightchain-send's message to outside with a DKIM signature that verifies", async () => {
-    await timed("scenario outbound", async () => {
-      const subject = uniqueSubject("outbound");
-      const sent = await on(
-        "mail",
-        `set -a && . ${GATEWAY_ENV_FILE} && set +a && ${SUBMISSION_HOST_OVERRIDE} && test "$GATEWAY_POSTFIX_USER" = ${shellQuote(LAB_SUBMISSION_USER.username)} && ` +
-          `echo 'hello outside' | node ${RUNTIME_DIR}/brightchain-send.cjs --from alice@brightchain.org --to bob@outside.test --subject ${shellQuote(subject)} 2>&1`,
-      );
-      expect(sent).toMatch(/^accepted for bob@outside\.test: 250 /);
-      const file = (
-        await waitOnHost(
-          "outside",
-          "the message in bob's Maildir",
-          `grep -l -F ${shellQuote(subject)} /home/bob/Maildir/new/* 2>/dev/null`,
-          (_out, code) => code === 0,
-          {
-            deadlineMs: 90_000,
-            diagnose: () => mailLog("mail"),
-          },
-        )
-      )
-        .trim()
-        .split("\n")[0]!;
-      const message = await on("outside", `cat ${shellQuote(file)}`);
-      expect(message).toMatch(/^DKIM-Signature: .*d=brightchain\.org;/m);
-      // dkimverify (python3-dkim) fetches default._domainkey.brightchain.org from the lab DNS.
-      expect(await on("outside", `dkimverify < ${shellQuote(file)} 2>&1`)).toContain("signature ok");
-    });
-  });
-
-  it("refuses to relay through 587 without authentication", async () => {
-    const sent = await swaksFromOutside({
-      to: "bob@outside.test",
-      from: "alice@brightchain.org",
-      server: PRIMARY.fqdn,
-      port: 587,
-      extra: ["--tls"],
-    });
-    expect(sent.transcript, sent.transcript).toMatch(/<~\* +5\d\d /);
-    expect(sent.transcript).not.toMatch(/250 2\.0\.0 Ok: queued/);
-  });
-});
-
-describe("security from outside", () => {
-  it("is not an open relay: a foreign recipient on port 25 is refused at RCPT", async () => {
-    for (const [host, server] of [
-      ["mail", PRIMARY.fqdn],
-      ["mail2", RELAY.fqdn],
-    ] as const) {
-      const sent = await swaksFromOutside({ to: "victim@elsewhere.example", server });
-      expect(rcptReply(sent.transcript), `outside → ${host}:25\n${sent.transcript}`).toMatch(
-        /^<[*~]\* +554 5\.7\.1 .*Relay access denied/,
-      );
-    }
-  });
-
-  it.each([25, 587])("refuses TLS 1.1 and accepts TLS 1.2 and 1.3 on port %i", async (port) => {
-    const handshake = (version: string, cipher = "") =>
-      tryOn(
-        "outside",
-        `openssl s_client -connect ${PRIMARY.fqdn}:${port} -starttls smtp -servername ${PRIMARY.fqdn} ${version} ${cipher} </dev/null 2>&1`,
-        undefined,
-        60_000,
-      );
-    // SECLEVEL=0 so the client itself would speak TLS 1.1: only the server can refuse it.
-    const old = await handshake("-tls1_1", "-cipher 'DEFAULT@SECLEVEL=0'");
-    expect(old.exitCode, old.stdout).not.toBe(0);
-    expect(old.stdout).toMatch(/alert protocol version|no protocols available|wrong version number/);
-    for (const [flag, protocol] of [
-      ["-tls1_2", "TLSv1.2"],
-      ["-tls1_3", "TLSv1.3"],
-    ] as const) {
-      const ok = await handshake(flag);
-      expect(ok.stdout, `${flag} on ${port}:\n${ok.stdout}`).toMatch(
-        new RegExp(`New, ${protocol.replace(".", "\\.")}, Cipher is `),
-      );
-    }
-  });
-
-  it("answers on 25 and 587 only: the local daemons' ports are unreachable from outside", async () => {
-    const probe = async (address: string, port: number) =>
-      (await tryOn("outside", `nc -z -w 3 ${address} ${port}`, undefined, 30_000)).exitCode === 0;
-    for (const host of [PRIMARY, RELAY]) {
-      for (const port of [2526, 783, 8891, 11332, 11333, 11334])
-        expect(await probe(host.ipv4, port), `${host.name}:${port} from outside`).toBe(false);
-      expect(await probe(host.ipv4, 25), `${host.name}:25 from outside`).toBe(true);
-    }
-    expect(await probe(PRIMARY.ipv4, 587), "mail:587 from outside").toBe(true);
-  });
-
-  it("serves a certificate issued by pebble, and a forced renewal reloads Postfix with the new one", async () => {
-    await timed("scenario certificate renewal", async () => {
-      const served = async () => {
-        const out = await on(
-          "outside",
-          `openssl s_client -connect ${PRIMARY.fqdn}:25 -starttls smtp -servername ${PRIMARY.fqdn} </dev/null 2>/dev/null | openssl x509 -noout -issuer -serial`,
-          undefined,
-          60_000,
-        );
-        return { issuer: /issuer=(.*)/.exec(out)?.[1] ?? "", serial: /serial=(.*)/.exec(out)?.[1] ?? "" };
-      };
-      const before = await served();
-      expect(before.issuer).toMatch(/Pebble/);
-      await on("mail", "certbot renew --force-renewal --no-random-sleep-on-renew 2>&1");
-      const after = await waitOnHost(
-        "outside",
-        "a new certificate served on mail:25",
-        `openssl s_client -connect ${PRIMARY.fqdn}:25 -starttls smtp -servername ${PRIMARY.fqdn} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
-        (out) => /serial=/.test(out) && !out.includes(before.serial),
-        { diagnose: () => mailLog("mail") },
-      );
-      expect(after).not.toContain(before.serial);
-      expect((await served()).issuer).toMatch(/Pebble/);
-    });
-  });
-});
-
-describe("reboot of the primary", () => {
-  it("brings every service back and mail flows again", async () => {
-    await timed("scenario reboot", async () => {
-      await labReboot("mail");
-      const states = await waitOnHost(
-        "mail",
-        "every service active after reboot",
-        `systemctl is-active ${PRIMARY_SERVICES.join(" ")}`,
-        (_out, code) => code === 0,
-      );
-      expect(states.trim().split("\n")).toEqual(PRIMARY_SERVICES.map(() => "active"));
-      const subject = uniqueSubject("after reboot");
-      const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: PRIMARY.fqdn, subject });
-      expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
-      expect(await waitForStoreEntries(subject)).toHaveLength(1);
-    });
-  });
-
-  it("leaves the relay's services running throughout", async () => {
-    const states = await on("mail2", `systemctl is-active ${RELAY_SERVICES.join(" ")}`);
-    expect(states.trim().split("\n")).toEqual(RELAY_SERVICES.map(() => "active"));
-  });
-});
+describeMailScenarios(timer);
