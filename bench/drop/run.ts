@@ -1,27 +1,16 @@
 // Delivery rate of the two drop transports with real Postfix: `npx tsx bench/drop/run.ts [messages]`.
-// For each transport a throwaway Postfix (rendered main.cf/master.cf, test instance paths as in
-// test/host/postfix-validate.test.ts) takes N messages over SMTP while every message is put on hold, then
+// For each transport a throwaway Postfix (rendered main.cf/master.cf as test/helpers/postfix-server.ts's
+// renderedPostfixOptions runs them) takes N messages over SMTP while every message is put on hold, then
 // the hold queue is released at once and the clock runs until N files are in incoming/new: the figure is
 // delivery alone, not the SMTP conversation. Prints files/s per transport and pipe/virtual.
-import { chownSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { examplePrimary } from "../../test/fixtures/nodes";
-import type { DropTransport, GatewayNode } from "../../infra/model/types";
-import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
-import { MAILDROP_SCRIPT_PATH, renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
-import {
-  PostfixInstance,
-  SmtpClient,
-  countFiles,
-  createSelfSignedCert,
-  freePort,
-  listenOn,
-  scratchDir,
-  startSocketmap,
-  waitFor,
-} from "../../test/helpers/postfix-tools";
+import type { DropTransport } from "../../infra/model/types";
+import { renderedPostfixOptions, startPostfix, waitFor, withTestDropSpool } from "../../test/helpers/postfix-server";
+import { SmtpClient, countFiles, scratchDir, startSocketmap } from "../../test/helpers/postfix-tools";
 
 const execFileAsync = promisify(execFile);
 const CONNECTIONS = 4;
@@ -51,55 +40,34 @@ async function inject(port: number, count: number): Promise<void> {
 async function measure(transport: DropTransport, count: number): Promise<number> {
   const root = scratchDir(`bench-drop-${transport}-`);
   const socketmap = await startSocketmap(new Set(Array.from({ length: 10 }, (_, i) => `user${i}@brightchain.org`)));
-  const instance = new PostfixInstance(join(root, "postfix"));
   try {
-    const spoolDir = join(root, "spool");
-    const node: GatewayNode = {
-      ...examplePrimary,
-      tls: { ...examplePrimary.tls, ...(await createSelfSignedCert(root, "mail.brightchain.org")) },
-      lookup: { ...examplePrimary.lookup, port: socketmap.port },
-      drop: {
-        ...examplePrimary.drop,
-        transport,
-        uid: 65534,
-        gid: 65534,
-        user: "nobody",
-        group: "nogroup",
-        spoolDir,
-        mailDropDir: join(spoolDir, "incoming"),
-        errorDir: join(spoolDir, "errors"),
-      },
-    };
-    for (const dir of spoolDirectories(node)) {
-      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
-      chownSync(dir.path, node.drop.uid, node.drop.gid);
-    }
-    const port = await freePort();
-    let masterCf = listenOn(renderMasterCf(node), { smtp: port, submission: await freePort() });
-    if (transport === "pipe") {
-      const script = join(root, "brightchain-maildrop");
-      writeFileSync(script, renderMaildropScript(node), { mode: 0o755 });
-      masterCf = masterCf.replace(MAILDROP_SCRIPT_PATH, script);
-    }
-    await instance.write(renderMainCf(node), masterCf, {
-      smtpd_milters: "",
-      non_smtpd_milters: "",
-      // Every accepted message waits on hold, so the release below starts delivery of all N at once.
-      smtpd_data_restrictions: "check_client_access static:HOLD",
-    });
-    await instance.start(port);
-    await inject(port, count);
-    await waitFor(`${count} messages on hold`, async () => (await instance.queueSize()) === count, 60_000);
+    const { node, maildropScript } = withTestDropSpool(
+      { ...examplePrimary, lookup: { ...examplePrimary.lookup, port: socketmap.port } },
+      root,
+      transport,
+    );
+    const instance = await startPostfix(
+      renderedPostfixOptions(node, {
+        maildropScript,
+        // Every accepted message waits on hold, so the release below starts delivery of all N at once.
+        main: { smtpd_data_restrictions: "check_client_access static:HOLD" },
+      }),
+    );
+    try {
+      await inject(instance.smtpPort, count);
+      await waitFor(`${count} messages on hold`, async () => (await instance.queuedIds()).length === count, 60_000);
 
-    const newDir = join(node.drop.mailDropDir, "new");
-    const started = process.hrtime.bigint();
-    await execFileAsync("postsuper", ["-c", instance.configDir, "-H", "ALL"]);
-    await instance.flush();
-    await waitFor(`${count} files in ${newDir}`, () => countFiles(newDir) === count, 300_000);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return count / seconds;
+      const newDir = join(node.drop.mailDropDir, "new");
+      const started = process.hrtime.bigint();
+      await execFileAsync("postsuper", ["-c", instance.configDir, "-H", "ALL"]);
+      await instance.flushQueue();
+      await waitFor(`${count} files in ${newDir}`, () => countFiles(newDir) === count, 300_000);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      return count / seconds;
+    } finally {
+      await instance.stop();
+    }
   } finally {
-    await instance.stop();
     await socketmap.close();
     rmSync(root, { recursive: true, force: true });
   }

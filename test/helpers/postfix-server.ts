@@ -3,24 +3,27 @@
 // start` does not populate a chroot), started by `postfix -c DIR start` and stopped by its master's pid.
 //
 //   const postfix = await startPostfix({ main: { virtual_mailbox_maps: "socketmap:inet:127.0.0.1:2526:virtual" } });
-//   // or a node's rendered main.cf/master.cf: startPostfix(renderedPostfixOptions(node, { maildropScript }))
+//   // or a node's rendered files, its drop spool in a temp dir of the test's:
+//   const { node, maildropScript } = withTestDropSpool(examplePrimary, scratch);
+//   const postfix = await startPostfix(renderedPostfixOptions(node, { maildropScript }));
 //   const reply = await sendMail({ port: postfix.smtpPort, from: "a@example.net", to: ["b@brightchain.org"] });
 //   expect(reply.rcpt[0]!.code).toBe(250);   // reply.greeting / ehlo / mail / rcpt[] / data / message
 //   await postfix.waitForQueueEmpty();        // postqueue -c DIR -j, with a deadline
 //   expect(await postfix.postconf("message_size_limit")).toBe("26214400");
 //   await postfix.stop();                     // SIGTERM to this instance's master pid, temp dir removed
 //
-// Also: freePort, waitForPort, waitFor (poll with a deadline), portAccepts, processAlive, setMainCf (postconf -e
-// + reload), queuedIds, flushQueue, maillog().
+// preparePostfix writes an instance without starting it, for `postfix check` (check()) or a start() later.
+// Also: freePort, waitForPort, waitFor (poll with a deadline), portAccepts, processAlive, runUnderTty, setMainCf
+// (postconf -e + reload), queuedIds, flushQueue, maillog().
 import { execFile } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import type { GatewayNode } from "../../infra/model/types";
+import type { DropTransport, GatewayNode } from "../../infra/model/types";
 import { mainCfSections, renderMasterCf } from "../../infra/render/postfix";
-import { MAILDROP_SCRIPT_PATH } from "../../infra/render/spool";
+import { MAILDROP_SCRIPT_PATH, renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
 
 const run = promisify(execFile);
 
@@ -108,6 +111,20 @@ export interface PostfixOptions {
   master?: string;
   /** A whole master.cf instead of the harness's (e.g. a rendered one); the same placeholders apply. */
   replaceMaster?: string;
+  /**
+   * A whole main.cf instead of the harness's, checked as written (e.g. a rendered one): only the instance's own
+   * paths, then `main`, are set in it with `postconf -e`.
+   */
+  replaceMain?: string;
+  /** The smtpd at a fixed address: `{port:smtp}` stands for `port`, and readiness is awaited on `host`. */
+  smtp?: { host: string; port: number };
+}
+
+export interface QueuedMessage {
+  queue_id: string;
+  /** active, deferred, hold… */
+  queue_name: string;
+  recipients: { address: string; delay_reason?: string }[];
 }
 
 export interface PostfixInstance {
@@ -116,16 +133,23 @@ export interface PostfixInstance {
   configDir: string;
   queueDir: string;
   maillogFile: string;
-  /** The smtpd on 127.0.0.1 (`{port:smtp}`). */
+  /** The smtpd's port (`{port:smtp}`), on 127.0.0.1 unless PostfixOptions.smtp names another address. */
   smtpPort: number;
   ports: Record<string, number>;
+  /** 0 until start(). */
   masterPid: number;
+  /** `postfix -c DIR check`: its exit status and every warning it printed. */
+  check(): Promise<{ code: number; output: string }>;
+  /** Starts a prepared instance (startPostfix does this itself). */
+  start(): Promise<void>;
   /** `postconf -c DIR -h NAME`: the value Postfix really uses. */
   postconf(name: string): Promise<string>;
   /** `postconf -c DIR -e name=value…` then `postfix reload`. */
   setMainCf(parameters: Record<string, string>): Promise<void>;
   maillog(): string;
-  /** IDs of messages still queued (`postqueue -j`). */
+  /** The queue as `postqueue -j` describes it, one entry per message. */
+  queue(): Promise<QueuedMessage[]>;
+  /** IDs of messages still queued. */
   queuedIds(): Promise<string[]>;
   waitForQueueEmpty(deadlineMs?: number): Promise<void>;
   /** Asks the queue manager to retry deferred mail now (`postqueue -f`). */
@@ -133,22 +157,32 @@ export interface PostfixInstance {
   stop(): Promise<void>;
 }
 
-/** Runs the postfix command under a pseudo-tty: without one it prints nothing, even why it failed. */
-async function postfixCommand(configDir: string, verb: string): Promise<string> {
+/**
+ * Runs a command under a pseudo-terminal: without one `postfix` prints nothing at all, not even why it failed
+ * (its messages go to syslog, which this machine lacks).
+ */
+export async function runUnderTty(command: string[]): Promise<{ code: number; output: string }> {
+  const quoted = command.map((arg) => `'${arg.replace(/'/g, "'\\''")}'`).join(" ");
   try {
-    const { stdout } = await run("script", ["-qec", `postfix -c ${configDir} ${verb}`, "/dev/null"]);
-    return stdout;
+    const { stdout } = await run("script", ["-qec", quoted, "/dev/null"], { encoding: "utf8" });
+    return { code: 0, output: stdout.replace(/\r/g, "") };
   } catch (error) {
-    const { stdout } = error as { stdout?: string };
-    throw new Error(`postfix -c ${configDir} ${verb} failed:\n${stdout ?? (error as Error).message}`);
+    const failed = error as { code?: number; stdout?: string };
+    return { code: typeof failed.code === "number" ? failed.code : 1, output: (failed.stdout ?? "").replace(/\r/g, "") };
   }
+}
+
+async function postfixCommand(configDir: string, verb: string): Promise<void> {
+  const { code, output } = await runUnderTty(["postfix", "-c", configDir, verb]);
+  if (code !== 0) throw new Error(`postfix -c ${configDir} ${verb} failed:\n${output}`);
 }
 
 function fill(template: string, dir: string, ports: Record<string, number>): string {
   return template.replaceAll("{dir}", dir).replace(/\{port:([a-z0-9_-]+)\}/gi, (_m, name: string) => String(ports[name]));
 }
 
-export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixInstance> {
+/** An instance written to its temp dir but not started: check() it, start() it, stop() removes it. */
+export async function preparePostfix(options: PostfixOptions = {}): Promise<PostfixInstance> {
   const dir = mkdtempSync(join(tmpdir(), "postfix-test-"));
   // Postfix daemons run as the postfix user and must traverse the temp dir mkdtemp made 0700.
   chmodSync(dir, 0o755);
@@ -160,38 +194,53 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   const { uid, gid } = await postfixIds();
   chownSync(dataDir, uid, gid);
 
-  const master = `{port:smtp} inet n - n - - smtpd\n${STOCK_MASTER_CF}${options.master ?? ""}\n`;
-  const masterTemplate = options.replaceMaster ?? master;
-  let ports: Record<string, number> = {};
-  // A port found free can be taken by a parallel test before the master binds it; `postfix start` waits for
-  // the master (master -w) and fails on a bind error, so a fresh set of ports is tried.
-  for (let attempt = 1; ; attempt++) {
-    ports = {};
+  const masterTemplate = options.replaceMaster ?? `{port:smtp} inet n - n - - smtpd\n${STOCK_MASTER_CF}${options.master ?? ""}\n`;
+  const ports: Record<string, number> = {};
+  const configure = async () => {
+    for (const name of Object.keys(ports)) delete ports[name];
+    if (options.smtp !== undefined) ports.smtp = options.smtp.port;
     for (const [, name] of masterTemplate.matchAll(/\{port:([a-z0-9_-]+)\}/gi)) ports[name!] ??= await freePort();
-    if (ports.smtp === undefined) ports.smtp = await freePort();
-    writeConfig(configDir, { dir, queueDir, dataDir, maillogFile }, options, masterTemplate, ports);
-    try {
-      await postfixCommand(configDir, "start");
-      await waitForPort(ports.smtp, "127.0.0.1");
-      break;
-    } catch (error) {
-      const log = existsSync(maillogFile) ? readFileSync(maillogFile, "utf8") : "";
-      await stopMaster(queueDir);
-      if (attempt < 3 && /address already in use/i.test(log)) continue;
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`${(error as Error).message}\n${log}`);
-    }
-  }
-  const masterPid = readMasterPid(queueDir)!;
+    ports.smtp ??= await freePort();
+    await writeConfig(configDir, { dir, queueDir, dataDir, maillogFile }, options, masterTemplate, ports);
+  };
+  await configure();
+  const maillog = () => (existsSync(maillogFile) ? readFileSync(maillogFile, "utf8") : "");
+  let masterPid = 0;
 
   const instance: PostfixInstance = {
     dir,
     configDir,
     queueDir,
     maillogFile,
-    smtpPort: ports.smtp,
+    get smtpPort() {
+      return ports.smtp!;
+    },
     ports,
-    masterPid,
+    get masterPid() {
+      return masterPid;
+    },
+    check: () => runUnderTty(["postfix", "-c", configDir, "check"]),
+    async start() {
+      // A port found free can be taken by a parallel test before the master binds it; `postfix start` waits for
+      // the master (master -w) and fails on a bind error, so a fresh set of ports is tried.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await postfixCommand(configDir, "start");
+          await waitForPort(ports.smtp!, options.smtp?.host ?? "127.0.0.1");
+          break;
+        } catch (error) {
+          const log = maillog();
+          await stopMaster(queueDir);
+          if (attempt < 3 && /address already in use/i.test(log)) {
+            await configure();
+            continue;
+          }
+          rmSync(dir, { recursive: true, force: true });
+          throw new Error(`${(error as Error).message}\n${log}`);
+        }
+      }
+      masterPid = readMasterPid(queueDir)!;
+    },
     async postconf(name) {
       const { stdout } = await run("postconf", ["-c", configDir, "-h", name]);
       return stdout.trim();
@@ -201,13 +250,16 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
       await run("postconf", ["-c", configDir, "-e", ...assignments]);
       await postfixCommand(configDir, "reload");
     },
-    maillog: () => (existsSync(maillogFile) ? readFileSync(maillogFile, "utf8") : ""),
-    async queuedIds() {
-      const { stdout } = await run("postqueue", ["-c", configDir, "-j"]);
+    maillog,
+    async queue() {
+      const { stdout } = await run("postqueue", ["-c", configDir, "-j"], { maxBuffer: 64 * 1024 * 1024 });
       return stdout
         .split("\n")
         .filter((line) => line.trim() !== "")
-        .map((line) => (JSON.parse(line) as { queue_id: string }).queue_id);
+        .map((line) => JSON.parse(line) as QueuedMessage);
+    },
+    async queuedIds() {
+      return (await instance.queue()).map((message) => message.queue_id);
     },
     async waitForQueueEmpty(deadlineMs = 30_000) {
       await waitFor(`the queue of ${configDir} to empty`, async () => (await instance.queuedIds()).length === 0, deadlineMs);
@@ -223,19 +275,37 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   return instance;
 }
 
-function writeConfig(
+export async function startPostfix(options: PostfixOptions = {}): Promise<PostfixInstance> {
+  const instance = await preparePostfix(options);
+  await instance.start();
+  return instance;
+}
+
+async function writeConfig(
   configDir: string,
   paths: { dir: string; queueDir: string; dataDir: string; maillogFile: string },
   options: PostfixOptions,
   masterTemplate: string,
   ports: Record<string, number>,
-): void {
-  const main: Record<string, string> = {
-    compatibility_level: "3.6",
+): Promise<void> {
+  const instancePaths = {
     queue_directory: paths.queueDir,
     data_directory: paths.dataDir,
     maillog_file: paths.maillogFile,
     maillog_file_prefixes: paths.dir,
+  };
+  writeFileSync(join(configDir, "master.cf"), fill(masterTemplate, paths.dir, ports));
+  if (options.replaceMain !== undefined) {
+    writeFileSync(join(configDir, "main.cf"), options.replaceMain);
+    const assignments = Object.entries({ ...instancePaths, ...options.main }).map(
+      ([k, v]) => `${k}=${fill(v, paths.dir, ports)}`,
+    );
+    await run("postconf", ["-c", configDir, "-e", ...assignments]);
+    return;
+  }
+  const main: Record<string, string> = {
+    compatibility_level: "3.6",
+    ...instancePaths,
     myhostname: "mx.test.invalid",
     inet_interfaces: "127.0.0.1",
     inet_protocols: "ipv4",
@@ -258,7 +328,6 @@ function writeConfig(
       .map(([k, v]) => `${k} = ${fill(v, paths.dir, ports)}`)
       .join("\n") + "\n",
   );
-  writeFileSync(join(configDir, "master.cf"), fill(masterTemplate, paths.dir, ports));
 }
 
 let cachedIds: { uid: number; gid: number } | undefined;
@@ -413,34 +482,84 @@ export async function sendMail(options: SendMailOptions): Promise<SmtpTranscript
   }
 }
 
+/** The account test drop files belong to: it exists everywhere, as pipe's user= needs, and is not root, which virtual(8) refuses. */
+export const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
+
+/**
+ * `node` with its drop spool under `dir`/spool, made on disk as spoolDirectories says and owned by NOBODY, and
+ * the rendered brightchain-maildrop script written into `dir` for renderedPostfixOptions' maildropScript.
+ */
+export function withTestDropSpool(
+  node: GatewayNode,
+  dir: string,
+  transport: DropTransport = node.drop.transport,
+): { node: GatewayNode; maildropScript: string } {
+  const spoolDir = join(dir, "spool");
+  const spooled: GatewayNode = {
+    ...node,
+    drop: {
+      ...node.drop,
+      ...NOBODY,
+      transport,
+      spoolDir,
+      mailDropDir: join(spoolDir, "incoming"),
+      errorDir: join(spoolDir, "errors"),
+    },
+  };
+  for (const directory of spoolDirectories(spooled)) {
+    mkdirSync(directory.path, { recursive: true, mode: directory.mode });
+    chownSync(directory.path, NOBODY.uid, NOBODY.gid);
+  }
+  const maildropScript = join(dir, "brightchain-maildrop");
+  writeFileSync(maildropScript, renderMaildropScript(spooled), { mode: 0o755 });
+  return { node: spooled, maildropScript };
+}
+
+export interface RenderedPostfixChanges {
+  /** The pipe's argv names this script instead of the installed one. */
+  maildropScript?: string;
+  /** main.cf values set last. */
+  main?: Record<string, string>;
+  /** Keeps the rendered TLS settings, serving this certificate. */
+  cert?: { certFile: string; keyFile: string };
+  /** Keeps submission, on the free port `ports.submission`, without its OpenDKIM milter. */
+  submission?: boolean;
+  /** The smtpd at this address instead of a free loopback port (see PostfixOptions.smtp). */
+  smtp?: { host: string; port: number };
+}
+
 /**
  * startPostfix options that run a node's rendered main.cf/master.cf on loopback. Changed from the rendered files,
- * and why: loopback ipv4 only; TLS off (no certificate in tests; TLS has its own tests); milters emptied (no
- * milter daemons run); smtp on the harness's free port; submission dropped (needs Dovecot); the pipe's argv
- * names `maildropScript` when given. `main` overrides go last.
+ * and why: loopback ipv4 only; milters emptied (no milter daemons run); smtp on the harness's free port; unless
+ * asked for, TLS off (no certificate; TLS has its own tests) and submission dropped (needs Dovecot).
  */
-export function renderedPostfixOptions(
-  node: GatewayNode,
-  options: { maildropScript?: string; main?: Record<string, string> } = {},
-): PostfixOptions {
-  const rendered = Object.fromEntries(mainCfSections(node).flatMap((section) => section.params.map((p) => [p.key, p.value])));
-  let master = renderMasterCf(node)
-    .replace(/^smtp inet /m, "127.0.0.1:{port:smtp} inet ")
-    .replace(/^submission inet [^\n]*\n(?:[ \t]+[^\n]*\n)*/m, "");
-  if (options.maildropScript !== undefined) master = master.replace(MAILDROP_SCRIPT_PATH, options.maildropScript);
+export function renderedPostfixOptions(node: GatewayNode, changes: RenderedPostfixChanges = {}): PostfixOptions {
+  const tested = changes.cert === undefined ? node : { ...node, tls: { ...node.tls, ...changes.cert } };
+  const rendered = Object.fromEntries(mainCfSections(tested).flatMap((section) => section.params.map((p) => [p.key, p.value])));
+  let master = renderMasterCf(tested)
+    .replace(/^smtp inet /m, `${changes.smtp?.host ?? "127.0.0.1"}:{port:smtp} inet `)
+    .replace(/\n\s+-o smtpd_milters=\S+/g, "");
+  master = changes.submission
+    ? master.replace(/^submission inet /m, "127.0.0.1:{port:submission} inet ")
+    : master.replace(/^submission inet [^\n]*\n(?:[ \t]+[^\n]*\n)*/m, "");
+  if (changes.maildropScript !== undefined) master = master.replace(MAILDROP_SCRIPT_PATH, changes.maildropScript);
+  const tlsOff = {
+    smtpd_tls_security_level: "none",
+    smtpd_tls_auth_only: "no",
+    smtpd_tls_cert_file: "",
+    smtpd_tls_key_file: "",
+  };
   return {
     main: {
       ...rendered,
       inet_interfaces: "127.0.0.1",
       inet_protocols: "ipv4",
-      smtpd_tls_security_level: "none",
-      smtpd_tls_auth_only: "no",
-      smtpd_tls_cert_file: "",
-      smtpd_tls_key_file: "",
+      ...(changes.cert === undefined ? tlsOff : {}),
       smtpd_milters: "",
       non_smtpd_milters: "",
-      ...options.main,
+      ...changes.main,
     },
     replaceMaster: master,
+    smtp: changes.smtp,
   };
 }

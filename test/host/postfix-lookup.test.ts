@@ -3,31 +3,19 @@
 // guide's pipe script).
 //
 // What the test changes from the rendered files, and why:
-//  - node values: the drop spool is a temp dir owned by nobody (an existing unprivileged account, as
-//    virtual(8)'s minimum uid and pipe's user= need); the lookup port is the service's free port; mynetworks
+//  - node values: the drop spool is a temp dir owned by nobody (withTestDropSpool: an existing unprivileged
+//    account, as virtual(8)'s minimum uid and pipe's user= need); the lookup port is the service's free port; mynetworks
 //    is empty so loopback is a stranger, like a sender on the internet; maxMessageSize is small so the size
 //    tests stay fast.
 //  - main.cf/master.cf: what renderedPostfixOptions (test/helpers/postfix-server.ts) changes: the harness's
 //    paths and loopback port, TLS and milters off, no submission, the pipe's argv naming a temp copy of the
 //    rendered script.
-import {
-  chmodSync,
-  chownSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DropTransport, GatewayNode } from "../../infra/model/types";
-import { renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
 import { FileRegistry, HttpRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 import { examplePrimary } from "../fixtures/nodes";
@@ -38,18 +26,17 @@ import {
   sendMail,
   startPostfix,
   waitFor,
+  withTestDropSpool,
   type PostfixInstance,
 } from "../helpers/postfix-server";
-
-const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
+import { scratchDir } from "../helpers/postfix-tools";
 const MESSAGE_SIZE_LIMIT = 100_000;
 
 describe.each<DropTransport>(["virtual", "pipe"])(
   "Postfix recipient validation through the lookup service, %s drop",
   (transport) => {
-    const spool = mkdtempSync(join(tmpdir(), `postfix-lookup-${transport}-`));
+    const spool = scratchDir(`postfix-lookup-${transport}-`);
     const registryFile = join(spool, "recipients");
-    const maildropScript = join(spool, "brightchain-maildrop");
     let node: GatewayNode;
     let dropDir: string;
     let registry: FileRegistry;
@@ -86,34 +73,24 @@ describe.each<DropTransport>(["virtual", "pipe"])(
       });
 
     beforeAll(async () => {
-      chmodSync(spool, 0o755);
       lookupPort = await freePort();
-      const spoolDir = join(spool, "spool");
-      node = {
-        ...examplePrimary,
-        mynetworks: [],
-        maxMessageSize: MESSAGE_SIZE_LIMIT,
-        lookup: { ...examplePrimary.lookup, port: lookupPort, registry: { kind: "file", path: registryFile } },
-        drop: {
-          ...examplePrimary.drop,
-          ...NOBODY,
-          transport,
-          spoolDir,
-          mailDropDir: join(spoolDir, "incoming"),
-          errorDir: join(spoolDir, "errors"),
+      const spooled = withTestDropSpool(
+        {
+          ...examplePrimary,
+          mynetworks: [],
+          maxMessageSize: MESSAGE_SIZE_LIMIT,
+          lookup: { ...examplePrimary.lookup, port: lookupPort, registry: { kind: "file", path: registryFile } },
         },
-      };
+        spool,
+        transport,
+      );
+      node = spooled.node;
       dropDir = node.drop.mailDropDir;
-      for (const dir of spoolDirectories(node)) {
-        mkdirSync(dir.path, { recursive: true, mode: dir.mode });
-        chownSync(dir.path, NOBODY.uid, NOBODY.gid);
-      }
-      writeFileSync(maildropScript, renderMaildropScript(node), { mode: 0o755 });
       writeFileSync(registryFile, "alice@brightchain.org\nbob@brightchain.org\ncarol@brightchain.org\n");
       registry = new FileRegistry(registryFile);
       await startLookup();
 
-      postfix = await startPostfix(renderedPostfixOptions(node, { maildropScript }));
+      postfix = await startPostfix(renderedPostfixOptions(node, { maildropScript: spooled.maildropScript }));
       expect(await postfix.postconf("virtual_mailbox_maps")).toBe(`socketmap:inet:127.0.0.1:${lookupPort}:virtual`);
       expect(await postfix.postconf("message_size_limit")).toBe(String(MESSAGE_SIZE_LIMIT));
     });

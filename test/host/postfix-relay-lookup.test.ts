@@ -6,12 +6,10 @@
 // Changed from the rendered files beyond renderedPostfixOptions: the relay forwards to the primary's loopback
 // port instead of [mail.brightchain.org]:25; both nodes point at one lookup service and registry; mynetworks is
 // empty on both so every client is a stranger.
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
-import { spoolDirectories } from "../../infra/render/spool";
 import { FileRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
@@ -22,13 +20,13 @@ import {
   sendMail,
   startPostfix,
   waitFor,
+  withTestDropSpool,
   type PostfixInstance,
 } from "../helpers/postfix-server";
-
-const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
+import { scratchDir } from "../helpers/postfix-tools";
 
 describe("a relay validating through the lookup service and forwarding to the primary", () => {
-  const root = mkdtempSync(join(tmpdir(), "postfix-relay-lookup-"));
+  const root = scratchDir("postfix-relay-lookup-");
   const registryFile = join(root, "recipients");
   let registry: FileRegistry;
   let lookup: RecipientLookupService;
@@ -56,7 +54,6 @@ describe("a relay validating through the lookup service and forwarding to the pr
     });
 
   beforeAll(async () => {
-    chmodSync(root, 0o755);
     writeFileSync(registryFile, "alice@brightchain.org\nbob@brightchain.org\n");
     registry = new FileRegistry(registryFile);
     lookupPort = await freePort();
@@ -67,23 +64,7 @@ describe("a relay validating through the lookup service and forwarding to the pr
       registry: { kind: "file" as const, path: registryFile },
     };
 
-    const spoolDir = join(root, "spool");
-    primaryNode = {
-      ...examplePrimary,
-      mynetworks: [],
-      lookup: lookupSettings,
-      drop: {
-        ...examplePrimary.drop,
-        ...NOBODY,
-        spoolDir,
-        mailDropDir: join(spoolDir, "incoming"),
-        errorDir: join(spoolDir, "errors"),
-      },
-    };
-    for (const dir of spoolDirectories(primaryNode)) {
-      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
-      chownSync(dir.path, NOBODY.uid, NOBODY.gid);
-    }
+    primaryNode = withTestDropSpool({ ...examplePrimary, mynetworks: [], lookup: lookupSettings }, root).node;
     primary = await startPostfix(renderedPostfixOptions(primaryNode));
 
     const relayNode: GatewayNode = { ...exampleRelay, mynetworks: [], lookup: lookupSettings };

@@ -4,33 +4,28 @@
 //
 // What the test changes from the rendered files: Dovecot's passwd-file path, auth listener (inside the test
 // Postfix's queue directory, where smtpd_sasl_path=private/auth points), base_dir/state_dir/log_path (a
-// second Dovecot beside any other); Postfix as in postfix-validate.test.ts (instance paths, loopback ports,
-// self-signed cert, no milters).
+// second Dovecot beside any other); Postfix as renderedPostfixOptions changes it (instance paths, loopback
+// ports, no milters) with TLS kept on a self-signed cert and submission kept; its drop spool owned by nobody.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
-import type { GatewayNode } from "../../infra/model/types";
 import {
   POSTFIX_AUTH_LISTENER,
   SUBMISSION_PASSWD_PATH,
   renderDovecotConf,
   renderSubmissionPasswd,
 } from "../../infra/render/dovecot";
-import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
 import {
-  PostfixInstance,
-  SmtpClient,
-  createSelfSignedCert,
-  freePort,
-  listenOn,
-  scratchDir,
-  startSocketmap,
+  renderedPostfixOptions,
+  startPostfix,
   waitFor,
-  type SocketmapStandIn,
-} from "../helpers/postfix-tools";
+  withTestDropSpool,
+  type PostfixInstance,
+} from "../helpers/postfix-server";
+import { SmtpClient, createSelfSignedCert, scratchDir, startSocketmap, type SocketmapStandIn } from "../helpers/postfix-tools";
 
 const execFileAsync = promisify(execFile);
 const user = exampleSecrets.submissionUsers[0]!;
@@ -51,11 +46,19 @@ describe("Dovecot SASL behind Postfix submission", () => {
   let dovecot: ChildProcess | undefined;
   let postfix: PostfixInstance;
   let socketmap: SocketmapStandIn;
-  let submissionPort: number;
 
   beforeAll(async () => {
     root = scratchDir("h3-sasl-");
-    postfix = new PostfixInstance(join(root, "postfix"));
+    socketmap = await startSocketmap(new Set(["alice@brightchain.org"]));
+    const cert = await createSelfSignedCert(root, "mail.brightchain.org");
+    // Accepted test mail must land in the test's own Maildir (virtual(8) would create the real path).
+    const { node } = withTestDropSpool(
+      { ...examplePrimary, mynetworks: [], lookup: { ...examplePrimary.lookup, port: socketmap.port } },
+      root,
+    );
+    // `postfix start` creates private/ in the queue directory; Dovecot then puts its listener there.
+    postfix = await startPostfix(renderedPostfixOptions(node, { cert, submission: true }));
+
     const authListener = join(postfix.queueDir, "private", "auth");
     mkdirSync(join(root, "dovecot", "base"), { recursive: true });
     mkdirSync(join(root, "dovecot", "state"), { recursive: true });
@@ -69,37 +72,8 @@ describe("Dovecot SASL behind Postfix submission", () => {
       renderDovecotConf(examplePrimary).replace(SUBMISSION_PASSWD_PATH, passwd).replace(POSTFIX_AUTH_LISTENER, authListener) +
         `base_dir = ${join(root, "dovecot", "base")}\nstate_dir = ${join(root, "dovecot", "state")}\nlog_path = ${join(root, "dovecot", "log")}\n`,
     );
-
-    socketmap = await startSocketmap(new Set(["alice@brightchain.org"]));
-    const cert = await createSelfSignedCert(root, "mail.brightchain.org");
-    const node: GatewayNode = {
-      ...examplePrimary,
-      mynetworks: [],
-      tls: { ...examplePrimary.tls, ...cert },
-      lookup: { ...examplePrimary.lookup, port: socketmap.port },
-      // Accepted test mail must land in the test's own Maildir (virtual(8) would create the real path).
-      drop: {
-        ...examplePrimary.drop,
-        uid: 65534,
-        gid: 65534,
-        user: "nobody",
-        group: "nogroup",
-        mailDropDir: join(root, "incoming"),
-      },
-    };
-    const smtpPort = await freePort();
-    submissionPort = await freePort();
-    // No OpenDKIM runs in this test: drop the submission service's own milter list along with main.cf's.
-    const masterCf = renderMasterCf(node).replace(/\n\s+-o smtpd_milters=\S+/g, "");
-    await postfix.write(renderMainCf(node), listenOn(masterCf, { smtp: smtpPort, submission: submissionPort }), {
-      smtpd_milters: "",
-      non_smtpd_milters: "",
-    });
-    // postfix check creates private/ in the queue directory; Dovecot then puts its listener there.
-    await postfix.check();
     dovecot = spawn("dovecot", ["-F", "-c", dovecotConf], { stdio: "ignore", detached: true });
     await waitFor("Dovecot's auth listener", () => existsSync(authListener));
-    await postfix.start(submissionPort);
   });
 
   afterAll(async () => {
@@ -131,7 +105,7 @@ describe("Dovecot SASL behind Postfix submission", () => {
   });
 
   it("offers no AUTH and takes no mail on 587 before STARTTLS", async () => {
-    const { client } = await SmtpClient.open(submissionPort);
+    const { client } = await SmtpClient.open(postfix.ports.submission!);
     try {
       expect(await client.command("EHLO client.example.net")).toMatch(/^250 /);
       expect(await client.command("AUTH PLAIN AGZvbwBiYXI=")).toMatch(/^5\d\d /);
@@ -146,7 +120,7 @@ describe("Dovecot SASL behind Postfix submission", () => {
   it("accepts mail after STARTTLS + AUTH PLAIN (235) and refuses a wrong password (535)", async () => {
     const common = [
       "--server",
-      `127.0.0.1:${submissionPort}`,
+      `127.0.0.1:${postfix.ports.submission}`,
       "--tls",
       "--auth",
       "PLAIN",

@@ -4,28 +4,30 @@
 //
 // The primary listens on port 25 of a loopback address of its own (127.25.3.7) because the relay's
 // relay_transport names port 25, the part under test; the relay's node has relay.forwardTo = that address.
-// Other changes from the rendered files are those of postfix-validate.test.ts (instance paths, free ports for
-// the relay, self-signed cert, stand-in socketmap, no milters, spool owned by nobody, empty mynetworks).
+// Other changes from the rendered files: renderedPostfixOptions' (instance paths, a free port for the relay,
+// no milters, no submission) with TLS kept on a self-signed cert; a stand-in socketmap; the primary's spool
+// owned by nobody (withTestDropSpool); empty mynetworks.
 import { execFile } from "node:child_process";
-import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 import type { GatewayNode } from "../../infra/model/types";
-import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
-import { spoolDirectories } from "../../infra/render/spool";
 import {
-  PostfixInstance,
+  renderedPostfixOptions,
+  startPostfix,
+  waitFor,
+  withTestDropSpool,
+  type PostfixInstance,
+} from "../helpers/postfix-server";
+import {
   SmtpClient,
   countFiles,
   createSelfSignedCert,
-  freePort,
-  listenOn,
   scratchDir,
   startSocketmap,
-  waitFor,
   type SocketmapStandIn,
 } from "../helpers/postfix-tools";
 
@@ -62,7 +64,6 @@ describe("relay forwarding to the primary", () => {
   let socketmap: SocketmapStandIn;
   let primary: PostfixInstance;
   let relay: PostfixInstance;
-  let relayPort: number;
   let primaryNode: GatewayNode;
 
   beforeAll(async () => {
@@ -70,45 +71,18 @@ describe("relay forwarding to the primary", () => {
     root = scratchDir("h3-relay-");
     socketmap = await startSocketmap(new Set(["alice@brightchain.org"]));
     const cert = await createSelfSignedCert(root, "mail.brightchain.org");
-    const spoolDir = join(root, "spool");
-    primaryNode = {
-      ...examplePrimary,
-      mynetworks: [],
-      tls: { ...examplePrimary.tls, ...cert },
-      lookup: { ...examplePrimary.lookup, port: socketmap.port },
-      drop: {
-        ...examplePrimary.drop,
-        uid: 65534,
-        gid: 65534,
-        user: "nobody",
-        group: "nogroup",
-        spoolDir,
-        mailDropDir: join(spoolDir, "incoming"),
-        errorDir: join(spoolDir, "errors"),
-      },
-    };
-    for (const dir of spoolDirectories(primaryNode)) {
-      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
-      chownSync(dir.path, 65534, 65534);
-    }
+    primaryNode = withTestDropSpool(
+      { ...examplePrimary, mynetworks: [], lookup: { ...examplePrimary.lookup, port: socketmap.port } },
+      root,
+    ).node;
     const relayNode: GatewayNode = {
       ...exampleRelay,
       mynetworks: [],
-      tls: { ...exampleRelay.tls, ...cert },
       lookup: { ...exampleRelay.lookup, port: socketmap.port },
       relay: { ...exampleRelay.relay!, forwardTo: PRIMARY_ADDRESS },
     };
-    const noMilters = { smtpd_milters: "", non_smtpd_milters: "" };
-    primary = new PostfixInstance(join(root, "primary"));
-    const primaryMaster = renderMasterCf(primaryNode)
-      .replace(/^smtp inet /m, `${PRIMARY_ADDRESS}:25 inet `)
-      .replace(/^submission inet /m, `127.0.0.1:${await freePort()} inet `);
-    await primary.write(renderMainCf(primaryNode), primaryMaster, noMilters);
-    relay = new PostfixInstance(join(root, "relay"));
-    relayPort = await freePort();
-    await relay.write(renderMainCf(relayNode), listenOn(renderMasterCf(relayNode), { smtp: relayPort }), noMilters);
-    await primary.start(25, PRIMARY_ADDRESS);
-    await relay.start(relayPort);
+    primary = await startPostfix(renderedPostfixOptions(primaryNode, { cert, smtp: { host: PRIMARY_ADDRESS, port: 25 } }));
+    relay = await startPostfix(renderedPostfixOptions(relayNode, { cert }));
   });
 
   afterAll(async () => {
@@ -119,7 +93,7 @@ describe("relay forwarding to the primary", () => {
   });
 
   it("refuses unknown users and foreign domains, and forwards known ones to the primary's drop", async () => {
-    const { client } = await SmtpClient.open(relayPort);
+    const { client } = await SmtpClient.open(relay.smtpPort);
     try {
       expect(await client.command("EHLO sender.example.net")).toMatch(/^250 /);
       expect(await client.command("MAIL FROM:<sender@example.net>")).toMatch(/^250 /);
@@ -141,14 +115,14 @@ describe("relay forwarding to the primary", () => {
     expect(message).toMatch(/^Received: from mail2\.brightchain\.org/m);
     // The hop relay → primary used TLS (smtp_tls_security_level = may, primary offers STARTTLS).
     expect(message).toMatch(/\(using TLSv1\.[23] /);
-    await waitFor("the relay's empty queue", () => relay.queueIsEmpty());
+    await relay.waitForQueueEmpty();
   });
 
   it("refuses TLS 1.1 and accepts TLS 1.2 on port 25", async () => {
-    const old = await starttls(relayPort, "-tls1_1");
+    const old = await starttls(relay.smtpPort, "-tls1_1");
     expect(old.code).not.toBe(0);
     expect(old.output).toMatch(/alert protocol version|unsupported protocol|no protocols available/i);
-    const current = await starttls(relayPort, "-tls1_2");
+    const current = await starttls(relay.smtpPort, "-tls1_2");
     expect(current.output).toMatch(/Protocol\s*: TLSv1\.2/);
   });
 });

@@ -3,13 +3,13 @@
 // through both drop transports, rejecting unknown users at RCPT.
 //
 // What a test instance changes from the rendered files, and why:
-//  - node values: TLS cert/key point at a self-signed pair made here; the drop spool lives in a temp dir and
-//    belongs to nobody (an existing unprivileged account: the pipe's user= must exist); the lookup port is
-//    the stand-in socketmap's; mynetworks is empty in the delivery test so loopback is a stranger.
-//  - postconf -e: queue_directory, data_directory, maillog_file(+_prefixes) (a separate instance; no syslog
-//    here); smtpd_milters/non_smtpd_milters emptied in the delivery test (no milter daemons run in it).
-//  - master.cf: smtp and submission listen on free loopback ports; the pipe's argv names the temp script.
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+//  - the check test: TLS cert/key point at a self-signed pair made here; queue_directory, data_directory,
+//    maillog_file(+_prefixes) set with postconf -e (a separate instance; no syslog here). Nothing else.
+//  - the delivery test: node values: the drop spool lives in a temp dir and belongs to nobody (withTestDropSpool);
+//    the lookup port is the stand-in socketmap's; mynetworks is empty so loopback is a stranger. main.cf and
+//    master.cf as renderedPostfixOptions changes them (loopback port, TLS and milters off, no submission, the
+//    pipe's argv naming the temp script).
+import { chmodSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -17,22 +17,25 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } 
 import { examplePrimary, nodeMatrix } from "../fixtures/nodes";
 import type { DropTransport, GatewayNode } from "../../infra/model/types";
 import { renderMainCf, renderMasterCf } from "../../infra/render/postfix";
-import { MAILDROP_SCRIPT_PATH, renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
 import {
-  PostfixInstance,
+  NOBODY,
+  preparePostfix,
+  renderedPostfixOptions,
+  startPostfix,
+  waitFor,
+  withTestDropSpool,
+  type PostfixInstance,
+} from "../helpers/postfix-server";
+import {
   SmtpClient,
   countFiles,
   createSelfSignedCert,
-  freePort,
-  listenOn,
   scratchDir,
   startSocketmap,
-  waitFor,
   type SocketmapStandIn,
 } from "../helpers/postfix-tools";
 
 const execFileAsync = promisify(execFile);
-const NOBODY = { uid: 65534, gid: 65534, user: "nobody", group: "nogroup" };
 
 async function sendOne(port: number, recipient: string): Promise<void> {
   const { client } = await SmtpClient.open(port);
@@ -47,10 +50,6 @@ async function sendOne(port: number, recipient: string): Promise<void> {
   }
 }
 
-function withTestCert(node: GatewayNode, cert: { certFile: string; keyFile: string }): GatewayNode {
-  return { ...node, tls: { ...node.tls, ...cert } };
-}
-
 describe("rendered configuration passes Postfix's own checks", () => {
   let certDir: string;
   let cert: { certFile: string; keyFile: string };
@@ -61,10 +60,9 @@ describe("rendered configuration passes Postfix's own checks", () => {
   afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
   it.each(nodeMatrix)("$name: postconf -n and postfix check print no warning", async ({ node }) => {
-    const instance = new PostfixInstance(scratchDir("h3-check-"));
+    const tested = { ...node, tls: { ...node.tls, ...cert } };
+    const instance = await preparePostfix({ replaceMain: renderMainCf(tested), replaceMaster: renderMasterCf(tested) });
     try {
-      const tested = withTestCert(node, cert);
-      await instance.write(renderMainCf(tested), renderMasterCf(tested));
       const postconf = await execFileAsync("postconf", ["-c", instance.configDir, "-n"], { encoding: "utf8" });
       expect(postconf.stderr).toBe("");
       expect(postconf.stdout).toContain(`myhostname = ${node.host.hostname}`);
@@ -74,7 +72,7 @@ describe("rendered configuration passes Postfix's own checks", () => {
       expect(checked.output).not.toMatch(/warning|fatal|error/i);
       expect(checked.code).toBe(0);
     } finally {
-      instance.remove();
+      await instance.stop();
     }
   });
 });
@@ -84,44 +82,18 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
   let root: string;
   let socketmap: SocketmapStandIn;
   let instance: PostfixInstance;
-  let smtpPort: number;
   let node: GatewayNode;
 
   beforeAll(async () => {
     root = scratchDir(`h3-drop-${transport}-`);
     socketmap = await startSocketmap(known);
-    const cert = await createSelfSignedCert(root, "mail.brightchain.org");
-    const spoolDir = join(root, "spool");
-    node = withTestCert(
-      {
-        ...examplePrimary,
-        mynetworks: [],
-        lookup: { ...examplePrimary.lookup, port: socketmap.port },
-        drop: {
-          ...examplePrimary.drop,
-          ...NOBODY,
-          transport,
-          spoolDir,
-          mailDropDir: join(spoolDir, "incoming"),
-          errorDir: join(spoolDir, "errors"),
-        },
-      },
-      cert,
+    const spool = withTestDropSpool(
+      { ...examplePrimary, mynetworks: [], lookup: { ...examplePrimary.lookup, port: socketmap.port } },
+      root,
+      transport,
     );
-    for (const dir of spoolDirectories(node)) {
-      mkdirSync(dir.path, { recursive: true, mode: dir.mode });
-      chownSync(dir.path, NOBODY.uid, NOBODY.gid);
-    }
-    smtpPort = await freePort();
-    let masterCf = listenOn(renderMasterCf(node), { smtp: smtpPort, submission: await freePort() });
-    if (transport === "pipe") {
-      const script = join(root, "brightchain-maildrop");
-      writeFileSync(script, renderMaildropScript(node), { mode: 0o755 });
-      masterCf = masterCf.replace(MAILDROP_SCRIPT_PATH, script);
-    }
-    instance = new PostfixInstance(join(root, "postfix"));
-    await instance.write(renderMainCf(node), masterCf, { smtpd_milters: "", non_smtpd_milters: "" });
-    await instance.start(smtpPort);
+    node = spool.node;
+    instance = await startPostfix(renderedPostfixOptions(node, { maildropScript: spool.maildropScript }));
   });
 
   afterAll(async () => {
@@ -136,7 +108,7 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
   });
 
   it("writes one Maildir file per recipient, each with its own Delivered-To; unknown users get 550 at RCPT", async () => {
-    const { client, greeting } = await SmtpClient.open(smtpPort);
+    const { client, greeting } = await SmtpClient.open(instance.smtpPort);
     onTestFinished(() => client.destroy());
     expect(greeting).toMatch(/^220 /);
     expect(await client.command("EHLO client.example.net")).toMatch(/^250 /);
@@ -162,12 +134,12 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
       });
     expect(deliveredTo.sort()).toEqual(["alice@brightchain.org", "bob@brightchain.org", "carol+news@brightchain.org"]);
     expect(socketmap.lookups).toEqual(expect.arrayContaining(["mallory@brightchain.org", "carol+news@brightchain.org"]));
-    await waitFor("an empty queue", () => instance.queueIsEmpty());
+    await instance.waitForQueueEmpty();
     expect(countFiles(join(node.drop.mailDropDir, "tmp"))).toBe(0);
   });
 
   it("files belong to the brightchain user (here: nobody), so the runtime can read and move them", async () => {
-    await sendOne(smtpPort, "alice@brightchain.org");
+    await sendOne(instance.smtpPort, "alice@brightchain.org");
     await waitFor("1 file in incoming/new", () => countFiles(newDir()) === 1);
     const file = statSync(join(newDir(), readdirSync(newDir())[0]!));
     expect([file.uid, file.gid]).toEqual([NOBODY.uid, NOBODY.gid]);
@@ -176,10 +148,10 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
   it("defers, never bounces, while the drop is unwritable, and delivers once it is writable again", async () => {
     chmodSync(newDir(), 0o550);
     try {
-      await sendOne(smtpPort, "bob@brightchain.org");
+      await sendOne(instance.smtpPort, "bob@brightchain.org");
       let reason = "";
       await waitFor("the message deferred", async () => {
-        const deferred = (await instance.queueJson()).find((entry) => entry.queue_name === "deferred");
+        const deferred = (await instance.queue()).find((entry) => entry.queue_name === "deferred");
         reason = deferred?.recipients[0]?.delay_reason ?? "";
         return deferred !== undefined;
       });
@@ -191,11 +163,11 @@ describe.each<DropTransport>(["virtual", "pipe"])("a primary delivering through 
     } finally {
       chmodSync(newDir(), 0o750);
     }
-    await instance.flush();
+    await instance.flushQueue();
     await waitFor("the deferred message in incoming/new", () => countFiles(newDir()) === 1);
     expect(readFileSync(join(newDir(), readdirSync(newDir())[0]!), "utf8")).toMatch(/^Delivered-To: bob@brightchain\.org$/m);
     // The pipe links into new/ before it removes tmp/'s name: only a finished delivery (empty queue) is final.
-    await waitFor("an empty queue", () => instance.queueIsEmpty());
+    await instance.waitForQueueEmpty();
     expect(countFiles(join(node.drop.mailDropDir, "tmp"))).toBe(0);
   });
 });

@@ -10,7 +10,8 @@ import { chownSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSelfSignedCert, runUnderTty, scratchDir } from "../helpers/postfix-tools";
+import { runUnderTty } from "../helpers/postfix-server";
+import { createSelfSignedCert, scratchDir } from "../helpers/postfix-tools";
 
 const execFileAsync = promisify(execFile);
 const repo = join(__dirname, "../..");
