@@ -210,13 +210,29 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       });
       return publishing;
     };
-    const code = await runRunner(job, progress, publish);
+    // The runner's last words, for an exit code its result does not explain.
+    const lastLines: string[] = [];
+    const code = await runRunner(
+      job,
+      (line) => {
+        lastLines.push(line);
+        if (lastLines.length > 20) lastLines.shift();
+        progress(line);
+      },
+      publish,
+    );
     await publishing.catch(() => undefined);
     if (!existsSync(job.resultFile))
       throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
     const result = JSON.parse(readFileSync(job.resultFile, "utf8")) as RunnerResult;
     if (result.failure) throw new DeployStepError(options.stack, result.failure);
     if (result.error) throw new Error(`deploy ${options.stack}: the program failed: ${result.error}`);
+    // Pulumi's exit handler turns a clean run into exit code 1 when it finds work still in flight (its "promises
+    // were still active" warning): a run that did not finish as `pulumi up` would is not a success.
+    if (code !== 0)
+      throw new Error(
+        `deploy ${options.stack}: the program runner exited with code ${code} after its run:\n${lastLines.join("\n")}`,
+      );
     if (await publishZone(options.stateDir, options.stack, domain, result.dnsRecords, options.dnsTarget)) published = [domain];
     const zonesPublished = published;
     for (const zone of zonesPublished) progress(`[${options.stack}] lab DNS: published zone ${zone}`);

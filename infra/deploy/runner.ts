@@ -274,6 +274,11 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
       .map((value) => new Promise<void>((resolve) => (value as pulumi.Output<unknown>).apply(() => resolve()))),
   );
   await Promise.race([exported, failed, crashed]);
+  // The exports resolve before the SDK has sent GatewayHost's registerOutputs (it serializes the verification's
+  // output, resolved in that same turn); exiting then leaves those RPCs in flight, and Pulumi reports them at
+  // exit as "3 promises were still active" and sets exit code 1. disconnect() drains the SDK's RPC queue first,
+  // as the language host does at the end of `pulumi up`. After a failed step, outputs never resolve: no wait.
+  if (!failure) await Promise.race([pulumi.runtime.disconnect(), crashed]);
   return { stack: job.stack, resources: reports, dnsRecords, ...(failure ? { failure } : {}) };
 }
 
