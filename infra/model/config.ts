@@ -63,7 +63,7 @@ export const GATEWAY_CONFIG_KEYS = {
   brightchainUid: "fixed uid of the brightchain user (default 2526)",
   brightchainGid: "fixed gid of the brightchain group (default 2526)",
   runtimeInstallDir: "where the runtime is installed (default /opt/brightchain-gateway)",
-  storeDir: "embedded content-addressed store (default /var/lib/brightchain/store)",
+  storeDir: "embedded content-addressed store (default <spoolDir>/store: on the drop's mount, so a message is hard-linked, not copied)",
   // Per node: in Pulumi.<stack>.yaml.
   role: "primary or relay",
   hostname: "this node's host name; its addresses come from its gateway:fleet entry",
@@ -448,7 +448,7 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
     runtime: {
       installDir: absolutePath(key("runtimeInstallDir"), raw(flat, "runtimeInstallDir") ?? "/opt/brightchain-gateway"),
       envFile: "/etc/brightchain/gateway.env",
-      storeDir: absolutePath(key("storeDir"), raw(flat, "storeDir") ?? "/var/lib/brightchain/store"),
+      storeDir: absolutePath(key("storeDir"), raw(flat, "storeDir") ?? `${spoolDir}/store`),
     },
   };
   if (nodeUrlText !== undefined)

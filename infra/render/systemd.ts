@@ -103,11 +103,25 @@ export function renderInboundUnit(node: GatewayNode): string {
   return renderUnit(node, {
     name: "brightchain-inbound",
     description: `BrightChain Email Gateway inbound processor (${node.drop.mailDropDir})`,
-    writablePaths: [node.drop.mailDropDir, node.drop.errorDir, node.runtime.storeDir],
+    writablePaths: inboundWritablePaths(node),
     memoryMax: "512M",
     loopbackOnly: node.runtime.nodeUrl === undefined,
     extraUnit: [],
   });
+}
+
+function isWithin(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(`${dir.replace(/\/+$/, "")}/`);
+}
+
+/**
+ * The spool itself, not incoming/ and errors/ one by one: systemd bind-mounts every ReadWritePaths= entry on
+ * its own, and link(2) between two mounts fails (EXDEV) even on one filesystem. The store hard-links each
+ * message from incoming/ only while both are inside one entry; a store elsewhere gets its own and is copied to.
+ */
+function inboundWritablePaths(node: GatewayNode): string[] {
+  const { spoolDir, mailDropDir, errorDir } = node.drop;
+  return [spoolDir, ...[mailDropDir, errorDir, node.runtime.storeDir].filter((path) => !isWithin(path, spoolDir))];
 }
 
 /** Services Postfix's smtpd talks to while accepting mail: the socketmap, OpenDKIM, the spam milter. */

@@ -199,7 +199,7 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
     );
     expect(sent).toMatch(/<-\s+250 2\.0\.0 Ok: queued/);
     const store =
-      "node /opt/brightchain-gateway/brightchain-store.cjs list --recipient alice@brightchain.org --store /var/lib/brightchain/store";
+      "node /opt/brightchain-gateway/brightchain-store.cjs list --recipient alice@brightchain.org --store /var/spool/brightchain/store";
     const deadline = Date.now() + 60_000;
     let listing = "";
     while (!listing.includes(subject)) {

@@ -15,7 +15,7 @@ describe("spoolDirectories", () => {
         "/var/spool/brightchain/incoming/new",
         "/var/spool/brightchain/incoming/cur",
         "/var/spool/brightchain/errors",
-        "/var/lib/brightchain/store",
+        "/var/spool/brightchain/store",
       ].map((path) => ({ path, mode: 0o750, owner: "brightchain", group: "brightchain" })),
     );
   });

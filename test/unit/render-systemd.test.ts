@@ -45,11 +45,20 @@ describe("runtime systemd units", () => {
     "$name: only the inbound processor may write, and only the spool and store",
     ({ node }) => {
       expect(unit(node, "brightchain-lookup.service").some((l) => l.startsWith("ReadWritePaths="))).toBe(false);
-      expect(unit(node, "brightchain-inbound.service")).toContain(
-        "ReadWritePaths=/var/spool/brightchain/incoming /var/spool/brightchain/errors /var/lib/brightchain/store",
-      );
+      expect(unit(node, "brightchain-inbound.service")).toContain("ReadWritePaths=/var/spool/brightchain");
     },
   );
+
+  it("gives a store outside the spool its own ReadWritePaths entry, and the spool one entry (one mount, so link(2) works)", () => {
+    const elsewhere = { ...examplePrimary, runtime: { ...examplePrimary.runtime, storeDir: "/srv/brightchain-store" } };
+    expect(unit(elsewhere, "brightchain-inbound.service")).toContain(
+      "ReadWritePaths=/var/spool/brightchain /srv/brightchain-store",
+    );
+    const nested = { ...examplePrimary, runtime: { ...examplePrimary.runtime, storeDir: "/var/spool/brightchain-store" } };
+    expect(unit(nested, "brightchain-inbound.service")).toContain(
+      "ReadWritePaths=/var/spool/brightchain /var/spool/brightchain-store",
+    );
+  });
 
   it("orders the lookup service before the unit that really runs Postfix on each OS", () => {
     expect(postfixDaemonUnit(examplePrimary)).toBe("postfix@-.service");

@@ -15,7 +15,8 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 function rawMessage(name: string, body: string): Handoff {
   const rawPath = join(dir, name);
   const bytes = Buffer.from(`Delivered-To: alice@brightchain.org\r\nSubject: ${name}\r\n\r\n${body}\r\n`);
-  writeFileSync(rawPath, bytes);
+  // 0600, as Postfix's virtual(8) writes a Maildir file.
+  writeFileSync(rawPath, bytes, { mode: 0o600 });
   return {
     sha3: createHash("sha3-512").update(bytes).digest("hex"),
     size: bytes.length,
@@ -82,19 +83,65 @@ describe("ContentAddressedStore", () => {
     expect(await readStoreIndex(join(dir, "store"))).toHaveLength(1);
   });
 
-  it("stores the bytes it was handed without reading the raw file again, mode 0640, tmp/ left empty", async () => {
+  it("keeps the object as a hard link to the drop file: one inode, the drop file's mode", async () => {
     const storeDir = join(dir, "store");
     const store = await ContentAddressedStore.open(storeDir);
-    const message = rawMessage("m7", "in memory");
-    const bytes = readFileSync(message.rawPath);
-    rmSync(message.rawPath);
-    await store.deliver({ ...message, bytes });
+    const message = rawMessage("m8", "linked");
+    await store.deliver(message);
     await store.close();
 
-    expect(readFileSync(objectPath(storeDir, message.sha3))).toEqual(bytes);
-    expect(statSync(objectPath(storeDir, message.sha3)).mode & 0o777).toBe(0o640);
-    expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
-    expect(await readStoreIndex(storeDir)).toHaveLength(1);
+    const object = statSync(objectPath(storeDir, message.sha3));
+    expect(object.ino).toBe(statSync(message.rawPath).ino);
+    expect(object.mode & 0o777).toBe(0o600);
+    rmSync(message.rawPath);
+    expect(
+      createHash("sha3-512")
+        .update(readFileSync(objectPath(storeDir, message.sha3)))
+        .digest("hex"),
+    ).toBe(message.sha3);
+  });
+
+  it("copies, fsyncs and renames when the drop is on another filesystem (link(2) answers EXDEV)", async () => {
+    const shm = mkdtempSync(join("/dev/shm", "bc-store-"));
+    try {
+      const storeDir = join(shm, "store");
+      const store = await ContentAddressedStore.open(storeDir);
+      const message = rawMessage("m9", "across filesystems");
+      await store.deliver(message);
+      await store.deliver({ ...message, recipient: "bob@brightchain.org" });
+      await store.close();
+
+      expect(statSync(objectPath(storeDir, message.sha3)).ino).not.toBe(statSync(message.rawPath).ino);
+      expect(readFileSync(objectPath(storeDir, message.sha3))).toEqual(readFileSync(message.rawPath));
+      expect(statSync(objectPath(storeDir, message.sha3)).mode & 0o777).toBe(0o600);
+      expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
+      expect((await readStoreIndex(storeDir)).map((e) => e.subject)).toEqual(["m9", "m9"]);
+    } finally {
+      rmSync(shm, { recursive: true, force: true });
+    }
+  });
+
+  it("finds an earlier hand-off far back in a large index, and a new recipient of a stored object is indexed", async () => {
+    const storeDir = join(dir, "store");
+    const first = await ContentAddressedStore.open(storeDir);
+    const message = rawMessage("m10", "old");
+    await first.deliver(message);
+    await first.close();
+    // 3 MiB of later hand-offs: the first line is three scan chunks back from the end.
+    const filler = `${JSON.stringify({ sha3: "0".repeat(128), recipient: "x@brightchain.org", folder: "inbox", size: 1 })}\n`;
+    appendFileSync(join(storeDir, "index.jsonl"), filler.repeat(Math.ceil((3 * 1024 * 1024) / filler.length)));
+
+    const second = await ContentAddressedStore.open(storeDir);
+    expect(second.has(message.sha3, message.recipient)).toBe(true);
+    expect(second.has(message.sha3, "carol@brightchain.org")).toBe(false);
+    await second.deliver(message);
+    await second.deliver({ ...message, recipient: "carol@brightchain.org" });
+    await second.close();
+    const index = await readStoreIndex(storeDir);
+    expect(index.filter((e) => e.sha3 === message.sha3).map((e) => e.recipient)).toEqual([
+      "alice@brightchain.org",
+      "carol@brightchain.org",
+    ]);
   });
 
   it("reports a missing raw file as a temporary sink failure", async () => {

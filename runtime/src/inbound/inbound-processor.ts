@@ -138,7 +138,7 @@ export class InboundProcessor {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return "gone";
         throw error;
       }
-      const summary = await summarizeHeaders(scanned.headerSection);
+      const summary = summarizeHeaders(scanned.headerSection);
       const verdict = spamVerdict(summary.headers, this.options.spamEngine, this.options.spamProbable);
       if (verdict.unscanned) logger.warn(`${name}: ${verdict.reason}; filed in inbox`);
       await sink.deliver({
@@ -152,7 +152,6 @@ export class InboundProcessor {
         subject: summary.subject,
         date: summary.date,
         rawPath: path,
-        bytes: scanned.bytes,
       });
       // Synchronous: a µs-scale rename costs less than the thread-pool round trip of its async form.
       renameSync(path, join(this.curDir, name.includes(":2,") ? name : `${name}:2,`));

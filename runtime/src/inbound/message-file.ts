@@ -2,9 +2,10 @@
 // idempotent hand-off) and a copy of the header section only. The body is never held in memory, so a 25 MB
 // message costs one 64 KiB read buffer and its header section here, not 25 MB several times over.
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import { MailParser, type AddressObject } from "mailparser";
+import libmime from "libmime";
+import { parseAddressHeader } from "mailparser";
 import type { HeaderLine } from "./spam-verdict";
 
 /** Postfix's own header_size_limit is 100 KiB; anything beyond this is not a header section we accept. */
@@ -15,8 +16,6 @@ export interface ScannedMessage {
   size: number;
   /** Bytes up to and including the blank line that ends the headers. */
   headerSection: Buffer;
-  /** The whole message, when it was small enough to read in one call. */
-  bytes?: Buffer;
 }
 
 /** A message that can never be handed off, however often it is retried. */
@@ -36,29 +35,40 @@ function headerEnd(buffer: Buffer): number {
   return Math.min(crlf + 4, lf + 2);
 }
 
-/** Up to this size a message is read in one call (cheaper than a stream); above it, streamed in 64 KiB reads. */
+/** Up to this size a message is read in one call into a buffer kept for the purpose; above it, streamed. */
 const READ_WHOLE_BYTES = 1024 * 1024;
+
+/**
+ * One buffer for every small message, reused: a fresh 10 KB Buffer per message lives outside V8's heap until a
+ * scavenge collects its handle, and thousands of them were most of the daemon's RSS growth under load. Only the
+ * synchronous read-and-hash below uses it, so concurrent hand-offs never share it.
+ */
+let scratch: Buffer | undefined;
 
 export async function scanMessageFile(path: string): Promise<ScannedMessage> {
   // Synchronous for the common small message: open/fstat/read/close take µs each, less than the libuv
   // thread-pool round trip of their async forms. A blocked event loop for at most a 1 MiB read is harmless here.
   const fd = openSync(path, "r");
-  let bytes: Buffer | undefined;
   try {
     const { size } = fstatSync(fd);
     if (size === 0) throw new UnprocessableMessageError("the file is empty");
-    if (size <= READ_WHOLE_BYTES) bytes = readFileSync(fd);
+    if (size <= READ_WHOLE_BYTES) {
+      scratch ??= Buffer.allocUnsafe(READ_WHOLE_BYTES);
+      let length = 0;
+      while (length < size) {
+        const read = readSync(fd, scratch, length, size - length, length);
+        if (read === 0) break;
+        length += read;
+      }
+      const bytes = scratch.subarray(0, length);
+      return {
+        sha3: createHash("sha3-512").update(bytes).digest("hex"),
+        size: length,
+        headerSection: headerSectionOf(bytes.subarray(0, MAX_HEADER_BYTES), headerEnd(bytes.subarray(0, MAX_HEADER_BYTES))),
+      };
+    }
   } finally {
     closeSync(fd);
-  }
-  if (bytes !== undefined) {
-    const end = headerEnd(bytes.subarray(0, MAX_HEADER_BYTES));
-    return {
-      sha3: createHash("sha3-512").update(bytes).digest("hex"),
-      size: bytes.length,
-      headerSection: headerSectionOf(bytes, end),
-      bytes,
-    };
   }
   const handle = await open(path, "r");
   try {
@@ -106,70 +116,78 @@ export interface MessageSummary {
 
 const ADDRESS = /^[^\s@<>(),;:"]+@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/i;
 
-function unfold(line: string): HeaderLine | undefined {
-  const colon = line.indexOf(":");
-  if (colon <= 0) return undefined;
-  return {
-    name: line.slice(0, colon).trim().toLowerCase(),
-    value: line
-      .slice(colon + 1)
-      .replace(/\r?\n[ \t]+/g, " ")
-      .trim(),
+/** RFC 5322 field name: printable US-ASCII except the colon. */
+const FIELD_NAME = /^[!-9;-~]+$/;
+
+/**
+ * The header section as unfolded lines, in order. Headers are UTF-8 (RFC 6532); anything else in raw 8-bit
+ * arrives as U+FFFD, never as an error: such a message is still the recipient's mail. A line that is neither a
+ * field nor a continuation (no colon, a space in the name) is skipped, as mailparser skips it.
+ */
+function headerLines(headerSection: Buffer): HeaderLine[] {
+  const lines: HeaderLine[] = [];
+  let current: string | undefined;
+  const flush = (): void => {
+    if (current === undefined) return;
+    const colon = current.indexOf(":");
+    const name = colon > 0 ? current.slice(0, colon).trimEnd() : "";
+    if (FIELD_NAME.test(name)) lines.push({ name: name.toLowerCase(), value: current.slice(colon + 1).trim() });
+    current = undefined;
   };
+  for (const line of headerSection.toString("utf8").split(/\r?\n/)) {
+    if (line === "") break;
+    if ((line.startsWith(" ") || line.startsWith("\t")) && current !== undefined) {
+      current += ` ${line.trim()}`;
+      continue;
+    }
+    flush();
+    current = line;
+  }
+  flush();
+  return lines;
 }
 
-function addressText(value: unknown): string | undefined {
-  const object = (Array.isArray(value) ? value[0] : value) as AddressObject | undefined;
-  return object?.text === undefined || object.text === "" ? undefined : object.text;
+function decodeWords(value: string): string {
+  try {
+    return libmime.decodeWords(value);
+  } catch {
+    // A malformed encoded word stays as the sender wrote it, as mailparser leaves it.
+    return value;
+  }
 }
 
-/** Parses the header section with mailparser: decoded Subject/From, raw header lines in order. */
-export function summarizeHeaders(headerSection: Buffer): Promise<MessageSummary> {
-  return new Promise((resolve, reject) => {
-    const parser = new MailParser({ skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true, skipTextLinks: true });
-    let decoded: Map<string, unknown> | undefined;
-    let lines: { key: string; line: string }[] | undefined;
-    const finish = (): void => {
-      if (decoded === undefined || lines === undefined) return;
-      const headers = lines.map((l) => unfold(l.line)).filter((h): h is HeaderLine => h !== undefined);
-      if (headers.length === 0) {
-        reject(new UnprocessableMessageError("no RFC 5322 header lines in the header section"));
-        return;
-      }
-      const deliveredTo = headers.find((h) => h.name === "delivered-to")?.value.replace(/^<|>$/g, "");
-      if (deliveredTo === undefined) {
-        reject(new UnprocessableMessageError("no Delivered-To header: the envelope recipient is unknown"));
-        return;
-      }
-      if (!ADDRESS.test(deliveredTo)) {
-        reject(new UnprocessableMessageError(`Delivered-To ${JSON.stringify(deliveredTo)} is not a mail address`));
-        return;
-      }
-      const date = decoded.get("date");
-      const subject = decoded.get("subject");
-      const messageId = decoded.get("message-id");
-      resolve({
-        recipient: deliveredTo.toLowerCase(),
-        messageId: typeof messageId === "string" ? messageId : undefined,
-        from: addressText(decoded.get("from")),
-        subject: typeof subject === "string" ? subject : undefined,
-        date: date instanceof Date && !Number.isNaN(date.getTime()) ? date.toISOString() : undefined,
-        headers,
-      });
-    };
-    parser.on("headers", (h: Map<string, unknown>) => {
-      decoded = h;
-      finish();
-    });
-    parser.on("headerLines", (l: { key: string; line: string }[]) => {
-      lines = l;
-      finish();
-    });
-    parser.on("data", (part: { type: string; release?: () => void }) => part.release?.());
-    parser.on("error", (error: Error) => reject(new UnprocessableMessageError(`mailparser: ${error.message}`)));
-    parser.on("end", () => {
-      if (decoded === undefined || lines === undefined) reject(new UnprocessableMessageError("mailparser found no headers"));
-    });
-    parser.end(headerSection);
-  });
+function messageIdOf(value: string | undefined): string | undefined {
+  const id = value === undefined ? "" : decodeWords(value).trim();
+  if (id === "") return undefined;
+  return `${id.startsWith("<") ? "" : "<"}${id}${id.endsWith(">") ? "" : ">"}`;
+}
+
+/**
+ * The fields the store indexes, decoded as mailparser decodes them: its parseAddressHeader for From, libmime's
+ * encoded-word decoding for Subject and Message-ID. Not a MailParser stream: for a header section its stream
+ * set-up and the address parsing of every To/Cc/Return-Path cost ~170 µs per message, half the daemon's CPU
+ * (docs/performance.md, "Inbound").
+ */
+export function summarizeHeaders(headerSection: Buffer): MessageSummary {
+  const headers = headerLines(headerSection);
+  if (headers.length === 0) throw new UnprocessableMessageError("no RFC 5322 header lines in the header section");
+  const first = (name: string): string | undefined => headers.find((h) => h.name === name)?.value;
+  const deliveredTo = first("delivered-to")?.replace(/^<|>$/g, "");
+  if (deliveredTo === undefined) throw new UnprocessableMessageError("no Delivered-To header: the envelope recipient is unknown");
+  if (!ADDRESS.test(deliveredTo)) {
+    throw new UnprocessableMessageError(`Delivered-To ${JSON.stringify(deliveredTo)} is not a mail address`);
+  }
+  const fromHeader = first("from");
+  const from = fromHeader === undefined ? "" : parseAddressHeader(fromHeader).text;
+  const subject = first("subject");
+  const dateHeader = first("date");
+  const date = dateHeader === undefined ? undefined : new Date(dateHeader);
+  return {
+    recipient: deliveredTo.toLowerCase(),
+    messageId: messageIdOf(first("message-id")),
+    from: from === "" ? undefined : from,
+    subject: subject === undefined ? undefined : decodeWords(subject),
+    date: date === undefined || Number.isNaN(date.getTime()) ? undefined : date.toISOString(),
+    headers,
+  };
 }

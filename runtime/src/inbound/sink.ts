@@ -13,10 +13,8 @@ export interface Handoff {
   from?: string;
   subject?: string;
   date?: string;
-  /** The raw message on disk; a sink streams it from here rather than receiving it in memory. */
+  /** The raw message on disk; a sink streams or links it from here rather than receiving it in memory. */
   rawPath: string;
-  /** The raw message, when the processor read it whole anyway (small messages): saves the sink a second read. */
-  bytes?: Buffer;
 }
 
 export interface Sink {

@@ -1,18 +1,29 @@
 // The embedded sink: each raw message kept once under its SHA3-512 (objects/<2 hex>/<126 hex>), plus an
 // append-only JSON-lines index with one line per (message, recipient) hand-off.
 //
-// Crash safety: an object is copied to tmp/, fsynced and only then renamed into place, so objects/ never
-// holds a partial message. Its index line is appended and fdatasynced before deliver() resolves, so the
-// processor moves a file to cur/ only once its line is durable. kill -9 can leave a torn last line: open()
-// cuts it off (that hand-off was never acknowledged, so it is redone); readStoreIndex() skips it.
-// fsync costs milliseconds here, so hand-offs commit in groups: every copy that finished while the previous
-// group was syncing is fsynced in parallel, renamed, and its index lines written with one fdatasync.
+// The object is a hard link to the drop file, not a copy: the bytes are on disk once (the Maildir file in cur/
+// and the object are one inode) and a hand-off costs one link(2) instead of create + write + fsync + rename.
+// That relies on the Maildir contract: a file appears in new/ only complete and fsynced (Postfix's virtual(8)
+// and the brightchain-maildrop script both do). Maildir messages are never rewritten in place (flags live in
+// the name), so the shared inode is safe; an object keeps the drop file's owner and mode (0600 from Postfix).
+// When the store is on another mount than the drop (EXDEV; also two systemd ReadWritePaths= bind mounts), the
+// bytes are copied into tmp/, fsynced and renamed into place instead, so objects/ never holds a partial message.
 //
-// Only the fsyncs go through libuv's thread pool. The other calls (a 10 KB write, a rename, a stat) take a few
-// µs, less than the thread-pool round trip that wraps an async call: with everything async the daemon made
-// ~65 futex calls per message and spent 1.15 ms of CPU on it (docs/performance.md, "Inbound").
-import { closeSync, constants, fsync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
-import { copyFile, mkdir, open, readdir, readFile, rm, truncate, type FileHandle } from "node:fs/promises";
+// Crash safety: an index line is appended and fdatasynced only after its object's directory entry is durable,
+// and before deliver() resolves, so the processor moves a file to cur/ only once its line is durable. kill -9
+// can leave a torn last line: open() cuts it off (that hand-off was never acknowledged, so it is redone);
+// readStoreIndex() skips it. fsync costs milliseconds here, so hand-offs commit in groups: every hand-off that
+// arrived while the previous group was syncing shares one round of directory fsyncs and one index fdatasync.
+//
+// Idempotence without holding the index in memory: a (sha3, recipient) pair can only be in the index if its
+// object exists, and a new message's object does not (its Delivered-To and Received lines make its bytes
+// unique). Only when the object is already there — the redo after a crash, in practice — is the index read,
+// backwards from its end, where that redo's line is.
+//
+// Only the fsyncs go through libuv's thread pool. The other calls (a link, a 10 KB write, a rename) take a few
+// µs, less than the thread-pool round trip that wraps an async call (docs/performance.md, "Inbound").
+import { closeSync, constants, fstatSync, fsync, linkSync, openSync, readSync, renameSync, statSync, unlinkSync } from "node:fs";
+import { copyFile, mkdir, open, readdir, readFile, rm, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Folder } from "../inbound/spam-verdict";
 import { SinkError, type Handoff, type Sink } from "../inbound/sink";
@@ -86,12 +97,32 @@ function handoffKey(sha3: string, recipient: string): string {
   return `${sha3} ${recipient}`;
 }
 
+/** How every index line begins: JSON.stringify keeps the StoreIndexEntry's key order. */
+function indexLinePrefix(sha3: string, recipient: string): Buffer {
+  return Buffer.from(`{"sha3":"${sha3}","recipient":${JSON.stringify(recipient)},`);
+}
+
+/** Reads the index backwards in this many bytes at a time when looking for one hand-off. */
+const INDEX_SCAN_CHUNK = 1024 * 1024;
+
+/** link(2) cannot put the drop file into the store: another mount, or a filesystem without hard links. */
+const LINK_IMPOSSIBLE = new Set(["EXDEV", "EPERM", "EMLINK", "ENOTSUP", "EOPNOTSUPP"]);
+
+type Placement =
+  /** The object already existed before this hand-off. */
+  | { kind: "present" }
+  /** Linked or renamed into objects/ by this hand-off: its directory must be fsynced before the index line. */
+  | { kind: "placed" }
+  /** Copied into tmp/ and still open: fsynced and renamed into objects/ by the group commit. */
+  | { kind: "copied"; temporary: Temporary };
+
 export class ContentAddressedStore implements Sink {
-  private readonly delivered = new Set<string>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private pending: PendingCommit[] = [];
   private committing = false;
   private copies = 0;
+  /** Cleared at the first EXDEV-like failure: every later hand-off copies without trying link(2) first. */
+  private linkable = true;
 
   private constructor(
     readonly storeDir: string,
@@ -109,34 +140,29 @@ export class ContentAddressedStore implements Sink {
     await mkdir(join(storeDir, "tmp"), { recursive: true, mode: 0o750 });
     // Leftovers of a copy a crash interrupted; one daemon owns the store, so nothing in tmp/ is live now.
     for (const leftover of await readdir(join(storeDir, "tmp"))) await rm(join(storeDir, "tmp", leftover), { force: true });
-    let parsed: ParsedIndex = { entries: [], goodLength: 0, tornTail: false };
+    const handle = await open(indexPath(storeDir), constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o640);
     try {
-      parsed = parseIndex(await readFile(indexPath(storeDir)));
+      const goodLength = completeLinesLength(handle.fd);
+      if (goodLength < fstatSync(handle.fd).size) await handle.truncate(goodLength);
+      return new ContentAddressedStore(storeDir, handle, goodLength);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      await handle.close();
+      throw error;
     }
-    if (parsed.tornTail) await truncate(indexPath(storeDir), parsed.goodLength);
-    const handle = await open(indexPath(storeDir), constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
-    const store = new ContentAddressedStore(storeDir, handle, parsed.goodLength);
-    for (const entry of parsed.entries) store.delivered.add(handoffKey(entry.sha3, entry.recipient));
-    return store;
   }
 
+  /** Whether this hand-off is in the index already. Reads the index from its end; for tests and the CLI. */
   has(sha3: string, recipient: string): boolean {
-    return this.delivered.has(handoffKey(sha3, recipient));
+    return this.indexContains(sha3, recipient);
   }
 
   deliver(handoff: Handoff): Promise<void> {
     const key = handoffKey(handoff.sha3, handoff.recipient);
-    if (this.delivered.has(key)) return Promise.resolve();
     // Two drop files with the same bytes for the same recipient (Postfix delivered a retry twice) share one
     // hand-off instead of racing to append two index lines.
     const running = this.inFlight.get(key);
     if (running !== undefined) return running;
     const work = this.store(handoff)
-      .then(() => {
-        this.delivered.add(key);
-      })
       .catch((error: unknown) => {
         // Disk full, EIO, a vanished directory: the store may recover, so the processor retries later.
         throw error instanceof SinkError ? error : new SinkError(`store ${this.storeDir}: ${(error as Error).message}`, false);
@@ -148,7 +174,8 @@ export class ContentAddressedStore implements Sink {
 
   private async store(handoff: Handoff): Promise<void> {
     const target = objectPath(this.storeDir, handoff.sha3);
-    const temporary = this.objectPresent(target, handoff.size) ? undefined : await this.copyToTmp(handoff);
+    const placement = await this.place(handoff, target);
+    if (placement.kind === "present" && this.indexContains(handoff.sha3, handoff.recipient)) return;
     const entry: StoreIndexEntry = {
       sha3: handoff.sha3,
       recipient: handoff.recipient,
@@ -162,33 +189,37 @@ export class ContentAddressedStore implements Sink {
       receivedAt: new Date().toISOString(),
     };
     await new Promise<void>((resolve, reject) => {
-      this.pending.push({ temporary, target, line: `${JSON.stringify(entry)}\n`, resolve, reject });
+      this.pending.push({ placement, target, line: `${JSON.stringify(entry)}\n`, resolve, reject });
       if (!this.committing) void this.commit();
     });
   }
 
-  private objectPresent(target: string, size: number): boolean {
+  private async place(handoff: Handoff, target: string): Promise<Placement> {
+    if (this.linkable) {
+      try {
+        linkSync(handoff.rawPath, target);
+        return { kind: "placed" };
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? "";
+        if (code === "EEXIST") return { kind: "present" };
+        if (!LINK_IMPOSSIBLE.has(code)) throw error;
+        this.linkable = false;
+      }
+    }
     // No exception for the usual answer "not there": building one cost more than the stat (CPU profile).
-    return statSync(target, { throwIfNoEntry: false })?.size === size;
+    if (statSync(target, { throwIfNoEntry: false })?.size === handoff.size) return { kind: "present" };
+    return { kind: "copied", temporary: await this.copyToTmp(handoff) };
   }
 
-  /** Writes the object into tmp/ and returns it still open, so the group commit fsyncs it without reopening. */
+  /** Copies the object into tmp/ and returns it still open, so the group commit fsyncs it without reopening. */
   private async copyToTmp(handoff: Handoff): Promise<Temporary> {
     // Unique without random bytes: one daemon owns tmp/, empties it on open, and counts its own copies.
     const path = join(this.storeDir, "tmp", `${handoff.sha3.slice(0, 32)}.${process.pid}.${(this.copies += 1)}`);
-    let fd: number | undefined;
     try {
-      if (handoff.bytes !== undefined) {
-        fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o640);
-        for (let written = 0; written < handoff.bytes.length;) written += writeSync(fd, handoff.bytes, written);
-      } else {
-        // A large message was never held in memory: copyFile lets the kernel move its bytes (copy_file_range).
-        await copyFile(handoff.rawPath, path);
-        fd = openSync(path, constants.O_RDONLY);
-      }
-      return { path, fd };
+      // copyFile lets the kernel move the bytes (copy_file_range) and keeps the drop file's mode.
+      await copyFile(handoff.rawPath, path);
+      return { path, fd: openSync(path, constants.O_RDONLY) };
     } catch (error) {
-      if (fd !== undefined) closeSync(fd);
       try {
         unlinkSync(path);
       } catch {
@@ -198,12 +229,30 @@ export class ContentAddressedStore implements Sink {
     }
   }
 
+  /**
+   * Searches the index from its end for the line of this hand-off; a crash's redo finds it in the last chunk.
+   * The prefix can only match at the start of a line: inside a JSON string value its quotes would be escaped.
+   */
+  private indexContains(sha3: string, recipient: string): boolean {
+    const prefix = indexLinePrefix(sha3, recipient);
+    const chunk = Buffer.alloc(INDEX_SCAN_CHUNK + prefix.length);
+    for (let end = this.indexLength; end > 0;) {
+      const start = Math.max(0, end - INDEX_SCAN_CHUNK);
+      // Each chunk overlaps the one after it by a prefix's length, so a line cut at the boundary is still found.
+      const length = Math.min(end + prefix.length, this.indexLength) - start;
+      readExactly(this.index.fd, chunk, length, start);
+      if (chunk.subarray(0, length).includes(prefix)) return true;
+      end = start;
+    }
+    return false;
+  }
+
   private async commit(): Promise<void> {
     this.committing = true;
     while (this.pending.length > 0) {
       const group = this.pending;
       this.pending = [];
-      const synced = await Promise.allSettled(group.map((p) => this.syncAndPlace(p)));
+      const synced = await Promise.allSettled(group.map((p) => syncAndPlace(p)));
       const placed = group.filter((_, i) => synced[i]!.status === "fulfilled");
       group.forEach((p, i) => {
         const result = synced[i]!;
@@ -212,9 +261,9 @@ export class ContentAddressedStore implements Sink {
       if (placed.length === 0) continue;
       const bytes = Buffer.from(placed.map((p) => p.line).join(""));
       try {
-        // A rename is durable only once its directory is: without this, a crash on a filesystem that does not
-        // order metadata like ext4's journal can keep the index line and lose the object it names.
-        const directories = new Set(placed.filter((p) => p.temporary !== undefined).map((p) => dirname(p.target)));
+        // A link or rename is durable only once its directory is: without this, a crash on a filesystem that
+        // does not order metadata like ext4's journal can keep the index line and lose the object it names.
+        const directories = new Set(placed.filter((p) => p.placement.kind !== "present").map((p) => dirname(p.target)));
         await Promise.all([...directories].map(fsyncDirectory));
         await this.index.write(bytes);
         await this.index.datasync();
@@ -228,31 +277,54 @@ export class ContentAddressedStore implements Sink {
     this.committing = false;
   }
 
-  private async syncAndPlace(pending: PendingCommit): Promise<void> {
-    const temporary = pending.temporary;
-    if (temporary === undefined) return;
-    let stillOpen = true;
-    try {
-      await new Promise<void>((resolve, reject) => fsync(temporary.fd, (error) => (error === null ? resolve() : reject(error))));
-      stillOpen = false;
-      closeSync(temporary.fd);
-      renameSync(temporary.path, pending.target);
-    } catch (error) {
-      // Closing twice could close a descriptor another hand-off has since been given.
-      if (stillOpen) closeSync(temporary.fd);
-      try {
-        unlinkSync(temporary.path);
-      } catch {
-        // Already gone.
-      }
-      throw error;
-    }
-  }
-
   async close(): Promise<void> {
     await Promise.allSettled([...this.inFlight.values()]);
     await this.index.close();
   }
+}
+
+/** For a copied object: fsync the copy, then rename it into objects/. Linked and present objects need nothing. */
+async function syncAndPlace(pending: PendingCommit): Promise<void> {
+  if (pending.placement.kind !== "copied") return;
+  const temporary = pending.placement.temporary;
+  let stillOpen = true;
+  try {
+    await new Promise<void>((resolve, reject) => fsync(temporary.fd, (error) => (error === null ? resolve() : reject(error))));
+    stillOpen = false;
+    closeSync(temporary.fd);
+    renameSync(temporary.path, pending.target);
+  } catch (error) {
+    // Closing twice could close a descriptor another hand-off has since been given.
+    if (stillOpen) closeSync(temporary.fd);
+    try {
+      unlinkSync(temporary.path);
+    } catch {
+      // Already gone.
+    }
+    throw error;
+  }
+}
+
+function readExactly(fd: number, buffer: Buffer, length: number, position: number): void {
+  for (let read = 0; read < length;) {
+    const n = readSync(fd, buffer, read, length - read, position + read);
+    if (n === 0) throw new Error(`index ended at byte ${position + read}, expected ${position + length}`);
+    read += n;
+  }
+}
+
+/** Length of the index up to its last newline: what follows it is a line a crash tore, never acknowledged. */
+function completeLinesLength(fd: number): number {
+  const size = fstatSync(fd).size;
+  const chunk = Buffer.alloc(64 * 1024);
+  for (let end = size; end > 0;) {
+    const start = Math.max(0, end - chunk.length);
+    readExactly(fd, chunk, end - start, start);
+    const newline = chunk.subarray(0, end - start).lastIndexOf(0x0a);
+    if (newline !== -1) return start + newline + 1;
+    end = start;
+  }
+  return 0;
 }
 
 function fsyncDirectory(path: string): Promise<void> {
@@ -273,8 +345,7 @@ interface Temporary {
 }
 
 interface PendingCommit {
-  /** The fsync-pending copy in tmp/, or undefined when the object was already in place. */
-  temporary: Temporary | undefined;
+  placement: Placement;
   target: string;
   line: string;
   resolve: () => void;
