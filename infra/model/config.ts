@@ -63,7 +63,8 @@ export const GATEWAY_CONFIG_KEYS = {
   brightchainUid: "fixed uid of the brightchain user (default 2526)",
   brightchainGid: "fixed gid of the brightchain group (default 2526)",
   runtimeInstallDir: "where the runtime is installed (default /opt/brightchain-gateway)",
-  storeDir: "embedded content-addressed store (default <spoolDir>/store: on the drop's mount, so a message is hard-linked, not copied)",
+  storeDir:
+    "embedded content-addressed store (default <spoolDir>/store: on the drop's mount, so a message is hard-linked, not copied)",
   // Per node: in Pulumi.<stack>.yaml.
   role: "primary or relay",
   hostname: "this node's host name; its addresses come from its gateway:fleet entry",
