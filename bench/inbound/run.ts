@@ -1,6 +1,6 @@
 // bench/inbound: the built brightchain-inbound daemon with the embedded store on N messages of 10 KB, against a
 // bare loop in the same run that only reads each file and renames it new/ → cur/ (the floor any processor pays).
-// Usage: taskset -c 0 npx tsx bench/inbound/run.ts [messages=10000] [concurrency=32]   (one core: taskset)
+// Usage: taskset -c 0 npx tsx bench/inbound/run.ts [messages=10000] [concurrency=64]   (one core: taskset)
 // BENCH_CPU_PROF=DIR also writes the daemon's V8 CPU profile into DIR.
 // BENCH_BEFORE=FILE also runs FILE, an older build of brightchain-inbound.cjs, on an identical drop in the same
 // run, so a before/after comparison shares the machine's load (which swings the baseline 1,500–7,700 msgs/s):
@@ -11,10 +11,11 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, 
 import { readFile, rename } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { bundleRuntimeEntry } from "../../test/helpers/runtime-bundle";
 
 const messages = Number(process.argv[2] ?? 10_000);
-const concurrency = Number(process.argv[3] ?? 32);
+const concurrency = Number(process.argv[3] ?? 64);
 const MESSAGE_BYTES = 10 * 1024;
 
 function fillDrop(dropDir: string): void {
@@ -46,7 +47,7 @@ async function baseline(dropDir: string): Promise<number> {
   return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
-/** The built daemon as a child process, as systemd runs it: msgs/s until new/ is empty, VmRSS from /proc. */
+/** The built daemon as a child process, as systemd runs it (the unit's node options): msgs/s until new/ is empty, VmRSS from /proc. */
 async function daemon(
   daemonPath: string,
   dropDir: string,
@@ -54,7 +55,11 @@ async function daemon(
 ): Promise<{ seconds: number; rss: number[]; userSeconds: number; systemSeconds: number }> {
   const child = spawn(
     process.execPath,
-    [...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), daemonPath],
+    [
+      ...INBOUND_NODE_OPTIONS,
+      ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      daemonPath,
+    ],
     {
       env: {
         PATH: process.env.PATH,

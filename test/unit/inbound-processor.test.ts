@@ -29,8 +29,13 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startProcessor(sink: Sink, engine: "none" | "spamassassin" = "none"): Promise<InboundProcessor> {
+async function startProcessor(
+  sink: Sink,
+  engine: "none" | "spamassassin" = "none",
+  trackedNamesLimit?: number,
+): Promise<InboundProcessor> {
   const processor = new InboundProcessor({
+    trackedNamesLimit,
     mailDropDir: dropDir,
     errorDir,
     sink,
@@ -157,5 +162,31 @@ describe("InboundProcessor with the embedded store", () => {
     await waitUntil("new/ empty", newIsEmpty);
     expect(readFileSync(join(errorDir, "r.reason"), "utf8")).toBe("node answered 422: mailbox closed\n");
     expect(existsSync(join(errorDir, "r"))).toBe(true);
+  });
+
+  it("holds a bounded number of a backlog's files while the node is down, and delivers all of them once it is back", async () => {
+    let nodeUp = false;
+    const attempted = new Set<string>();
+    const delivered: string[] = [];
+    const sink: Sink = {
+      async deliver(h: Handoff) {
+        attempted.add(h.subject ?? "");
+        if (!nodeUp) throw new SinkError("node down", false);
+        delivered.push(h.subject ?? "");
+      },
+      async close() {},
+    };
+    for (let i = 0; i < 50; i++)
+      dropMessage(dropDir, `m${i}`, dropMessageText({ recipient: "a@brightchain.org", subject: `s${i}` }));
+    const processor = await startProcessor(sink, "none", 10);
+    await waitUntil("ten files retried twice", () => processor.counts.retried >= 20);
+
+    // Ten files cycle through retries; the other forty wait in new/, untouched.
+    expect(attempted.size).toBe(10);
+    expect(readdirSync(join(dropDir, "new"))).toHaveLength(50);
+    nodeUp = true;
+    await waitUntil("new/ empty", newIsEmpty);
+    expect(delivered.sort()).toEqual(Array.from({ length: 50 }, (_, i) => `s${i}`).sort());
+    expect(readdirSync(join(dropDir, "cur"))).toHaveLength(50);
   });
 });

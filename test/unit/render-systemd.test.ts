@@ -17,7 +17,9 @@ describe("runtime systemd units", () => {
       for (const line of [
         "User=brightchain",
         "EnvironmentFile=/etc/brightchain/gateway.env",
-        `ExecStart=/usr/bin/node /opt/brightchain-gateway/${name}.cjs`,
+        name === "brightchain-inbound"
+          ? "ExecStart=/usr/bin/node --max-old-space-size=64 /opt/brightchain-gateway/brightchain-inbound.cjs"
+          : "ExecStart=/usr/bin/node /opt/brightchain-gateway/brightchain-lookup.cjs",
         "Restart=on-failure",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",

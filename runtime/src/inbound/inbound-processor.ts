@@ -4,7 +4,7 @@
 // is idempotent per (SHA3-512 of the bytes, recipient). A crash before the rename re-hands-off the same file
 // on restart, which the sink answers "already have it". Nothing is lost, nothing is stored twice.
 import { constants, renameSync, watch, type FSWatcher } from "node:fs";
-import { copyFile, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { copyFile, mkdir, open, opendir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { SpamEngineName } from "../config";
 import { scanMessageFile, summarizeHeaders, UnprocessableMessageError } from "./message-file";
@@ -28,12 +28,21 @@ export interface InboundProcessorOptions {
   /** First retry delay after a temporary failure; doubles per attempt up to retryMaxMs. */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Names held at once (queued, in flight, waiting for a retry); default TRACKED_NAMES_LIMIT. */
+  trackedNamesLimit?: number;
 }
 
 type Outcome = "delivered" | "failed" | "retrying" | "gone";
 
 /** A safety net under inotify: a queue overflow drops events, so new/ is also listed this often. */
 const RESCAN_INTERVAL_MS = 30_000;
+
+/**
+ * At most this many names are held (queued, in flight or waiting for a retry); the rest wait in new/ and a
+ * later listing picks them up. A backlog of a million files after a long outage of the node then costs what a
+ * thousand do, instead of a heap that cannot hold the listing and a daemon that crashes on every restart.
+ */
+export const TRACKED_NAMES_LIMIT = 2_000;
 
 export class InboundProcessor {
   private readonly newDir: string;
@@ -52,10 +61,16 @@ export class InboundProcessor {
   private readonly running = new Set<Promise<void>>();
   private watcher: FSWatcher | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
+  /** Names were left in new/ because TRACKED_NAMES_LIMIT was reached: list again once there is room. */
+  private backlog = false;
+  private listing: Promise<void> | undefined;
   private stopping = false;
   readonly counts = { delivered: 0, failed: 0, retried: 0 };
 
+  private readonly trackedNamesLimit: number;
+
   constructor(private readonly options: InboundProcessorOptions) {
+    this.trackedNamesLimit = options.trackedNamesLimit ?? TRACKED_NAMES_LIMIT;
     this.newDir = join(options.mailDropDir, "new");
     this.curDir = join(options.mailDropDir, "cur");
   }
@@ -68,22 +83,44 @@ export class InboundProcessor {
     // fs.watch (inotify), not chokidar: chokidar re-reads the whole directory on every event, which made each
     // rename out of new/ cost O(files waiting) — 200 msgs/s with 2,000 waiting, against 500 without it.
     this.watcher = watch(this.newDir, (_event, name) => {
-      if (name === null) void this.rescan();
+      if (name === null) void this.list();
       else if (!this.movedOut.delete(name.toString())) this.enqueue(name.toString());
     });
     this.watcher.on("error", (error) => this.options.logger.error(`watching ${this.newDir}: ${error.message}`));
-    await this.rescan();
-    this.rescanTimer = setInterval(() => void this.rescan(), RESCAN_INTERVAL_MS);
+    await this.list();
+    this.rescanTimer = setInterval(() => {
+      // Only the periodic listing forgets our own moves: one whose inotify event was lost would stay forever.
+      this.movedOut.clear();
+      void this.list();
+    }, RESCAN_INTERVAL_MS);
     this.rescanTimer.unref();
   }
 
-  private async rescan(): Promise<void> {
-    try {
-      this.movedOut.clear();
-      for (const name of (await readdir(this.newDir)).sort()) this.enqueue(name);
-    } catch (error) {
-      this.options.logger.error(`listing ${this.newDir}: ${(error as Error).message}`);
-    }
+  /** Lists new/ as a stream, taking names up to the limit; one listing at a time. */
+  private list(): Promise<void> {
+    this.listing ??= (async () => {
+      this.backlog = false;
+      try {
+        const room = this.trackedNamesLimit - this.known.size;
+        const names: string[] = [];
+        // Leaving the loop early closes the directory.
+        for await (const entry of await opendir(this.newDir, { bufferSize: 256 })) {
+          if (entry.name.startsWith(".") || this.known.has(entry.name)) continue;
+          if (names.length >= room) {
+            this.backlog = true;
+            break;
+          }
+          names.push(entry.name);
+        }
+        // Maildir names begin with the delivery time: oldest first, within what this listing took.
+        for (const name of names.sort()) this.enqueue(name);
+      } catch (error) {
+        this.options.logger.error(`listing ${this.newDir}: ${(error as Error).message}`);
+      } finally {
+        this.listing = undefined;
+      }
+    })();
+    return this.listing;
   }
 
   /** Stops taking new files, cancels pending retries (the files stay in new/) and finishes in-flight ones. */
@@ -97,12 +134,18 @@ export class InboundProcessor {
     await Promise.allSettled([...this.running]);
   }
 
-  private enqueue(name: string): void {
+  /** False when the name was left in new/ for a later listing because the limit is reached. */
+  private enqueue(name: string): boolean {
     // Dot files are not Maildir messages; inotify also reports each of our own renames out of new/.
-    if (this.stopping || name.startsWith(".") || this.known.has(name)) return;
+    if (this.stopping || name.startsWith(".") || this.known.has(name)) return true;
+    if (this.known.size >= this.trackedNamesLimit) {
+      this.backlog = true;
+      return false;
+    }
     this.known.add(name);
     this.queue.push(name);
     this.pump();
+    return true;
   }
 
   private pump(): void {
@@ -124,6 +167,8 @@ export class InboundProcessor {
     if (outcome !== "retrying") {
       this.known.delete(name);
       this.attempts.delete(name);
+      // Refill at half the limit, so one listing of a large backlog takes many names, not one at a time.
+      if (this.backlog && !this.stopping && this.known.size <= this.trackedNamesLimit / 2) void this.list();
     }
   }
 
