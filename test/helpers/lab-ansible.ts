@@ -135,7 +135,10 @@ export function playbookSummary(run: PlaybookRun): string {
   );
 }
 
-/** Ansible's SSH masters outlive the run by ControlPersist; ours are closed through their own sockets. */
+/**
+ * Ansible's SSH masters outlive the run by ControlPersist; ours are closed through their own sockets (ssh wants a
+ * destination argument, but with ControlPath given it only talks to the socket).
+ */
 export function closeSshMasters(ansibleHome: string): void {
   const dir = path.join(ansibleHome, "cp");
   if (!existsSync(dir)) return;

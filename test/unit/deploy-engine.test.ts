@@ -1,5 +1,5 @@
 // The lab deploy engine's pure parts: Pulumi's diff (what runs on a second run), the ssh command line, the
-// zone the lab DNS serves, and the lab form of the example stacks. The executing half is test/lab/deploy.test.ts.
+// zone the lab DNS serves, and the lab form of the example stacks. The executing half is test/lab/scenarios.test.ts.
 import * as path from "node:path";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
