@@ -5,12 +5,14 @@
 //
 // The servers run in a child process (their own core); this process is only the load generator.
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer, connect, type AddressInfo, type Socket } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { FileRegistry } from "../../runtime/src/lookup/registry";
-import { RecipientLookupService } from "../../runtime/src/lookup/server";
+import { build } from "esbuild";
+import type { FileRegistry } from "../../runtime/src/lookup/registry";
+import type { RecipientLookupService } from "../../runtime/src/lookup/server";
 
 const REGISTRY_SIZE = 10_000;
 const COMMA = 0x2c;
@@ -49,8 +51,34 @@ function startEchoServer(): Promise<number> {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port)));
 }
 
+/**
+ * The service bundled by esbuild as brightchain-lookup is: one scope, no per-module export getters. Loaded from
+ * source through tsx, every call across a module boundary went through a getter and cost the service ~20%.
+ */
+async function bundledLookup(dir: string): Promise<{
+  FileRegistry: typeof FileRegistry;
+  RecipientLookupService: typeof RecipientLookupService;
+}> {
+  const outfile = join(dir, "lookup-bundle.cjs");
+  await build({
+    stdin: {
+      contents: 'export { FileRegistry } from "./registry"; export { RecipientLookupService } from "./server";',
+      resolveDir: join(__dirname, "..", "..", "runtime", "src", "lookup"),
+      loader: "ts",
+    },
+    outfile,
+    bundle: true,
+    platform: "node",
+    target: "node18",
+    format: "cjs",
+    logLevel: "warning",
+  });
+  return createRequire(__filename)(outfile) as never;
+}
+
 async function serve(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "bench-lookup-"));
+  const { FileRegistry, RecipientLookupService } = await bundledLookup(dir);
   const file = join(dir, "recipients");
   writeFileSync(file, Array.from({ length: REGISTRY_SIZE }, (_, i) => `user${i}@brightchain.org`).join("\n") + "\n");
   const registry = new FileRegistry(file);
@@ -153,8 +181,17 @@ interface Summary {
   p99: number;
 }
 
+/** CPU seconds (user + system) the serving process has used: both servers live in it, one measured at a time. */
+function serverCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime, in clock ticks (USER_HZ, 100 on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** Rounds alternate between the two servers, so a noisy neighbour on the machine hits both alike. */
 async function compare(
+  serverPid: number,
   ports: { echo: number; lookup: number },
   connections: number,
   depth: number,
@@ -163,9 +200,13 @@ async function compare(
 ) {
   const rates = { echo: [] as number[], lookup: [] as number[] };
   const latencies = { echo: [] as Float64Array[], lookup: [] as Float64Array[] };
+  const cpu = { echo: { seconds: 0, requests: 0 }, lookup: { seconds: 0, requests: 0 } };
   for (let round = 0; round < rounds; round++) {
     for (const server of ["echo", "lookup"] as const) {
+      const cpuBefore = serverCpuSeconds(serverPid);
       const result = await load(ports[server], connections, depth, seconds);
+      cpu[server].seconds += serverCpuSeconds(serverPid) - cpuBefore;
+      cpu[server].requests += result.lookups;
       rates[server].push(result.lookups / result.seconds);
       latencies[server].push(result.latenciesUs);
     }
@@ -187,6 +228,9 @@ async function compare(
     lookup: summarize("lookup"),
     ratio: median(ratios),
     ratioRange: [ratios[0]!, ratios[ratios.length - 1]!],
+    // Server CPU per request: what the throughput ratio would be with the server saturated, free of how the
+    // machine scheduled the load generator (2 shared CPUs).
+    cpuUs: { echo: (cpu.echo.seconds / cpu.echo.requests) * 1e6, lookup: (cpu.lookup.seconds / cpu.lookup.requests) * 1e6 },
   };
 }
 
@@ -221,13 +265,23 @@ async function main(): Promise<void> {
   console.log("requests: 80% known users, 10% +tag of a known user, 10% unknown");
   for (const scenario of scenarios) {
     // Warm-up, so both servers are measured after JIT and with their connections' buffers settled.
-    await compare(ports, scenario.connections, scenario.depth, 1, 0.3);
-    const { echo, lookup, ratio, ratioRange } = await compare(ports, scenario.connections, scenario.depth, rounds, seconds);
+    await compare(child.pid!, ports, scenario.connections, scenario.depth, 1, 0.3);
+    const { echo, lookup, ratio, ratioRange, cpuUs } = await compare(
+      child.pid!,
+      ports,
+      scenario.connections,
+      scenario.depth,
+      rounds,
+      seconds,
+    );
     console.log(`\n${scenario.name}`);
     console.log(line("echo server", echo));
     console.log(line("lookup service", lookup));
     console.log(
       `  ratio lookup/echo ${ratio.toFixed(2)}× (median of paired rounds, range ${ratioRange[0]!.toFixed(2)}–${ratioRange[1]!.toFixed(2)}; target ≥ 0.70×); lookup p99 ${lookup.p99 < 1000 ? "<" : "≥"} 1 ms (target < 1 ms)`,
+    );
+    console.log(
+      `  server CPU per request: echo ${cpuUs.echo.toFixed(2)} µs, lookup ${cpuUs.lookup.toFixed(2)} µs (echo/lookup ${(cpuUs.echo / cpuUs.lookup).toFixed(2)}×)`,
     );
   }
   child.disconnect();

@@ -36,13 +36,6 @@ function isDotAtom(text: string, end: number): boolean {
 }
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
-export interface RecipientKey {
-  /** The key as Postfix sent it, lowercased: local+ext@domain. */
-  address: string;
-  /** The address without its +extension, when the key has one. */
-  withoutExtension?: string;
-}
-
 /**
  * Lowercased local@domain when `text` is a syntactically plain address, otherwise undefined. With `onlyDomains`,
  * an address outside them is undefined too, and a domain in the set skips the syntax check (every lookup pays it).
@@ -51,26 +44,44 @@ export function normalizeAddress(
   text: string,
   onlyDomains?: ReadonlySet<string>,
 ): { address: string; local: string; domain: string } | undefined {
-  const lower = text.trim().toLowerCase();
-  if (lower.length === 0 || lower.length > MAX_ADDRESS) return undefined;
-  const at = lower.lastIndexOf("@");
-  if (at <= 0 || at > MAX_LOCAL_PART || !isDotAtom(lower, at)) return undefined;
-  const absolute = lower.endsWith(".");
-  const domain = lower.slice(at + 1, absolute ? -1 : undefined);
-  if (onlyDomains !== undefined ? !onlyDomains.has(domain) : !DOMAIN.test(domain)) return undefined;
-  const local = lower.slice(0, at);
-  return { address: absolute ? `${local}@${domain}` : lower, local, domain };
+  const key = parseRecipientKey(text, onlyDomains);
+  if (key === undefined) return undefined;
+  return { address: key.address, local: key.address.slice(0, key.at), domain: key.address.slice(key.at + 1) };
+}
+
+export interface RecipientKey {
+  /** The key as Postfix sent it, lowercased: local+ext@domain. */
+  address: string;
+  /** Index of the @ in address. */
+  at: number;
+  /** The address without its +extension, when the key has one. */
+  withoutExtension?: string;
+}
+
+/** The served domain `lower` ends in after its @, compared in place: every lookup pays this, so no slicing. */
+function endsInServedDomain(lower: string, at: number, domains: ReadonlySet<string>): boolean {
+  const length = lower.length - at - 1;
+  for (const domain of domains) if (domain.length === length && lower.endsWith(domain)) return true;
+  return false;
 }
 
 /**
  * The registry addresses a key may match, most specific first; undefined when the key is malformed or not in a
- * served domain (answered NOTFOUND: a TEMP would make Postfix defer such mail forever).
+ * served domain (answered NOTFOUND: a TEMP would make Postfix defer such mail forever). Without `servedDomains`,
+ * any syntactically valid domain.
  */
-export function parseRecipientKey(key: string, servedDomains: ReadonlySet<string>): RecipientKey | undefined {
-  const parsed = normalizeAddress(key, servedDomains);
-  if (parsed === undefined) return undefined;
-  const delimiter = parsed.local.indexOf(RECIPIENT_DELIMITER);
+export function parseRecipientKey(text: string, servedDomains?: ReadonlySet<string>): RecipientKey | undefined {
+  let lower = text.trim().toLowerCase();
+  // A trailing dot is the DNS root: user@example.org. is user@example.org.
+  if (lower.endsWith(".")) lower = lower.slice(0, -1);
+  if (lower.length === 0 || lower.length > MAX_ADDRESS) return undefined;
+  const at = lower.lastIndexOf("@");
+  if (at <= 0 || at > MAX_LOCAL_PART || !isDotAtom(lower, at)) return undefined;
+  if (servedDomains !== undefined ? !endsInServedDomain(lower, at, servedDomains) : !DOMAIN.test(lower.slice(at + 1))) {
+    return undefined;
+  }
+  const delimiter = lower.indexOf(RECIPIENT_DELIMITER);
   // "+tag@domain" has no user part to fall back to; Postfix leaves such a local part unsplit as well.
-  if (delimiter <= 0) return { address: parsed.address };
-  return { address: parsed.address, withoutExtension: `${parsed.local.slice(0, delimiter)}@${parsed.domain}` };
+  if (delimiter <= 0 || delimiter > at) return { address: lower, at };
+  return { address: lower, at, withoutExtension: `${lower.slice(0, delimiter)}${lower.slice(at)}` };
 }

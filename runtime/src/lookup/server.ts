@@ -270,8 +270,8 @@ export class RecipientLookupService {
   answer(request: string): LookupReply | Promise<LookupReply> {
     const space = request.indexOf(" ");
     if (space <= 0) return { status: "PERM", reason: 'request is not "<map name> <key>"' };
-    const mapName = request.slice(0, space);
-    if (!this.mapNames.has(mapName)) {
+    if (!this.isMapName(request, space)) {
+      const mapName = request.slice(0, space);
       return {
         status: "PERM",
         reason: `unknown map name ${JSON.stringify(mapName.slice(0, 64))}; this service answers ${[...this.mapNames].join(", ")}`,
@@ -286,6 +286,12 @@ export class RecipientLookupService {
     } catch (error) {
       return this.temporary(error);
     }
+  }
+
+  /** Whether request[0, space) is a map name we answer, compared in place: every lookup pays this. */
+  private isMapName(request: string, space: number): boolean {
+    for (const name of this.mapNames) if (name.length === space && request.startsWith(name)) return true;
+    return false;
   }
 
   private fallBack(found: string | undefined, withoutExtension: string | undefined): LookupReply | Promise<LookupReply> {
