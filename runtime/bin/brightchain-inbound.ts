@@ -26,7 +26,10 @@ async function openSink(config: RuntimeConfig): Promise<{ sink: Sink; descriptio
       "an absolute path for the embedded store, or GATEWAY_NODE_URL set to the node's API",
     );
   }
-  return { sink: await ContentAddressedStore.open(config.storeDir), description: `embedded store ${config.storeDir}` };
+  return {
+    sink: await ContentAddressedStore.open(config.storeDir, (message) => logger.warn(message)),
+    description: `embedded store ${config.storeDir}`,
+  };
 }
 
 async function main(): Promise<void> {

@@ -105,7 +105,8 @@ describe("ContentAddressedStore", () => {
     const shm = mkdtempSync(join("/dev/shm", "bc-store-"));
     try {
       const storeDir = join(shm, "store");
-      const store = await ContentAddressedStore.open(storeDir);
+      const warnings: string[] = [];
+      const store = await ContentAddressedStore.open(storeDir, (message) => warnings.push(message));
       const message = rawMessage("m9", "across filesystems");
       await store.deliver(message);
       await store.deliver({ ...message, recipient: "bob@brightchain.org" });
@@ -116,6 +117,9 @@ describe("ContentAddressedStore", () => {
       expect(statSync(objectPath(storeDir, message.sha3)).mode & 0o777).toBe(0o600);
       expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
       expect((await readStoreIndex(storeDir)).map((e) => e.subject)).toEqual(["m9", "m9"]);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain("cannot hard-link");
+      expect(warnings[0]).toContain("EXDEV");
     } finally {
       rmSync(shm, { recursive: true, force: true });
     }

@@ -129,9 +129,11 @@ export class ContentAddressedStore implements Sink {
     private readonly index: FileHandle,
     /** Bytes of complete lines in the index, so a failed append (ENOSPC mid-line) can be cut back off. */
     private indexLength: number,
+    private readonly warn: (message: string) => void,
   ) {}
 
-  static async open(storeDir: string): Promise<ContentAddressedStore> {
+  /** `warn` hears, once, that messages are copied because link(2) cannot reach the store. */
+  static async open(storeDir: string, warn: (message: string) => void = () => undefined): Promise<ContentAddressedStore> {
     // All 256 fan-out directories up front: a mkdir on a message's path cost ~0.1 ms per message in a
     // 3,000-message run (CPU profile), and a hand-off then never has to create a directory.
     for (let fanOut = 0; fanOut < 256; fanOut++) {
@@ -144,7 +146,7 @@ export class ContentAddressedStore implements Sink {
     try {
       const goodLength = completeLinesLength(handle.fd);
       if (goodLength < fstatSync(handle.fd).size) await handle.truncate(goodLength);
-      return new ContentAddressedStore(storeDir, handle, goodLength);
+      return new ContentAddressedStore(storeDir, handle, goodLength, warn);
     } catch (error) {
       await handle.close();
       throw error;
@@ -204,6 +206,10 @@ export class ContentAddressedStore implements Sink {
         if (code === "EEXIST") return { kind: "present" };
         if (!LINK_IMPOSSIBLE.has(code)) throw error;
         this.linkable = false;
+        this.warn(
+          `store ${this.storeDir}: cannot hard-link from ${dirname(handoff.rawPath)} (${code}); copying every message ` +
+            `instead (slower, bytes on disk twice). Keep the store on the drop's filesystem and in one ReadWritePaths= entry.`,
+        );
       }
     }
     // No exception for the usual answer "not there": building one cost more than the stat (CPU profile).
