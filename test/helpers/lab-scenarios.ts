@@ -152,6 +152,16 @@ export function describeMailScenarios(timer: LabTimer): void {
         const [entry] = await waitForStoreEntries(subject);
         expect(entry).toMatchObject({ folder: "inbox", recipient: "alice@brightchain.org", from: "someone@outside.test" });
         expect(await readStoreMessage(entry!.sha3)).toContain("hello from outside");
+        // One inode for the store's object and the Maildir file in cur/: the bytes are on disk once. Under the
+        // unit's sandbox this holds only because the spool is one ReadWritePaths= entry (one mount for link(2)).
+        const object = `$GATEWAY_STORE_DIR/objects/${entry!.sha3.slice(0, 2)}/${entry!.sha3.slice(2)}`;
+        const links = await on(
+          "mail",
+          `set -a && . ${GATEWAY_ENV_FILE} && set +a && stat -c %h "${object}" && ` +
+            `find "$GATEWAY_MAIL_DROP_DIR/cur" -samefile "${object}" | wc -l`,
+        );
+        expect(links.trim().split("\n")).toEqual(["2", "1"]);
+        expect(await on("mail", "journalctl -u brightchain-inbound --no-pager -o cat")).not.toContain("cannot hard-link");
       });
     });
 
