@@ -58,6 +58,7 @@ export const GATEWAY_CONFIG_KEYS = {
   lookupPort: "loopback port of the recipient socketmap (default 2526)",
   lookupCacheTtl: "seconds the lookup service caches an answer (default 300)",
   registry: "recipient registry: an absolute file path or the node API's http(s) URL",
+  recipients: "file registry: the addresses the deploy writes into it on every node (absent: you maintain the file)",
   nodeUrl: "BrightChain node API URL (absent: embedded local store)",
   spoolDir: "home of the brightchain user, parent of incoming/ and errors/ (default /var/spool/brightchain)",
   brightchainUid: "fixed uid of the brightchain user (default 2526)",
@@ -265,11 +266,43 @@ function parseDmarc(flat: FlatConfig, domain: string): GatewayNode["dmarc"] {
   return { policy, rua, pct };
 }
 
-function parseRegistry(flat: FlatConfig): RecipientRegistry {
+function parseRegistry(flat: FlatConfig, domain: string): RecipientRegistry {
   const value = raw(flat, "registry") ?? "/etc/brightchain/recipients";
-  if (value.startsWith("/")) return { kind: "file", path: absolutePath(key("registry"), value) };
-  if (/^https?:\/\//.test(value)) return { kind: "http", url: httpUrl(key("registry"), value, ["http:", "https:"]) };
+  const addresses = parseRecipients(flat, domain);
+  if (value.startsWith("/")) {
+    const path = absolutePath(key("registry"), value);
+    return addresses === undefined ? { kind: "file", path } : { kind: "file", path, addresses };
+  }
+  if (/^https?:\/\//.test(value)) {
+    if (addresses !== undefined) {
+      throw new GatewayConfigError(
+        key("recipients"),
+        flat[key("recipients")],
+        "no value while gateway:registry is the node API's URL (the node answers for its users)",
+      );
+    }
+    return { kind: "http", url: httpUrl(key("registry"), value, ["http:", "https:"]) };
+  }
   throw new GatewayConfigError(key("registry"), value, "an absolute file path or an http:// or https:// URL of the node API");
+}
+
+/** Dot-atom local part, as the lookup service accepts it (runtime/src/lookup/address.ts). */
+const LOCAL_PART = /^[a-z0-9!#$%&'*/=?^_`{|}~+-]+(\.[a-z0-9!#$%&'*/=?^_`{|}~+-]+)*$/;
+
+function parseRecipients(flat: FlatConfig, domain: string): string[] | undefined {
+  const accepted = `a list of addresses in ${domain}, e.g. ["alice@${domain}"]`;
+  const value = json(flat, "recipients", accepted);
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw new GatewayConfigError(key("recipients"), flat[key("recipients")], accepted);
+  const addresses = value.map((entry, i) => {
+    const text = (fieldText(entry) ?? "").trim().toLowerCase();
+    const at = text.lastIndexOf("@");
+    if (at <= 0 || at > 64 || text.slice(at + 1) !== domain || !LOCAL_PART.test(text.slice(0, at))) {
+      throw new GatewayConfigError(`${key("recipients")}[${i}]`, fieldText(entry), `an address in ${domain}`);
+    }
+    return text;
+  });
+  return [...new Set(addresses)].sort();
 }
 
 function parseMynetworks(flat: FlatConfig): string[] {
@@ -442,7 +475,7 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
     lookup: {
       port: integerIn(key("lookupPort"), raw(flat, "lookupPort") ?? "2526", 1, 65535),
       cacheTtlSeconds: integerIn(key("lookupCacheTtl"), raw(flat, "lookupCacheTtl") ?? "300", 0, 86_400),
-      registry: parseRegistry(flat),
+      registry: parseRegistry(flat, domain),
     },
     maxMessageSize: integerIn(key("maxMessageSize"), raw(flat, "maxMessageSize") ?? "26214400", 1024, 2_147_483_647),
     mynetworks: parseMynetworks(flat),

@@ -79,7 +79,14 @@ export interface TlsSettings {
   keyFile: string;
 }
 
-export type RecipientRegistry = { kind: "file"; path: string } | { kind: "http"; url: string };
+export type RecipientRegistry =
+  | {
+      kind: "file";
+      path: string;
+      /** gateway:recipients, lowercased and sorted: when set the deploy writes the file on every node. */
+      addresses?: string[];
+    }
+  | { kind: "http"; url: string };
 
 export interface LookupSettings {
   /** Loopback port of the RecipientLookupService socketmap (2526). */

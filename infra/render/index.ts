@@ -6,6 +6,7 @@ import { firewallFiles } from "./firewall";
 import { gatewayEnvFiles } from "./gateway-env";
 import { opendkimFiles } from "./opendkim";
 import { postfixFiles } from "./postfix";
+import { registryFiles } from "./registry";
 import { spamFiles } from "./spam";
 import { spoolDirectories, spoolFiles } from "./spool";
 import { runtimeUnitFiles } from "./systemd";
@@ -40,6 +41,7 @@ export function hostFiles(node: GatewayNode, secrets: GatewaySecrets): HostFile[
     ...firewallFiles(node),
     ...runtimeUnitFiles(node),
     ...gatewayEnvFiles(node, secrets),
+    ...registryFiles(node),
   ];
   assertUniquePaths(files.map((f) => f.path));
   return files.sort(byPath);

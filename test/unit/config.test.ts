@@ -108,6 +108,40 @@ describe("node variants", () => {
     expect(node.runtime.nodeUrl).toBe("https://node.brightchain.org");
   });
 
+  it("gateway:recipients: the file registry's addresses, lowercased, sorted, each once", () => {
+    const node = parseGatewayConfig({
+      ...primaryFlat(),
+      "gateway:recipients": JSON.stringify(["Bob@BrightChain.org", "alice@brightchain.org", "bob@brightchain.org"]),
+    });
+    expect(node.lookup.registry).toEqual({
+      kind: "file",
+      path: "/etc/brightchain/recipients",
+      addresses: ["alice@brightchain.org", "bob@brightchain.org"],
+    });
+  });
+
+  it.each([
+    [
+      "an address of another domain",
+      ["alice@brightchain.org", "eve@example.org"],
+      /gateway:recipients\[1\]="eve@example\.org".*an address in brightchain\.org/,
+    ],
+    ["a quoted local part", ['"a b"@brightchain.org'], /gateway:recipients\[0\].*an address in brightchain\.org/],
+    ["not a list", "alice@brightchain.org", /gateway:recipients.*a list of addresses in brightchain\.org/],
+  ])("gateway:recipients refuses %s, naming the entry", (_name, value, message) => {
+    const flat = { ...primaryFlat(), "gateway:recipients": typeof value === "string" ? value : JSON.stringify(value) };
+    expect(() => parseGatewayConfig(flat)).toThrow(message);
+  });
+
+  it("gateway:recipients needs the file registry: with the node API the node answers for its users", () => {
+    const flat = {
+      ...primaryFlat(),
+      "gateway:registry": "https://node.brightchain.org/api/recipients",
+      "gateway:recipients": JSON.stringify(["alice@brightchain.org"]),
+    };
+    expect(() => parseGatewayConfig(flat)).toThrow(/gateway:recipients.*node API's URL/);
+  });
+
   it("defaults: DMARC monitoring only, acme e-mail postmaster@domain, submission on the primary", () => {
     const flat = primaryFlat();
     delete flat["gateway:dmarc"];
@@ -380,6 +414,9 @@ function configFor(node: GatewayNode): FlatConfig {
   if (node.relay) flat["gateway:relayQueueLifetime"] = node.relay.queueLifetime;
   if (node.submission) flat["gateway:submission"] = String(node.submission.enabled);
   if (node.runtime.nodeUrl) flat["gateway:nodeUrl"] = node.runtime.nodeUrl;
+  if (node.lookup.registry.kind === "file" && node.lookup.registry.addresses) {
+    flat["gateway:recipients"] = JSON.stringify(node.lookup.registry.addresses);
+  }
   return flat;
 }
 
