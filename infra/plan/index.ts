@@ -152,7 +152,9 @@ export function hostPlan(
   const fileStepIds = allFiles.map((f) => fileStepId(f.path));
 
   const prerequisites: string[] = [];
-  if (node.lookup.registry.kind === "file") {
+  // With gateway:recipients the registry is one of the host files above; otherwise it is the node's data,
+  // created empty once so the lookup service can start.
+  if (node.lookup.registry.kind === "file" && node.lookup.registry.addresses === undefined) {
     const registry = recipientRegistryCommand(node, node.lookup.registry.path);
     add({
       id: STEP_RECIPIENT_REGISTRY,

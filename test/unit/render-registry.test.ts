@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
-import { hostFiles } from "../../infra/render";
+import { hostPlan, STEP_RECIPIENT_REGISTRY } from "../../infra/plan";
+import { hostDirectories, hostFiles } from "../../infra/render";
 import { registryFiles } from "../../infra/render/registry";
 import { parseRegistryFile } from "../../runtime/src/lookup/registry";
 import { examplePrimary, exampleRelay, exampleSecrets } from "../fixtures/nodes";
@@ -32,5 +33,17 @@ describe("the registry file from gateway:recipients", () => {
       lookup: { ...examplePrimary.lookup, registry: { kind: "http", url: "https://node.brightchain.org/api" } },
     };
     expect(registryFiles(http)).toEqual([]);
+  });
+});
+
+describe("the plan with gateway:recipients", () => {
+  it("installs the registry as a host file and drops the create-if-missing step", () => {
+    const relay = withRecipients(exampleRelay);
+    const steps = hostPlan(relay, hostFiles(relay, exampleSecrets), hostDirectories(relay));
+    expect(steps.map((step) => step.id)).not.toContain(STEP_RECIPIENT_REGISTRY);
+    const install = steps.find((step) => step.description.startsWith("install /etc/brightchain/recipients"));
+    expect(install?.stdin).toContain("alice@brightchain.org\nbob@brightchain.org\n");
+    const plain = hostPlan(exampleRelay, hostFiles(exampleRelay, exampleSecrets), hostDirectories(exampleRelay));
+    expect(plain.map((step) => step.id)).toContain(STEP_RECIPIENT_REGISTRY);
   });
 });
