@@ -14,7 +14,7 @@ import type { PublishReply, PublishRequest, RunnerJob } from "./runner";
 import { deployStatePath, type DeployFailure, type ResourceReport, type RunnerResult } from "./state";
 import { mergeZoneRecords, renderLabZone } from "./zone";
 
-export { labStackConfig, labStackOverrides, LAB_SUBMISSION_USER } from "./labStack";
+export { labStackConfig, labStackOverrides, LAB_RECIPIENT_LOCAL_PARTS, LAB_SUBMISSION_USER } from "./labStack";
 export type { DeployFailure, ResourceReport } from "./state";
 
 /** Where the records go instead of Cloudflare. */

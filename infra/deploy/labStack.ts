@@ -4,6 +4,12 @@ import type { FlatConfig } from "../model/config";
 import { readStackConfigFiles } from "../model/config";
 import { LAB_ACME_DIRECTORY_URL, LAB_HOSTS, type LabHostSpec } from "../lab/constants";
 
+/**
+ * The users the lab's stacks list in gateway:recipients, so the deploy writes the same registry on the primary
+ * and the relay: alice and postmaster for the scenarios, demo for `npm run lab`.
+ */
+export const LAB_RECIPIENT_LOCAL_PARTS = ["alice", "postmaster", "demo"] as const;
+
 /** The SASL account the lab's submission tests log in with (lab only: the lab is a private bridge). */
 export const LAB_SUBMISSION_USER = { username: "brightchain-node", password: "lab-only-submission-password" };
 
@@ -56,6 +62,10 @@ export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
     "gateway:acmeChallenge": "http-01",
     "gateway:ssh": JSON.stringify({ host: host.ipv4, user: "root", port: 22 }),
   };
+  const domain = values["gateway:domain"];
+  if (domain !== undefined) {
+    overrides["gateway:recipients"] = JSON.stringify(LAB_RECIPIENT_LOCAL_PARTS.map((local) => `${local}@${domain}`));
+  }
   const secrets: FlatConfig = {};
   if (values["gateway:role"] === "primary") secrets["gateway:submissionUsers"] = JSON.stringify([LAB_SUBMISSION_USER]);
   return { host, overrides, secrets };

@@ -4,13 +4,14 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { deployStackToLab, labStackConfig } from "../deploy";
+import { deployStackToLab, labStackConfig, LAB_RECIPIENT_LOCAL_PARTS } from "../deploy";
 import { parseGatewayConfig, readStackConfigFiles } from "../model/config";
 import type { GatewayNode } from "../model/types";
 import { labExec, labStatus, labUp } from "./lab";
 import { takeLabLock } from "./lock";
 
-const DEMO_RECIPIENT_LOCAL_PART = "demo";
+/** One of LAB_RECIPIENT_LOCAL_PARTS: the lab stacks' gateway:recipients. */
+const DEMO_RECIPIENT_LOCAL_PART: (typeof LAB_RECIPIENT_LOCAL_PARTS)[number] = "demo";
 const DEMO_SENDER = "alice@outside.test";
 const STORE_DEADLINE_MS = 120_000;
 
@@ -27,13 +28,6 @@ async function run(host: string, command: string, what: string): Promise<string>
     );
   }
   return result.stdout;
-}
-
-/** An admin adds a user the way the file registry expects: one address per line, picked up without a restart. */
-async function addRecipient(host: string, node: GatewayNode, address: string): Promise<void> {
-  if (node.lookup.registry.kind !== "file") return;
-  const registry = node.lookup.registry.path;
-  await run(host, `grep -qxF '${address}' ${registry} || echo '${address}' >> ${registry}`, `adding ${address} to ${registry}`);
 }
 
 /** Python is on every lab host (Ansible needs it); smtplib is the least the outside world can send with. */
@@ -88,11 +82,8 @@ export async function labDemo(projectDir: string, say: (line: string) => void): 
       say(`[demo] ${stack}: ${result.executed.length} commands run in ${result.seconds.toFixed(1)} s`);
     }
     const primary = labNode(projectDir, "primary");
-    const relay = labNode(projectDir, "relay");
+    // The lab stacks list the demo user in gateway:recipients: both nodes' registries already know it.
     const recipient = `${DEMO_RECIPIENT_LOCAL_PART}@${primary.domain}`;
-    // The relay validates recipients too (550 at RCPT for unknown users), so both registries learn the user.
-    await addRecipient("mail", primary, recipient);
-    await addRecipient("mail2", relay, recipient);
 
     say(`[demo] outside sends ${DEMO_SENDER} -> ${recipient} via ${primary.host.hostname}:25`);
     const messageId = (

@@ -4,7 +4,7 @@
 // Pulumi program's commands, test/lab/ansible.test.ts on nodes deployed by the playbook; docs/scenarios.md says
 // what each proves.
 import { describe, expect, it } from "vitest";
-import { LAB_SUBMISSION_USER } from "../../infra/deploy";
+import { LAB_RECIPIENT_LOCAL_PARTS, LAB_SUBMISSION_USER } from "../../infra/deploy";
 import { LAB_HOSTS } from "../../infra/lab/constants";
 import { labDown, labReboot, labStart, labStatus, labStop } from "../../infra/lab/lab";
 import { takeLabLock } from "../../infra/lab/lock";
@@ -35,7 +35,7 @@ export const PRIMARY_SERVICES = [
   "brightchain-inbound",
 ];
 export const RELAY_SERVICES = ["postfix", "rspamd", "brightchain-lookup"];
-const RECIPIENTS = ["alice@brightchain.org", "postmaster@brightchain.org"];
+const RECIPIENTS = LAB_RECIPIENT_LOCAL_PARTS.map((local) => `${local}@brightchain.org`);
 const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 /** Scored 6 by a local SpamAssassin rule: above the spam-folder threshold (5), below the reject threshold (10). */
 const BETWEEN_THRESHOLDS_MARKER = "brightchain-lab-between-thresholds-marker";
@@ -116,13 +116,12 @@ function lookupKnows(address: string): string {
 }
 
 /**
- * The recipients written as an admin would (operator data the nodes sync from BrightChain, not configuration),
- * then both gateways waited for until a sender gets past MAIL FROM: the milters are up (the relay answered 451
- * there while Rspamd was still starting after its deploy).
+ * Both gateways waited for until their lookup knows the users the lab stacks list in gateway:recipients (the
+ * deploy wrote the same registry on both) and a sender gets past MAIL FROM: the milters are up (the relay
+ * answered 451 there while Rspamd was still starting after its deploy).
  */
 export async function readyGatewaysForMail(): Promise<void> {
   for (const host of ["mail", "mail2"] as const) {
-    await on(host, "cat > /etc/brightchain/recipients", `${RECIPIENTS.join("\n")}\n`);
     for (const address of RECIPIENTS)
       await waitOnHost(host, `recipient lookup knowing ${address}`, lookupKnows(address), (_out, code) => code === 0);
   }
