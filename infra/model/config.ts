@@ -293,11 +293,23 @@ function parseRecipients(flat: FlatConfig, domain: string): string[] | undefined
   const accepted = `a list of addresses in ${domain}, e.g. ["alice@${domain}"]`;
   const value = json(flat, "recipients", accepted);
   if (value === undefined) return undefined;
-  if (!Array.isArray(value)) throw new GatewayConfigError(key("recipients"), flat[key("recipients")], accepted);
+  // An empty list would deploy an empty registry everywhere: every recipient refused. Say so instead.
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new GatewayConfigError(key("recipients"), flat[key("recipients")], `${accepted}; at least one`);
+  }
   const addresses = value.map((entry, i) => {
     const text = (fieldText(entry) ?? "").trim().toLowerCase();
     const at = text.lastIndexOf("@");
-    if (at <= 0 || at > 64 || text.slice(at + 1) !== domain || !LOCAL_PART.test(text.slice(0, at))) {
+    // A leading # would make the registry line a comment; longer than 254 the lookup service never matches it.
+    const local = text.slice(0, at);
+    if (
+      at <= 0 ||
+      at > 64 ||
+      text.length > 254 ||
+      local.startsWith("#") ||
+      text.slice(at + 1) !== domain ||
+      !LOCAL_PART.test(local)
+    ) {
       throw new GatewayConfigError(`${key("recipients")}[${i}]`, fieldText(entry), `an address in ${domain}`);
     }
     return text;

@@ -11,8 +11,10 @@ const NODE_BINARY = "/usr/bin/node";
 
 /**
  * V8 grows its old space lazily up to ~2 GB and gives little back: under a steady stream the processor's RSS
- * crept from 100 to 124 MB over 30,000 messages. Its live heap is small and bounded (at most 2,000 names held,
- * headers only), so a 64 MB old space keeps it flat near 98 MB at the same speed (docs/performance.md). Not for
+ * crept from 100 to 124 MB over 30,000 messages. Its live heap is small and bounded (at most 2,000 names held;
+ * a hand-off waiting on the sink keeps only its index fields, never the header section), so a 64 MB old space
+ * keeps it flat near 98 MB at the same speed (docs/performance.md; test/host/inbound-crash: 64 messages of
+ * 50,000 header fields at once). Not for
  * the lookup service: its registry is a Set as large as the address list.
  */
 export const INBOUND_NODE_OPTIONS = ["--max-old-space-size=64"];

@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { readStoreIndex } from "../../runtime/src/store/content-addressed-store";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
@@ -50,8 +51,8 @@ interface Daemon {
   exited: Promise<number | null>;
 }
 
-function startDaemon(extraEnv: Record<string, string> = {}): Daemon {
-  const child = spawn(process.execPath, [daemonPath], {
+function startDaemon(extraEnv: Record<string, string> = {}, nodeOptions: string[] = []): Daemon {
+  const child = spawn(process.execPath, [...nodeOptions, daemonPath], {
     env: {
       PATH: process.env.PATH,
       EMAIL_DOMAIN: "brightchain.org",
@@ -116,6 +117,19 @@ describe("brightchain-inbound (built daemon, embedded store)", () => {
     console.log(
       `kill -9 after ${atKill} index lines with ${leftInNew} files still in new/; after restart ${index.length} entries`,
     );
+  });
+
+  it("takes 64 messages with 250 KiB header sections at once within the unit's heap cap, and delivers them all", async () => {
+    // Tens of thousands of header fields each: a processor that kept every field while the hand-off waited
+    // ran out of V8 heap under --max-old-space-size=64 and crashed on the same files at every restart.
+    const header = `Delivered-To: alice@brightchain.org\r\nSubject: wide\r\n${"a:b\r\n".repeat(50_000)}\r\n`;
+    for (let i = 0; i < 64; i++) dropMessage(dropDir, `wide.${i}`, `${header}body ${i}\r\n`);
+    const daemon = startDaemon({ GATEWAY_INBOUND_CONCURRENCY: "64" }, INBOUND_NODE_OPTIONS);
+    await waitUntil("new/ empty", newIsEmpty, 120_000);
+
+    expect(daemon.child.exitCode, daemon.stderr()).toBeNull();
+    expect(await readStoreIndex(storeDir)).toHaveLength(64);
+    expect(readdirSync(join(dropDir, "cur"))).toHaveLength(64);
   });
 
   it("moves an unparsable file and one without Delivered-To to the error dir with a reason", async () => {

@@ -128,6 +128,12 @@ describe("node variants", () => {
     ],
     ["a quoted local part", ['"a b"@brightchain.org'], /gateway:recipients\[0\].*an address in brightchain\.org/],
     ["not a list", "alice@brightchain.org", /gateway:recipients.*a list of addresses in brightchain\.org/],
+    ["an empty list", [], /gateway:recipients="\[\]".*at least one/],
+    [
+      "a local part the registry would read as a comment",
+      ["#ops@brightchain.org"],
+      /gateway:recipients\[0\]="#ops@brightchain\.org"/,
+    ],
   ])("gateway:recipients refuses %s, naming the entry", (_name, value, message) => {
     const flat = { ...primaryFlat(), "gateway:recipients": typeof value === "string" ? value : JSON.stringify(value) };
     expect(() => parseGatewayConfig(flat)).toThrow(message);

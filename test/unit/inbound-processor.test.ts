@@ -120,12 +120,22 @@ describe("InboundProcessor with the embedded store", () => {
   it("moves a message without Delivered-To and an empty file to the error dir, reason beside them", async () => {
     dropMessage(dropDir, "no-rcpt", dropMessageText({ subject: "x" }));
     dropMessage(dropDir, "empty", "");
+    // 300 KiB of header lines and no blank line, in a file small enough to be read whole.
+    dropMessage(dropDir, "endless", `Delivered-To: a@brightchain.org\r\n${"X-Filler: y\r\n".repeat(25_000)}`);
     await startProcessor(await ContentAddressedStore.open(storeDir));
     await waitUntil("new/ empty", newIsEmpty);
 
-    expect(readdirSync(errorDir).sort()).toEqual(["empty", "empty.reason", "no-rcpt", "no-rcpt.reason"]);
+    expect(readdirSync(errorDir).sort()).toEqual([
+      "empty",
+      "empty.reason",
+      "endless",
+      "endless.reason",
+      "no-rcpt",
+      "no-rcpt.reason",
+    ]);
     expect(readFileSync(join(errorDir, "no-rcpt.reason"), "utf8")).toContain("no Delivered-To header");
     expect(readFileSync(join(errorDir, "empty.reason"), "utf8")).toContain("the file is empty");
+    expect(readFileSync(join(errorDir, "endless.reason"), "utf8")).toContain("no end of the header section within the first");
     expect(await readStoreIndex(storeDir)).toEqual([]);
   });
 

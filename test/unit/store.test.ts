@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, linkSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -27,6 +27,12 @@ function rawMessage(name: string, body: string): Handoff {
   };
 }
 
+/** Index lines of other hand-offs, `bytes` of them, received at `at`. */
+function fillerLines(bytes: number, at: Date): string {
+  const line = `${JSON.stringify({ sha3: "0".repeat(128), recipient: "x@brightchain.org", folder: "inbox", size: 1, receivedAt: at })}\n`;
+  return line.repeat(Math.ceil(bytes / line.length));
+}
+
 describe("ContentAddressedStore", () => {
   it("keeps the raw bytes once under their SHA3-512 and indexes each recipient once", async () => {
     const store = await ContentAddressedStore.open(join(dir, "store"));
@@ -52,7 +58,6 @@ describe("ContentAddressedStore", () => {
     await first.deliver(message);
     await first.close();
     const second = await ContentAddressedStore.open(join(dir, "store"));
-    expect(second.has(message.sha3, message.recipient)).toBe(true);
     await second.deliver(message);
     await second.close();
     expect(await readStoreIndex(join(dir, "store"))).toHaveLength(1);
@@ -132,12 +137,9 @@ describe("ContentAddressedStore", () => {
     await first.deliver(message);
     await first.close();
     // 3 MiB of later hand-offs: the first line is three scan chunks back from the end.
-    const filler = `${JSON.stringify({ sha3: "0".repeat(128), recipient: "x@brightchain.org", folder: "inbox", size: 1 })}\n`;
-    appendFileSync(join(storeDir, "index.jsonl"), filler.repeat(Math.ceil((3 * 1024 * 1024) / filler.length)));
+    appendFileSync(join(storeDir, "index.jsonl"), fillerLines(3 * 1024 * 1024, new Date()));
 
     const second = await ContentAddressedStore.open(storeDir);
-    expect(second.has(message.sha3, message.recipient)).toBe(true);
-    expect(second.has(message.sha3, "carol@brightchain.org")).toBe(false);
     await second.deliver(message);
     await second.deliver({ ...message, recipient: "carol@brightchain.org" });
     await second.close();
@@ -146,6 +148,26 @@ describe("ContentAddressedStore", () => {
       "alice@brightchain.org",
       "carol@brightchain.org",
     ]);
+  });
+
+  it("searches back only to lines older than the object: a line from before its file existed is not its hand-off", async () => {
+    const storeDir = join(dir, "store");
+    const message = rawMessage("m12", "linked, then kill -9 before its index line");
+    const store = await ContentAddressedStore.open(storeDir);
+    await store.close();
+    // A line for this very key, written two days before the drop file existed, then 3 MiB of lines a day old:
+    // the search must stop in the last chunks and not reach it (so it appends the line it owes).
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    const stale = { sha3: message.sha3, recipient: message.recipient, folder: "inbox", size: 1, receivedAt: twoDaysAgo };
+    appendFileSync(join(storeDir, "index.jsonl"), `${JSON.stringify(stale)}\n`);
+    appendFileSync(join(storeDir, "index.jsonl"), fillerLines(3 * 1024 * 1024, new Date(Date.now() - 86_400_000)));
+    linkSync(message.rawPath, objectPath(storeDir, message.sha3));
+
+    const reopened = await ContentAddressedStore.open(storeDir);
+    await reopened.deliver(message);
+    await reopened.close();
+    const lines = (await readStoreIndex(storeDir)).filter((e) => e.sha3 === message.sha3);
+    expect(lines.map((e) => e.subject)).toEqual([undefined, "m12"]);
   });
 
   it("reports a missing raw file as a temporary sink failure", async () => {

@@ -7,8 +7,8 @@ import { constants, renameSync, watch, type FSWatcher } from "node:fs";
 import { copyFile, mkdir, open, opendir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { SpamEngineName } from "../config";
-import { scanMessageFile, summarizeHeaders, UnprocessableMessageError } from "./message-file";
-import { SinkError, type Sink } from "./sink";
+import { headerFields, scanMessageFile, summarizeHeaders, UnprocessableMessageError } from "./message-file";
+import { SinkError, type Handoff, type Sink } from "./sink";
 import { spamVerdict } from "./spam-verdict";
 
 export interface InboundLogger {
@@ -173,31 +173,10 @@ export class InboundProcessor {
   }
 
   private async handOff(name: string, path: string): Promise<Outcome> {
-    const { logger, sink } = this.options;
     try {
-      let scanned;
-      try {
-        scanned = await scanMessageFile(path);
-      } catch (error) {
-        // Already moved by an earlier life of this daemon, between its listing and its processing.
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return "gone";
-        throw error;
-      }
-      const summary = summarizeHeaders(scanned.headerSection);
-      const verdict = spamVerdict(summary.headers, this.options.spamEngine, this.options.spamProbable);
-      if (verdict.unscanned) logger.warn(`${name}: ${verdict.reason}; filed in inbox`);
-      await sink.deliver({
-        sha3: scanned.sha3,
-        size: scanned.size,
-        recipient: summary.recipient,
-        folder: verdict.folder,
-        spamScore: verdict.score,
-        messageId: summary.messageId,
-        from: summary.from,
-        subject: summary.subject,
-        date: summary.date,
-        rawPath: path,
-      });
+      const handoff = await this.prepare(name, path);
+      if (handoff === undefined) return "gone";
+      await this.options.sink.deliver(handoff);
       // Synchronous: a µs-scale rename costs less than the thread-pool round trip of its async form.
       renameSync(path, join(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
       this.movedOut.add(name);
@@ -211,6 +190,36 @@ export class InboundProcessor {
       this.scheduleRetry(name, error instanceof Error ? error.message : String(error));
       return "retrying";
     }
+  }
+
+  /**
+   * Reads and classifies one drop file; undefined when it is already gone (moved by an earlier life of this
+   * daemon between its listing and now). Only the small Handoff outlives this call: the header section and its
+   * fields are garbage before the hand-off waits on the sink, 64 of them at a time.
+   */
+  private async prepare(name: string, path: string): Promise<Handoff | undefined> {
+    let scanned;
+    try {
+      scanned = await scanMessageFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+    const summary = summarizeHeaders(scanned.headerSection);
+    const verdict = spamVerdict(headerFields(scanned.headerSection), this.options.spamEngine, this.options.spamProbable);
+    if (verdict.unscanned) this.options.logger.warn(`${name}: ${verdict.reason}; filed in inbox`);
+    return {
+      sha3: scanned.sha3,
+      size: scanned.size,
+      recipient: summary.recipient,
+      folder: verdict.folder,
+      spamScore: verdict.score,
+      messageId: summary.messageId,
+      from: summary.from,
+      subject: summary.subject,
+      date: summary.date,
+      rawPath: path,
+    };
   }
 
   private async moveToErrors(name: string, path: string, reason: string): Promise<void> {

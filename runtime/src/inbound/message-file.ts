@@ -61,11 +61,7 @@ export async function scanMessageFile(path: string): Promise<ScannedMessage> {
         length += read;
       }
       const bytes = scratch.subarray(0, length);
-      return {
-        sha3: createHash("sha3-512").update(bytes).digest("hex"),
-        size: length,
-        headerSection: headerSectionOf(bytes.subarray(0, MAX_HEADER_BYTES), headerEnd(bytes.subarray(0, MAX_HEADER_BYTES))),
-      };
+      return { sha3: createHash("sha3-512").update(bytes).digest("hex"), size: length, headerSection: headerSectionOf(bytes) };
     }
   } finally {
     closeSync(fd);
@@ -78,7 +74,15 @@ export async function scanMessageFile(path: string): Promise<ScannedMessage> {
   }
 }
 
-function headerSectionOf(prefix: Buffer, end: number): Buffer {
+/** Where the blank line that ends the headers may be found: within MAX_HEADER_BYTES, its own CRLFCRLF included. */
+const HEADER_SEARCH_BYTES = MAX_HEADER_BYTES + 4;
+
+/**
+ * A copy of the header section from the message's first bytes: the whole message, or at least
+ * HEADER_SEARCH_BYTES of it. Copied, so it does not pin the read buffer or the stream's chunks.
+ */
+function headerSectionOf(prefix: Buffer): Buffer {
+  const end = headerEnd(prefix.subarray(0, HEADER_SEARCH_BYTES));
   if (end !== -1) return Buffer.from(prefix.subarray(0, end));
   if (prefix.length > MAX_HEADER_BYTES) {
     throw new UnprocessableMessageError(`no end of the header section within the first ${MAX_HEADER_BYTES} bytes`);
@@ -95,12 +99,11 @@ async function scanStream(handle: FileHandle): Promise<ScannedMessage> {
   for await (const chunk of handle.createReadStream({ highWaterMark: 64 * 1024, autoClose: false }) as AsyncIterable<Buffer>) {
     hash.update(chunk);
     size += chunk.length;
-    if (headerSection !== undefined || prefix.length > MAX_HEADER_BYTES) continue;
+    if (headerSection !== undefined || prefix.length >= HEADER_SEARCH_BYTES) continue;
     prefix = Buffer.concat([prefix, chunk]);
-    const end = headerEnd(prefix);
-    if (end !== -1) headerSection = headerSectionOf(prefix, end);
+    if (headerEnd(prefix.subarray(0, HEADER_SEARCH_BYTES)) !== -1) headerSection = headerSectionOf(prefix);
   }
-  return { sha3: hash.digest("hex"), size, headerSection: headerSection ?? headerSectionOf(prefix, -1) };
+  return { sha3: hash.digest("hex"), size, headerSection: headerSection ?? headerSectionOf(prefix) };
 }
 
 export interface MessageSummary {
@@ -111,40 +114,54 @@ export interface MessageSummary {
   subject?: string;
   /** The Date header as ISO 8601, when it parses. */
   date?: string;
-  headers: HeaderLine[];
 }
+
+/** The fields summarizeHeaders reads (their first occurrence each). */
+const SUMMARY_FIELDS = new Set(["delivered-to", "from", "subject", "message-id", "date"]);
 
 const ADDRESS = /^[^\s@<>(),;:"]+@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/i;
 
 /** RFC 5322 field name: printable US-ASCII except the colon. */
 const FIELD_NAME = /^[!-9;-~]+$/;
 
+function headerField(line: string): HeaderLine | undefined {
+  const colon = line.indexOf(":");
+  const name = colon > 0 ? line.slice(0, colon).trimEnd() : "";
+  return FIELD_NAME.test(name) ? { name: name.toLowerCase(), value: line.slice(colon + 1).trim() } : undefined;
+}
+
 /**
- * The header section as unfolded lines, in order. Headers are UTF-8 (RFC 6532); anything else in raw 8-bit
- * arrives as U+FFFD, never as an error: such a message is still the recipient's mail. A line that is neither a
- * field nor a continuation (no colon, a space in the name) is skipped, as mailparser skips it.
+ * The header section's fields, unfolded, in order, one at a time: a header section of 256 KiB can hold tens of
+ * thousands of fields, and none of them is kept unless its reader keeps it. Headers are UTF-8 (RFC 6532);
+ * anything else in raw 8-bit arrives as U+FFFD, never as an error: such a message is still the recipient's mail.
+ * A line that is neither a field nor a continuation (no colon, a space in the name) is skipped, as mailparser
+ * skips it.
  */
-function headerLines(headerSection: Buffer): HeaderLine[] {
-  const lines: HeaderLine[] = [];
+export function* headerFields(headerSection: Buffer): Generator<HeaderLine> {
   let current: string | undefined;
-  const flush = (): void => {
-    if (current === undefined) return;
-    const colon = current.indexOf(":");
-    const name = colon > 0 ? current.slice(0, colon).trimEnd() : "";
-    if (FIELD_NAME.test(name)) lines.push({ name: name.toLowerCase(), value: current.slice(colon + 1).trim() });
-    current = undefined;
-  };
   for (const line of headerSection.toString("utf8").split(/\r?\n/)) {
     if (line === "") break;
     if ((line.startsWith(" ") || line.startsWith("\t")) && current !== undefined) {
       current += ` ${line.trim()}`;
       continue;
     }
-    flush();
+    const field = current === undefined ? undefined : headerField(current);
+    if (field !== undefined) yield field;
     current = line;
   }
-  flush();
-  return lines;
+  const last = current === undefined ? undefined : headerField(current);
+  if (last !== undefined) yield last;
+}
+
+/** RFC 5322's line limit: longer index fields are cut here. */
+const MAX_FIELD_CHARS = 998;
+
+/**
+ * A fresh copy, at most MAX_FIELD_CHARS long. A substring would keep the whole header section's string alive
+ * (V8 slices share their parent) for as long as the hand-off waits on the sink.
+ */
+function detached(value: string): string {
+  return Buffer.from(value.slice(0, MAX_FIELD_CHARS), "utf8").toString("utf8");
 }
 
 function decodeWords(value: string): string {
@@ -169,9 +186,14 @@ function messageIdOf(value: string | undefined): string | undefined {
  * (docs/performance.md, "Inbound").
  */
 export function summarizeHeaders(headerSection: Buffer): MessageSummary {
-  const headers = headerLines(headerSection);
-  if (headers.length === 0) throw new UnprocessableMessageError("no RFC 5322 header lines in the header section");
-  const first = (name: string): string | undefined => headers.find((h) => h.name === name)?.value;
+  const firsts = new Map<string, string>();
+  let fields = 0;
+  for (const field of headerFields(headerSection)) {
+    fields += 1;
+    if (SUMMARY_FIELDS.has(field.name) && !firsts.has(field.name)) firsts.set(field.name, field.value);
+  }
+  if (fields === 0) throw new UnprocessableMessageError("no RFC 5322 header lines in the header section");
+  const first = (name: string): string | undefined => firsts.get(name);
   const deliveredTo = first("delivered-to")?.replace(/^<|>$/g, "");
   if (deliveredTo === undefined) throw new UnprocessableMessageError("no Delivered-To header: the envelope recipient is unknown");
   if (!ADDRESS.test(deliveredTo)) {
@@ -182,12 +204,12 @@ export function summarizeHeaders(headerSection: Buffer): MessageSummary {
   const subject = first("subject");
   const dateHeader = first("date");
   const date = dateHeader === undefined ? undefined : new Date(dateHeader);
+  const messageId = messageIdOf(first("message-id"));
   return {
-    recipient: deliveredTo.toLowerCase(),
-    messageId: messageIdOf(first("message-id")),
-    from: from === "" ? undefined : from,
-    subject: subject === undefined ? undefined : decodeWords(subject),
+    recipient: detached(deliveredTo.toLowerCase()),
+    messageId: messageId === undefined ? undefined : detached(messageId),
+    from: from === "" ? undefined : detached(from),
+    subject: subject === undefined ? undefined : detached(decodeWords(subject)),
     date: date === undefined || Number.isNaN(date.getTime()) ? undefined : date.toISOString(),
-    headers,
   };
 }

@@ -51,7 +51,7 @@ const ENGINE_HEADERS: Record<Exclude<SpamEngineName, "none">, Record<string, Reg
  *   milter's `milter_default_action` already decided at SMTP time whether unscanned mail may pass; discarding
  *   or hiding it here would lose mail that Postfix accepted.
  */
-export function spamVerdict(headers: readonly HeaderLine[], engine: SpamEngineName, probable: number): SpamVerdict {
+export function spamVerdict(headers: Iterable<HeaderLine>, engine: SpamEngineName, probable: number): SpamVerdict {
   if (engine === "none") return { folder: "inbox", reason: "no spam engine configured", unscanned: false };
 
   const readers = ENGINE_HEADERS[engine];

@@ -82,6 +82,6 @@ export function parseRecipientKey(text: string, servedDomains?: ReadonlySet<stri
   }
   const delimiter = lower.indexOf(RECIPIENT_DELIMITER);
   // "+tag@domain" has no user part to fall back to; Postfix leaves such a local part unsplit as well.
-  if (delimiter <= 0 || delimiter > at) return { address: lower, at };
+  if (delimiter <= 0) return { address: lower, at };
   return { address: lower, at, withoutExtension: `${lower.slice(0, delimiter)}${lower.slice(at)}` };
 }

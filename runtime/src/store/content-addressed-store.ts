@@ -18,7 +18,7 @@
 // Idempotence without holding the index in memory: a (sha3, recipient) pair can only be in the index if its
 // object exists, and a new message's object does not (its Delivered-To and Received lines make its bytes
 // unique). Only when the object is already there — the redo after a crash, in practice — is the index read,
-// backwards from its end, where that redo's line is.
+// backwards from its end and only as far back as the object's own age: a few MiB, whatever the index's size.
 //
 // Only the fsyncs go through libuv's thread pool. The other calls (a link, a 10 KB write, a rename) take a few
 // µs, less than the thread-pool round trip that wraps an async call (docs/performance.md, "Inbound").
@@ -105,12 +105,25 @@ function indexLinePrefix(sha3: string, recipient: string): Buffer {
 /** Reads the index backwards in this many bytes at a time when looking for one hand-off. */
 const INDEX_SCAN_CHUNK = 1024 * 1024;
 
-/** link(2) cannot put the drop file into the store: another mount, or a filesystem without hard links. */
-const LINK_IMPOSSIBLE = new Set(["EXDEV", "EPERM", "EMLINK", "ENOTSUP", "EOPNOTSUPP"]);
+/** link(2) can never put a drop file into this store: another mount, or a filesystem without hard links. */
+const LINK_IMPOSSIBLE = new Set(["EXDEV", "ENOTSUP", "EOPNOTSUPP"]);
+/**
+ * link(2) refuses this one file: a file the daemon does not own under fs.protected_hardlinks (one copied back
+ * into new/ by root, say), or one at the link-count limit. The next file may link fine.
+ */
+const LINK_REFUSED = new Set(["EPERM", "EMLINK"]);
+
+/**
+ * Index lines are appended in time order, and a hand-off's line is written after its drop file was (the object's
+ * mtime is the drop file's: link(2) keeps it, a copy is younger). A backwards search stops at lines this much
+ * older than the object: slack for a stepped clock and for the order within a commit group.
+ */
+const INDEX_SCAN_SLACK_MS = 10 * 60_000;
+const RECEIVED_AT = /"receivedAt":"([^"]+)"/;
 
 type Placement =
-  /** The object already existed before this hand-off. */
-  | { kind: "present" }
+  /** The object already existed before this hand-off; `since` is its mtime (ms). */
+  | { kind: "present"; since: number }
   /** Linked or renamed into objects/ by this hand-off: its directory must be fsynced before the index line. */
   | { kind: "placed" }
   /** Copied into tmp/ and still open: fsynced and renamed into objects/ by the group commit. */
@@ -153,11 +166,6 @@ export class ContentAddressedStore implements Sink {
     }
   }
 
-  /** Whether this hand-off is in the index already. Reads the index from its end; for tests and the CLI. */
-  has(sha3: string, recipient: string): boolean {
-    return this.indexContains(sha3, recipient);
-  }
-
   deliver(handoff: Handoff): Promise<void> {
     const key = handoffKey(handoff.sha3, handoff.recipient);
     // Two drop files with the same bytes for the same recipient (Postfix delivered a retry twice) share one
@@ -177,7 +185,7 @@ export class ContentAddressedStore implements Sink {
   private async store(handoff: Handoff): Promise<void> {
     const target = objectPath(this.storeDir, handoff.sha3);
     const placement = await this.place(handoff, target);
-    if (placement.kind === "present" && this.indexContains(handoff.sha3, handoff.recipient)) return;
+    if (placement.kind === "present" && this.indexContains(handoff.sha3, handoff.recipient, placement.since)) return;
     const entry: StoreIndexEntry = {
       sha3: handoff.sha3,
       recipient: handoff.recipient,
@@ -203,17 +211,23 @@ export class ContentAddressedStore implements Sink {
         return { kind: "placed" };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? "";
-        if (code === "EEXIST") return { kind: "present" };
-        if (!LINK_IMPOSSIBLE.has(code)) throw error;
-        this.linkable = false;
-        this.warn(
-          `store ${this.storeDir}: cannot hard-link from ${dirname(handoff.rawPath)} (${code}); copying every message ` +
-            `instead (slower, bytes on disk twice). Keep the store on the drop's filesystem and in one ReadWritePaths= entry.`,
-        );
+        if (code === "EEXIST") return { kind: "present", since: statSync(target).mtimeMs };
+        if (LINK_IMPOSSIBLE.has(code)) {
+          this.linkable = false;
+          this.warn(
+            `store ${this.storeDir}: cannot hard-link from ${dirname(handoff.rawPath)} (${code}); copying every message ` +
+              `instead (slower, bytes on disk twice). Keep the store on the drop's filesystem and in one ReadWritePaths= entry.`,
+          );
+        } else if (LINK_REFUSED.has(code)) {
+          this.warn(`store ${this.storeDir}: cannot hard-link ${handoff.rawPath} (${code}); copying this message`);
+        } else {
+          throw error;
+        }
       }
     }
     // No exception for the usual answer "not there": building one cost more than the stat (CPU profile).
-    if (statSync(target, { throwIfNoEntry: false })?.size === handoff.size) return { kind: "present" };
+    const existing = statSync(target, { throwIfNoEntry: false });
+    if (existing?.size === handoff.size) return { kind: "present", since: existing.mtimeMs };
     return { kind: "copied", temporary: await this.copyToTmp(handoff) };
   }
 
@@ -236,10 +250,12 @@ export class ContentAddressedStore implements Sink {
   }
 
   /**
-   * Searches the index from its end for the line of this hand-off; a crash's redo finds it in the last chunk.
-   * The prefix can only match at the start of a line: inside a JSON string value its quotes would be escaped.
+   * Searches the index from its end for the line of this hand-off, back to lines older than the object
+   * (`since`, its mtime): no line for it can be older than its file. A crash's redo reads the last chunk or
+   * two, whatever the size of the index. The prefix can only match at the start of a line: inside a JSON string
+   * value its quotes would be escaped.
    */
-  private indexContains(sha3: string, recipient: string): boolean {
+  private indexContains(sha3: string, recipient: string, since: number): boolean {
     const prefix = indexLinePrefix(sha3, recipient);
     const chunk = Buffer.alloc(INDEX_SCAN_CHUNK + prefix.length);
     for (let end = this.indexLength; end > 0;) {
@@ -247,7 +263,9 @@ export class ContentAddressedStore implements Sink {
       // Each chunk overlaps the one after it by a prefix's length, so a line cut at the boundary is still found.
       const length = Math.min(end + prefix.length, this.indexLength) - start;
       readExactly(this.index.fd, chunk, length, start);
-      if (chunk.subarray(0, length).includes(prefix)) return true;
+      const text = chunk.subarray(0, length);
+      if (text.includes(prefix)) return true;
+      if (oldestLineTime(text, start === 0) < since - INDEX_SCAN_SLACK_MS) return false;
       end = start;
     }
     return false;
@@ -268,8 +286,9 @@ export class ContentAddressedStore implements Sink {
       const bytes = Buffer.from(placed.map((p) => p.line).join(""));
       try {
         // A link or rename is durable only once its directory is: without this, a crash on a filesystem that
-        // does not order metadata like ext4's journal can keep the index line and lose the object it names.
-        const directories = new Set(placed.filter((p) => p.placement.kind !== "present").map((p) => dirname(p.target)));
+        // does not order metadata like ext4's journal can keep the index line and lose the object it names. A
+        // "present" object may be a link an earlier life made and never synced, so its directory is synced too.
+        const directories = new Set(placed.map((p) => dirname(p.target)));
         await Promise.all([...directories].map(fsyncDirectory));
         await this.index.write(bytes);
         await this.index.datasync();
@@ -309,6 +328,16 @@ async function syncAndPlace(pending: PendingCommit): Promise<void> {
     }
     throw error;
   }
+}
+
+/** receivedAt of the first whole line in a chunk of the index (ms); Infinity when it has none that parses. */
+function oldestLineTime(chunk: Buffer, startsAtLine: boolean): number {
+  const lineStart = startsAtLine ? 0 : chunk.indexOf(0x0a) + 1;
+  const lineEnd = lineStart === 0 && !startsAtLine ? -1 : chunk.indexOf(0x0a, lineStart);
+  if (lineEnd === -1) return Infinity;
+  const match = RECEIVED_AT.exec(chunk.toString("utf8", lineStart, lineEnd));
+  const time = match === null ? NaN : Date.parse(match[1]!);
+  return Number.isNaN(time) ? Infinity : time;
 }
 
 function readExactly(fd: number, buffer: Buffer, length: number, position: number): void {
