@@ -1,6 +1,8 @@
 // brightchain-store: what a person uses to look into the embedded store (GATEWAY_STORE_DIR or --store DIR).
 //   brightchain-store list [--recipient ADDRESS] [--folder inbox|spam] [--json]
-//   brightchain-store show SHA3-OR-UNIQUE-PREFIX        (the raw message, as received, on stdout)
+//   brightchain-store show SHA3-OR-UNIQUE-PREFIX        (the raw message, as received, on stdout; exit 1 when
+//                                                       its bytes no longer match their SHA3-512)
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { parseArgs } from "node:util";
 import { objectPath, readStoreIndex, type StoreIndexEntry } from "../src/store/content-addressed-store";
@@ -79,12 +81,23 @@ async function main(): Promise<void> {
     const matches = [...new Set(entries.map((e) => e.sha3).filter((sha3) => sha3.startsWith(prefix)))];
     if (matches.length === 0) fail(1, `no message ${prefix} in ${storeDir}`);
     if (matches.length > 1) fail(1, `prefix ${prefix} matches ${matches.length} messages; give more digits`);
+    const sha3 = matches[0]!;
+    // The object is the Maildir file in cur/ (one inode): anything that edited that file in place changed the
+    // stored message too. The bytes are shown as they are, and the mismatch is said, not hidden.
+    const hash = createHash("sha3-512");
     await new Promise<void>((resolve, reject) => {
-      const stream = createReadStream(objectPath(storeDir, matches[0]!));
+      const stream = createReadStream(objectPath(storeDir, sha3));
+      stream.on("data", (chunk) => hash.update(chunk));
       stream.on("error", reject);
       stream.on("end", resolve);
       stream.pipe(process.stdout);
     });
+    if (hash.digest("hex") !== sha3) {
+      fail(
+        1,
+        `object ${sha3.slice(0, 16)}… no longer matches its SHA3-512: it changed on disk after it was stored (was its Maildir file in cur/ edited in place?)`,
+      );
+    }
     return;
   }
 

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -51,6 +51,29 @@ describe("brightchain-store", () => {
   it("shows the raw message by a prefix of its SHA3-512", async () => {
     const { stdout } = await run(process.execPath, [cli, "show", sha3.slice(0, 10)], { env: cliEnv() });
     expect(stdout).toBe(raw);
+  });
+
+  it("says so, exit 1, when an object no longer matches its SHA3-512 (its Maildir file edited in place)", async () => {
+    const edited = "Delivered-To: carol@brightchain.org\r\nSubject: edited\r\n\r\nbody\r\n";
+    const editedSha3 = createHash("sha3-512").update(edited).digest("hex");
+    writeFileSync(join(dir, "e"), edited);
+    const store = await ContentAddressedStore.open(storeDir);
+    await store.deliver({
+      sha3: editedSha3,
+      size: edited.length,
+      rawPath: join(dir, "e"),
+      recipient: "carol@brightchain.org",
+      folder: "inbox",
+    });
+    await store.close();
+    // Same inode as the object: an append to the Maildir file changes the stored message.
+    appendFileSync(join(dir, "e"), "appended later\r\n");
+
+    await expect(run(process.execPath, [cli, "show", editedSha3.slice(0, 12)], { env: cliEnv() })).rejects.toMatchObject({
+      code: 1,
+      stdout: `${edited}appended later\r\n`,
+      stderr: expect.stringContaining("no longer matches its SHA3-512"),
+    });
   });
 
   it("names the bad argument and what is accepted", async () => {
