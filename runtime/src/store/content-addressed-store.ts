@@ -52,41 +52,28 @@ function indexPath(storeDir: string): string {
   return join(storeDir, "index.jsonl");
 }
 
-interface ParsedIndex {
-  entries: StoreIndexEntry[];
-  /** Byte length of the complete, parseable prefix. */
-  goodLength: number;
-  tornTail: boolean;
-}
-
-function parseIndex(text: Buffer): ParsedIndex {
+/** The index's complete lines; an unterminated last line (a crash mid-append) is not one of them. */
+function parseIndex(text: Buffer): StoreIndexEntry[] {
   const entries: StoreIndexEntry[] = [];
-  let start = 0;
-  let goodLength = 0;
-  for (;;) {
+  for (let start = 0; ;) {
     const newline = text.indexOf(0x0a, start);
-    if (newline === -1) break;
+    if (newline === -1) return entries;
     const line = text.subarray(start, newline).toString("utf8");
     start = newline + 1;
-    if (line.trim() === "") {
-      goodLength = start;
-      continue;
-    }
+    if (line.trim() === "") continue;
     try {
       entries.push(JSON.parse(line) as StoreIndexEntry);
-      goodLength = start;
     } catch {
       // A complete but unparsable line can only come from outside tampering; stop trusting what follows.
-      return { entries, goodLength, tornTail: true };
+      return entries;
     }
   }
-  return { entries, goodLength, tornTail: start < text.length };
 }
 
 /** Reads the index for queries; a torn last line (a crash mid-append) is skipped, never an error. */
 export async function readStoreIndex(storeDir: string): Promise<StoreIndexEntry[]> {
   try {
-    return parseIndex(await readFile(indexPath(storeDir))).entries;
+    return parseIndex(await readFile(indexPath(storeDir)));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw error;
