@@ -259,7 +259,9 @@ export async function preparePostfix(options: PostfixOptions = {}): Promise<Post
         .map((line) => JSON.parse(line) as QueuedMessage);
     },
     async queuedIds() {
-      return (await instance.queue()).map((message) => message.queue_id);
+      // showq walks incoming/, active/, deferred/ … one after another: a message the queue manager moves during
+      // the walk is listed twice (seen: the same ID from incoming and active). One ID is one message.
+      return [...new Set((await instance.queue()).map((message) => message.queue_id))];
     },
     async waitForQueueEmpty(deadlineMs = 30_000) {
       await waitFor(`the queue of ${configDir} to empty`, async () => (await instance.queuedIds()).length === 0, deadlineMs);
