@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
+import { DEFAULT_OS_RELEASE, OS_RELEASES, releaseOs } from "./releases";
 import type {
   AcmeChallenge,
   DmarcPolicy,
@@ -13,7 +14,6 @@ import type {
   GatewayHost,
   GatewayNode,
   GatewaySecrets,
-  OsDistro,
   RecipientRegistry,
   SpamEngine,
 } from "./types";
@@ -69,7 +69,7 @@ export const GATEWAY_CONFIG_KEYS = {
   // Per node: in Pulumi.<stack>.yaml.
   role: "primary or relay",
   hostname: "this node's host name; its addresses come from its gateway:fleet entry",
-  os: "debian, ubuntu or rhel (default debian)",
+  os: `the host's release: ${OS_RELEASES.join(", ")} (default ${DEFAULT_OS_RELEASE})`,
   spamEngine: "spamassassin, rspamd or none (default spamassassin)",
   dropTransport: "virtual (default) or pipe",
   mxPriority: "10 for the primary; relays above 10 (default 20, 30 … by fleet order)",
@@ -400,7 +400,17 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
     );
   }
 
-  const distro = oneOf<OsDistro>(key("os"), raw(flat, "os") ?? "debian", ["debian", "ubuntu", "rhel"]);
+  const osText = raw(flat, "os") ?? DEFAULT_OS_RELEASE;
+  if ((["debian", "ubuntu", "rhel"] as const).some((family) => family === osText)) {
+    // A bare family name meant "whatever Debian" when it was written; guessing a release now could render
+    // Dovecot 2.4 syntax for a 2.3 host. The deploy's first step would refuse the mismatch anyway.
+    throw new GatewayConfigError(
+      key("os"),
+      osText,
+      `a release, not a family: ${OS_RELEASES.filter((release) => release.startsWith(`${osText}-`)).join(" or ")} (every release: ${OS_RELEASES.join(", ")})`,
+    );
+  }
+  const release = oneOf(key("os"), osText, OS_RELEASES);
   const engine = oneOf<SpamEngine>(key("spamEngine"), raw(flat, "spamEngine") ?? "spamassassin", [
     "spamassassin",
     "rspamd",
@@ -460,7 +470,7 @@ export function parseGatewayConfig(flat: FlatConfig): GatewayNode {
     role,
     domain,
     host,
-    os: { family: distro === "rhel" ? "rhel" : "debian", distro },
+    os: releaseOs(release),
     mxPriority,
     fleet,
     primaryHostname,

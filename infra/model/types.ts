@@ -1,6 +1,7 @@
 // The one description of a gateway node. Every DNS record, host file and host step is derived from a
 // GatewayNode by pure functions; nothing here knows about Pulumi, Ansible or I/O. Defaults are applied
 // once, in config parsing, never inside renderers.
+import type { OsRelease } from "./releases";
 
 export type NodeRole = "primary" | "relay";
 export type OsFamily = "debian" | "rhel";
@@ -25,6 +26,8 @@ export interface GatewayHost {
 }
 
 export interface OperatingSystem {
+  /** The exact release (gateway:os): what every package list and version-dependent renderer chooses by. */
+  release: OsRelease;
   family: OsFamily;
   distro: OsDistro;
 }

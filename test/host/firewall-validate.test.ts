@@ -2,6 +2,7 @@
 // mount namespace whose /etc/ufw and /etc/default/ufw are temp copies, so neither the machine's firewall nor
 // its ufw state is touched; listeners inside the namespace are probed from outside over a veth pair.
 // firewalld cannot run here (no D-Bus): its script takes its firewall-offline-cmd path on a temp /etc/firewalld.
+import { releaseOs } from "../../infra/model/releases";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
@@ -127,7 +128,7 @@ describe("firewalld script (offline)", () => {
     const { root, remove } = makeTempRoot("bc-firewalld");
     try {
       cpSync("/etc/firewalld", join(root, "firewalld"), { recursive: true });
-      const rhel: GatewayNode = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } };
+      const rhel: GatewayNode = { ...examplePrimary, os: releaseOs("rhel-9") };
       writeFileSync(join(root, "brightchain-firewall"), renderFirewallScript(rhel));
       const zone = sh(
         `unshare -m --propagation private sh -c 'mount --bind ${root}/firewalld /etc/firewalld && ` +

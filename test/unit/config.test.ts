@@ -82,9 +82,34 @@ describe("node variants", () => {
     expect(parseGatewayConfig(relayFlat()).host).not.toHaveProperty("ipv6");
   });
 
-  it("RHEL and Ubuntu hosts: family derived from the distribution", () => {
-    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "rhel" }).os).toEqual({ family: "rhel", distro: "rhel" });
-    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "ubuntu" }).os).toEqual({ family: "debian", distro: "ubuntu" });
+  it("each release carries its family and distribution", () => {
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "rhel-9" }).os).toEqual({
+      release: "rhel-9",
+      family: "rhel",
+      distro: "rhel",
+    });
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "ubuntu-24.04" }).os).toEqual({
+      release: "ubuntu-24.04",
+      family: "debian",
+      distro: "ubuntu",
+    });
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:os": "debian-12" }).os.release).toBe("debian-12");
+  });
+
+  it("an unset gateway:os is Debian's current stable release", () => {
+    const flat = primaryFlat();
+    delete flat["gateway:os"];
+    expect(parseGatewayConfig(flat).os.release).toBe("debian-13");
+  });
+
+  it.each([
+    ["debian", "debian-12 or debian-13"],
+    ["ubuntu", "ubuntu-24.04"],
+    ["rhel", "rhel-9"],
+  ])("a bare family name %s is refused, naming its releases", (family, releases) => {
+    expect(configError({ ...primaryFlat(), "gateway:os": family }).message).toBe(
+      `gateway:os="${family}" is invalid; expected a release, not a family: ${releases} (every release: debian-12, debian-13, ubuntu-24.04, rhel-9)`,
+    );
   });
 
   it.each(["spamassassin", "rspamd", "none"] as const)("spam engine %s", (engine) => {
@@ -171,7 +196,7 @@ describe("a bad value names the key, the value and what is accepted", () => {
     ["domain", primaryFlat, "gateway:domain", /Brightchain_org.*host name/],
     ["hostname not in fleet", primaryFlat, "gateway:hostname", /mail9\.brightchain\.org.*listed in gateway:fleet/],
     ["role", primaryFlat, "gateway:role", /"backup".*primary, relay/],
-    ["os", primaryFlat, "gateway:os", /"centos".*debian, ubuntu, rhel/],
+    ["os", primaryFlat, "gateway:os", /"centos".*debian-12, debian-13, ubuntu-24.04, rhel-9/],
     ["spam engine", primaryFlat, "gateway:spamEngine", /"amavis".*spamassassin, rspamd, none/],
     ["drop transport", primaryFlat, "gateway:dropTransport", /"lmtp".*virtual, pipe/],
     ["primary priority", primaryFlat, "gateway:mxPriority", /"20".*10 for the primary/],
@@ -336,14 +361,14 @@ describe("readStackConfig", () => {
         "  note:",
         "    type: string",
         "    default: hello",
-        "  gateway:os: rhel",
+        "  gateway:os: rhel-9",
       ].join("\n"),
     );
     writeFileSync(
       path.join(dir, "Pulumi.a.yaml"),
       [
         "config:",
-        "  gateway:os: ubuntu",
+        "  gateway:os: ubuntu-24.04",
         "  gateway:sshPrivateKey:",
         "    secure: v1:abcdef",
         "  gateway:mynetworks:",
@@ -355,7 +380,7 @@ describe("readStackConfig", () => {
       "gateway:domain": "example.org",
       "gateway:lookupPort": "2600",
       "demo:note": "hello",
-      "gateway:os": "ubuntu",
+      "gateway:os": "ubuntu-24.04",
       "gateway:mynetworks": '["127.0.0.0/8"]',
     });
     expect(secureKeys).toEqual(["gateway:sshPrivateKey"]);
@@ -412,7 +437,7 @@ function configFor(node: GatewayNode): FlatConfig {
     "gateway:storeDir": node.runtime.storeDir,
     "gateway:role": node.role,
     "gateway:hostname": node.host.hostname,
-    "gateway:os": node.os.distro,
+    "gateway:os": node.os.release,
     "gateway:spamEngine": node.spam.engine,
     "gateway:dropTransport": node.drop.transport,
     "gateway:mxPriority": String(node.mxPriority),

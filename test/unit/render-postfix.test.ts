@@ -1,3 +1,4 @@
+import { releaseOs } from "../../infra/model/releases";
 import { describe, expect, it } from "vitest";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 import type { GatewayNode } from "../../infra/model/types";
@@ -122,7 +123,7 @@ describe("primary main.cf", () => {
   });
 
   it("uses the RHEL spamass-milter socket on RHEL", () => {
-    const rhel: GatewayNode = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } };
+    const rhel: GatewayNode = { ...examplePrimary, os: releaseOs("rhel-9") };
     expect(mainCfParams(renderMainCf(rhel)).params.get("smtpd_milters")).toBe(
       "unix:/run/spamass-milter/postfix/sock, inet:127.0.0.1:8891",
     );

@@ -1,3 +1,4 @@
+import { releaseOs } from "../../infra/model/releases";
 import { describe, expect, it } from "vitest";
 import { spamFiles, spamMilterEndpoint, spamServices, renderSpamassassinLocalCf } from "../../infra/render/spam";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
@@ -31,9 +32,9 @@ describe("spam engine renderer", () => {
 
   it("names spamd on Debian and Ubuntu, spamassassin on RHEL", () => {
     expect(spamServices(examplePrimary)).toEqual(["spamd", "spamass-milter"]);
-    const ubuntu = { ...examplePrimary, os: { family: "debian", distro: "ubuntu" } } as const;
+    const ubuntu = { ...examplePrimary, os: releaseOs("ubuntu-24.04") } as const;
     expect(spamServices(ubuntu)).toEqual(["spamd", "spamass-milter"]);
-    const rhel = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } } as const;
+    const rhel = { ...examplePrimary, os: releaseOs("rhel-9") } as const;
     expect(spamServices(rhel)).toEqual(["spamassassin", "spamass-milter"]);
     expect(spamServices(exampleRelay)).toEqual(["rspamd"]);
   });
@@ -52,7 +53,7 @@ describe("spam engine renderer", () => {
     expect(milter).toContain('SOCKET="/var/spool/postfix/spamass/spamass.sock"');
     expect(milter).toContain('SOCKETOWNER="postfix:postfix"');
     expect(fileAt(examplePrimary, "/etc/default/spamd")).toContain("--listen=127.0.0.1:783");
-    const rhel: GatewayNode = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } };
+    const rhel: GatewayNode = { ...examplePrimary, os: releaseOs("rhel-9") };
     expect(fileAt(rhel, "/etc/sysconfig/spamass-milter")).toContain('EXTRA_FLAGS="-i 127.0.0.1 -I -m -r 10"');
     expect(fileAt(rhel, "/etc/sysconfig/spamassassin")).toContain("--listen=127.0.0.1:783");
   });

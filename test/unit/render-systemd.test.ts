@@ -1,3 +1,4 @@
+import { releaseOs } from "../../infra/model/releases";
 import { describe, expect, it } from "vitest";
 import { postfixDaemonUnit, renderPostfixDropIn, runtimeUnitFiles } from "../../infra/render/systemd";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
@@ -65,7 +66,7 @@ describe("runtime systemd units", () => {
   it("orders the lookup service before the unit that really runs Postfix on each OS", () => {
     expect(postfixDaemonUnit(examplePrimary)).toBe("postfix@-.service");
     expect(unit(examplePrimary, "brightchain-lookup.service")).toContain("Before=postfix@-.service");
-    const rhel: GatewayNode = { ...examplePrimary, os: { family: "rhel", distro: "rhel" } };
+    const rhel: GatewayNode = { ...examplePrimary, os: releaseOs("rhel-9") };
     expect(unit(rhel, "brightchain-lookup.service")).toContain("Before=postfix.service");
     expect(runtimeUnitFiles(rhel).map((f) => f.path)).toContain("/etc/systemd/system/postfix.service.d/brightchain.conf");
     expect(runtimeUnitFiles(examplePrimary).map((f) => f.path)).toContain(

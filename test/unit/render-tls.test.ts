@@ -1,3 +1,4 @@
+import { releaseOs } from "../../infra/model/releases";
 import { describe, expect, it } from "vitest";
 import { acmeInboundPorts, certbotIssueCommand, certbotRenewTimer, renderDeployHook, tlsFiles } from "../../infra/render/tls";
 import { examplePrimary, exampleSecrets, nodeMatrix } from "../fixtures/nodes";
@@ -66,6 +67,6 @@ describe("TLS / certbot renderer", () => {
 
   it("names the renewal timer each distribution ships", () => {
     expect(certbotRenewTimer(examplePrimary)).toBe("certbot.timer");
-    expect(certbotRenewTimer({ ...examplePrimary, os: { family: "rhel", distro: "rhel" } })).toBe("certbot-renew.timer");
+    expect(certbotRenewTimer({ ...examplePrimary, os: releaseOs("rhel-9") })).toBe("certbot-renew.timer");
   });
 });
