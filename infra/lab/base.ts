@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { LAB_BASE_DIR, LAB_BASE_PACKAGES, LAB_SUITE } from "./constants";
+import { LAB_BASE_PACKAGES, labBaseDir, labSuite, type LabRelease } from "./constants";
 import { ProgressReporter, runStep } from "./process";
 
 const STAMP_FILE = ".brightchain-lab-base.json";
@@ -14,6 +14,7 @@ export interface AptSourceFile {
 }
 
 export interface BaseImageRecipe {
+  release: LabRelease;
   suite: string;
   packages: readonly string[];
   /** Mirror debootstrap fetches from, e.g. http://deb.debian.org/debian. */
@@ -25,10 +26,12 @@ export interface BaseImageRecipe {
 
 /**
  * Keeps the Debian stanzas of the machine's apt sources (deb822 `.sources` and one-line `.list` files, disabled
- * files already excluded by the caller) and renders them as one deb822 file for the guests. Third-party
- * repositories are dropped: their keyrings are not in the base image and the guests may not reach them.
+ * files already excluded by the caller) and renders them as one deb822 file for guests of `suite`: the
+ * machine's own suite names (bookworm, bookworm-updates, bookworm-security) become the guest's (trixie, …),
+ * served by the same mirror. Third-party repositories are dropped: their keyrings are not in the base image and
+ * the guests may not reach them.
  */
-export function debianSourcesForGuests(files: readonly AptSourceFile[]): string {
+export function debianSourcesForGuests(files: readonly AptSourceFile[], suite: string): string {
   const stanzas: string[] = [];
   for (const file of files) {
     if (file.path.endsWith(".sources")) {
@@ -42,6 +45,7 @@ export function debianSourcesForGuests(files: readonly AptSourceFile[]): string 
               .split("\n")
               .filter((line) => line.trim() !== "" && !line.startsWith("#"))
               .map((line) => (line.startsWith("Types:") ? "Types: deb" : line))
+              .map((line) => (line.startsWith("Suites:") ? `Suites: ${guestSuites(line.slice(7).trim(), suite)}` : line))
               .join("\n"),
           );
         }
@@ -51,7 +55,7 @@ export function debianSourcesForGuests(files: readonly AptSourceFile[]): string 
         const match = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+(.+)$/.exec(line.trim());
         if (match && isDebianMirror(match[1])) {
           stanzas.push(
-            `Types: deb\nURIs: ${match[1]}\nSuites: ${match[2]}\nComponents: ${match[3].trim()}\n` +
+            `Types: deb\nURIs: ${match[1]}\nSuites: ${guestSuites(match[2], suite)}\nComponents: ${match[3].trim()}\n` +
               "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg",
           );
         }
@@ -61,19 +65,27 @@ export function debianSourcesForGuests(files: readonly AptSourceFile[]): string 
   return stanzas.length === 0 ? "" : `${stanzas.join("\n\n")}\n`;
 }
 
+/** `bookworm-security` → `trixie-security` for a trixie guest: the part before the first hyphen is the release. */
+function guestSuites(suites: string, suite: string): string {
+  return suites
+    .split(/\s+/)
+    .map((name) => name.replace(/^[a-z]+/, suite))
+    .join(" ");
+}
+
 function isDebianMirror(uris: string): boolean {
   return uris.split(/\s+/).some((uri) => /^https?:\/\/[^/]*debian\.org\//.test(uri));
 }
 
 /** The mirror debootstrap uses: the first guest source serving the main archive (not -security). */
-export function debootstrapMirror(guestSources: string): string {
+export function debootstrapMirror(guestSources: string, suite: string): string {
   for (const stanza of guestSources.split("\n\n")) {
     const uris = /^URIs:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
     const suites = /^Suites:\s*(.+)$/m.exec(stanza)?.[1]?.split(/\s+/) ?? [];
-    if (suites.includes(LAB_SUITE) && uris[0]) return uris[0];
+    if (suites.includes(suite) && uris[0]) return uris[0];
   }
   throw new Error(
-    `apt sources: no enabled Debian entry for suite "${LAB_SUITE}" in /etc/apt/sources.list or ` +
+    `apt sources: no enabled Debian entry for suite "${suite}" in /etc/apt/sources.list or ` +
       "/etc/apt/sources.list.d/*.{list,sources}; the lab needs one to build its base image",
   );
 }
@@ -101,12 +113,14 @@ export function readMachineAptSources(): AptSourceFile[] {
   return files;
 }
 
-export function baseImageRecipe(): BaseImageRecipe {
-  const guestSources = debianSourcesForGuests(readMachineAptSources());
+export function baseImageRecipe(release: LabRelease): BaseImageRecipe {
+  const suite = labSuite(release);
+  const guestSources = debianSourcesForGuests(readMachineAptSources(), suite);
   return {
-    suite: LAB_SUITE,
+    release,
+    suite,
     packages: LAB_BASE_PACKAGES,
-    mirror: debootstrapMirror(guestSources),
+    mirror: debootstrapMirror(guestSources, suite),
     guestSources,
     layoutVersion: BASE_LAYOUT_VERSION,
   };
@@ -126,13 +140,13 @@ async function cachedRecipe(baseDir: string): Promise<string | undefined> {
  */
 export async function ensureBaseImage(
   progress: ProgressReporter,
-  recipe: BaseImageRecipe = baseImageRecipe(),
-  baseDir: string = LAB_BASE_DIR,
+  recipe: BaseImageRecipe,
+  baseDir: string = labBaseDir(recipe.release),
 ): Promise<{ built: boolean; seconds: number }> {
   const started = Date.now();
   const stamp = `${JSON.stringify(recipe, null, 2)}\n`;
   if ((await cachedRecipe(baseDir)) === stamp) {
-    progress(`base image: cached at ${baseDir}`);
+    progress(`base image ${recipe.suite}: cached at ${baseDir}`);
     return { built: false, seconds: 0 };
   }
   const buildDir = `${baseDir}.partial`;

@@ -1,5 +1,6 @@
 // Every name and address the lab creates on this machine, in one place, so `lab down` can remove exactly these
 // and a reviewer can check in one glance that nothing else is ever touched.
+import { RELEASES, type OsRelease } from "../model/releases";
 
 export const LAB_BRIDGE = "bclab0";
 export const LAB_SUBNET = "10.231.0.0/24";
@@ -31,8 +32,30 @@ export const LAB_ACME_PORT = 14000;
 export const LAB_ACME_MANAGEMENT_PORT = 15000;
 export const LAB_ACME_DIRECTORY_URL = `https://${LAB_GATEWAY_IP}:${LAB_ACME_PORT}/dir`;
 
-/** Outlives `lab down`: rebuilding it costs a minute and a few hundred MB of downloads. */
-export const LAB_BASE_DIR = process.env.BRIGHTCHAIN_LAB_BASE_DIR ?? "/var/lib/machines/brightchain-lab-base";
+/** The releases a lab host can boot: Debian's, from the machine's own mirror. */
+export const LAB_RELEASES = ["debian-12", "debian-13"] as const satisfies readonly OsRelease[];
+export type LabRelease = (typeof LAB_RELEASES)[number];
+
+/**
+ * One base image per release, beside each other: `<root>-bookworm`, `<root>-trixie`. They outlive `lab down`:
+ * rebuilding one costs a minute or two and a few hundred MB of downloads.
+ */
+export const LAB_BASE_DIR_PREFIX = process.env.BRIGHTCHAIN_LAB_BASE_DIR ?? "/var/lib/machines/brightchain-lab-base";
+
+export function labBaseDir(release: LabRelease): string {
+  return `${LAB_BASE_DIR_PREFIX}-${labSuite(release)}`;
+}
+
+/** The Debian suite (code name) a lab release is debootstrapped from. */
+export function labSuite(release: LabRelease): string {
+  const codename = RELEASES[release].codename;
+  if (codename === undefined) throw new Error(`${release} has no Debian suite`);
+  return codename;
+}
+
+export function isLabRelease(value: string): value is LabRelease {
+  return (LAB_RELEASES as readonly string[]).includes(value);
+}
 /**
  * Parent of one apt archive per host (bind-mounted on its /var/cache/apt/archives) that outlives `lab down`, so
  * repeated lab runs don't download the same .debs. One per host, not one shared: apt-get fails at once, rather
@@ -53,8 +76,6 @@ export const LAB_BASE_PACKAGES: readonly string[] = [
   "ca-certificates",
   "curl",
 ];
-
-export const LAB_SUITE = "bookworm";
 
 export function labHostSpec(name: string): LabHostSpec {
   const spec = LAB_HOSTS.find((host) => host.name === name);

@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { createConnection } from "node:net";
 import { dirname, join } from "node:path";
-import { LAB_APT_CACHE_DIR, LAB_BASE_DIR, LAB_BRIDGE, LAB_GATEWAY_IP, LAB_PREFIX_LENGTH, LabHostSpec } from "./constants";
+import { LAB_APT_CACHE_DIR, LAB_BRIDGE, LAB_GATEWAY_IP, LAB_PREFIX_LENGTH, LabHostSpec } from "./constants";
 import { isLabProcessAlive, readLogTail, startDetached, stopLabProcess } from "./daemon";
 import { CommandResult, LabStepError, runCommand, runStep, shellQuote, waitFor } from "./process";
 import { LabProcessRecord } from "./state";
@@ -122,14 +122,15 @@ export function renderSupervisorScript(host: LabHostSpec, paths: LabHostPaths, c
   ].join("\n");
 }
 
-export async function mountHostOverlay(host: LabHostSpec, paths: LabHostPaths): Promise<void> {
+/** The host's root: its own writable layer over the base image of its release (`baseDir`). */
+export async function mountHostOverlay(host: LabHostSpec, paths: LabHostPaths, baseDir: string): Promise<void> {
   for (const dir of [paths.upper, paths.work, paths.root]) mkdirSync(dir, { recursive: true });
   await runStep(host.name, "mount overlay root", "mount", [
     "-t",
     "overlay",
     "overlay",
     "-o",
-    `lowerdir=${LAB_BASE_DIR},upperdir=${paths.upper},workdir=${paths.work}`,
+    `lowerdir=${baseDir},upperdir=${paths.upper},workdir=${paths.work}`,
     paths.root,
   ]);
 }

@@ -7,6 +7,7 @@ import {
   LAB_HOSTS,
   LAB_STATE_DIR,
   LabHostSpec,
+  labBaseDir,
   labHostSpec,
 } from "./constants";
 import { labAcmePaths, startLabAcme } from "./acme";
@@ -117,7 +118,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   const zones = { ...defaultLabZones(), ...(options.zones ?? {}) };
   for (const name of Object.keys(zones)) assertZoneName(name);
 
-  const recipe = baseImageRecipe();
+  const recipe = baseImageRecipe("debian-12");
   const base = await ensureBaseImage(progress, recipe);
   await assertNetworkIsFree();
 
@@ -178,7 +179,7 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   const knownHosts = await Promise.all(
     LAB_HOSTS.map(async (host) => {
       const paths = labHostPaths(LAB_STATE_DIR, host.name);
-      await mountHostOverlay(host, paths);
+      await mountHostOverlay(host, paths, labBaseDir(recipe.release));
       await personaliseHost(host, paths, ssh, labTrustedCas());
       return knownHostsLines(host, paths);
     }),
@@ -393,7 +394,7 @@ export async function labRecreate(
   await unmountHostOverlay(spec, paths);
   rmSync(paths.upper, { recursive: true, force: true });
   rmSync(paths.work, { recursive: true, force: true });
-  await mountHostOverlay(spec, paths);
+  await mountHostOverlay(spec, paths, labBaseDir("debian-12"));
   await personaliseHost(spec, paths, ssh, labTrustedCas());
   const otherHosts = readFileSync(ssh.knownHosts, "utf8")
     .split("\n")

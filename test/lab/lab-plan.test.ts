@@ -24,15 +24,23 @@ describe("lab plan", () => {
   ];
 
   it("gives the guests the machine's enabled Debian sources only, and debootstraps from the main archive", () => {
-    const guest = debianSourcesForGuests(machineSources);
+    const guest = debianSourcesForGuests(machineSources, "bookworm");
     expect(guest).toContain("URIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates");
     expect(guest).toContain("URIs: http://security.debian.org/debian-security\nSuites: bookworm-security");
     expect(guest).not.toContain("nodesource");
     expect(guest).not.toContain("# snapshot");
     expect(guest.match(/debian-security/g)).toHaveLength(1);
-    expect(debootstrapMirror(guest)).toBe("http://deb.debian.org/debian");
+    expect(debootstrapMirror(guest, "bookworm")).toBe("http://deb.debian.org/debian");
     expect(mirrorHostNames(guest)).toEqual(["deb.debian.org", "security.debian.org"]);
-    expect(() => debootstrapMirror("")).toThrow(/no enabled Debian entry for suite "bookworm"/);
+    expect(() => debootstrapMirror("", "bookworm")).toThrow(/no enabled Debian entry for suite "bookworm"/);
+  });
+
+  it("gives a Debian 13 guest the same mirrors with trixie's suites", () => {
+    const guest = debianSourcesForGuests(machineSources, "trixie");
+    expect(guest).toContain("URIs: http://deb.debian.org/debian\nSuites: trixie trixie-updates");
+    expect(guest).toContain("URIs: http://security.debian.org/debian-security\nSuites: trixie-security");
+    expect(guest).not.toContain("bookworm");
+    expect(debootstrapMirror(guest, "trixie")).toBe("http://deb.debian.org/debian");
   });
 
   it("lets guests out only to the mirror, and masquerades only the lab subnet", () => {

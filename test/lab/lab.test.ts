@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LAB_BASE_DIR, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
+import { labBaseDir, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
 import { takeLabLock } from "../../infra/lab/lock";
 import { readLabState } from "../../infra/lab/state";
 import {
@@ -228,6 +228,6 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
         expect(existsSync(`/sys/fs/cgroup/${hierarchy}/machine/bclab-${host.name}`)).toBe(false);
       }
     }
-    expect(existsSync(`${LAB_BASE_DIR}/etc/os-release`)).toBe(true);
+    expect(existsSync(`${labBaseDir("debian-12")}/etc/os-release`)).toBe(true);
   });
 });
