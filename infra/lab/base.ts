@@ -1,7 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile, readdir, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { LAB_BASE_PACKAGES, labBaseDir, labSuite, type LabRelease } from "./constants";
+import { takeFileLock } from "./lock";
 import { ProgressReporter, runStep } from "./process";
 
 const STAMP_FILE = ".brightchain-lab-base.json";
@@ -149,10 +150,32 @@ export async function ensureBaseImage(
     progress(`base image ${recipe.suite}: cached at ${baseDir}`);
     return { built: false, seconds: 0 };
   }
+  // A host suite (chroot of the trixie base) and a lab suite may both find it missing: one builds, the other
+  // waits and then finds it cached.
+  await mkdir(dirname(baseDir), { recursive: true });
+  const release = await takeFileLock(`${baseDir}.lock`, 1_800_000);
+  try {
+    if ((await cachedRecipe(baseDir)) === stamp) {
+      progress(`base image ${recipe.suite}: cached at ${baseDir} (built meanwhile by another process)`);
+      return { built: false, seconds: (Date.now() - started) / 1000 };
+    }
+    return await buildBaseImage(progress, recipe, baseDir, stamp, started);
+  } finally {
+    release();
+  }
+}
+
+async function buildBaseImage(
+  progress: ProgressReporter,
+  recipe: BaseImageRecipe,
+  baseDir: string,
+  stamp: string,
+  started: number,
+): Promise<{ built: boolean; seconds: number }> {
   const buildDir = `${baseDir}.partial`;
   await rm(buildDir, { recursive: true, force: true });
   await mkdir(buildDir, { recursive: true });
-  progress(`base image: debootstrap ${recipe.suite} from ${recipe.mirror} into ${buildDir} (about 2 minutes)`);
+  progress(`base image ${recipe.suite}: debootstrap from ${recipe.mirror} into ${buildDir} (about 2 minutes)`);
   let lastShown = 0;
   await runStep(
     "lab",
@@ -164,18 +187,18 @@ export async function ensureBaseImage(
         // debootstrap prints one line per package; one line every few seconds is enough to show it moves.
         if (/^I: (Retrieving|Validating|Unpacking|Configuring|Base system)/.test(line) && Date.now() - lastShown > 3000) {
           lastShown = Date.now();
-          progress(`base image: ${line.slice(3)}`);
+          progress(`base image ${recipe.suite}: ${line.slice(3)}`);
         }
       },
     },
   );
-  progress("base image: configuring (networkd, no host keys, empty machine-id, lab apt sources)");
+  progress(`base image ${recipe.suite}: configuring (networkd, no host keys, empty machine-id, lab apt sources)`);
   await customiseBase(buildDir, recipe);
   await writeFile(join(buildDir, STAMP_FILE), stamp);
   await rm(baseDir, { recursive: true, force: true });
   await rename(buildDir, baseDir);
   const seconds = (Date.now() - started) / 1000;
-  progress(`base image: built in ${seconds.toFixed(0)} s`);
+  progress(`base image ${recipe.suite}: built in ${seconds.toFixed(0)} s`);
   return { built: true, seconds };
 }
 

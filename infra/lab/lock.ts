@@ -6,27 +6,29 @@ import { ChildProcess, spawn } from "node:child_process";
  */
 export const LAB_LOCK_FILE = "/run/brightchain-lab.lock";
 
-/** Resolves once the lock is held; call the returned function to release it. */
-export async function takeLabLock(deadlineMs: number): Promise<() => void> {
+/** Resolves once the lab lock is held; call the returned function to release it. */
+export function takeLabLock(deadlineMs: number): Promise<() => void> {
+  return takeFileLock(LAB_LOCK_FILE, deadlineMs);
+}
+
+/**
+ * An exclusive flock(1) on `file`, held by a child process until the returned function is called (or this
+ * process dies). Used for the lab itself and for each base image, which a host suite may build while a lab
+ * suite does.
+ */
+export async function takeFileLock(file: string, deadlineMs: number): Promise<() => void> {
   const holder: ChildProcess = spawn(
     "flock",
-    [
-      "--exclusive",
-      "--timeout",
-      String(Math.ceil(deadlineMs / 1000)),
-      LAB_LOCK_FILE,
-      "sh",
-      "-c",
-      "echo locked; exec cat >/dev/null",
-    ],
+    ["--exclusive", "--timeout", String(Math.ceil(deadlineMs / 1000)), file, "sh", "-c", "echo locked; exec cat >/dev/null"],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
   await new Promise<void>((resolve, reject) => {
     let stderr = "";
     holder.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     holder.stdout?.once("data", () => resolve());
+    holder.once("error", (error) => reject(new Error(`lab: could not run flock for ${file}: ${error.message}`)));
     holder.once("exit", (code) =>
-      reject(new Error(`lab: could not take ${LAB_LOCK_FILE} within ${deadlineMs} ms (flock exit ${code}): ${stderr}`)),
+      reject(new Error(`lab: could not take ${file} within ${deadlineMs} ms (flock exit ${code}): ${stderr}`)),
     );
   });
   return () => {
