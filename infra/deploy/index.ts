@@ -254,19 +254,31 @@ export const LAB_DEPLOY_STATE_DIR = path.join(LAB_STATE_DIR, "deploy");
 
 export const labDnsTarget = (): DnsTarget => ({ zoneIdPrefix: "lab-zone-", publishZone: labPublishZone });
 
-/** `deployStack` for one of the project's stacks onto its lab host (the lab must be up). */
+/**
+ * `deployStack` for one of the project's stacks onto its lab host (the lab must be up), with gateway:os set to the
+ * release that host boots. `overrides` go on top: a test that deploys a stack whose gateway:os is not the host's.
+ */
 export async function deployStackToLab(options: {
   stack: string;
   projectDir: string;
   runtimeDist?: string;
+  overrides?: FlatConfig;
   progress?: (line: string) => void;
 }): Promise<DeployResult> {
   const lab = labStackConfig(options.stack, options.projectDir);
   const ssh = labSsh(lab.host.name);
+  const configured = readStackConfigFiles(options.projectDir, options.stack).values["gateway:os"];
+  const overrides = { ...lab.overrides, ...(options.overrides ?? {}) };
+  if (overrides["gateway:os"] !== undefined && overrides["gateway:os"] !== configured) {
+    options.progress?.(
+      `[${options.stack}] gateway:os ${overrides["gateway:os"]} (Pulumi.${options.stack}.yaml says ` +
+        `${configured ?? "nothing"}; lab host ${lab.host.name} boots ${lab.overrides["gateway:os"] ?? "an unrecorded release"})`,
+    );
+  }
   return deployStack({
     stack: options.stack,
     projectDir: options.projectDir,
-    overrides: lab.overrides,
+    overrides,
     secrets: { ...lab.secrets, "gateway:sshPrivateKey": ssh.privateKey },
     dnsTarget: labDnsTarget(),
     knownHostsFile: ssh.knownHostsPath,

@@ -1,8 +1,22 @@
 // The example stacks (Pulumi.primary.yaml, Pulumi.relay.yaml) pointed at the lab: same nodes, lab addresses,
 // lab SSH key, pebble as ACME server. Built in code so the lab never needs stack files of its own.
+import { existsSync } from "node:fs";
+import * as path from "node:path";
 import type { FlatConfig } from "../model/config";
 import { readStackConfigFiles } from "../model/config";
-import { LAB_ACME_DIRECTORY_URL, LAB_HOSTS, type LabHostSpec } from "../lab/constants";
+import { DEFAULT_OS_RELEASE } from "../model/releases";
+import {
+  isLabRelease,
+  LAB_ACME_DIRECTORY_URL,
+  LAB_HOSTS,
+  LAB_OUTSIDE_RELEASE,
+  LAB_RELEASES,
+  type LabHostName,
+  type LabHostReleases,
+  type LabHostSpec,
+  type LabRelease,
+} from "../lab/constants";
+import { readLabState, recordedHostRelease } from "../lab/state";
 
 /**
  * The users the lab's stacks list in gateway:recipients, so the deploy writes the same registry on the primary
@@ -32,11 +46,51 @@ function labHostFor(hostname: string): LabHostSpec {
   return host;
 }
 
+/** The example stacks the lab deploys, each onto the lab host its gateway:hostname names. */
+export const LAB_STACKS = ["primary", "relay"] as const;
+
+/** gateway:os of a stack's files as a lab release (unset: the model's default), or why the lab cannot boot it. */
+export function stackLabRelease(stack: string, values: FlatConfig): LabRelease {
+  const release = values["gateway:os"] ?? DEFAULT_OS_RELEASE;
+  if (!isLabRelease(release)) {
+    throw new Error(
+      `Pulumi.${stack}.yaml: gateway:os is ${JSON.stringify(release)}; the lab boots ${LAB_RELEASES.join(", ")} ` +
+        "(pass the host's release to lab up to try this stack on one of them)",
+    );
+  }
+  return release;
+}
+
+/**
+ * The release each lab host boots: `explicit` first (a test swapping the fleet), else the gateway:os of the
+ * stack deployed to it (Pulumi.primary.yaml → mail, Pulumi.relay.yaml → mail2), else debian-12 for outside.
+ * A stack file that is absent from projectDir leaves its host on the model's default release.
+ */
+export function labHostReleases(projectDir: string, explicit: Partial<LabHostReleases> = {}): LabHostReleases {
+  const unset: LabRelease = isLabRelease(DEFAULT_OS_RELEASE) ? DEFAULT_OS_RELEASE : LAB_OUTSIDE_RELEASE;
+  const releases: LabHostReleases = { mail: unset, mail2: unset, outside: LAB_OUTSIDE_RELEASE };
+  for (const stack of LAB_STACKS) {
+    if (!existsSync(path.join(projectDir, `Pulumi.${stack}.yaml`))) continue;
+    const values = readStackConfigFiles(projectDir, stack).values;
+    const host = labHostFor(values["gateway:hostname"] ?? "");
+    if (explicit[host.name] === undefined) releases[host.name] = stackLabRelease(stack, values);
+  }
+  for (const [host, release] of Object.entries(explicit)) {
+    if (release !== undefined) releases[host as LabHostName] = release;
+  }
+  for (const release of Object.values(releases)) {
+    if (!isLabRelease(release)) throw new Error(`lab: release ${JSON.stringify(release)}; accepted: ${LAB_RELEASES.join(", ")}`);
+  }
+  return releases;
+}
+
 /**
  * Overrides for one stack: every fleet entry at its lab host's IPv4 address and no other,
- * SSH to the lab host as root, and http-01 against pebble (Cloudflare's dns-01 cannot reach a lab zone).
+ * SSH to the lab host as root, http-01 against pebble (Cloudflare's dns-01 cannot reach a lab zone), and
+ * gateway:os = the release its lab host boots (`hostReleases`, from the lab's state), so the stack and the host
+ * agree even when a test boots a host on another release than the stack file names.
  */
-export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
+export function labStackOverrides(stack: string, values: FlatConfig, hostReleases: Partial<LabHostReleases> = {}): LabStack {
   const hostname = values["gateway:hostname"];
   if (hostname === undefined)
     throw new Error(
@@ -62,6 +116,8 @@ export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
     "gateway:acmeChallenge": "http-01",
     "gateway:ssh": JSON.stringify({ host: host.ipv4, user: "root", port: 22 }),
   };
+  const hostRelease = hostReleases[host.name];
+  if (hostRelease !== undefined) overrides["gateway:os"] = hostRelease;
   const domain = values["gateway:domain"];
   if (domain !== undefined) {
     overrides["gateway:recipients"] = JSON.stringify(LAB_RECIPIENT_LOCAL_PARTS.map((local) => `${local}@${domain}`));
@@ -71,7 +127,18 @@ export function labStackOverrides(stack: string, values: FlatConfig): LabStack {
   return { host, overrides, secrets };
 }
 
-/** The lab form of a stack of the project in projectDir. */
+/** The release each lab host boots, as the running lab recorded it (empty when no lab is up). */
+export function runningLabReleases(): Partial<LabHostReleases> {
+  const state = readLabState();
+  const releases: Partial<LabHostReleases> = {};
+  for (const host of LAB_HOSTS) {
+    const release = recordedHostRelease(state, host.name);
+    if (release !== undefined) releases[host.name] = release;
+  }
+  return releases;
+}
+
+/** The lab form of a stack of the project in projectDir, on the release its host boots in the running lab. */
 export function labStackConfig(stack: string, projectDir: string): LabStack {
-  return labStackOverrides(stack, readStackConfigFiles(projectDir, stack).values);
+  return labStackOverrides(stack, readStackConfigFiles(projectDir, stack).values, runningLabReleases());
 }

@@ -1,12 +1,15 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { LAB_HOSTS } from "./constants";
+import { isLabRelease, LAB_HOSTS, LAB_RELEASES, labHostSpec, type LabHostReleases } from "./constants";
 import { labDemo } from "./demo";
 import { labDown, labExec, labStatus, labUp } from "./lab";
 import { LAB_LOCK_FILE, takeLabLock } from "./lock";
 
 export const LAB_USAGE = `usage: gateway lab <command>
-  up [--zone NAME=FILE ...]   build the base image (once), boot mail, mail2 and outside, lab DNS and ACME
+  up [--zone NAME=FILE ...] [--release HOST=RELEASE ...]
+                              build the base images (once per release), boot mail, mail2 and outside, lab DNS
+                              and ACME; mail and mail2 boot their stack's gateway:os, outside debian-12;
+                              --release overrides one host (RELEASE: ${LAB_RELEASES.join(", ")})
   down                        remove everything \`lab up\` made (the cached base image stays)
   status                      what is running
   exec HOST COMMAND...        run a shell command on a lab host as root (HOST: ${LAB_HOSTS.map((host) => host.name).join(", ")})
@@ -16,18 +19,34 @@ export const LAB_USAGE = `usage: gateway lab <command>
 /** Bad usage: exit code 2, like every other `gateway` verb. */
 class LabUsageError extends Error {}
 
-function parseZoneArguments(args: readonly string[]): Record<string, string> {
+function parseUpArguments(args: readonly string[]): { zones: Record<string, string>; releases: Partial<LabHostReleases> } {
   const zones: Record<string, string> = {};
+  const releases: Partial<LabHostReleases> = {};
   for (let index = 0; index < args.length; index++) {
-    if (args[index] !== "--zone") {
-      throw new LabUsageError(`lab up: unknown argument "${args[index]}"; accepted: --zone NAME=FILE`);
+    const flag = args[index];
+    if (flag !== "--zone" && flag !== "--release") {
+      throw new LabUsageError(`lab up: unknown argument "${flag}"; accepted: --zone NAME=FILE, --release HOST=RELEASE`);
     }
     const value = args[++index] ?? "";
     const separator = value.indexOf("=");
-    if (separator <= 0) throw new LabUsageError(`lab up: --zone "${value}" must be NAME=FILE, e.g. brightchain.org=zone.txt`);
-    zones[value.slice(0, separator)] = readFileSync(value.slice(separator + 1), "utf8");
+    const [name, rest] = [value.slice(0, separator), value.slice(separator + 1)];
+    if (flag === "--zone") {
+      if (separator <= 0) throw new LabUsageError(`lab up: --zone "${value}" must be NAME=FILE, e.g. brightchain.org=zone.txt`);
+      zones[name] = readFileSync(rest, "utf8");
+    } else {
+      if (separator <= 0 || !isLabRelease(rest)) {
+        throw new LabUsageError(
+          `lab up: --release "${value}" must be HOST=RELEASE, e.g. mail=debian-12; RELEASE: ${LAB_RELEASES.join(", ")}`,
+        );
+      }
+      try {
+        releases[labHostSpec(name).name] = rest;
+      } catch (error) {
+        throw new LabUsageError(`lab up: --release ${value}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
   }
-  return zones;
+  return { zones, releases };
 }
 
 /** Up and down change the one lab of the machine: never while another lab user (a running suite) holds it. */
@@ -47,9 +66,12 @@ export async function runLabCommand(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case "up": {
-        const zones = parseZoneArguments(rest);
-        const info = await underLabLock(() => labUp({ zones }));
-        for (const host of info.hosts) console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.fqdn}  (${host.role})`);
+        const { zones, releases } = parseUpArguments(rest);
+        const info = await underLabLock(() => labUp({ zones, releases }));
+        for (const host of info.hosts)
+          console.log(
+            `${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${info.releases[host.name].padEnd(10)} ${host.fqdn}  (${host.role})`,
+          );
         console.log(`dns      ${info.dnsServer}:53`);
         console.log(`acme     ${info.acmeDirectoryUrl}  (server CA: ${info.acmeServerCaFile})`);
         console.log("ssh      gateway lab exec HOST COMMAND   (key and known_hosts in the lab state dir)");
@@ -64,7 +86,9 @@ export async function runLabCommand(argv: string[]): Promise<number> {
           `lab ${status.up ? "up" : "not up"}; dns ${status.dnsRunning ? "running" : "stopped"}; acme ${status.acmeRunning ? "running" : "stopped"}`,
         );
         for (const host of status.hosts)
-          console.log(`${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${host.running ? "running" : "stopped"}`);
+          console.log(
+            `${host.name.padEnd(8)} ${host.ipv4.padEnd(12)} ${(host.release ?? "-").padEnd(10)} ${host.running ? "running" : "stopped"}`,
+          );
         return status.up ? 0 : 1;
       }
       case "exec": {

@@ -56,6 +56,21 @@ export function labSuite(release: LabRelease): string {
 export function isLabRelease(value: string): value is LabRelease {
   return (LAB_RELEASES as readonly string[]).includes(value);
 }
+
+/** The release each lab host boots. */
+export type LabHostReleases = Record<LabHostName, LabRelease>;
+
+/**
+ * `outside` stands for the rest of the internet and runs no gateway: it boots Debian 12, so a mixed lab (primary
+ * on 13, relay on 12) needs no third base image, and its swaks/Postfix/python3-dkim are the ones the lab's
+ * scenarios were written against.
+ */
+export const LAB_OUTSIDE_RELEASE: LabRelease = "debian-12";
+
+/** "debian-13 (trixie)": how progress and status lines name a host's release. */
+export function labReleaseLabel(release: LabRelease): string {
+  return `${release} (${labSuite(release)})`;
+}
 /**
  * Parent of one apt archive per host (bind-mounted on its /var/cache/apt/archives) that outlives `lab down`, so
  * repeated lab runs don't download the same .debs. One per host, not one shared: apt-get fails at once, rather

@@ -9,7 +9,11 @@ import {
   LabHostSpec,
   labBaseDir,
   labHostSpec,
+  labReleaseLabel,
+  type LabHostReleases,
+  type LabRelease,
 } from "./constants";
+import { labHostReleases } from "../deploy/labStack";
 import { labAcmePaths, startLabAcme } from "./acme";
 import { baseImageRecipe, ensureBaseImage, mirrorHostNames } from "./base";
 import { isLabProcessAlive, stopLabProcess } from "./daemon";
@@ -46,11 +50,20 @@ import {
   restoreIpForwarding,
 } from "./network";
 import { CommandResult, LabStepError, ProgressReporter, consoleProgress, runStep, waitFor } from "./process";
-import { LabState, readLabState, writeLabState } from "./state";
+import { LabState, readLabState, recordedHostRelease, writeLabState } from "./state";
 
 export interface LabUpOptions {
   /** Zone name → BIND zone file text. Defaults cover brightchain.org and outside.test with the lab addresses. */
   zones?: Record<string, string>;
+  /**
+   * The release a host boots, for hosts that should not boot the default: mail and mail2 the gateway:os of the
+   * stack deployed to them (Pulumi.primary.yaml, Pulumi.relay.yaml in projectDir), outside debian-12. The lab
+   * stacks' gateway:os then follows the host (labStackConfig), so e.g. `{ mail: "debian-12", mail2:
+   * "debian-13" }` deploys the primary as a Debian 12 node.
+   */
+  releases?: Partial<LabHostReleases>;
+  /** Where Pulumi.primary.yaml and Pulumi.relay.yaml are read from; default the current directory. */
+  projectDir?: string;
   progress?: ProgressReporter;
 }
 
@@ -62,6 +75,8 @@ export interface LabTimings {
 
 export interface LabInfo {
   hosts: readonly LabHostSpec[];
+  /** The release each host boots. */
+  releases: LabHostReleases;
   dnsServer: string;
   /** For node.tls.acmeServer in the lab. */
   acmeDirectoryUrl: string;
@@ -117,12 +132,16 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   }
   const zones = { ...defaultLabZones(), ...(options.zones ?? {}) };
   for (const name of Object.keys(zones)) assertZoneName(name);
+  const releases = labHostReleases(options.projectDir ?? process.cwd(), options.releases);
+  progress(`releases: ${LAB_HOSTS.map((host) => `${host.name} ${labReleaseLabel(releases[host.name])}`).join(", ")}`);
 
-  const recipe = baseImageRecipe("debian-12");
-  const base = await ensureBaseImage(progress, recipe);
+  // Only the releases some host boots, each built once and cached; side by side (mostly download and unpack).
+  const recipes = [...new Set(Object.values(releases))].sort().map((release) => baseImageRecipe(release));
+  const builds = await Promise.all(recipes.map((recipe) => ensureBaseImage(progress, recipe)));
+  const base = { built: builds.some((build) => build.built), seconds: Math.max(...builds.map((build) => build.seconds)) };
   await assertNetworkIsFree();
 
-  const mirrors = await resolveMirrorAddresses(mirrorHostNames(recipe.guestSources));
+  const mirrors = await resolveMirrorAddresses([...new Set(recipes.flatMap((recipe) => mirrorHostNames(recipe.guestSources)))]);
   const mirrorAddresses = [...new Set(Object.values(mirrors).flat())].sort();
   const state: LabState = {
     startedAt: new Date().toISOString(),
@@ -174,19 +193,19 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   ]);
 
   progress(`hosts: preparing ${LAB_HOSTS.map((host) => host.name).join(", ")} (overlay clone, identity, address, keys, CAs)`);
-  for (const host of LAB_HOSTS) state.hosts[host.name] = { overlayMounted: true };
+  for (const host of LAB_HOSTS) state.hosts[host.name] = { release: releases[host.name], overlayMounted: true };
   writeLabState(state);
   const knownHosts = await Promise.all(
     LAB_HOSTS.map(async (host) => {
       const paths = labHostPaths(LAB_STATE_DIR, host.name);
-      await mountHostOverlay(host, paths, labBaseDir(recipe.release));
+      await mountHostOverlay(host, paths, labBaseDir(releases[host.name]));
       await personaliseHost(host, paths, ssh, labTrustedCas());
       return knownHostsLines(host, paths);
     }),
   );
   writeFileSync(ssh.knownHosts, `${knownHosts.flat().join("\n")}\n`);
 
-  progress(`hosts: booting ${LAB_HOSTS.map((host) => `${host.name} (${host.ipv4})`).join(", ")}`);
+  progress(`hosts: booting ${LAB_HOSTS.map((host) => `${host.name} (${host.ipv4}, ${releases[host.name]})`).join(", ")}`);
   for (const host of LAB_HOSTS) {
     const { supervisor, cgroupDirs, cgroupParentsCreated } = startHost(host, labHostPaths(LAB_STATE_DIR, host.name));
     state.hosts[host.name] = { ...state.hosts[host.name], supervisor, cgroupDirs };
@@ -198,14 +217,14 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
       const record = state.hosts[host.name];
       const ready = await waitForHostReady(host, labHostPaths(LAB_STATE_DIR, host.name), ssh, record.supervisor!);
       const failed = ready.failedUnits.length > 0 ? `; failed units: ${ready.failedUnits.join(", ")}` : "";
-      progress(`hosts: ${host.name} is ${ready.state}${failed}`);
+      progress(`hosts: ${host.name} (${releases[host.name]}) is ${ready.state}${failed}`);
     }),
   );
   state.ready = true;
   writeLabState(state);
   const upSeconds = (Date.now() - started) / 1000;
   progress(`lab is up in ${upSeconds.toFixed(1)} s`);
-  return labInfo({ baseImageSeconds: base.seconds, baseImageBuilt: base.built, upSeconds });
+  return labInfo(releases, { baseImageSeconds: base.seconds, baseImageBuilt: base.built, upSeconds });
 }
 
 /** The CAs every lab host trusts: the lab's own (pebble's HTTPS) and pebble's issuing root (its certificates). */
@@ -217,9 +236,10 @@ function labTrustedCas(): { name: string; path: string }[] {
   ];
 }
 
-function labInfo(timings: LabTimings): LabInfo {
+function labInfo(releases: LabHostReleases, timings: LabTimings): LabInfo {
   return {
     hosts: LAB_HOSTS,
+    releases,
     dnsServer: LAB_GATEWAY_IP,
     acmeDirectoryUrl: LAB_ACME_DIRECTORY_URL,
     acmeServerCaFile: labAcmePaths(LAB_STATE_DIR).labCaCert,
@@ -244,7 +264,7 @@ export async function labDown(options: { progress?: ProgressReporter } = {}): Pr
     Object.entries(state.hosts).map(async ([name, record]) => {
       const host = labHostSpec(name);
       const paths = labHostPaths(LAB_STATE_DIR, name);
-      progress(`hosts: stopping ${name}`);
+      progress(`hosts: stopping ${name} (${recordedHostRelease(state, name)})`);
       await stopHost(host, paths, record.supervisor);
       if (record.cgroupDirs) removeCgroupDirs(record.cgroupDirs);
       if (record.overlayMounted) await unmountHostOverlay(host, paths);
@@ -269,7 +289,8 @@ export async function labDown(options: { progress?: ProgressReporter } = {}): Pr
 
 export interface LabStatus {
   up: boolean;
-  hosts: { name: string; ipv4: string; running: boolean }[];
+  /** `release` is absent for a host the lab has no record of. */
+  hosts: { name: string; ipv4: string; release?: LabRelease; running: boolean }[];
   dnsRunning: boolean;
   acmeRunning: boolean;
 }
@@ -280,7 +301,13 @@ export function labStatus(): LabStatus {
     up: state?.ready === true,
     hosts: LAB_HOSTS.map((host) => {
       const supervisor = state?.hosts[host.name]?.supervisor;
-      return { name: host.name, ipv4: host.ipv4, running: supervisor !== undefined && isLabProcessAlive(supervisor) };
+      const release = recordedHostRelease(state, host.name);
+      return {
+        name: host.name,
+        ipv4: host.ipv4,
+        ...(release !== undefined ? { release } : {}),
+        running: supervisor !== undefined && isLabProcessAlive(supervisor),
+      };
     }),
     dnsRunning: state?.dns !== undefined && isLabProcessAlive(state.dns),
     acmeRunning: state?.acme !== undefined && isLabProcessAlive(state.acme),
@@ -389,19 +416,20 @@ export async function labRecreate(
   const paths = labHostPaths(LAB_STATE_DIR, host);
   const ssh = labSshPaths(LAB_STATE_DIR);
   const started = Date.now();
-  options.progress?.(`hosts: recreating ${host} fresh from the base image`);
+  const release = recordedHostRelease(state, host) ?? "debian-12";
+  options.progress?.(`hosts: recreating ${host} fresh from the ${labReleaseLabel(release)} base image`);
   await stopHost(spec, paths, state.hosts[host].supervisor);
   await unmountHostOverlay(spec, paths);
   rmSync(paths.upper, { recursive: true, force: true });
   rmSync(paths.work, { recursive: true, force: true });
-  await mountHostOverlay(spec, paths, labBaseDir("debian-12"));
+  await mountHostOverlay(spec, paths, labBaseDir(release));
   await personaliseHost(spec, paths, ssh, labTrustedCas());
   const otherHosts = readFileSync(ssh.knownHosts, "utf8")
     .split("\n")
     .filter((line) => line !== "" && !line.startsWith(`${spec.ipv4},`));
   writeFileSync(ssh.knownHosts, `${[...otherHosts, ...knownHostsLines(spec, paths)].join("\n")}\n`);
   const { supervisor, cgroupDirs, cgroupParentsCreated } = startHost(spec, paths);
-  state.hosts[host] = { ...state.hosts[host], supervisor, cgroupDirs };
+  state.hosts[host] = { ...state.hosts[host], release, supervisor, cgroupDirs };
   state.cgroupParentsCreated = [...(state.cgroupParentsCreated ?? []), ...cgroupParentsCreated];
   writeLabState(state);
   const ready = await waitForHostReady(spec, paths, ssh, supervisor);

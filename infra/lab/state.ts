@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LAB_STATE_DIR } from "./constants";
+import { LAB_STATE_DIR, type LabRelease } from "./constants";
 
 /** A daemon the lab started, identified by pid plus a command-line fragment so a recycled pid is never killed. */
 export interface LabProcessRecord {
@@ -9,6 +9,12 @@ export interface LabProcessRecord {
 }
 
 export interface LabHostRecord {
+  /**
+   * The release the host boots (its overlay's lower layer is that release's base image): a re-created host comes
+   * back on it, and the lab stacks' gateway:os follows it. Absent in state written before hosts had releases:
+   * those booted debian-12.
+   */
+  release?: LabRelease;
   overlayMounted: boolean;
   /** The shell loop that restarts systemd-nspawn when the guest reboots (exit code 133). */
   supervisor?: LabProcessRecord;
@@ -51,4 +57,11 @@ export function writeLabState(state: LabState, stateDir: string = LAB_STATE_DIR)
   const temporary = `${labStateFile(stateDir)}.tmp`;
   writeFileSync(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   renameSync(temporary, labStateFile(stateDir));
+}
+
+/** The release a recorded host boots (state written before hosts had releases: debian-12, the only one then). */
+export function recordedHostRelease(state: LabState | undefined, host: string): LabRelease | undefined {
+  const record = state?.hosts[host];
+  if (record === undefined) return undefined;
+  return record.release ?? "debian-12";
 }

@@ -69,11 +69,12 @@ beforeAll(async () => {
     runtimeShas[name] = createHash("sha256")
       .update(readFileSync(path.join(dist, name)))
       .digest("hex");
+  await timer.timed("lab up", () => labUp({ progress: () => undefined }));
+  // After lab up: the project's stacks carry gateway:os of the release each lab host boots.
   writeLabProject(
     project,
     STACKS.map((s) => s.stack),
   );
-  await timer.timed("lab up", () => labUp({ progress: () => undefined }));
   const outside = timer.timed("outside setup", setUpOutside);
   // Settled before a failed deploy ends the hook: afterAll's lab down must not cut outside's install short.
   const outsideSettled = outside.then(

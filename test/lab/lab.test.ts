@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labBaseDir, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
+import { labHostReleases, labStackConfig } from "../../infra/deploy/labStack";
+import { labBaseDir, labSuite, LAB_BRIDGE, LAB_HOSTS, LAB_NFT_TABLE, LAB_STATE_DIR } from "../../infra/lab/constants";
+import { readStackConfigFiles } from "../../infra/model/config";
 import { takeLabLock } from "../../infra/lab/lock";
 import { readLabState } from "../../infra/lab/state";
 import {
@@ -13,12 +15,16 @@ import {
   labExec,
   labPublishZone,
   labReboot,
+  labRecreate,
   labSsh,
   labStart,
   labStatus,
   labStop,
   labUp,
 } from "../../infra/lab/lab";
+
+const repo = join(__dirname, "..", "..");
+const stackOs = (stack: string): string | undefined => readStackConfigFiles(repo, stack).values["gateway:os"];
 
 // One lab per machine: this file owns it for its duration (the lab project runs files one at a time).
 const zone = (serial: number, extra = ""): string =>
@@ -115,6 +121,21 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
     } finally {
       releaseLock?.();
     }
+  });
+
+  it("boots each host on its release: mail and mail2 their stack's gateway:os, outside Debian 12", async () => {
+    const expected = labHostReleases(repo);
+    expect(expected).toEqual({ mail: stackOs("primary"), mail2: stackOs("relay"), outside: "debian-12" });
+    expect(info.releases).toEqual(expected);
+    for (const host of LAB_HOSTS) {
+      const release = expected[host.name];
+      expect(await run(host.name, ". /etc/os-release && echo $VERSION_CODENAME"), host.name).toBe(labSuite(release));
+      expect(labStatus().hosts.find((status) => status.name === host.name)?.release).toBe(release);
+      expect(readLabState()?.hosts[host.name]?.release).toBe(release);
+    }
+    // The lab stacks' gateway:os is the host's release.
+    expect(labStackConfig("primary", repo).overrides["gateway:os"]).toBe(expected.mail);
+    expect(labStackConfig("relay", repo).overrides["gateway:os"]).toBe(expected.mail2);
   });
 
   it("boots mail, mail2 and outside with systemd running, each with its own identity over pinned SSH", async () => {
@@ -215,6 +236,16 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
     expect(await run("mail", "test -e /var/tmp/kept-while-off && echo kept")).toBe("kept");
   });
 
+  it("re-creates a host fresh on its own release: disk changes gone, new identity", async () => {
+    await run("mail", "touch /var/tmp/gone-after-recreate");
+    const before = await run("mail", "cat /etc/machine-id");
+    const recreated = await labRecreate("mail");
+    expect(["running", "degraded"]).toContain(recreated.state);
+    expect(await run("mail", ". /etc/os-release && echo $VERSION_CODENAME")).toBe(labSuite(info.releases.mail));
+    expect(await run("mail", "test ! -e /var/tmp/gone-after-recreate && cat /etc/machine-id")).not.toBe(before);
+    expect(readLabState()?.hosts.mail?.release).toBe(info.releases.mail);
+  });
+
   it("lab down removes the containers, bridge, nft table, daemons, mounts and state, twice without error", async () => {
     await labDown({ progress: () => undefined });
     await labDown({ progress: () => undefined });
@@ -228,6 +259,8 @@ describe("the lab: real systemd hosts, lab DNS, pebble", () => {
         expect(existsSync(`/sys/fs/cgroup/${hierarchy}/machine/bclab-${host.name}`)).toBe(false);
       }
     }
-    expect(existsSync(`${labBaseDir("debian-12")}/etc/os-release`)).toBe(true);
+    for (const release of new Set(Object.values(info.releases))) {
+      expect(existsSync(`${labBaseDir(release)}/etc/os-release`), release).toBe(true);
+    }
   });
 });
