@@ -9,6 +9,7 @@ import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import {
   STEP_DIRECTORIES,
   STEP_DKIM_KEY,
+  STEP_OS_RELEASE,
   STEP_POSTFIX_CHECK,
   STEP_POSTFIX_RELOAD,
   STEP_RECIPIENT_REGISTRY,
@@ -258,7 +259,9 @@ export function gatewayPlaybook(input: PlaybookInput): GatewayPlaybook {
           "ansible.builtin.systemd": { name: "postfix", enabled: true, state: "started" },
         });
         break;
+      case STEP_OS_RELEASE:
       case STEP_VERIFY:
+        // Checks, run on every play: a release check that ran once would not notice a host reinstalled.
         tasks.push({
           name: step.description,
           "ansible.builtin.shell": { cmd: step.command, executable: "/bin/sh" },

@@ -17,6 +17,7 @@ import {
   dkimKeyCommand,
   directoriesCommand,
   installFileCommand,
+  osReleaseCommand,
   recipientRegistryCommand,
   serviceCommand,
   systemUserCommand,
@@ -26,6 +27,7 @@ import type { HostStep, RuntimeArtifact } from "./types";
 
 export type { HostStep, RuntimeArtifact } from "./types";
 
+export const STEP_OS_RELEASE = "os-release";
 export const STEP_PACKAGES = "packages";
 export const STEP_SYSTEM_USER = "system-user";
 export const STEP_DIRECTORIES = "directories";
@@ -103,12 +105,21 @@ export function hostPlan(
     steps.push({ ...step, secret: step.secret ?? false });
   };
 
+  const osRelease = osReleaseCommand(node);
+  add({
+    id: STEP_OS_RELEASE,
+    description: `check that the host runs ${node.os.release}`,
+    command: osRelease,
+    after: [],
+    triggers: [sha256(osRelease)],
+  });
+
   const packages = packagesCommand(node);
   add({
     id: STEP_PACKAGES,
     description: "install the distribution packages",
     command: packages,
-    after: [],
+    after: [STEP_OS_RELEASE],
     triggers: [sha256(packages)],
   });
 

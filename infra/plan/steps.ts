@@ -1,11 +1,36 @@
 // The shell commands behind each host step. Each one converges: re-running it on a host already in the
 // wanted state changes nothing and exits 0.
 import { posix } from "node:path";
+import { OS_RELEASES, releaseFacts } from "../model/releases";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { dkimKeyPaths, dkimKeygenCommand, dkimMilterEndpoint } from "../render/opendkim";
 import { spamMilterEndpoint } from "../render/spam";
 import { certbotIssueCommand } from "../render/tls";
 import { octalMode, sha256, shellQuote } from "./shell";
+
+/**
+ * The first step: the host must run the release the node was rendered for. Debian 13's Dovecot refuses
+ * Debian 12's config and the package lists differ, so a mismatch would otherwise fail halfway through a deploy,
+ * or worse, succeed with the wrong defaults. /etc/os-release is read, not sourced: it is data, not a script.
+ */
+export function osReleaseCommand(node: GatewayNode): string {
+  const facts = releaseFacts(node.os);
+  const wanted = `${node.os.release} (${facts.title})`;
+  // Ubuntu's VERSION_ID is year.month and names the release; elsewhere the minor part (RHEL 9.4) does not.
+  const version = facts.osReleaseId === "ubuntu" ? '"$version"' : '"${version%%.*}"';
+  return [
+    "set -eu",
+    `field() { sed -n "s/^$1=//p" /etc/os-release | tr -d '"' | head -n 1; }`,
+    `id=$(field ID);${node.os.family === "rhel" ? " like=$(field ID_LIKE);" : ""} version=$(field VERSION_ID); pretty=$(field PRETTY_NAME)`,
+    // RHEL's rebuilds (Rocky, Alma) say ID_LIKE="rhel …"; a Debian or Ubuntu derivative is not the release.
+    `case " $id${node.os.family === "rhel" ? " $like" : ""} " in *" ${facts.osReleaseId} "*) family=yes ;; *) family=no ;; esac`,
+    `if [ "$family" != yes ] || [ ${version} != ${shellQuote(facts.versionId)} ]; then`,
+    `  echo "host runs \${pretty:-$id $version}, gateway:os says ${wanted}: set gateway:os to the host's release (${OS_RELEASES.join(", ")}) or deploy to a ${node.os.release} host" >&2`,
+    "  exit 1",
+    "fi",
+    `echo "host runs \${pretty:-$id $version}, as gateway:os says (${node.os.release})"`,
+  ].join("\n");
+}
 
 /** The brightchain system user and group with the model's fixed ids (virtual(8) is told them in main.cf). */
 export function systemUserCommand(node: GatewayNode): string {

@@ -3,6 +3,7 @@
 // PAM (system accounts could then authenticate to port 587) and IMAP/POP listeners; one file owned by us
 // behaves the same on both families and leaves nothing of the package defaults in play.
 import { createHash, createHmac } from "node:crypto";
+import { releaseFacts } from "../model/releases";
 import type { GatewayNode, GatewaySecrets, HostFile } from "../model/types";
 import { DOVECOT_AUTH_SOCKET } from "./postfix";
 
@@ -131,7 +132,21 @@ export function renderSubmissionPasswd(secrets: GatewaySecrets): string {
     .join("");
 }
 
+/** Postfix's end of SASL: the same in 2.3 and 2.4. */
+const authListener = `service auth {
+  unix_listener ${POSTFIX_AUTH_LISTENER} {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+`;
+
 export function renderDovecotConf(node: GatewayNode): string {
+  return releaseFacts(node.os).dovecot === "2.4" ? renderDovecot24Conf(node) : renderDovecot23Conf(node);
+}
+
+function renderDovecot23Conf(node: GatewayNode): string {
   return `# Dovecot for ${node.host.hostname}: SASL authentication for Postfix submission only. Rendered by brightchain-gateway.
 # No IMAP/POP/LMTP: the gateway stores nothing users read here.
 protocols =
@@ -148,14 +163,39 @@ userdb {
   driver = static
   args = uid=dovenull gid=dovenull home=/nonexistent
 }
-service auth {
-  unix_listener ${POSTFIX_AUTH_LISTENER} {
-    mode = 0660
-    user = postfix
-    group = postfix
+${authListener}`;
+}
+
+/**
+ * Dovecot 2.4 (Debian 13) refuses 2.3 files outright ("The first setting must be dovecot_config_version") and
+ * replaced passdb/userdb `args` with named blocks and typed settings. The behaviour is the same as the 2.3 file.
+ */
+function renderDovecot24Conf(node: GatewayNode): string {
+  return `# Dovecot for ${node.host.hostname}: SASL authentication for Postfix submission only. Rendered by brightchain-gateway.
+# Dovecot 2.4 syntax: these two must come first, and pin the meaning of every default below to 2.4.0.
+dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+# No IMAP/POP/LMTP: the gateway stores nothing users read here.
+protocols =
+# TLS is Postfix's job on port 587; Dovecot only sees the local auth socket.
+ssl = no
+auth_mechanisms = plain login
+# Only the accounts rendered from the stack's secrets, never system (PAM/passwd) accounts. Usernames as given:
+# 2.4's default format lowercases them, which would let "Node" and "node" share one account.
+passdb passwd-file {
+  default_password_scheme = SHA512-CRYPT
+  auth_username_format = %{user}
+  passwd_file_path = ${SUBMISSION_PASSWD_PATH}
+}
+# Dovecot insists on a userdb; SASL never uses it, so a static one with an unprivileged identity suffices.
+userdb static {
+  fields {
+    uid = dovenull
+    gid = dovenull
+    home = /nonexistent
   }
 }
-`;
+${authListener}`;
 }
 
 /** Empty for relays: they take no submissions. */

@@ -3,6 +3,7 @@
 // accepted copy into the drop Maildir; a relay is a real backup MX: same validation, then it holds and
 // forwards to the primary. Services listen on every interface; the firewall decides who reaches them.
 import { posix } from "node:path";
+import { releaseFacts } from "../model/releases";
 import type { GatewayNode, HostFile } from "../model/types";
 import { dkimMilterEndpoint } from "./opendkim";
 import { spamMilterEndpoint } from "./spam";
@@ -46,18 +47,47 @@ function socketmap(node: GatewayNode): string {
   return `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
 }
 
+/**
+ * The same compatibility level on every release that can parse it, so a Debian 12 and a Debian 13 node behave
+ * alike; RHEL 9's Postfix 3.5 predates level 3.6, and every default 3.6 changes is set explicitly below.
+ */
+function compatibilityLevel(node: GatewayNode): PostfixParam {
+  const postfix = releaseFacts(node.os).postfix;
+  return postfix === "3.5"
+    ? {
+        key: "compatibility_level",
+        value: "2",
+        why: "RHEL 9 ships Postfix 3.5, which cannot parse the 3.6 level; every default level 3.6 changes is set explicitly below.",
+      }
+    : {
+        key: "compatibility_level",
+        value: "3.6",
+        why: `Current defaults without backwards-compatibility logging; the highest level Postfix ${postfix} knows.`,
+      };
+}
+
+/**
+ * SMTP smuggling (CVE-2023-51764): Postfix 3.9+ (Debian 13) normalizes a bare LF by default, Debian 12's 3.7.11
+ * and Ubuntu's 3.8.6 have the setting but default to `no`. Set on every release that has it, so both behave as
+ * 3.10. RHEL 9's 3.5.9 is left to its vendor default (the setting exists only in some of its builds).
+ */
+function smugglingProtection(node: GatewayNode): PostfixParam[] {
+  if (releaseFacts(node.os).postfix === "3.5") return [];
+  return [
+    {
+      key: "smtpd_forbid_bare_newline",
+      value: "normalize",
+      why: "SMTP smuggling: a bare LF must not end a line (Debian 12's Postfix defaults to no; 3.9+ to normalize).",
+    },
+    { key: "smtpd_forbid_bare_newline_exclusions", value: "$mynetworks" },
+  ];
+}
+
 function identitySection(node: GatewayNode): PostfixSection {
   return {
     title: "Identity",
     params: [
-      {
-        key: "compatibility_level",
-        value: node.os.family === "rhel" ? "2" : "3.6",
-        why:
-          node.os.family === "rhel"
-            ? "RHEL 9 ships Postfix 3.5, which cannot parse the 3.6 level; every default level 3.6 changes is set explicitly below."
-            : "Current defaults without backwards-compatibility logging (Postfix 3.6+: Debian 12, Ubuntu 22.04).",
-      },
+      compatibilityLevel(node),
       { key: "myhostname", value: node.host.hostname },
       { key: "mydomain", value: node.domain },
       { key: "myorigin", value: "$mydomain" },
@@ -84,6 +114,7 @@ function identitySection(node: GatewayNode): PostfixSection {
       { key: "alias_database", value: "" },
       { key: "biff", value: "no" },
       { key: "append_dot_mydomain", value: "no" },
+      ...smugglingProtection(node),
     ],
   };
 }

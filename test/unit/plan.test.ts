@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   STEP_DKIM_KEY,
+  STEP_OS_RELEASE,
   STEP_PACKAGES,
   STEP_POSTFIX_CHECK,
   STEP_POSTFIX_RELOAD,
@@ -79,7 +80,7 @@ function step(steps: HostStep[], id: string): HostStep {
 
 describe("hostPlan order and identity", () => {
   it.each(nodeMatrix)(
-    "$name: unique ids, every step runs after steps listed before it, packages first, verify last",
+    "$name: unique ids, every step runs after steps listed before it, the release check then packages first, verify last",
     ({ node }) => {
       const steps = plan(node);
       const ids = steps.map((s) => s.id);
@@ -89,7 +90,7 @@ describe("hostPlan order and identity", () => {
         for (const dep of s.after) expect(seen.has(dep), `${s.id} runs after ${dep}`).toBe(true);
         seen.add(s.id);
       }
-      expect(ids[0]).toBe(STEP_PACKAGES);
+      expect(ids.slice(0, 2)).toEqual([STEP_OS_RELEASE, STEP_PACKAGES]);
       expect(ids.slice(-3)).toEqual([STEP_POSTFIX_CHECK, STEP_POSTFIX_RELOAD, STEP_VERIFY]);
     },
   );
