@@ -2,7 +2,9 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { isLabRelease, LAB_HOSTS, LAB_RELEASES, labHostSpec, type LabHostReleases } from "./constants";
 import { labDemo } from "./demo";
-import { labDown, labExec, labStatus, labUp } from "./lab";
+import { assertRoot, labDown, labExec, labStatus, labUp } from "./lab";
+import { ensureLabPrerequisites } from "./prerequisites";
+import { consoleProgress } from "./process";
 import { LAB_LOCK_FILE, takeLabLock } from "./lock";
 
 export const LAB_USAGE = `usage: gateway lab <command>
@@ -49,8 +51,13 @@ function parseUpArguments(args: readonly string[]): { zones: Record<string, stri
   return { zones, releases };
 }
 
-/** Up and down change the one lab of the machine: never while another lab user (a running suite) holds it. */
+/**
+ * Up and down change the one lab of the machine: never while another lab user (a running suite) holds it. The
+ * prerequisites come first: a user who is not root learns what to install, not that /run is not writable.
+ */
 async function underLabLock<T>(work: () => Promise<T>): Promise<T> {
+  await ensureLabPrerequisites(consoleProgress());
+  assertRoot();
   process.stderr.write(`[lab] taking ${LAB_LOCK_FILE} (waits while a lab suite is running)\n`);
   const release = await takeLabLock(900_000);
   try {

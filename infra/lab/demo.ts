@@ -7,8 +7,10 @@ import { join } from "node:path";
 import { deployStackToLab, labStackConfig, LAB_RECIPIENT_LOCAL_PARTS } from "../deploy";
 import { parseGatewayConfig, readStackConfigFiles } from "../model/config";
 import type { GatewayNode } from "../model/types";
-import { labExec, labStatus, labUp } from "./lab";
+import { assertRoot, labExec, labStatus, labUp } from "./lab";
 import { takeLabLock } from "./lock";
+import { ensureLabPrerequisites } from "./prerequisites";
+import { consoleProgress } from "./process";
 
 /** One of LAB_RECIPIENT_LOCAL_PARTS: the lab stacks' gateway:recipients. */
 const DEMO_RECIPIENT_LOCAL_PART: (typeof LAB_RECIPIENT_LOCAL_PARTS)[number] = "demo";
@@ -69,6 +71,9 @@ async function waitForStoreEntry(node: GatewayNode, recipient: string): Promise<
 }
 
 export async function labDemo(projectDir: string, say: (line: string) => void): Promise<number> {
+  // First: on a new machine the demo installs the lab's packages (or names the command) before building anything.
+  await ensureLabPrerequisites(consoleProgress());
+  assertRoot();
   const build = spawnSync("npm", ["run", "build", "-w", "runtime"], { cwd: projectDir, stdio: "inherit" });
   if (build.status !== 0 || !existsSync(join(projectDir, "runtime", "dist"))) {
     throw new Error(`lab demo: building the runtime (npm run build -w runtime) failed with exit ${build.status}`);

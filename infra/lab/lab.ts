@@ -50,6 +50,7 @@ import {
   restoreIpForwarding,
 } from "./network";
 import { CommandResult, LabStepError, ProgressReporter, consoleProgress, runStep, waitFor } from "./process";
+import { ensureLabPrerequisites } from "./prerequisites";
 import { LabState, readLabState, recordedHostRelease, writeLabState } from "./state";
 
 export interface LabUpOptions {
@@ -95,7 +96,7 @@ export interface LabSshConnection {
   knownHostsPath: string;
 }
 
-function assertRoot(): void {
+export function assertRoot(): void {
   if (process.getuid?.() !== 0) {
     throw new Error("lab: must run as root (it creates a bridge, an nft table, overlay mounts and containers)");
   }
@@ -124,8 +125,10 @@ async function resolveMirrorAddresses(names: readonly string[]): Promise<Record<
  * it is made, so a failure part-way leaves a state `labDown` can clean up.
  */
 export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
-  assertRoot();
   const progress = options.progress ?? consoleProgress();
+  // Before anything else: a new machine gets its packages installed (root) or the command to do it.
+  await ensureLabPrerequisites(progress);
+  assertRoot();
   const started = Date.now();
   if (existsSync(`${LAB_STATE_DIR}/state.json`)) {
     throw new Error(`lab: already up or left over (${LAB_STATE_DIR}/state.json exists); run \`gateway lab down\` first`);

@@ -1,10 +1,32 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { debianSourcesForGuests, debootstrapMirror, mirrorHostNames } from "../../infra/lab/base";
 import { labHostSpec, LAB_HOSTS } from "../../infra/lab/constants";
 import { assertZoneName, labDnsPaths, renderKnotConfig, renderReverseZone } from "../../infra/lab/dns";
 import { containerCgroupDirs, labHostPaths, renderHostNetwork, renderSupervisorScript } from "../../infra/lab/hosts";
 import { renderLabNftRuleset } from "../../infra/lab/network";
+import {
+  ensureLabPrerequisites,
+  labPackages,
+  LAB_PREREQUISITES,
+  LabPrerequisitesError,
+  missingPrerequisites,
+} from "../../infra/lab/prerequisites";
 import { LabStepError, runStep } from "../../infra/lab/process";
+
+/** The packages .ci/run installs: the words of its apt_packages=( … ) array. */
+function ciAptPackages(): string[] {
+  const script = readFileSync(join(__dirname, "..", "..", ".ci", "run"), "utf8");
+  const list = /^apt_packages=\(([^)]*)\)/m.exec(script)?.[1];
+  if (list === undefined) throw new Error(".ci/run has no apt_packages=( … ) list");
+  return list
+    .split("\n")
+    .map((line) => line.replace(/#.*/, ""))
+    .join(" ")
+    .split(/\s+/)
+    .filter((word) => word !== "");
+}
 
 // The pure parts of the lab: what it would write, checked without booting anything.
 describe("lab plan", () => {
@@ -88,6 +110,53 @@ describe("lab plan", () => {
     await expect(failure).rejects.toBeInstanceOf(LabStepError);
     await expect(failure).rejects.toThrow(
       /host "mail", step "install postfix" failed: `sh -c .*`\nexit code 100\nE: Unable to locate package/,
+    );
+  });
+
+  it("installs every package the lab needs in CI: each is in .ci/run's apt_packages", () => {
+    const ci = ciAptPackages();
+    expect(ci).toContain("debootstrap");
+    expect(labPackages().filter((pkg) => !ci.includes(pkg))).toEqual([]);
+    // Every program the lab spawns outside Debian's essential set is listed once with its package.
+    const programs = LAB_PREREQUISITES.map((entry) => entry.program);
+    for (const program of [
+      "debootstrap",
+      "systemd-nspawn",
+      "nft",
+      "ip",
+      "ssh",
+      "ssh-keygen",
+      "knotd",
+      "knotc",
+      "pebble",
+      "ansible-playbook",
+    ])
+      expect(programs).toContain(program);
+    expect(new Set(programs).size).toBe(programs.length);
+  });
+
+  it("stops a user who is not root at once with the exact apt-get command for what is missing", async () => {
+    const installed = new Set(["ssh", "ssh-keygen", "ip", "systemctl", "systemd-machine-id-setup", "openssl"]);
+    const find = (program: string) => (installed.has(program) ? `/usr/bin/${program}` : undefined);
+    expect(missingPrerequisites(find).map((entry) => entry.program)).toEqual([
+      "debootstrap",
+      "systemd-nspawn",
+      "nft",
+      "knotd",
+      "knotc",
+      "pebble",
+      "ansible-playbook",
+    ]);
+    const progress: string[] = [];
+    const attempt = ensureLabPrerequisites((line) => progress.push(line), { isRoot: false, find });
+    await expect(attempt).rejects.toBeInstanceOf(LabPrerequisitesError);
+    await expect(attempt).rejects.toThrow(
+      "apt-get update && apt-get install -y --no-install-recommends debootstrap systemd-container nftables knot pebble ansible",
+    );
+    await expect(attempt).rejects.toThrow(/missing on this machine: debootstrap \(building the base image of each release\)/);
+    expect(progress).toEqual([]);
+    expect(await ensureLabPrerequisites(() => undefined, { isRoot: false, find: (program) => `/usr/bin/${program}` })).toEqual(
+      [],
     );
   });
 });
