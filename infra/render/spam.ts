@@ -174,13 +174,15 @@ function spamassassinFiles(node: GatewayNode): HostFile[] {
 /**
  * Rspamd's action thresholds. Greylisting is disabled: it needs Redis, and a greylist threshold below
  * reject would make legitimate mail from strict senders arrive hours late for no gain over the score.
+ * rewrite_subject is left unset (the stock actions.conf does not set it either), not set to null: Rspamd 3.12
+ * (Debian 13) compares the thresholds in order and a null one aborts its config transform with "attempt to
+ * compare number with userdata" on every start.
  */
 export function renderRspamdActions(node: GatewayNode): string {
   return [
     `reject = ${formatScore(node.spam.definiteScore)};`,
     `add_header = ${formatScore(node.spam.probableScore)};`,
     "greylist = null;",
-    "rewrite_subject = null;",
     "",
   ].join("\n");
 }
