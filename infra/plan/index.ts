@@ -3,11 +3,10 @@
 // exactly the steps whose inputs changed: a changed main.cf re-runs its install step, `postfix check`, the
 // Postfix reload and the final verification, and nothing else.
 import { posix } from "node:path";
+import { nodeProfiles } from "../model/profiles";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { FIREWALL_SCRIPT, firewallApplyCommand } from "../render/firewall";
 import { opendkimEnabled } from "../render/opendkim";
-import { spamServices } from "../render/spam";
-import { certbotRenewTimer } from "../render/tls";
 import { packagesCommand } from "./packages";
 import { pathSlug, sha256 } from "./shell";
 import {
@@ -212,7 +211,9 @@ export function hostPlan(
   });
   prerequisites.push(STEP_CERTIFICATE);
 
-  const services = new Set<string>([...spamServices(node), certbotRenewTimer(node), ...hashesByService.keys()]);
+  // Every unit a component profile runs, started even when no file of ours configures it (certbot's timer),
+  // plus every unit a host file notifies (the runtime's own).
+  const services = new Set<string>([...nodeProfiles(node).flatMap((profile) => profile.services), ...hashesByService.keys()]);
   services.delete("postfix");
   const serviceStepIds: string[] = [];
   for (const service of [...services].sort()) {

@@ -1,27 +1,11 @@
 // Which distribution packages a node needs, and the command that installs them without a prompt.
 import type { GatewayNode } from "../model/types";
-import { certbotPackages } from "../render/tls";
+import { nodeProfiles } from "../model/profiles";
 import { shellQuote } from "./shell";
 
-/** The exact package names for this node's role, spam engine, ACME challenge and OS family. */
+/** The exact package names for this node: every component profile it runs, on its release, in order. */
 export function requiredPackages(node: GatewayNode): string[] {
-  const debian = node.os.family === "debian";
-  const packages = ["postfix", "opendkim", "opendkim-tools", ...certbotPackages(node), "nodejs", "ca-certificates"];
-  switch (node.spam.engine) {
-    case "spamassassin":
-      // spamd moved out of the spamassassin package in Debian bookworm and Ubuntu 24.04. On RHEL,
-      // spamass-milter-postfix is what creates the socket Postfix is pointed at.
-      packages.push(...(debian ? ["spamassassin", "spamd", "spamass-milter"] : ["spamassassin", "spamass-milter-postfix"]));
-      break;
-    case "rspamd":
-      packages.push("rspamd");
-      break;
-    case "none":
-      break;
-  }
-  if (node.submission?.enabled) packages.push(debian ? "dovecot-core" : "dovecot");
-  packages.push(debian ? "ufw" : "firewalld");
-  return packages;
+  return [...new Set(nodeProfiles(node).flatMap((profile) => profile.packages))];
 }
 
 /**

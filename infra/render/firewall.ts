@@ -109,11 +109,6 @@ export function renderFirewallScript(node: GatewayNode): string {
   return node.os.family === "debian" ? renderUfwScript(node) : renderFirewalldScript(node);
 }
 
-/** The packages the script needs on the node. */
-export function firewallPackages(node: GatewayNode): string[] {
-  return node.os.family === "debian" ? ["ufw"] : ["firewalld"];
-}
-
 /** What the host step runs after the script is in place (and again whenever it or the SSH port changes). */
 export function firewallApplyCommand(sshPort = 22): string {
   return `${SSH_PORT_VARIABLE}=${sshPort} ${FIREWALL_SCRIPT}`;

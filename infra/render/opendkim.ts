@@ -4,6 +4,7 @@
 // only sign with a second key of its own; the only mail a relay originates is its own DSNs (null sender,
 // From: MAILER-DAEMON@<relay host>), which DMARC does not evaluate against the domain's DKIM key. Inbound mail
 // a relay forwards keeps its original signatures, and the primary verifies them when it arrives there.
+import { runsComponent } from "../model/profiles";
 import type { GatewayNode, HostFile } from "../model/types";
 
 export const OPENDKIM_PORT = 8891;
@@ -27,7 +28,7 @@ export function dkimKeyPaths(node: GatewayNode): DkimKeyPaths {
 
 /** Whether this node runs OpenDKIM at all (the primary only, see the header comment). */
 export function opendkimEnabled(node: GatewayNode): boolean {
-  return node.role === "primary";
+  return runsComponent(node, "opendkim");
 }
 
 /** The milter Postfix's smtpd_milters/non_smtpd_milters must name for DKIM, or undefined on a relay. */

@@ -1,6 +1,7 @@
 // Spam engine configuration: SpamAssassin (spamd + spamass-milter) or Rspamd (proxy worker in milter mode).
 // Both engines score at SMTP time: mail at or above definiteScore is refused with a 5xx before Postfix takes
 // responsibility for it, mail at or above probableScore gets headers the InboundProcessor files by.
+import { componentProfile } from "../model/profiles";
 import type { GatewayNode, HostFile } from "../model/types";
 
 /** Loopback endpoints the engines listen on; the firewall and the Postfix renderer use the same numbers. */
@@ -48,19 +49,9 @@ export function spamMilterEndpoint(node: GatewayNode): string | undefined {
   }
 }
 
-/**
- * Services to enable, start and restart when the spam files change. spamd's unit is `spamd` on Debian
- * bookworm and Ubuntu 24.04 (the guide's note applies to both), `spamassassin` on RHEL.
- */
+/** Services to enable, start and restart when the spam files change: the engine's profile on this release. */
 export function spamServices(node: GatewayNode): string[] {
-  switch (node.spam.engine) {
-    case "spamassassin":
-      return node.os.family === "debian" ? ["spamd", "spamass-milter"] : ["spamassassin", "spamass-milter"];
-    case "rspamd":
-      return ["rspamd"];
-    case "none":
-      return [];
-  }
+  return node.spam.engine === "none" ? [] : componentProfile(node, node.spam.engine).services;
 }
 
 /**

@@ -1,6 +1,7 @@
 // TLS certificates from ACME via certbot: dns-01 through Cloudflare by default (nothing has to listen on
 // port 80), http-01 with certbot's standalone server as the option. A deploy hook makes Postfix serve a
 // renewed certificate, refusing to reload into a configuration `postfix check` rejects.
+import { componentProfile } from "../model/profiles";
 import type { GatewayNode, GatewaySecrets, HostFile } from "../model/types";
 
 export const CLOUDFLARE_CREDENTIALS = "/etc/letsencrypt/cloudflare.ini";
@@ -18,14 +19,9 @@ export function acmeInboundPorts(node: GatewayNode): number[] {
   return node.tls.challenge === "http-01" ? [80] : [];
 }
 
-/** Packages certbot needs for the node's challenge (same names on Debian and in RHEL's EPEL). */
-export function certbotPackages(node: GatewayNode): string[] {
-  return node.tls.challenge === "dns-01" ? ["certbot", "python3-certbot-dns-cloudflare"] : ["certbot"];
-}
-
-/** The renewal timer to enable: Debian's certbot package ships certbot.timer, EPEL's certbot-renew.timer. */
+/** The renewal timer to enable (its release's name, from the certbot profile). */
 export function certbotRenewTimer(node: GatewayNode): string {
-  return node.os.family === "debian" ? "certbot.timer" : "certbot-renew.timer";
+  return componentProfile(node, "certbot").services[0]!;
 }
 
 /**

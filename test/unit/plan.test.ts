@@ -16,6 +16,8 @@ import {
 } from "../../infra/plan";
 import { firewallFiles } from "../../infra/render/firewall";
 import { requiredPackages } from "../../infra/plan/packages";
+import { nodeProfiles } from "../../infra/model/profiles";
+import { OS_RELEASES, releaseOs } from "../../infra/model/releases";
 import { directoriesCommand, dkimKeyCommand, installFileCommand, recipientRegistryCommand } from "../../infra/plan/steps";
 import type { GatewayNode, HostDirectory, HostFile } from "../../infra/model/types";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
@@ -138,11 +140,35 @@ describe("packages", () => {
     expect(installs[1]).toContain(" spamass-milter");
   });
 
-  it("relay on Debian: Rspamd, no Dovecot (no submission port)", () => {
-    const packages = requiredPackages(exampleRelay);
-    expect(packages).toContain("rspamd");
-    expect(packages).not.toContain("dovecot-core");
-    expect(packages).not.toContain("spamassassin");
+  it("relay on Debian: Rspamd; no Dovecot (no submission port), no OpenDKIM (relays sign nothing)", () => {
+    expect(requiredPackages(exampleRelay)).toEqual([
+      "postfix",
+      "rspamd",
+      "certbot",
+      "python3-certbot-dns-cloudflare",
+      "ufw",
+      "nodejs",
+      "ca-certificates",
+    ]);
+  });
+
+  it.each(OS_RELEASES)("%s: exactly the packages of the node's component profiles, Postfix first", (release) => {
+    for (const node of [examplePrimary, exampleRelay]) {
+      for (const engine of ["spamassassin", "rspamd", "none"] as const) {
+        const variant: GatewayNode = { ...node, os: releaseOs(release), spam: { ...node.spam, engine } };
+        const packages = requiredPackages(variant);
+        expect(packages[0]).toBe("postfix");
+        expect(new Set(packages).size).toBe(packages.length);
+        expect(packages).toEqual(nodeProfiles(variant).flatMap((profile) => profile.packages));
+        const spamd =
+          release === "rhel-9" ? ["spamassassin", "spamass-milter-postfix"] : ["spamassassin", "spamd", "spamass-milter"];
+        for (const name of spamd) expect(packages.includes(name)).toBe(engine === "spamassassin");
+        expect(packages.includes("rspamd")).toBe(engine === "rspamd");
+        expect(packages.includes("opendkim")).toBe(node.role === "primary");
+        const dovecot = release === "rhel-9" ? "dovecot" : "dovecot-core";
+        expect(packages.includes(dovecot)).toBe(node.role === "primary");
+      }
+    }
   });
 
   it("RHEL: dnf after EPEL, spamass-milter-postfix, dovecot, firewalld; Rspamd from its own repository", () => {
