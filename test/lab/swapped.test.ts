@@ -1,0 +1,136 @@
+// The fleet the other way round: the primary on Debian 12, the relay on Debian 13 (test/lab/scenarios.test.ts
+// and ansible.test.ts run the stacks' own releases, primary 13 and relay 12). The lab stacks' gateway:os follows
+// the host's release, so deploy engine 1 renders each node for the host it lands on; every mail scenario then
+// runs on that fleet. First, on the fresh hosts: a stack whose gateway:os is not the host's release stops at the
+// plan's first step, naming both, before anything is installed.
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deployStackToLab, DeployStepError, labStackConfig, type DeployResult } from "../../infra/deploy";
+import { labSuite, type LabHostName, type LabHostReleases } from "../../infra/lab/constants";
+import { labDown, labStatus, labUp } from "../../infra/lab/lab";
+import { RELEASES } from "../../infra/model/releases";
+import { on, tryOn } from "../helpers/lab-mail";
+import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
+import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
+
+const repo = path.resolve(__dirname, "../..");
+const temp = mkdtempSync(path.join(tmpdir(), "gateway-swapped-"));
+const dist = path.join(temp, "dist");
+const timer = labTimer();
+const suiteStarted = Date.now();
+const SWAPPED: Partial<LabHostReleases> = { mail: "debian-12", mail2: "debian-13" };
+const STACKS = [
+  { stack: "primary", host: "mail" },
+  { stack: "relay", host: "mail2" },
+] as const satisfies readonly { stack: string; host: LabHostName }[];
+
+let releaseLab: (() => void) | undefined;
+const deployed: Record<string, DeployResult> = {};
+/** What a deploy of each stack with the other release's gateway:os did on its fresh host. */
+const mismatched: Record<string, { error: unknown; postfixInstalled: boolean }> = {};
+
+const otherRelease = (host: LabHostName) => (SWAPPED[host] === "debian-12" ? "debian-13" : "debian-12");
+
+beforeAll(async () => {
+  releaseLab = await claimLab();
+  for (const entry of readdirSync(path.join(repo, "runtime", "bin")).filter((name) => name.endsWith(".ts"))) {
+    await bundleRuntimeEntry(entry.replace(/\.ts$/, ""), dist);
+  }
+  await timer.timed("lab up", () => labUp({ releases: SWAPPED, projectDir: repo, progress: () => undefined }));
+  const outside = timer.timed("outside setup", setUpOutside);
+  // Settled before a failed deploy ends the hook: afterAll's lab down must not cut outside's install short.
+  const outsideSettled = outside.then(
+    () => undefined,
+    () => undefined,
+  );
+  try {
+    for (const { stack, host } of STACKS) {
+      const error = await timer
+        .timed(`mismatched gateway:os ${stack}`, () =>
+          deployStackToLab({
+            stack,
+            projectDir: repo,
+            runtimeDist: dist,
+            overrides: { "gateway:os": otherRelease(host) },
+            progress: () => undefined,
+          }),
+        )
+        .then(
+          () => undefined,
+          (failure: unknown) => failure,
+        );
+      const postfixInstalled = (await tryOn(host, "dpkg-query -W -f='${Status}' postfix 2>/dev/null")).stdout.includes(
+        "install ok installed",
+      );
+      mismatched[stack] = { error, postfixInstalled };
+    }
+    for (const { stack } of STACKS) {
+      deployed[stack] = await timer.timed(`apply ${stack}`, () =>
+        deployStackToLab({ stack, projectDir: repo, runtimeDist: dist, progress: () => undefined }),
+      );
+    }
+  } finally {
+    await outsideSettled;
+  }
+  await outside;
+  await readyGatewaysForMail();
+  timer.timings["setup total"] = (Date.now() - suiteStarted) / 1000;
+}, 3_600_000);
+
+afterAll(async () => {
+  try {
+    if (releaseLab) await timer.timed("lab down", () => labDown({ progress: () => undefined }));
+  } finally {
+    releaseLab?.();
+    rmSync(temp, { recursive: true, force: true });
+    timer.timings["whole suite"] = (Date.now() - suiteStarted) / 1000;
+    console.log(`swapped fleet lab timings (s): ${JSON.stringify(timer.timings)}`);
+  }
+}, 600_000);
+
+describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
+  it("boots each host on the release asked for, and the lab stacks' gateway:os follows it", async () => {
+    for (const { stack, host } of STACKS) {
+      const release = SWAPPED[host]!;
+      expect(labStatus().hosts.find((status) => status.name === host)?.release).toBe(release);
+      expect((await on(host, ". /etc/os-release && echo $VERSION_CODENAME")).trim()).toBe(labSuite(release));
+      expect(labStackConfig(stack, repo).overrides["gateway:os"]).toBe(release);
+    }
+  });
+
+  it.each(STACKS)(
+    "stops the $stack deploy at its first step when gateway:os is not the host's release, naming both",
+    ({ stack, host }) => {
+      const { error, postfixInstalled } = mismatched[stack]!;
+      expect(error).toBeInstanceOf(DeployStepError);
+      const failure = (error as DeployStepError).failure;
+      expect(failure.step).toBe(`${stack}-os-release`);
+      const found = SWAPPED[host]!;
+      const configured = otherRelease(host);
+      // The host's own name for its release (PRETTY_NAME), then the configured one.
+      expect(failure.output).toMatch(
+        new RegExp(
+          `host runs Debian GNU/Linux ${RELEASES[found].versionId} \\(${RELEASES[found].codename}\\), gateway:os says ${configured}`,
+        ),
+      );
+      expect((error as Error).message).toContain(`step "${stack}-os-release" failed`);
+      // Nothing after the first step ran: not even the packages.
+      expect(postfixInstalled).toBe(false);
+    },
+  );
+
+  it("deploys both stacks on the swapped fleet, the check step first", () => {
+    for (const { stack } of STACKS) {
+      const commands = deployed[stack]!.resources.filter((r) => r.type === "command:remote:Command");
+      expect(commands[0]!.name).toBe(`${stack}-os-release`);
+      expect(commands.at(-1)!.name).toBe(`${stack}-verify`);
+      expect(commands.every((r) => r.action === "create")).toBe(true);
+    }
+  });
+});
+
+describe("mail end to end on the swapped fleet", () => {
+  describeMailScenarios(timer);
+});
