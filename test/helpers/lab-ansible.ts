@@ -157,8 +157,11 @@ export function readBundleManifest(bundle: string): RenderManifest {
 
 const octal = (mode: string): string => Number.parseInt(mode, 8).toString(8);
 
+/** The part of a render's manifest that says what a host must hold. */
+export type ManagedPaths = Pick<RenderManifest, "files" | "directories">;
+
 /** The manifest the plan says the host must have: render's files and directories, and the built runtime. */
-export function expectedManifest(manifest: RenderManifest, runtimeShas: Record<string, string>): HostManifest {
+export function expectedManifest(manifest: ManagedPaths, runtimeShas: Record<string, string>): HostManifest {
   return [
     ...manifest.files.map((f) => `${f.path} ${octal(f.mode)} ${f.owner} ${f.group} ${f.sha256}`),
     ...Object.entries(runtimeShas).map(([name, sha]) => `${RUNTIME_DIR}/${name} 755 root root ${sha}`),
@@ -169,7 +172,7 @@ export function expectedManifest(manifest: RenderManifest, runtimeShas: Record<s
 /** The same lines as the host has them: stat and sha256sum of each path, read over SSH in one go. */
 export async function hostManifest(
   host: LabHostName,
-  manifest: RenderManifest,
+  manifest: ManagedPaths,
   runtimeNames: readonly string[],
 ): Promise<HostManifest> {
   const files = [...manifest.files.map((f) => f.path), ...runtimeNames.map((name) => `${RUNTIME_DIR}/${name}`)];
