@@ -15,6 +15,7 @@ import { runCommand, runStep, type CommandResult } from "../../infra/lab/process
 import { releaseOs } from "../../infra/model/releases";
 import type { GatewayNode, SpamEngine } from "../../infra/model/types";
 import { requiredPackages } from "../../infra/plan/packages";
+import { shellQuote } from "../../infra/plan/shell";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 export type Progress = (line: string) => void;
@@ -59,17 +60,15 @@ const UNSHARE = ["unshare", "--mount", "--propagation", "private", "--pid", "--f
 /** Checks also get a network namespace of their own: what a tool says must not depend on the machine's network. */
 const UNSHARE_OFFLINE = [...UNSHARE.slice(0, -1), "--net", "--"];
 
-/** Mounts /proc, /dev and an empty /run on `root`, then runs `command` chrooted there (sh's "$@"). */
-function chrootScript(root: string, preMount: string[] = [], extraMounts: string[] = []): string {
-  const r = JSON.stringify(root);
+/** After `setup`, mounts /proc, /dev and an empty /run on `root` and runs sh's "$@" chrooted there. */
+function chrootScript(root: string, setup: string[] = []): string {
   return [
     "set -e",
-    ...preMount,
-    `mount -t proc proc ${r}/proc`,
-    `mount --rbind /dev ${r}/dev`,
-    `mount -t tmpfs -o mode=0755 tmpfs ${r}/run`,
-    ...extraMounts,
-    `exec chroot ${r} "$@"`,
+    ...setup,
+    `mount -t proc proc ${shellQuote(`${root}/proc`)}`,
+    `mount --rbind /dev ${shellQuote(`${root}/dev`)}`,
+    `mount -t tmpfs -o mode=0755 tmpfs ${shellQuote(`${root}/run`)}`,
+    `exec chroot ${shellQuote(root)} "$@"`,
   ].join("\n");
 }
 
@@ -95,7 +94,7 @@ export async function ensurePackageLayer(
   }
   // Two suites (or two engineers) may find it missing at once: one builds, the other then finds it cached.
   await mkdir(dirname(dir), { recursive: true });
-  const release_ = await takeFileLock(`${dir}.lock`, 1_800_000);
+  const unlock = await takeFileLock(`${dir}.lock`, 1_800_000);
   try {
     if ((await readOptional(join(dir, LAYER_STAMP_FILE))) === stamp) {
       progress(`package layer ${release}: cached at ${dir} (built meanwhile by another process)`);
@@ -107,7 +106,7 @@ export async function ensurePackageLayer(
     progress(`package layer ${release}: built in ${seconds.toFixed(0)} s (${(Date.now() - started) / 1000} s with the base)`);
     return { dir, built: true, seconds, baseSeconds: base.seconds };
   } finally {
-    release_();
+    unlock();
   }
 }
 
@@ -203,7 +202,7 @@ export async function openReleaseRoot(release: LabRelease, progress: Progress): 
   const work = join(temp, "work");
   const merged = join(temp, "merged");
   for (const path of [upper, work, merged]) await mkdir(path);
-  const overlay = `mount -t overlay overlay -o ${JSON.stringify(`lowerdir=${layer},upperdir=${upper},workdir=${work}`)} ${JSON.stringify(merged)}`;
+  const overlay = `mount -t overlay overlay -o ${shellQuote(`lowerdir=${layer},upperdir=${upper},workdir=${work}`)} ${shellQuote(merged)}`;
   // `ip` is the machine's, run before the chroot: inet_interfaces = all needs an interface that is up.
   const script = chrootScript(merged, ["ip link set lo up", overlay]);
   const run = async (argv: readonly string[], input?: string): Promise<CommandResult & { output: string }> => {
