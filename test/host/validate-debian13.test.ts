@@ -182,6 +182,14 @@ describe(`the ${RELEASE} checks are real`, () => {
     expect(complaints(result.output)).toEqual([expect.stringContaining("unused parameter: smtpd_tls_security_levle")]);
   });
 
+  it("doveconf -n refuses a setting Dovecot 2.4 does not know", async () => {
+    const result = await root!.sh(
+      `cp ${DOVECOT_CONF_PATH} /tmp/dovecot.conf && echo 'auth_mechanism = plain' >> /tmp/dovecot.conf && doveconf -n -c /tmp/dovecot.conf`,
+    );
+    expect(result.exitCode).not.toBe(0);
+    expect(complaints(result.output)).toEqual([expect.stringContaining("auth_mechanism")]);
+  });
+
   it("opendkim -n refuses a key others can read", async () => {
     const { privateKey } = dkimKeyPaths(node);
     const result = await root!.sh(`chmod 0644 ${shellQuote(privateKey)} && opendkim -n -x /etc/opendkim.conf`);
