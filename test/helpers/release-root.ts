@@ -103,7 +103,9 @@ export async function ensurePackageLayer(
     const layerStarted = Date.now();
     await buildPackageLayer(release, baseDir, dir, packages, stamp, progress);
     const seconds = (Date.now() - layerStarted) / 1000;
-    progress(`package layer ${release}: built in ${seconds.toFixed(0)} s (${(Date.now() - started) / 1000} s with the base)`);
+    progress(
+      `package layer ${release}: built in ${seconds.toFixed(0)} s (${((Date.now() - started) / 1000).toFixed(0)} s with the base)`,
+    );
     return { dir, built: true, seconds, baseSeconds: base.seconds };
   } finally {
     unlock();
@@ -144,7 +146,7 @@ async function buildPackageLayer(
     `${aptInstall} ${packages.join(" ")}`,
     "apt-get clean",
   ].join("\n");
-  progress(`package layer ${release}: apt-get install ${packages.join(" ")} (a few minutes the first time)`);
+  progress(`package layer ${release}: apt-get install ${packages.join(" ")} (about a minute)`);
   let lastShown = 0;
   await runStep(
     "lab",
