@@ -67,11 +67,12 @@ function compatibilityLevel(node: GatewayNode): PostfixParam {
 }
 
 /**
- * SMTP smuggling (CVE-2023-51764): Postfix 3.9+ (Debian 13) normalizes a bare LF by default, Debian 12's 3.7.11
- * and Ubuntu's 3.8.6 have the setting but default to `no`. Set on every release that has it, so both behave as
- * 3.10. RHEL 9's 3.5.9 is left to its vendor default (the setting exists only in some of its builds).
+ * Two defaults Postfix 3.9 changed (Debian 13 has them, Debian 12's 3.7.11 and Ubuntu's 3.8.6 have the settings
+ * but the old defaults): SMTP smuggling (CVE-2023-51764) protection and refusing unauthorised pipelining. Set on
+ * every release that has them, so a Debian 12 node behaves as a Debian 13 one. RHEL 9's 3.5.9 is left to its
+ * vendor defaults (the settings exist only in some of its builds).
  */
-function smugglingProtection(node: GatewayNode): PostfixParam[] {
+function postfix39Defaults(node: GatewayNode): PostfixParam[] {
   if (releaseFacts(node.os).postfix === "3.5") return [];
   return [
     {
@@ -80,6 +81,11 @@ function smugglingProtection(node: GatewayNode): PostfixParam[] {
       why: "SMTP smuggling: a bare LF must not end a line (Debian 12's Postfix defaults to no; 3.9+ to normalize).",
     },
     { key: "smtpd_forbid_bare_newline_exclusions", value: "$mynetworks" },
+    {
+      key: "smtpd_forbid_unauth_pipelining",
+      value: "yes",
+      why: "Spambots send commands before the greeting or the reply; real MTAs wait (3.9+ default).",
+    },
   ];
 }
 
@@ -114,7 +120,7 @@ function identitySection(node: GatewayNode): PostfixSection {
       { key: "alias_database", value: "" },
       { key: "biff", value: "no" },
       { key: "append_dot_mydomain", value: "no" },
-      ...smugglingProtection(node),
+      ...postfix39Defaults(node),
     ],
   };
 }

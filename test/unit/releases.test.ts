@@ -83,12 +83,13 @@ describe("renders that differ by release", () => {
   });
 
   it.each(["debian-12", "debian-13", "ubuntu-24.04"] as const)(
-    "%s: compatibility level 3.6 and bare-LF normalization (SMTP smuggling) on both roles",
+    "%s: compatibility level 3.6, bare-LF normalization (SMTP smuggling) and no unauthorised pipelining on both roles",
     (release) => {
       for (const node of [examplePrimary, exampleRelay]) {
         const mainCf = renderMainCf({ ...node, os: releaseOs(release) });
         expect(mainCf).toMatch(/^compatibility_level = 3\.6$/m);
         expect(mainCf).toMatch(/^smtpd_forbid_bare_newline = normalize$/m);
+        expect(mainCf).toMatch(/^smtpd_forbid_unauth_pipelining = yes$/m);
       }
     },
   );
@@ -97,5 +98,6 @@ describe("renders that differ by release", () => {
     const mainCf = renderMainCf(onRelease("rhel-9"));
     expect(mainCf).toMatch(/^compatibility_level = 2$/m);
     expect(mainCf).not.toContain("smtpd_forbid_bare_newline");
+    expect(mainCf).not.toContain("smtpd_forbid_unauth_pipelining");
   });
 });
