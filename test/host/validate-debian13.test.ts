@@ -133,26 +133,34 @@ describe.each(variants)(`$name on ${RELEASE}`, ({ node }) => {
     expectClean("postfix check", await root!.sh(step.command));
   });
 
-  it.runIf(rendered.includes(DOVECOT_CONF_PATH))("doveconf -n accepts the rendered dovecot.conf", async () => {
-    expectClean("doveconf -n", await root!.run(["doveconf", "-n"]));
-  });
+  if (rendered.includes(DOVECOT_CONF_PATH)) {
+    it("doveconf -n accepts the rendered dovecot.conf", async () => {
+      expectClean("doveconf -n", await root!.run(["doveconf", "-n"]));
+    });
+  }
 
-  it.runIf(node.spam.engine === "rspamd")("rspamadm configtest says syntax OK", async () => {
-    const result = await root!.run(["rspamadm", "configtest"]);
-    const message = `rspamadm configtest (exit ${result.exitCode}):\n${result.output}`;
-    const said = result.output.split("\n").filter((line) => line !== "" && !RSPAMD_OFFLINE_LINES.some((re) => re.test(line)));
-    expect(said, message).toEqual(["syntax OK"]);
-    expect(result.exitCode, message).toBe(0);
-  });
+  if (node.spam.engine === "rspamd") {
+    it("rspamadm configtest says syntax OK", async () => {
+      const result = await root!.run(["rspamadm", "configtest"]);
+      const message = `rspamadm configtest (exit ${result.exitCode}):\n${result.output}`;
+      const said = result.output.split("\n").filter((line) => line !== "" && !RSPAMD_OFFLINE_LINES.some((re) => re.test(line)));
+      expect(said, message).toEqual(["syntax OK"]);
+      expect(result.exitCode, message).toBe(0);
+    });
+  }
 
-  it.runIf(node.spam.engine === "spamassassin")("spamassassin --lint passes on the rendered local.cf", async () => {
-    expect(has("/etc/spamassassin/local.cf")).toBe(true);
-    expectSilent("spamassassin --lint", await root!.run(["spamassassin", "--lint"]));
-  });
+  if (node.spam.engine === "spamassassin") {
+    it("spamassassin --lint passes on the rendered local.cf", async () => {
+      expect(has("/etc/spamassassin/local.cf")).toBe(true);
+      expectSilent("spamassassin --lint", await root!.run(["spamassassin", "--lint"]));
+    });
+  }
 
-  it.runIf(rendered.includes("/etc/opendkim.conf"))("opendkim -n accepts the rendered opendkim.conf", async () => {
-    expectSilent("opendkim -n", await root!.run(["opendkim", "-n", "-x", "/etc/opendkim.conf"]));
-  });
+  if (rendered.includes("/etc/opendkim.conf")) {
+    it("opendkim -n accepts the rendered opendkim.conf", async () => {
+      expectSilent("opendkim -n", await root!.run(["opendkim", "-n", "-x", "/etc/opendkim.conf"]));
+    });
+  }
 
   it("systemd-analyze verify reports nothing for the rendered units", async () => {
     const units = renderedUnits(node, files);
