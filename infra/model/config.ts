@@ -181,12 +181,29 @@ function fieldText(value: unknown): string | undefined {
   return JSON.stringify(value);
 }
 
+/** Shown instead of an unknown key's value. */
+export const UNKNOWN_KEY_VALUE = "(value not shown)";
+
 function rejectUnknownFields(label: string, value: Record<string, unknown>, allowed: readonly string[]): void {
   for (const field of Object.keys(value)) {
     if (!allowed.includes(field)) {
-      throw new GatewayConfigError(`${label}.${field}`, fieldText(value[field]), `one of the fields ${allowed.join(", ")}`);
+      // Not its value: a secret put under the wrong field must not end up in a log.
+      throw new GatewayConfigError(`${label}.${field}`, UNKNOWN_KEY_VALUE, `one of the fields ${allowed.join(", ")}`);
     }
   }
+}
+
+/** Levenshtein distance, for "the closest key" in an unknown-key error. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 function rejectUnknownKeys(flat: FlatConfig): void {
@@ -195,11 +212,16 @@ function rejectUnknownKeys(flat: FlatConfig): void {
     if (!k.startsWith(NS)) continue;
     const name = k.slice(NS.length);
     if (known.includes(name)) continue;
+    const likely = known.find((candidate) => editDistance(candidate.toLowerCase(), name.toLowerCase()) <= 2);
     const hint =
       name === "ipv4" || name === "ipv6"
         ? "addresses are set once, in this node's gateway:fleet entry; accepted keys: "
-        : "one of the keys ";
-    throw new GatewayConfigError(k, flat[k], hint + known.map((n) => NS + n).join(", "));
+        : likely !== undefined
+          ? `${NS}${likely} (the closest key); every key: `
+          : "one of the keys ";
+    // The value is never shown: a misspelt secret key (gateway:sshPrivatekey) arrives here decrypted, and
+    // Pulumi's masking of secret values misses them once JSON-escaped in a message.
+    throw new GatewayConfigError(k, UNKNOWN_KEY_VALUE, hint + known.map((n) => NS + n).join(", "));
   }
 }
 

@@ -251,10 +251,23 @@ describe("a bad value names the key, the value and what is accepted", () => {
     expect(configError(flat).message).toBe("gateway:role is not set; expected primary or relay");
   });
 
-  it("an unknown gateway: key (a typo) lists the accepted keys", () => {
+  it("an unknown gateway: key (a typo) names the closest key and lists the accepted ones", () => {
     const err = configError({ ...primaryFlat(), "gateway:spamEngin": "rspamd" });
     expect(err.key).toBe("gateway:spamEngin");
-    expect(err.message).toMatch(/one of the keys .*gateway:spamEngine/);
+    expect(err.message).toMatch(
+      /^gateway:spamEngin="\(value not shown\)" is invalid; expected gateway:spamEngine \(the closest key\); every key: .*gateway:spamEngine/,
+    );
+    expect(configError({ ...primaryFlat(), "gateway:colour": "blue" }).message).toMatch(/expected one of the keys gateway:/);
+  });
+
+  it("a misspelt secret key never shows its value: not a line of the private key, not the JSON-escaped form", () => {
+    const privateKey =
+      "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nQyNTUxOQAAACD0secretline\n-----END OPENSSH PRIVATE KEY-----\n";
+    const err = configError({ ...primaryFlat(), "gateway:sshPrivatekey": privateKey });
+    expect(err.message).toMatch(/gateway:sshPrivateKey \(the closest key\)/);
+    for (const line of privateKey.split("\n").filter((l) => l !== "")) expect(err.message).not.toContain(line);
+    expect(err.message).not.toContain(JSON.stringify(privateKey).slice(1, 30));
+    expect(err.value).toBe("(value not shown)");
   });
 
   it("gateway:ipv4 in a stack points at the fleet entry instead of duplicating addresses", () => {
