@@ -16,6 +16,7 @@ import {
   dkimKeyCommand,
   directoriesCommand,
   installFileCommand,
+  installFileStdin,
   osReleaseCommand,
   recipientRegistryCommand,
   serviceCommand,
@@ -100,8 +101,12 @@ export function hostPlan(
   rejectDuplicatePaths(allFiles);
 
   const steps: HostStep[] = [];
-  const add = (step: Omit<HostStep, "secret"> & { secret?: boolean }): void => {
-    steps.push({ ...step, secret: step.secret ?? false });
+  // A trigger of a secret step is secret wherever it goes: a service step and the verification reuse them.
+  const secretTriggers = new Set<string>();
+  const add = (step: Omit<HostStep, "secret" | "secretTriggers"> & { secret?: boolean }): void => {
+    const secret = step.secret ?? false;
+    if (secret) for (const trigger of step.triggers) secretTriggers.add(trigger);
+    steps.push({ ...step, secret, secretTriggers: secret || step.triggers.some((trigger) => secretTriggers.has(trigger)) });
   };
 
   const osRelease = osReleaseCommand(node);
@@ -149,7 +154,7 @@ export function hostPlan(
       id,
       description: `install ${file.path} (${file.mode.toString(8)} ${file.owner}:${file.group})`,
       command: installFileCommand(file),
-      stdin: file.content,
+      stdin: installFileStdin(file),
       secret: file.secret ?? false,
       after: [STEP_DIRECTORIES],
       triggers: [trigger],

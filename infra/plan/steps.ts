@@ -65,8 +65,10 @@ export function directoriesCommand(directories: HostDirectory[]): string {
  * Installs stdin at `file.path` with exact mode and owner, atomically: a 0600 temp file in the same directory
  * (so a secret is never readable by others, not even for a moment), checked against the expected hash (a
  * truncated transfer fails the step instead of installing half a main.cf), then renamed over the target.
+ * A secret file's hash travels in stdin's first line, never in the command: a failing step's error prints its
+ * command, and a hash of a password file lets anyone who reads the log test guesses offline.
  */
-export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner" | "group" | "content">): string {
+export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner" | "group" | "content" | "secret">): string {
   const dir = shellQuote(posix.dirname(file.path));
   const target = shellQuote(file.path);
   return [
@@ -74,13 +76,26 @@ export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner
     `mkdir -p ${dir}`,
     `tmp=$(mktemp ${shellQuote(`${posix.dirname(file.path)}/.${posix.basename(file.path)}.`)}XXXXXX)`,
     `trap 'rm -f "$tmp"' EXIT`,
-    `cat > "$tmp"`,
-    `echo "${sha256(file.content)}  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
+    ...(file.secret
+      ? [
+          "IFS= read -r expected",
+          `cat > "$tmp"`,
+          `echo "$expected  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
+        ]
+      : [
+          `cat > "$tmp"`,
+          `echo "${sha256(file.content)}  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
+        ]),
     `chown ${shellQuote(`${file.owner}:${file.group}`)} "$tmp"`,
     `chmod ${octalMode(file.mode)} "$tmp"`,
     `mv -f "$tmp" ${target}`,
     "trap - EXIT",
   ].join("\n");
+}
+
+/** What installFileCommand reads on stdin: the content, after its hash line for a secret file. */
+export function installFileStdin(file: Pick<HostFile, "content" | "secret">): string {
+  return file.secret ? `${sha256(file.content)}\n${file.content}` : file.content;
 }
 
 /**

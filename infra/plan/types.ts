@@ -12,6 +12,12 @@ export interface HostStep {
   stdin?: string;
   /** True when stdin or stdout carries a secret: adapters keep both out of logs and mark them secret. */
   secret: boolean;
+  /**
+   * True when a trigger is derived from a secret (the content hash of a secret file, passed on to the services
+   * it notifies and to the final verification): adapters store the triggers as secrets, or anyone who can read
+   * the stack's state could test guessed passwords against the hash offline. Always true when `secret` is.
+   */
+  secretTriggers: boolean;
   /** Ids of the steps that must have run before this one. */
   after: string[];
   /**

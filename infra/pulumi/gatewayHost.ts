@@ -48,7 +48,7 @@ export class GatewayHost extends pulumi.ComponentResource {
       const commandArgs: command.remote.CommandArgs = {
         connection,
         create: keep(args.sudo ? `sudo -n sh -c ${shellQuote(step.command)}` : step.command),
-        triggers: step.secret ? pulumi.secret(step.triggers) : step.triggers,
+        triggers: step.secretTriggers ? pulumi.secret(step.triggers) : step.triggers,
         // Off so the command and its environment are exactly what the plan says, on every run.
         addPreviousOutputInEnv: false,
         logging: step.secret ? "none" : "stdoutAndStderr",

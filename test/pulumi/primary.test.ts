@@ -1,4 +1,5 @@
 // The primary stack (Pulumi.yaml + Pulumi.primary.yaml) run through the real program under mocks.
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { hostPlan } from "../../infra/plan";
@@ -125,6 +126,34 @@ describe("primary stack: host steps", () => {
       )!;
       expect(c.secretInputs).toEqual(expect.arrayContaining(["stdin", "create", "triggers"]));
       expect(c.inputs.logging).toBe("none");
+    }
+  });
+});
+
+describe("primary stack: nothing derived from a secret in a non-secret input", () => {
+  it("no trigger hash or sha256 of a secret file, no password, no token appears outside a secret input", () => {
+    const steps = hostPlan(examplePrimary, hostFiles(examplePrimary, exampleSecrets), hostDirectories(examplePrimary));
+    const derived = new Set<string>([
+      ...exampleSecrets.submissionUsers.map((user) => user.password),
+      exampleSecrets.certbotCloudflareToken!,
+      "cf-api-token-not-real",
+      "not-a-real-key",
+    ]);
+    for (const step of steps.filter((s) => s.secret)) {
+      for (const trigger of step.triggers) derived.add(trigger);
+      if (step.stdin !== undefined) derived.add(createHash("sha256").update(step.stdin).digest("hex"));
+    }
+    expect(derived.size).toBeGreaterThan(6);
+    // The service steps the secret files notify, and the verification, do carry those hashes: as secrets.
+    const carriers = commands().filter((c) => c.secretInputs.includes("triggers") && !c.secretInputs.includes("stdin"));
+    expect(carriers.map((c) => c.name)).toEqual(expect.arrayContaining(["primary-service-dovecot", "primary-verify"]));
+    for (const resource of run.resources) {
+      for (const [input, value] of Object.entries(resource.inputs)) {
+        if (resource.secretInputs.includes(input)) continue;
+        const text = JSON.stringify(value) ?? "";
+        for (const secret of derived)
+          expect(text.includes(secret), `${resource.name}.${input} holds a secret-derived string`).toBe(false);
+      }
     }
   });
 });

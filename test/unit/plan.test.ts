@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,7 +19,13 @@ import { firewallFiles } from "../../infra/render/firewall";
 import { requiredPackages } from "../../infra/plan/packages";
 import { nodeProfiles } from "../../infra/model/profiles";
 import { OS_RELEASES, releaseOs } from "../../infra/model/releases";
-import { directoriesCommand, dkimKeyCommand, installFileCommand, recipientRegistryCommand } from "../../infra/plan/steps";
+import {
+  directoriesCommand,
+  dkimKeyCommand,
+  installFileCommand,
+  installFileStdin,
+  recipientRegistryCommand,
+} from "../../infra/plan/steps";
 import type { GatewayNode, HostDirectory, HostFile } from "../../infra/model/types";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 
@@ -265,8 +272,12 @@ describe("files and secrets", () => {
     const steps = plan(examplePrimary);
     const env = step(steps, fileStepId("/etc/brightchain/gateway.env"));
     expect(env.secret).toBe(true);
-    expect(env.stdin).toBe("GATEWAY_POSTFIX_PASS=s3cret\n");
+    // The content after its hash line (secret files), so the command holds neither.
+    expect(env.stdin).toBe(
+      `${createHash("sha256").update("GATEWAY_POSTFIX_PASS=s3cret\n").digest("hex")}\nGATEWAY_POSTFIX_PASS=s3cret\n`,
+    );
     expect(env.command).not.toContain("s3cret");
+    expect(env.command).not.toMatch(/[0-9a-f]{64}/);
     expect(env.command).toContain("chmod 0640");
     expect(env.command).toContain("chown root:brightchain");
     expect(step(steps, fileStepId("/etc/postfix/main.cf")).secret).toBe(false);
@@ -350,6 +361,27 @@ describe("the commands, run by a real shell", () => {
     expect(stat.gid).toBe(Number(execFileSync("getent", ["group", "opendkim"]).toString().split(":")[2]));
     expect(readFileSync(file.path, "utf8")).toBe(file.content);
     expect(readdirSync(join(dir, "etc/brightchain"))).toEqual(["gateway.env"]);
+  });
+
+  it("a secret file: the hash travels in stdin, never in the command a failing step prints", () => {
+    const dir = tempDir();
+    const file = {
+      path: join(dir, "etc/dovecot/brightchain-submission.passwd"),
+      mode: 0o640,
+      owner: "root",
+      group: "root",
+      content: "node:{SHA512-CRYPT}$6$salt$hash\n",
+      secret: true,
+    };
+    const command = installFileCommand(file);
+    expect(command).not.toContain(createHash("sha256").update(file.content).digest("hex"));
+    expect(command).not.toContain(file.content.trim());
+    execFileSync("sh", ["-c", command], { input: installFileStdin(file) });
+    expect(readFileSync(file.path, "utf8")).toBe(file.content);
+    const damaged = spawnSync("sh", ["-c", command], { input: installFileStdin(file).slice(0, -3) });
+    expect(damaged.status).not.toBe(0);
+    expect(damaged.stderr.toString()).toContain("content arrived damaged");
+    expect(readFileSync(file.path, "utf8")).toBe(file.content);
   });
 
   it("refuses content that does not match the planned hash and leaves the old file and no temp file behind", () => {
