@@ -4,13 +4,14 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { deployStackToLab, labStackConfig, LAB_RECIPIENT_LOCAL_PARTS } from "../deploy";
+import { deployStackToLab, labStackConfig, LAB_RECIPIENT_LOCAL_PARTS, type DeployResult } from "../deploy";
+import { LAB_STACKS } from "../deploy/labStack";
 import { parseGatewayConfig, readStackConfigFiles } from "../model/config";
 import type { GatewayNode } from "../model/types";
 import { assertRoot, labExec, labStatus, labUp } from "./lab";
 import { takeLabLock } from "./lock";
 import { ensureLabPrerequisites } from "./prerequisites";
-import { consoleProgress } from "./process";
+import { consoleProgress, type ProgressReporter } from "./process";
 
 /** One of LAB_RECIPIENT_LOCAL_PARTS: the lab stacks' gateway:recipients. */
 const DEMO_RECIPIENT_LOCAL_PART: (typeof LAB_RECIPIENT_LOCAL_PARTS)[number] = "demo";
@@ -70,21 +71,54 @@ async function waitForStoreEntry(node: GatewayNode, recipient: string): Promise<
   }
 }
 
-export async function labDemo(projectDir: string, say: (line: string) => void): Promise<number> {
+export interface LabDemoOptions {
+  /**
+   * The caller already holds the lab lock for this process (a lab suite that runs the demo as its bring-up):
+   * taking it again would wait for ourselves.
+   */
+  holdsLabLock?: boolean;
+  /** Lab progress lines (lab up, prerequisites); default on stderr with elapsed seconds. */
+  progress?: ProgressReporter;
+}
+
+export interface LabDemoResult {
+  /** Each stack's deploy, in the order run (primary, relay). */
+  deploys: Record<string, DeployResult>;
+  messageId: string;
+  store: { sha3: string; folder: string; subject?: string };
+}
+
+/** `gateway lab demo`: returns the exit code; the lines go to `say`. */
+export async function labDemo(projectDir: string, say: (line: string) => void, options: LabDemoOptions = {}): Promise<number> {
+  await runLabDemo(projectDir, say, options);
+  return 0;
+}
+
+export async function runLabDemo(
+  projectDir: string,
+  say: (line: string) => void,
+  options: LabDemoOptions = {},
+): Promise<LabDemoResult> {
+  const progress = options.progress ?? consoleProgress();
   // First: on a new machine the demo installs the lab's packages (or names the command) before building anything.
-  await ensureLabPrerequisites(consoleProgress());
+  await ensureLabPrerequisites(progress);
   assertRoot();
   const build = spawnSync("npm", ["run", "build", "-w", "runtime"], { cwd: projectDir, stdio: "inherit" });
   if (build.status !== 0 || !existsSync(join(projectDir, "runtime", "dist"))) {
     throw new Error(`lab demo: building the runtime (npm run build -w runtime) failed with exit ${build.status}`);
   }
-  const release = await takeLabLock(900_000);
+  const release = options.holdsLabLock ? () => undefined : await takeLabLock(900_000);
   try {
-    if (!labStatus().up) await labUp();
-    for (const stack of ["primary", "relay"]) {
-      say(`[demo] deploying stack ${stack} with the Pulumi program's own commands`);
+    if (!labStatus().up) await labUp({ projectDir, progress });
+    const deploys: Record<string, DeployResult> = {};
+    for (const stack of LAB_STACKS) {
+      const lab = labStackConfig(stack, projectDir);
+      say(
+        `[demo] deploying stack ${stack} to ${lab.host.name} (gateway:os ${lab.overrides["gateway:os"] ?? "unset"}) with the Pulumi program's own commands`,
+      );
       const result = await deployStackToLab({ stack, projectDir, progress: (line) => say(`  ${line}`) });
       say(`[demo] ${stack}: ${result.executed.length} commands run in ${result.seconds.toFixed(1)} s`);
+      deploys[stack] = result;
     }
     const primary = labNode(projectDir, "primary");
     // The lab stacks list the demo user in gateway:recipients: both nodes' registries already know it.
@@ -94,7 +128,7 @@ export async function labDemo(projectDir: string, say: (line: string) => void): 
     const messageId = (
       await run("outside", `python3 - <<'EOF'\n${sendScript(recipient, primary.host.hostname)}\nEOF`, "sending the demo message")
     ).trim();
-    const entry = JSON.parse(await waitForStoreEntry(primary, recipient)) as { sha3: string; folder: string; subject?: string };
+    const entry = JSON.parse(await waitForStoreEntry(primary, recipient)) as LabDemoResult["store"];
     const storeCli = `node ${join(primary.runtime.installDir, "brightchain-store.cjs")}`;
     const storeFlag = `--store ${primary.runtime.storeDir}`;
     say("");
@@ -104,7 +138,7 @@ export async function labDemo(projectDir: string, say: (line: string) => void): 
     say(`  npx gateway lab exec mail ${storeCli} list ${storeFlag}`);
     say(`  npx gateway lab exec mail ${storeCli} show ${entry.sha3.slice(0, 16)} ${storeFlag}`);
     say("Remove the lab: npm run lab:down");
-    return 0;
+    return { deploys, messageId, store: entry };
   } finally {
     release();
   }

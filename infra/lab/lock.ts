@@ -19,7 +19,18 @@ export function takeLabLock(deadlineMs: number): Promise<() => void> {
 export async function takeFileLock(file: string, deadlineMs: number): Promise<() => void> {
   const holder: ChildProcess = spawn(
     "flock",
-    ["--exclusive", "--timeout", String(Math.ceil(deadlineMs / 1000)), file, "sh", "-c", "echo locked; exec cat >/dev/null"],
+    // --no-fork: the lock is held by the process we spawned and by nothing else, so kill() releases it at once,
+    // even when the caller's event loop is blocked next (a spawnSync), which stdin's EOF would wait for.
+    [
+      "--exclusive",
+      "--no-fork",
+      "--timeout",
+      String(Math.ceil(deadlineMs / 1000)),
+      file,
+      "sh",
+      "-c",
+      "echo locked; exec cat >/dev/null",
+    ],
     { stdio: ["pipe", "pipe", "pipe"] },
   );
   await new Promise<void>((resolve, reject) => {

@@ -32,7 +32,7 @@ export const LAB_PREREQUISITES: readonly LabPrerequisite[] = [
   { program: "knotd", debianPackage: "knot", usedFor: "the lab DNS" },
   { program: "knotc", debianPackage: "knot", usedFor: "publishing zones on the lab DNS" },
   { program: "pebble", debianPackage: "pebble", usedFor: "the lab ACME server" },
-  { program: "ansible-playbook", debianPackage: "ansible", usedFor: "deploy engine 2 (gateway playbook)" },
+  { program: "ansible-playbook", debianPackage: "ansible", usedFor: "deploy engine 2, gateway playbook" },
 ];
 
 /** The packages, each once, in the order listed. */

@@ -1,27 +1,33 @@
-// Deploy engine 1 on real hosts, then the end-to-end mail scenarios on what it deployed. The Pulumi program for
-// the primary and relay stacks, its remote commands executed over SSH on the lab's `mail` and `mail2`
-// (systemd-nspawn, real systemd), its DNS records served by the lab DNS. A second run executes nothing and
-// leaves every host file byte-identical; then every scenario of test/helpers/lab-scenarios.ts.
-// test/lab/ansible.test.ts runs the same scenarios on nodes the playbook deployed.
+// Deploy engine 1 on real hosts, then the end-to-end mail scenarios on what it deployed. The bring-up is
+// `npm run lab` itself (runLabDemo, what `gateway lab demo` runs): lab up with each host on its stack's release
+// (the primary on Debian 13, the relay on Debian 12), both stacks deployed by the Pulumi program's own commands
+// over SSH, the demo message sent from outside and found in the store. That first apply is then checked (every
+// command, in dependency order), a second run executes nothing and leaves every host file byte-identical and
+// each host with exactly the plan's manifest; then every scenario of test/helpers/lab-scenarios.ts, and
+// `gateway lab down` through the CLI. test/lab/ansible.test.ts runs the same scenarios on nodes the playbook
+// deployed, test/lab/swapped.test.ts on the fleet with the releases swapped.
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deployStackToLab, labStackConfig, type DeployResult } from "../../infra/deploy";
 import { LAB_GATEWAY_IP, type LabHostName } from "../../infra/lab/constants";
-import { labDown, labUp } from "../../infra/lab/lab";
+import { runLabDemo, type LabDemoResult } from "../../infra/lab/demo";
+import { labStatus } from "../../infra/lab/lab";
+import { waitFor } from "../../infra/lab/process";
 import { parseGatewayConfig, parseGatewaySecrets, readStackConfigFiles } from "../../infra/model/config";
 import type { HostFile } from "../../infra/model/types";
 import { hostPlan, type HostStep } from "../../infra/plan";
+import { readRuntimeArtifacts } from "../../infra/plan/artifacts";
 import { hostDirectories, hostFiles } from "../../infra/render";
+import { expectedManifest, hostManifest, type HostManifest, type ManagedPaths } from "../helpers/lab-ansible";
 import { on } from "../helpers/lab-mail";
 import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
-import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
 const repo = path.resolve(__dirname, "../..");
-const temp = mkdtempSync(path.join(tmpdir(), "gateway-scenarios-"));
-const dist = path.join(temp, "dist");
+/** What the demo builds (npm run build -w runtime) and deploys. */
+const dist = path.join(repo, "runtime", "dist");
 const timer = labTimer();
 const suiteStarted = Date.now();
 const STACKS = [
@@ -30,10 +36,13 @@ const STACKS = [
 ] as const satisfies readonly { stack: string; host: LabHostName }[];
 
 let releaseLab: (() => void) | undefined;
-const first: Record<string, DeployResult> = {};
+let demo: LabDemoResult | undefined;
+const demoLines: string[] = [];
+let first: Record<string, DeployResult> = {};
 const second: Record<string, DeployResult> = {};
 const hashesBefore: Record<string, string> = {};
 const hashesAfter: Record<string, string> = {};
+const manifestsAfter: Record<string, HostManifest> = {};
 
 /** The stack's host files as the program renders them for the lab. */
 function labHostFiles(stack: string): HostFile[] {
@@ -46,10 +55,45 @@ function labHostFiles(stack: string): HostFile[] {
 function labHostPlan(stack: string): HostStep[] {
   const lab = labStackConfig(stack, repo);
   const node = parseGatewayConfig({ ...readStackConfigFiles(repo, stack).values, ...lab.overrides });
-  const artifacts = readdirSync(dist)
-    .sort()
-    .map((name) => ({ name, content: readFileSync(path.join(dist, name), "utf8") }));
+  // What the program installs from the build: the *.cjs, not the source maps beside them.
+  const artifacts = readRuntimeArtifacts(dist, "runtime/dist");
   return hostPlan(node, labHostFiles(stack), hostDirectories(node), artifacts, { sshPort: 22 });
+}
+
+/** What the stack's plan manages on its host, as `gateway render`'s manifest lists it. */
+function managedPaths(stack: string): ManagedPaths {
+  const lab = labStackConfig(stack, repo);
+  const node = parseGatewayConfig({ ...readStackConfigFiles(repo, stack).values, ...lab.overrides });
+  const octal = (mode: number): string => `0${mode.toString(8).padStart(3, "0")}`;
+  return {
+    files: labHostFiles(stack).map((file) => ({
+      path: file.path,
+      mode: octal(file.mode),
+      owner: file.owner,
+      group: file.group,
+      sha256: createHash("sha256").update(file.content).digest("hex"),
+      notify: file.notify,
+    })),
+    directories: hostDirectories(node).map((dir) => ({
+      path: dir.path,
+      mode: octal(dir.mode),
+      owner: dir.owner,
+      group: dir.group,
+    })),
+  };
+}
+
+function runtimeShas(): Record<string, string> {
+  return Object.fromEntries(
+    readdirSync(dist)
+      .filter((name) => name.endsWith(".cjs"))
+      .map((name) => [
+        name,
+        createHash("sha256")
+          .update(readFileSync(path.join(dist, name)))
+          .digest("hex"),
+      ]),
+  );
 }
 
 /** sha256, mode and owner of every host file of the stack, as the host has them. */
@@ -68,23 +112,54 @@ async function deployAll(into: Record<string, DeployResult>, label: string): Pro
   }
 }
 
+/**
+ * `gateway` through its CLI, as a user runs it. Asynchronous: a spawnSync would hold this process's event loop,
+ * and with it the release of our lab lock, which `gateway lab down` then waits for.
+ */
+async function gateway(args: string[]): Promise<{ status: number | null; output: string; stdout: string }> {
+  const child = spawn("node", ["bin/gateway.cjs", ...args], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill(), 600_000);
+  const status = await new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", resolve);
+  });
+  clearTimeout(timer);
+  return { status, stdout, output: `${stdout}${stderr}` };
+}
+
 beforeAll(async () => {
   releaseLab = await claimLab();
-  for (const entry of readdirSync(path.join(repo, "runtime", "bin")).filter((name) => name.endsWith(".ts"))) {
-    await bundleRuntimeEntry(entry.replace(/\.ts$/, ""), dist);
-  }
-  await timer.timed("lab up", () => labUp({ progress: () => undefined }));
-  const outside = timer.timed("outside setup", setUpOutside);
+  // outside becomes the rest of the internet as soon as the demo's lab is up, while the demo deploys.
+  const outside = timer.timed("outside setup", async () => {
+    await waitFor(
+      { host: "lab", step: "the demo's lab up" },
+      600_000,
+      async () => (labStatus().up ? true : undefined),
+      () => "the lab is not up",
+    );
+    await setUpOutside();
+  });
   // Settled before a failed deploy ends the hook: afterAll's lab down must not cut outside's install short.
   const outsideSettled = outside.then(
     () => undefined,
     () => undefined,
   );
   try {
-    await deployAll(first, "first apply");
+    demo = await timer.timed("demo (lab up, first apply of both stacks, message)", () =>
+      runLabDemo(repo, (line) => demoLines.push(line), { holdsLabLock: true, progress: () => undefined }),
+    );
+    first = demo.deploys;
+    for (const { stack } of STACKS) timer.timings[`first apply ${stack}`] = first[stack]!.seconds;
     for (const { stack, host } of STACKS) hashesBefore[stack] = await hostFileFingerprints(stack, host);
     await deployAll(second, "second apply");
-    for (const { stack, host } of STACKS) hashesAfter[stack] = await hostFileFingerprints(stack, host);
+    for (const { stack, host } of STACKS) {
+      hashesAfter[stack] = await hostFileFingerprints(stack, host);
+      manifestsAfter[stack] = await hostManifest(host, managedPaths(stack), Object.keys(runtimeShas()));
+    }
   } finally {
     await outsideSettled;
   }
@@ -95,14 +170,36 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    if (releaseLab) await timer.timed("lab down", () => labDown({ progress: () => undefined }));
+    // `npm run lab:down` as a user runs it: the CLI takes the lab lock itself, so ours goes first.
+    releaseLab?.();
+    releaseLab = undefined;
+    const started = Date.now();
+    const down = await gateway(["lab", "down"]);
+    timer.timings["lab down"] = (Date.now() - started) / 1000;
+    expect(down.status, down.output).toBe(0);
+    expect(labStatus().up).toBe(false);
   } finally {
     releaseLab?.();
-    rmSync(temp, { recursive: true, force: true });
     timer.timings["whole suite"] = (Date.now() - suiteStarted) / 1000;
     console.log(`engine 1 lab timings (s): ${JSON.stringify(timer.timings)}`);
   }
 }, 600_000);
+
+describe("npm run lab (the demo) as the bring-up", () => {
+  it("ends with the demo message in the store, and the command it prints to look at it works", async () => {
+    const said = demoLines.join("\n");
+    expect(said).toMatch(
+      /landed in the BrightChain store on mail\.brightchain\.org:\n {2}recipient demo@brightchain\.org, folder inbox, subject "Hello from outside\.test"/,
+    );
+    expect(said).toMatch(/\[demo\] deploying stack primary to mail \(gateway:os debian-13\)/);
+    expect(said).toMatch(/\[demo\] deploying stack relay to mail2 \(gateway:os debian-12\)/);
+    const look = /npx gateway lab exec mail (.+ list .+)/.exec(said);
+    expect(look, said).not.toBeNull();
+    const list = await gateway(["lab", "exec", "mail", ...look![1]!.split(" ")]);
+    expect(list.status, list.output).toBe(0);
+    expect(list.stdout).toMatch(/\tinbox\tdemo@brightchain\.org\talice@outside\.test\tHello from outside\.test\t/);
+  });
+});
 
 describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () => {
   it("ran every remote command of both stacks on the first apply, in the program's dependency order", () => {
@@ -121,7 +218,7 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
           );
         }
       }
-      expect(commands[0]!.name).toBe(`${stack}-packages`);
+      expect(commands[0]!.name).toBe(`${stack}-os-release`);
       expect(commands.at(-1)!.name).toBe(`${stack}-verify`);
     }
   });
@@ -165,6 +262,11 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
         expect(hashesAfter[stack], file.path).toContain(`${file.path} ${file.mode.toString(8)} ${file.owner}:${file.group}\n`);
       }
     }
+  });
+
+  it("leaves each host with exactly the plan's manifest: files, directories and runtime (test/lab/ansible.test.ts holds the playbook to the same)", () => {
+    for (const { stack } of STACKS)
+      expect(manifestsAfter[stack], stack).toEqual(expectedManifest(managedPaths(stack), runtimeShas()));
   });
 });
 
