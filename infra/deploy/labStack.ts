@@ -64,7 +64,8 @@ export function stackLabRelease(stack: string, values: FlatConfig): LabRelease {
 /**
  * The release each lab host boots: `explicit` first (a test swapping the fleet), else the gateway:os of the
  * stack deployed to it (Pulumi.primary.yaml → mail, Pulumi.relay.yaml → mail2), else debian-12 for outside.
- * A stack file that is absent from projectDir leaves its host on the model's default release.
+ * A stack file that is absent from projectDir, or names no lab host, leaves its host on the model's default
+ * release.
  */
 export function labHostReleases(projectDir: string, explicit: Partial<LabHostReleases> = {}): LabHostReleases {
   const unset: LabRelease = isLabRelease(DEFAULT_OS_RELEASE) ? DEFAULT_OS_RELEASE : LAB_OUTSIDE_RELEASE;
@@ -72,8 +73,9 @@ export function labHostReleases(projectDir: string, explicit: Partial<LabHostRel
   for (const stack of LAB_STACKS) {
     if (!existsSync(path.join(projectDir, `Pulumi.${stack}.yaml`))) continue;
     const values = readStackConfigFiles(projectDir, stack).values;
-    const host = labHostFor(values["gateway:hostname"] ?? "");
-    if (explicit[host.name] === undefined) releases[host.name] = stackLabRelease(stack, values);
+    // A project whose nodes are not the lab's (the user's own) leaves the hosts on the default release.
+    const host = LAB_HOSTS.find((spec) => spec.fqdn === values["gateway:hostname"]);
+    if (host !== undefined && explicit[host.name] === undefined) releases[host.name] = stackLabRelease(stack, values);
   }
   for (const [host, release] of Object.entries(explicit)) {
     if (release !== undefined) releases[host as LabHostName] = release;

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { labHostReleases, labStackOverrides, stackLabRelease } from "../../infra/deploy/labStack";
+import { readStackConfigFiles } from "../../infra/model/config";
 import { debianSourcesForGuests, debootstrapMirror, mirrorHostNames } from "../../infra/lab/base";
 import { labHostSpec, LAB_HOSTS } from "../../infra/lab/constants";
 import { assertZoneName, labDnsPaths, renderKnotConfig, renderReverseZone } from "../../infra/lab/dns";
@@ -157,6 +159,23 @@ describe("lab plan", () => {
     expect(progress).toEqual([]);
     expect(await ensureLabPrerequisites(() => undefined, { isRoot: false, find: (program) => `/usr/bin/${program}` })).toEqual(
       [],
+    );
+  });
+
+  it("boots mail and mail2 on their stack's gateway:os, outside on Debian 12, unless told otherwise", () => {
+    const repo = join(__dirname, "..", "..");
+    expect(labHostReleases(repo)).toEqual({ mail: "debian-13", mail2: "debian-12", outside: "debian-12" });
+    expect(labHostReleases(repo, { mail: "debian-12", mail2: "debian-13" })).toEqual({
+      mail: "debian-12",
+      mail2: "debian-13",
+      outside: "debian-12",
+    });
+    // The stack follows the host it lands on.
+    const primary = readStackConfigFiles(repo, "primary").values;
+    expect(labStackOverrides("primary", primary, { mail: "debian-12" }).overrides["gateway:os"]).toBe("debian-12");
+    expect(labStackOverrides("primary", primary).overrides["gateway:os"]).toBeUndefined();
+    expect(() => stackLabRelease("relay", { "gateway:os": "ubuntu-24.04" })).toThrow(
+      'Pulumi.relay.yaml: gateway:os is "ubuntu-24.04"; the lab boots debian-12, debian-13',
     );
   });
 });
