@@ -1,6 +1,6 @@
 // The Pulumi program: one stack per gateway node. Configuration → node model → host files and steps →
-// GatewayHost (SSH) → DKIM key read back → GatewayDns (Cloudflare). All mail knowledge is in the pure
-// modules it calls; this file only reads inputs and wires components.
+// the node's address records → GatewayHost (SSH) → verified → MX, SPF, DMARC, DKIM (Cloudflare). All mail
+// knowledge is in the pure modules it calls; this file only reads inputs and wires components.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parseGatewayConfig, parseGatewaySecrets, parseSshConnection } from "./model/config";
@@ -20,6 +20,9 @@ const secrets = parseGatewaySecrets(flat);
 const ssh = parseSshConnection(flat);
 const privateKey = new pulumi.Config("gateway").getSecret("sshPrivateKey");
 
+// Address records first (an http-01 certificate needs them), mail records once the node verified.
+const dns = new GatewayDns(`${pulumi.getStack()}-dns`, { node, zoneName: node.domain });
+
 const host = new GatewayHost(pulumi.getStack(), {
   node,
   files: hostFiles(node, secrets),
@@ -31,11 +34,11 @@ const host = new GatewayHost(pulumi.getStack(), {
   connection: { host: ssh.host, user: ssh.user, port: ssh.port, ...(privateKey ? { privateKey } : {}) },
   sshPort: ssh.port,
   sudo: ssh.user !== "root",
+  certificateAfter: dns.addressRecords,
 });
 
-const dns = new GatewayDns(`${pulumi.getStack()}-dns`, {
-  node,
-  zoneName: node.domain,
+dns.publishMailRecords({
+  after: [host.verifyCommand],
   ...(host.dkimRecordText ? { dkimRecordText: host.dkimRecordText } : {}),
 });
 

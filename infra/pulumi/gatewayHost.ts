@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
-import { STEP_DKIM_KEY, STEP_VERIFY, hostPlan, type HostStep, type RuntimeArtifact } from "../plan";
+import { STEP_CERTIFICATE, STEP_DKIM_KEY, STEP_VERIFY, hostPlan, type HostStep, type RuntimeArtifact } from "../plan";
 import { shellQuote } from "../plan/shell";
 
 export interface GatewayHostArgs {
@@ -24,6 +24,11 @@ export interface GatewayHostArgs {
    * fails at once (rather than hanging on a password prompt) without it.
    */
   sudo?: boolean;
+  /**
+   * What the certificate step must wait for besides the plan's own order: the node's address records, which an
+   * ACME http-01 validation resolves (a first deploy would otherwise race its own DNS).
+   */
+  certificateAfter?: pulumi.Input<pulumi.Resource>[];
 }
 
 export class GatewayHost extends pulumi.ComponentResource {
@@ -35,6 +40,8 @@ export class GatewayHost extends pulumi.ComponentResource {
   readonly dkimRecordText?: pulumi.Output<string>;
   /** stdout of the final verification, once the node listens and answers lookups. */
   readonly verified: pulumi.Output<string>;
+  /** The final verification itself: what mail records wait for. */
+  readonly verifyCommand: command.remote.Command;
 
   constructor(name: string, args: GatewayHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("brightchain:gateway:GatewayHost", name, {}, opts);
@@ -56,13 +63,17 @@ export class GatewayHost extends pulumi.ComponentResource {
       if (step.stdin !== undefined) commandArgs.stdin = keep(step.stdin);
       this.commands[step.id] = new command.remote.Command(`${name}-${step.id}`, commandArgs, {
         parent: this,
-        dependsOn: step.after.map((id) => this.commands[id]!),
+        dependsOn: [
+          ...step.after.map((id) => this.commands[id]!),
+          ...(step.id === STEP_CERTIFICATE ? (args.certificateAfter ?? []) : []),
+        ],
         additionalSecretOutputs: step.secret ? ["stdin", "stdout", "stderr"] : [],
       });
     }
 
     this.dkimRecordText = this.commands[STEP_DKIM_KEY]?.stdout;
-    this.verified = this.commands[STEP_VERIFY]!.stdout;
+    this.verifyCommand = this.commands[STEP_VERIFY]!;
+    this.verified = this.verifyCommand.stdout;
     this.registerOutputs({ dkimRecordText: this.dkimRecordText, verified: this.verified });
   }
 }

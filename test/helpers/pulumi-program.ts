@@ -67,8 +67,20 @@ export interface MockedProgram {
   dkimTxt: string;
 }
 
+export interface RunOptions {
+  /**
+   * `pulumi preview` of a first deploy: every command's stdout is unknown (nothing has run), and the run returns
+   * once the resource named `until` has been registered instead of waiting for outputs that never resolve.
+   */
+  preview?: { until: string };
+}
+
 /** `overrides` replace configuration values, e.g. a bad one to see the program refuse it. */
-export async function runProgram(stack: string, overrides: Record<string, string> = {}): Promise<MockedProgram> {
+export async function runProgram(
+  stack: string,
+  overrides: Record<string, string> = {},
+  options: RunOptions = {},
+): Promise<MockedProgram> {
   const resources: RegisteredResource[] = [];
   const dkimTxt = generateDkimTxt("default", "brightchain.org");
   await pulumi.runtime.setMocks(
@@ -82,7 +94,7 @@ export async function runProgram(stack: string, overrides: Record<string, string
         }
         resources.push({ type: args.type, name: args.name, inputs, secretInputs });
         const state: Record<string, unknown> = { ...inputs };
-        if (args.type === "command:remote:Command") {
+        if (args.type === "command:remote:Command" && options.preview === undefined) {
           state.stdout = args.name.endsWith("-dkim-key") ? dkimTxt : "";
           state.stderr = "";
         }
@@ -97,7 +109,7 @@ export async function runProgram(stack: string, overrides: Record<string, string
     },
     "brightchain-gateway",
     stack,
-    false,
+    options.preview !== undefined,
   );
   const { config, secretKeys } = stackConfig(stack);
   pulumi.runtime.setAllConfig({ ...config, ...overrides }, secretKeys);
@@ -109,6 +121,15 @@ export async function runProgram(stack: string, overrides: Record<string, string
   process.env.GATEWAY_RUNTIME_DIST = dist;
   try {
     const program = await import("../../infra/index.js");
+    if (options.preview !== undefined) {
+      const until = options.preview.until;
+      const deadline = Date.now() + 10_000;
+      while (!resources.some((r) => r.name === until)) {
+        if (Date.now() > deadline) throw new Error(`preview: ${until} was never registered`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      return { program, resources, dkimTxt };
+    }
     // The final verification runs after every other host step, and records resolve from their own resources:
     // once both are known, everything the program creates has been registered.
     await outputValue(program.verified);
