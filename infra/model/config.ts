@@ -144,11 +144,13 @@ export function validateIpv4(label: string, value: string): string {
 }
 
 export function validateIpv6(label: string, value: string): string {
-  // A zone index (fe80::1%eth0) is meaningless in DNS and in Postfix maps.
-  if (!isIPv6(value) || value.includes("%")) {
+  // A zone index (fe80::1%eth0) is meaningless in DNS and in Postfix maps; an IPv4-mapped address is an IPv4 one.
+  if (!isIPv6(value) || value.includes("%") || /^::ffff:/i.test(value)) {
     throw new GatewayConfigError(label, value, "an IPv6 address such as 2001:db8::10");
   }
-  return value.toLowerCase();
+  // RFC 5952's canonical text (lower case, longest zero run compressed): the form Cloudflare reads an AAAA back
+  // in, so 2001:DB8:0:0::10 in a stack file does not show as drift on every refresh.
+  return new URL(`http://[${value}]/`).hostname.slice(1, -1);
 }
 
 function absolutePath(label: string, value: string): string {

@@ -77,6 +77,21 @@ describe("node variants", () => {
     expect(node.mxPriority).toBe(20);
   });
 
+  it("an IPv6 address is kept in RFC 5952's canonical form (what Cloudflare reads back), IPv4-mapped ones refused", () => {
+    const withIpv6 = (ipv6: string): FlatConfig => ({
+      ...primaryFlat(),
+      "gateway:fleet": JSON.stringify([
+        { hostname: "mail.brightchain.org", ipv4: "203.0.113.10", ipv6 },
+        { hostname: "mail2.brightchain.org", ipv4: "203.0.113.20" },
+      ]),
+    });
+    expect(parseGatewayConfig(withIpv6("2001:DB8:0:0:0:0:0:10")).host.ipv6).toBe("2001:db8::10");
+    expect(parseGatewayConfig(withIpv6("2001:0db8:0000::0001")).host.ipv6).toBe("2001:db8::1");
+    expect(configError(withIpv6("::ffff:203.0.113.10")).message).toMatch(
+      /gateway:fleet\[0\]\.ipv6="::ffff:203\.0\.113\.10" is invalid/,
+    );
+  });
+
   it("IPv4-only and dual-stack nodes take their addresses from the fleet entry", () => {
     expect(parseGatewayConfig(primaryFlat()).host.ipv6).toBe("2001:db8::10");
     expect(parseGatewayConfig(relayFlat()).host).not.toHaveProperty("ipv6");
