@@ -17,6 +17,7 @@ import {
   directoriesCommand,
   installFileCommand,
   installFileStdin,
+  dkimRecordReadCommand,
   osReleaseCommand,
   recipientRegistryCommand,
   serviceCommand,
@@ -103,10 +104,21 @@ export function hostPlan(
   const steps: HostStep[] = [];
   // A trigger of a secret step is secret wherever it goes: a service step and the verification reuse them.
   const secretTriggers = new Set<string>();
-  const add = (step: Omit<HostStep, "secret" | "secretTriggers"> & { secret?: boolean }): void => {
+  const add = (step: Omit<HostStep, "secret" | "secretTriggers" | "update"> & { secret?: boolean; update?: string }): void => {
     const secret = step.secret ?? false;
-    if (secret) for (const trigger of step.triggers) secretTriggers.add(trigger);
-    steps.push({ ...step, secret, secretTriggers: secret || step.triggers.some((trigger) => secretTriggers.has(trigger)) });
+    // The command is part of what the step does: a changed command re-runs it even where the content did not change.
+    const ownCommand = sha256(step.command);
+    const triggers = step.triggers.includes(ownCommand) ? step.triggers : [...step.triggers, ownCommand];
+    if (secret) for (const trigger of triggers) secretTriggers.add(trigger);
+    steps.push({
+      ...step,
+      triggers,
+      secret,
+      secretTriggers: secret || triggers.some((trigger) => secretTriggers.has(trigger)),
+      // Read stdin away even when doing nothing: a command that exits before its stdin (a 1 MB runtime bundle) is
+      // consumed can fail the SSH session's copy of it.
+      update: step.update ?? (step.stdin !== undefined ? "cat >/dev/null" : ":"),
+    });
   };
 
   const osRelease = osReleaseCommand(node);
@@ -186,6 +198,8 @@ export function hostPlan(
       id: STEP_DKIM_KEY,
       description: `generate the DKIM key ${node.dkim.selector} on the host if absent and print its public record`,
       command: dkim,
+      // The DNS record is built from this step's stdout: print the key again, generate nothing.
+      update: dkimRecordReadCommand(node),
       after: [STEP_DIRECTORIES],
       triggers: [sha256(dkim)],
     });
@@ -254,6 +268,8 @@ export function hostPlan(
     id: STEP_VERIFY,
     description: "wait for Postfix to listen and the recipient lookup service to answer",
     command: verifyCommand(node, [...services].sort()),
+    // Read-only: proving the node again over the new connection is what the MX waits for.
+    update: verifyCommand(node, [...services].sort()),
     after: [STEP_POSTFIX_RELOAD, ...serviceStepIds],
     triggers: [...postfixTriggers, ...serviceStepIds.flatMap((id) => steps.find((s) => s.id === id)!.triggers)],
   });

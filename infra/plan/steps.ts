@@ -119,6 +119,11 @@ export function dkimKeyCommand(node: GatewayNode): string {
   return ["set -eu", dkimKeygenCommand(node), `cat ${shellQuote(dkimKeyPaths(node).txtRecord)}`].join("\n");
 }
 
+/** The DKIM step's stdout again, generating nothing. */
+export function dkimRecordReadCommand(node: GatewayNode): string {
+  return `cat ${shellQuote(dkimKeyPaths(node).txtRecord)}`;
+}
+
 /**
  * The TLS renderer's certbot issue (a no-op while the certificate is valid), then a check that the files
  * main.cf names exist: a certbot that "succeeds" into another lineage must not let Postfix start without them.

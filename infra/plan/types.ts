@@ -18,11 +18,18 @@ export interface HostStep {
    * the stack's state could test guessed passwords against the hash offline. Always true when `secret` is.
    */
   secretTriggers: boolean;
+  /**
+   * What runs when the step's triggers are unchanged but its other inputs changed — in practice how the host is
+   * reached (SSH key rotated, port, address, sudo): never the step again (no apt, no certbot, no restart), only
+   * `:` (`cat >/dev/null` where there is stdin) or, for a step whose stdout later steps read, a read-only
+   * command printing it again.
+   */
+  update: string;
   /** Ids of the steps that must have run before this one. */
   after: string[];
   /**
-   * Content hashes (sha256 hex) of everything this step's effect depends on. Adapters re-run the step exactly
-   * when this list changes, so an unchanged node converges to "no changes".
+   * Content hashes (sha256 hex) of everything this step's effect depends on, its own command included. Adapters
+   * re-run the step exactly when this list changes, so an unchanged node converges to "no changes".
    */
   triggers: string[];
 }

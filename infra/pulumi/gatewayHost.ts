@@ -31,6 +31,33 @@ export interface GatewayHostArgs {
   certificateAfter?: pulumi.Input<pulumi.Resource>[];
 }
 
+/**
+ * At most this many steps of one host run at once. Pulumi starts every step whose dependencies are done, each
+ * over its own SSH connection, and the file steps all wait for the same one: 20 connections at once meet sshd's
+ * MaxStartups (10:30:100), which drops unauthenticated connections at random beyond 10.
+ */
+export const MAX_STEPS_IN_FLIGHT = 8;
+
+/**
+ * For each step, one more step it must wait for: the steps, in plan order, are dealt into `width` lanes, each
+ * waiting for the one before it in its lane, so at most one step per lane runs at a time. The plan order is a
+ * topological order, so no cycle can appear; a lane predecessor the step already waits for is left out.
+ */
+export function laneDependencies(steps: HostStep[], width: number): Map<string, string> {
+  const ancestors = new Map<string, Set<string>>();
+  for (const step of steps) {
+    const all = new Set<string>(step.after);
+    for (const id of step.after) for (const ancestor of ancestors.get(id) ?? []) all.add(ancestor);
+    ancestors.set(step.id, all);
+  }
+  const extra = new Map<string, string>();
+  steps.forEach((step, index) => {
+    const previous = index >= width ? steps[index - width]!.id : undefined;
+    if (previous !== undefined && !ancestors.get(step.id)!.has(previous)) extra.set(step.id, previous);
+  });
+  return extra;
+}
+
 export class GatewayHost extends pulumi.ComponentResource {
   /** The plan this component realised, in order. */
   readonly steps: HostStep[];
@@ -50,11 +77,15 @@ export class GatewayHost extends pulumi.ComponentResource {
     // The key must stay secret in every child's state, whatever form the caller passed it in.
     const connection = pulumi.secret(args.connection);
     this.commands = {};
+    const lanes = laneDependencies(this.steps, MAX_STEPS_IN_FLIGHT);
     for (const step of this.steps) {
       const keep = (value: string): pulumi.Input<string> => (step.secret ? pulumi.secret(value) : value);
       const commandArgs: command.remote.CommandArgs = {
         connection,
         create: keep(args.sudo ? `sudo -n sh -c ${shellQuote(step.command)}` : step.command),
+        // Every input that changes what the step does is in its triggers, which replace it (the create runs);
+        // any other change — the SSH connection, sudo — is an update, which must not repeat apt or certbot.
+        update: keep(args.sudo ? `sudo -n sh -c ${shellQuote(step.update)}` : step.update),
         triggers: step.secretTriggers ? pulumi.secret(step.triggers) : step.triggers,
         // Off so the command and its environment are exactly what the plan says, on every run.
         addPreviousOutputInEnv: false,
@@ -64,7 +95,7 @@ export class GatewayHost extends pulumi.ComponentResource {
       this.commands[step.id] = new command.remote.Command(`${name}-${step.id}`, commandArgs, {
         parent: this,
         dependsOn: [
-          ...step.after.map((id) => this.commands[id]!),
+          ...[...step.after, ...(lanes.has(step.id) ? [lanes.get(step.id)!] : [])].map((id) => this.commands[id]!),
           ...(step.id === STEP_CERTIFICATE ? (args.certificateAfter ?? []) : []),
         ],
         additionalSecretOutputs: step.secret ? ["stdin", "stdout", "stderr"] : [],

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { hostPlan } from "../../infra/plan";
 import { GatewayHost } from "../../infra/pulumi";
+import { MAX_STEPS_IN_FLIGHT, laneDependencies } from "../../infra/pulumi/gatewayHost";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { dkimRecordText } from "../../infra/render/dns";
 import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
@@ -201,5 +202,61 @@ describe("primary stack: triggers follow content", () => {
     expect(changed).toEqual(["file-etc-postfix-main-cf", "postfix-check", "postfix-reload", "verify"]);
     const changedAtAll = [...after.keys()].filter((id) => JSON.stringify(after.get(id)) !== JSON.stringify(before.get(id)));
     expect(changedAtAll).toEqual(changed);
+  });
+
+  it("a changed SSH connection (rotated key, port, address) changes no step's inputs but the connection: no step re-runs", async () => {
+    const reached = (name: string, connection: { host: string; port: number; privateKey: string }) =>
+      hostCommandInputs(
+        run,
+        name,
+        {
+          node: examplePrimary,
+          artifacts: [{ name: "brightchain-lookup.cjs", content: "x" }],
+          connection: { ...connection, user: "root", privateKey: pulumi.secret(connection.privateKey) },
+        },
+        (t) => t,
+      );
+    const before = await reached("old-key", { host: "203.0.113.10", port: 22, privateKey: "old" });
+    const after = await reached("new-key", { host: "2001:db8::10", port: 2222, privateKey: "new" });
+    expect([...after.keys()]).toEqual([...before.keys()]);
+    for (const [id, inputs] of after) {
+      const { connection: newConnection, ...rest } = inputs;
+      const { connection: oldConnection, ...restBefore } = before.get(id)!;
+      expect(newConnection, id).not.toEqual(oldConnection);
+      expect(rest, id).toEqual(restBefore);
+      // A connection change is an update, and an update runs this instead of the step: nothing, or a reprint.
+      expect(typeof inputs.update, id).toBe("string");
+      const nothing = inputs.stdin === undefined ? ":" : "cat >/dev/null";
+      const reprints = ["dkim-key", "verify"].includes(id);
+      expect(inputs.update === nothing || reprints, `${id} updates with ${String(inputs.update)}`).toBe(true);
+      // Every change of what the step runs is a trigger change, which replaces (re-runs) it instead.
+      expect(inputs.triggers as string[], id).toContain(
+        createHash("sha256")
+          .update(inputs.create as string)
+          .digest("hex"),
+      );
+    }
+    expect(after.get("dkim-key")!.update).toBe("cat /etc/dkim/default.txt");
+  });
+});
+
+describe("primary stack: SSH sessions per host", () => {
+  it(`no more than ${MAX_STEPS_IN_FLIGHT} steps can run at once: each lane of steps is a chain`, () => {
+    const steps = hostPlan(examplePrimary, hostFiles(examplePrimary, exampleSecrets), hostDirectories(examplePrimary), [
+      { name: "brightchain-lookup.cjs", content: "x" },
+      { name: "brightchain-inbound.cjs", content: "y" },
+    ]);
+    const lanes = laneDependencies(steps, MAX_STEPS_IN_FLIGHT);
+    const waitsFor = new Map<string, Set<string>>();
+    for (const step of steps) {
+      const direct = [...step.after, ...(lanes.has(step.id) ? [lanes.get(step.id)!] : [])];
+      waitsFor.set(step.id, new Set(direct.flatMap((id) => [id, ...waitsFor.get(id)!])));
+    }
+    // Any MAX_STEPS_IN_FLIGHT + 1 steps include two of one lane, and one of those waits for the other.
+    steps.forEach((step, index) => {
+      if (index >= MAX_STEPS_IN_FLIGHT)
+        expect(waitsFor.get(step.id)!.has(steps[index - MAX_STEPS_IN_FLIGHT]!.id), step.id).toBe(true);
+    });
+    expect(steps.length).toBeGreaterThan(2 * MAX_STEPS_IN_FLIGHT);
   });
 });
