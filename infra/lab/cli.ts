@@ -12,8 +12,8 @@ export const LAB_USAGE = `usage: gateway lab <command>
                               build the base images (once per release), boot mail, mail2 and outside, lab DNS
                               and ACME; mail and mail2 boot their stack's gateway:os, outside debian-12;
                               --release overrides one host (RELEASE: ${LAB_RELEASES.join(", ")})
-  down                        remove everything \`lab up\` made (the cached base image stays)
-  status                      what is running
+  down                        remove everything \`lab up\` made (the cached base images stay)
+  status                      what is running, and the release each host boots
   exec HOST COMMAND...        run a shell command on a lab host as root (HOST: ${LAB_HOSTS.map((host) => host.name).join(", ")})
   demo                        up, deploy both example stacks, send a message from outside, show it in the store
   test                        run the lab suite (npx vitest run --project lab)`;
