@@ -3,7 +3,7 @@
 // knowledge is in the pure modules it calls; this file only reads inputs and wires components.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { parseGatewayConfig, parseGatewaySecrets, parseSshConnection } from "./model/config";
+import { GatewayConfigError, HOST_KEY_HOWTO, parseGatewayConfig, parseGatewaySecrets, parseSshConnection } from "./model/config";
 import { readRuntimeArtifacts } from "./plan/artifacts";
 import { GatewayDns, GatewayHost } from "./pulumi";
 import { hostDirectories, hostFiles } from "./render";
@@ -19,6 +19,9 @@ const node = parseGatewayConfig(flat);
 const secrets = parseGatewaySecrets(flat);
 const ssh = parseSshConnection(flat);
 const privateKey = new pulumi.Config("gateway").getSecret("sshPrivateKey");
+// Without a pinned key the command provider accepts whatever answers on the address, and hands it root, the
+// SASL password and the Cloudflare token.
+if (ssh.hostKey === undefined) throw new GatewayConfigError("gateway:ssh.hostKey", undefined, HOST_KEY_HOWTO);
 
 // Address records first (an http-01 certificate needs them), mail records once the node verified.
 const dns = new GatewayDns(`${pulumi.getStack()}-dns`, { node, zoneName: node.domain });
@@ -31,7 +34,7 @@ const host = new GatewayHost(pulumi.getStack(), {
     process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist"),
     "GATEWAY_RUNTIME_DIST",
   ),
-  connection: { host: ssh.host, user: ssh.user, port: ssh.port, ...(privateKey ? { privateKey } : {}) },
+  connection: { host: ssh.host, user: ssh.user, port: ssh.port, hostKey: ssh.hostKey, ...(privateKey ? { privateKey } : {}) },
   sshPort: ssh.port,
   sudo: ssh.user !== "root",
   certificateAfter: dns.addressRecords,

@@ -1,6 +1,6 @@
 // The example stacks (Pulumi.primary.yaml, Pulumi.relay.yaml) pointed at the lab: same nodes, lab addresses,
 // lab SSH key, pebble as ACME server. Built in code so the lab never needs stack files of its own.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import type { FlatConfig } from "../model/config";
 import { readStackConfigFiles } from "../model/config";
@@ -11,11 +11,13 @@ import {
   LAB_HOSTS,
   LAB_OUTSIDE_RELEASE,
   LAB_RELEASES,
+  LAB_STATE_DIR,
   type LabHostName,
   type LabHostReleases,
   type LabHostSpec,
   type LabRelease,
 } from "../lab/constants";
+import { labSshPaths } from "../lab/hosts";
 import { readLabState, recordedHostRelease } from "../lab/state";
 
 /**
@@ -92,7 +94,12 @@ export function labHostReleases(projectDir: string, explicit: Partial<LabHostRel
  * gateway:os = the release its lab host boots (`hostReleases`, from the lab's state), so the stack and the host
  * agree even when a test boots a host on another release than the stack file names.
  */
-export function labStackOverrides(stack: string, values: FlatConfig, hostReleases: Partial<LabHostReleases> = {}): LabStack {
+export function labStackOverrides(
+  stack: string,
+  values: FlatConfig,
+  hostReleases: Partial<LabHostReleases> = {},
+  hostKeys: Partial<Record<LabHostName, string>> = {},
+): LabStack {
   const hostname = values["gateway:hostname"];
   if (hostname === undefined)
     throw new Error(
@@ -116,7 +123,13 @@ export function labStackOverrides(stack: string, values: FlatConfig, hostRelease
     "gateway:fleet": JSON.stringify(labFleet),
     "gateway:acmeServer": LAB_ACME_DIRECTORY_URL,
     "gateway:acmeChallenge": "http-01",
-    "gateway:ssh": JSON.stringify({ host: host.ipv4, user: "root", port: 22 }),
+    // The host key the lab generated for this host: the program pins it as a user's stack pins its host's.
+    "gateway:ssh": JSON.stringify({
+      host: host.ipv4,
+      user: "root",
+      port: 22,
+      ...(hostKeys[host.name] !== undefined ? { hostKey: hostKeys[host.name] } : {}),
+    }),
   };
   const hostRelease = hostReleases[host.name];
   if (hostRelease !== undefined) overrides["gateway:os"] = hostRelease;
@@ -140,7 +153,20 @@ export function runningLabReleases(): Partial<LabHostReleases> {
   return releases;
 }
 
+/** Each running lab host's ed25519 key (`type base64`), from the known_hosts the lab wrote when it made them. */
+export function runningLabHostKeys(knownHostsFile = labSshPaths(LAB_STATE_DIR).knownHosts): Partial<Record<LabHostName, string>> {
+  const keys: Partial<Record<LabHostName, string>> = {};
+  if (!existsSync(knownHostsFile)) return keys;
+  for (const line of readFileSync(knownHostsFile, "utf8").split("\n")) {
+    const [names, type, key] = line.trim().split(/\s+/);
+    if (type !== "ssh-ed25519" || key === undefined) continue;
+    const host = LAB_HOSTS.find((spec) => names?.split(",").includes(spec.ipv4));
+    if (host !== undefined) keys[host.name] = `${type} ${key}`;
+  }
+  return keys;
+}
+
 /** The lab form of a stack of the project in projectDir, on the release its host boots in the running lab. */
 export function labStackConfig(stack: string, projectDir: string): LabStack {
-  return labStackOverrides(stack, readStackConfigFiles(projectDir, stack).values, runningLabReleases());
+  return labStackOverrides(stack, readStackConfigFiles(projectDir, stack).values, runningLabReleases(), runningLabHostKeys());
 }

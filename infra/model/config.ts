@@ -74,7 +74,7 @@ export const GATEWAY_CONFIG_KEYS = {
   dropTransport: "virtual (default) or pipe",
   mxPriority: "10 for the primary; relays above 10 (default 20, 30 … by fleet order)",
   submission: "true/false: port 587 with SASL, primary only (default true on the primary)",
-  ssh: "{host, user, port}: how Pulumi reaches the node (default host = hostname, root, 22)",
+  ssh: "{host, user, port, hostKey}: how Pulumi reaches the node (default host = hostname, root, 22); hostKey, the host's SSH public key, is required to deploy",
   // Secrets: `pulumi config set --secret`.
   sshPrivateKey: "secret: SSH private key for gateway:ssh",
   submissionUsers: "secret: [{username, password}] SASL accounts for port 587",
@@ -599,13 +599,44 @@ export interface SshConnection {
   port: number;
   /** Present when the (secret) key is in the configuration; otherwise the SSH agent is used. */
   privateKey?: string;
+  /** The host's SSH public key, `type base64` (gateway:ssh.hostKey): the only key a deploy accepts. */
+  hostKey?: string;
+}
+
+const HOST_KEY_TYPES = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"] as const;
+
+/** How to get a host key without trusting the network that carries it; shown whenever one is missing or wrong. */
+export const HOST_KEY_HOWTO =
+  "the host's SSH public key as `type base64`, e.g. `ssh-ed25519 AAAAC3Nza…` — read it on the host's console " +
+  "(`cat /etc/ssh/ssh_host_ed25519_key.pub`) or take `ssh-keyscan -t ed25519 <address>` and compare its " +
+  "fingerprint (`ssh-keygen -lf -`) with the one the host's console or provider shows";
+
+/**
+ * A host key as authorized_keys (`type base64 [comment]`) or known_hosts (`host type base64`) writes it,
+ * reduced to `type base64`. The base64 must decode to an SSH key blob of the named type: a truncated paste is
+ * refused here, not found out as "host key mismatch" on the first step.
+ */
+export function parseHostKey(label: string, text: string): string {
+  const fields = text.trim().split(/\s+/);
+  const at = fields.findIndex((field) => (HOST_KEY_TYPES as readonly string[]).includes(field));
+  const type = fields[at];
+  const blob = at >= 0 ? fields[at + 1] : undefined;
+  if (type === undefined || blob === undefined || at > 1 || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+    throw new GatewayConfigError(label, text, HOST_KEY_HOWTO);
+  }
+  const bytes = Buffer.from(blob, "base64");
+  const nameLength = bytes.length >= 4 ? bytes.readUInt32BE(0) : -1;
+  if (nameLength < 0 || bytes.subarray(4, 4 + nameLength).toString("latin1") !== type || bytes.length < 4 + nameLength + 20) {
+    throw new GatewayConfigError(label, text, `a complete ${type} key: ${HOST_KEY_HOWTO}`);
+  }
+  return `${type} ${blob}`;
 }
 
 export function parseSshConnection(flat: FlatConfig): SshConnection {
   const accepted = '{"host":"203.0.113.10","user":"root","port":22}';
   const value = json(flat, "ssh", accepted) ?? {};
   if (!isPlainObject(value)) throw new GatewayConfigError(key("ssh"), flat[key("ssh")], accepted);
-  rejectUnknownFields(key("ssh"), value, ["host", "user", "port"]);
+  rejectUnknownFields(key("ssh"), value, ["host", "user", "port", "hostKey"]);
   const hostText = fieldText(value.host) ?? requireRaw(flat, "hostname", HOSTNAME_ACCEPTED);
   if (!HOSTNAME.test(hostText) && !isIPv4(hostText) && !isIPv6(hostText)) {
     throw new GatewayConfigError(`${key("ssh")}.host`, hostText, "a host name or an IPv4/IPv6 address");
@@ -617,6 +648,8 @@ export function parseSshConnection(flat: FlatConfig): SshConnection {
     user,
     port: integerIn(`${key("ssh")}.port`, fieldText(value.port) ?? "22", 1, 65535),
   };
+  const hostKey = fieldText(value.hostKey);
+  if (hostKey !== undefined) connection.hostKey = parseHostKey(`${key("ssh")}.hostKey`, hostKey);
   const privateKey = flat[key("sshPrivateKey")];
   if (privateKey !== undefined && privateKey.trim() !== "") {
     if (!/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey.trim())) {

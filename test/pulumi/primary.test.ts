@@ -117,6 +117,14 @@ describe("primary stack: host steps", () => {
     expect(commands().at(-1)!.name).toBe("primary-verify");
   });
 
+  it("pins the configured host key on every command's connection", () => {
+    expect(commands().length).toBeGreaterThan(20);
+    for (const c of commands())
+      expect((c.inputs.connection as { hostKey?: string }).hostKey, c.name).toBe(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP6kEPrnVDpntlskcoYMhNKYDm7NwXlPaA1dPHq31tgv",
+      );
+  });
+
   it("keeps the SSH key and secret files secret: connection always, stdin/triggers of secret files, logging off", () => {
     for (const c of commands()) expect(c.secretInputs, c.name).toContain("connection");
     const secretFiles = hostFiles(examplePrimary, exampleSecrets).filter((f) => f.secret);

@@ -17,6 +17,7 @@ import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 
 const repo = path.resolve(__dirname, "../..");
 const primaryFlat = (): FlatConfig => readStackConfig(repo, "primary");
+const EXAMPLE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP6kEPrnVDpntlskcoYMhNKYDm7NwXlPaA1dPHq31tgv";
 const relayFlat = (): FlatConfig => readStackConfig(repo, "relay");
 
 function configError(flat: FlatConfig): GatewayConfigError {
@@ -48,7 +49,7 @@ describe("the documented example stacks", () => {
     const flat = primaryFlat();
     expect(flat["gateway:domain"]).toBe("brightchain.org");
     expect(JSON.parse(flat["gateway:fleet"]!)).toHaveLength(2);
-    expect(JSON.parse(flat["gateway:ssh"]!)).toEqual({ host: "203.0.113.10", user: "root", port: 22 });
+    expect(JSON.parse(flat["gateway:ssh"]!)).toEqual({ host: "203.0.113.10", user: "root", port: 22, hostKey: EXAMPLE_HOST_KEY });
   });
 });
 
@@ -360,11 +361,28 @@ describe("secrets and the SSH connection", () => {
     const flat = primaryFlat();
     delete flat["gateway:ssh"];
     expect(parseSshConnection(flat)).toEqual({ host: "mail.brightchain.org", user: "root", port: 22 });
-    expect(parseSshConnection(primaryFlat())).toEqual({ host: "203.0.113.10", user: "root", port: 22 });
+    expect(parseSshConnection(primaryFlat())).toEqual({
+      host: "203.0.113.10",
+      user: "root",
+      port: 22,
+      hostKey: EXAMPLE_HOST_KEY,
+    });
     expect(() => parseSshConnection({ ...primaryFlat(), "gateway:ssh": '{"port":0}' })).toThrow(/gateway:ssh\.port="0"/);
     expect(() => parseSshConnection({ ...primaryFlat(), "gateway:sshPrivateKey": "not a key" })).toThrow(
       /gateway:sshPrivateKey.*PRIVATE KEY/,
     );
+  });
+
+  it("the host key: authorized_keys or known_hosts form, reduced to `type base64`; a truncated or foreign one refused", () => {
+    const withKey = (hostKey: string) => ({ ...primaryFlat(), "gateway:ssh": JSON.stringify({ host: "203.0.113.10", hostKey }) });
+    expect(parseSshConnection(withKey(`${EXAMPLE_HOST_KEY} root@mail`)).hostKey).toBe(EXAMPLE_HOST_KEY);
+    expect(parseSshConnection(withKey(`203.0.113.10 ${EXAMPLE_HOST_KEY}`)).hostKey).toBe(EXAMPLE_HOST_KEY);
+    expect(() => parseSshConnection(withKey(EXAMPLE_HOST_KEY.slice(0, 40)))).toThrow(
+      /gateway:ssh\.hostKey=.* is invalid; expected a complete ssh-ed25519 key: the host's SSH public key/,
+    );
+    // The blob names another type than the line: a key pasted into the wrong template.
+    expect(() => parseSshConnection(withKey(EXAMPLE_HOST_KEY.replace("ssh-ed25519", "ssh-rsa")))).toThrow(/complete ssh-rsa key/);
+    expect(() => parseSshConnection(withKey("SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"))).toThrow(/ssh-keyscan/);
   });
 });
 

@@ -24,6 +24,8 @@ import {
 import { generateDkimTxt } from "../helpers/pulumi-program";
 
 const REPO = path.join(__dirname, "..", "..");
+/** The example stacks' placeholder host key (any well-formed key: the SSH server in these tests never answers). */
+const EXAMPLE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP6kEPrnVDpntlskcoYMhNKYDm7NwXlPaA1dPHq31tgv";
 const secret = (value: unknown) => ({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value });
 
 describe("deploy engine: Pulumi's diff", () => {
@@ -182,12 +184,18 @@ describe("deploy engine: the lab zone", () => {
 describe("deploy engine: the example stacks in the lab", () => {
   it("moves the fleet to the lab addresses, IPv4 only (the bridge has no IPv6), SSH to the lab host, ACME to pebble over http-01", () => {
     const { values } = readStackConfigFiles(REPO, "relay");
-    const lab = labStackOverrides("relay", values);
+    const lab = labStackOverrides("relay", values, {}, { mail2: EXAMPLE_HOST_KEY });
     expect(lab.host.name).toBe("mail2");
     const node = parseGatewayConfig({ ...values, ...lab.overrides });
     expect(node.tls.challenge).toBe("http-01");
     expect(node.tls.acmeServer).toBe("https://10.231.0.1:14000/dir");
-    expect(JSON.parse(lab.overrides["gateway:ssh"]!)).toEqual({ host: "10.231.0.20", user: "root", port: 22 });
+    // The lab host's own key pinned, as a user's stack pins theirs.
+    expect(JSON.parse(lab.overrides["gateway:ssh"]!)).toEqual({
+      host: "10.231.0.20",
+      user: "root",
+      port: 22,
+      hostKey: EXAMPLE_HOST_KEY,
+    });
     expect(JSON.parse(lab.overrides["gateway:fleet"]!)).toEqual([
       { hostname: "mail.brightchain.org", ipv4: "10.231.0.10" },
       { hostname: "mail2.brightchain.org", ipv4: "10.231.0.20" },
@@ -219,7 +227,10 @@ describe("deploy engine: a failing step", () => {
       const deploy = deployStack({
         stack: "relay",
         projectDir: REPO,
-        overrides: { ...lab.overrides, "gateway:ssh": JSON.stringify({ host: "127.0.0.1", port, user: "root" }) },
+        overrides: {
+          ...lab.overrides,
+          "gateway:ssh": JSON.stringify({ host: "127.0.0.1", port, user: "root", hostKey: EXAMPLE_HOST_KEY }),
+        },
         secrets: lab.secrets,
         dnsTarget: { zoneIdPrefix: "zone-", publishZone: async (name, text) => void published.push({ name, text }) },
         knownHostsFile: "/dev/null",
