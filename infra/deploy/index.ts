@@ -33,8 +33,6 @@ export interface DeployStackOptions {
   /** What `pulumi config set --secret` holds: handed to the program as secrets. */
   secrets?: FlatConfig;
   dnsTarget: DnsTarget;
-  /** known_hosts with the hosts' keys; any other key is refused. */
-  knownHostsFile: string;
   /** The engine's state (per stack inputs and outputs, published zones). */
   stateDir: string;
   /** Built runtime (*.cjs); default PROJECTDIR/runtime/dist. */
@@ -191,7 +189,6 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       programFile: file,
       config,
       secretKeys: Object.keys(secrets),
-      knownHostsFile: options.knownHostsFile,
       stateFile: deployStatePath(options.stateDir, options.stack),
       resultFile: path.join(scratch, "result.json"),
       zoneIdPrefix: options.dnsTarget.zoneIdPrefix,
@@ -281,7 +278,6 @@ export async function deployStackToLab(options: {
     overrides,
     secrets: { ...lab.secrets, "gateway:sshPrivateKey": ssh.privateKey },
     dnsTarget: labDnsTarget(),
-    knownHostsFile: ssh.knownHostsPath,
     stateDir: LAB_DEPLOY_STATE_DIR,
     ...(options.runtimeDist ? { runtimeDist: options.runtimeDist } : {}),
     ...(options.progress ? { progress: options.progress } : {}),

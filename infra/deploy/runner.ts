@@ -26,7 +26,6 @@ export interface RunnerJob {
   programFile: string;
   config: Record<string, string>;
   secretKeys: string[];
-  knownHostsFile: string;
   stateFile: string;
   resultFile: string;
   /** Answer for cloudflare getZone: the zone id the records are created in. */
@@ -54,31 +53,6 @@ export function assetContent(resource: string, source: unknown): Buffer {
   throw new Error(
     `${resource}: input "source" is not accepted by the lab engine; accepted: a FileAsset or StringAsset (archives and remote assets are not copied)`,
   );
-}
-
-/**
- * sshd drops new connections beyond MaxStartups (10 unauthenticated by default) with "kex_exchange_identification:
- * Connection closed"; the plan's independent file steps are many more than that. The command provider retries
- * its dial; the engine instead never opens more than this many sessions to one host at a time.
- */
-export const SESSIONS_PER_HOST = 8;
-
-/** A counting semaphore per host: run() waits for one of `limit` slots. */
-export function hostSlots(limit: number): <T>(host: string, run: () => Promise<T>) => Promise<T> {
-  const active = new Map<string, number>();
-  const waiting = new Map<string, (() => void)[]>();
-  return async <T>(host: string, run: () => Promise<T>): Promise<T> => {
-    if ((active.get(host) ?? 0) < limit) active.set(host, (active.get(host) ?? 0) + 1);
-    // A finished session hands its slot straight to the next waiter, so the count never passes the limit.
-    else await new Promise<void>((resolve) => waiting.set(host, [...(waiting.get(host) ?? []), resolve]));
-    try {
-      return await run();
-    } finally {
-      const next = waiting.get(host)?.shift();
-      if (next) next();
-      else active.set(host, active.get(host)! - 1);
-    }
-  };
 }
 
 /** What the runner asks of the engine process, over the IPC channel. */
@@ -123,7 +97,6 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
   const dnsRecords: DnsRecord[] = [];
   let failure: DeployFailure | undefined;
   let inFlight = 0;
-  const withSlot = hostSlots(SESSIONS_PER_HOST);
   let settle: (() => void) | undefined;
   const failed = new Promise<void>((resolve) => (settle = resolve));
   // An error the SDK raises outside newResource (the program throwing, a bad output) surfaces only here.
@@ -156,7 +129,7 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
       stdin = assetContent(name, plain.source);
     }
     const environment = (plain.environment ?? {}) as Record<string, string>;
-    const result = await runRemote(connection, job.knownHostsFile, command, {
+    const result = await runRemote(connection, command, {
       ...(stdin !== undefined ? { stdin: stdin.toString() } : {}),
       environment,
     });
@@ -218,11 +191,11 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         const connection = parseRemoteConnection(args.name, plain.connection);
         inFlight++;
         try {
-          const { outputs, started } = await withSlot(`${connection.host}:${connection.port}`, async () => {
-            const started = Date.now();
-            progress(`[${job.stack}] ${connection.host} ${args.name}: ${action}`);
-            return { outputs: await execute(args.type, args.name, plain, connection), started };
-          });
+          // No session cap of the engine's own: the program declares how many steps may run at once (GatewayHost's
+          // lanes), and the engine runs what the SDK hands it, as pulumi-command does.
+          const started = Date.now();
+          progress(`[${job.stack}] ${connection.host} ${args.name}: ${action}`);
+          const outputs = await execute(args.type, args.name, plain, connection);
           report.startedAt = started;
           report.finishedAt = Date.now();
           report.seconds = (report.finishedAt - started) / 1000;

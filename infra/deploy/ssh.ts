@@ -1,5 +1,5 @@
 // How the lab engine executes a command provider resource: the system ssh client, told exactly what the
-// resource's `connection` input says, with the host key pinned (never trust-on-first-use) and no prompts.
+// resource's `connection` input says — the host key the program pins included, and no other — and no prompts.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +11,8 @@ export interface RemoteConnection {
   port?: number;
   user?: string;
   privateKey?: string;
+  /** `type base64`: the only key accepted from the host (the program's gateway:ssh.hostKey). */
+  hostKey: string;
 }
 
 export interface SshOptions {
@@ -20,7 +22,7 @@ export interface SshOptions {
   identityFile?: string;
 }
 
-const ACCEPTED_CONNECTION = "{host, port?, user?, privateKey?}";
+const ACCEPTED_CONNECTION = "{host, port?, user?, privateKey?, hostKey}";
 
 /** Checks a connection input and names the field that is wrong. */
 export function parseRemoteConnection(resource: string, value: unknown): RemoteConnection {
@@ -40,7 +42,15 @@ export function parseRemoteConnection(resource: string, value: unknown): RemoteC
   if (typeof user !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) {
     throw new Error(`${resource}: connection.user is ${JSON.stringify(user)}; accepted: a login name such as root`);
   }
-  const connection: RemoteConnection = { host, port, user };
+  // pulumi-command without a hostKey accepts any key; the engine refuses to, so a program that forgot to pin
+  // one fails here as it must not succeed against a real host.
+  const hostKey = fields.hostKey;
+  if (typeof hostKey !== "string" || !/^[a-z0-9-]+ [A-Za-z0-9+/]+={0,2}$/.test(hostKey)) {
+    throw new Error(
+      `${resource}: connection.hostKey is ${JSON.stringify(hostKey)}; accepted: the host's public key as "type base64"`,
+    );
+  }
+  const connection: RemoteConnection = { host, port, user, hostKey };
   if (typeof fields.privateKey === "string" && fields.privateKey !== "") connection.privateKey = fields.privateKey;
   return connection;
 }
@@ -104,20 +114,28 @@ export function describeSsh(connection: RemoteConnection): string {
   return `ssh -p ${connection.port ?? 22} ${connection.user ?? "root"}@${connection.host}`;
 }
 
+/** A known_hosts line accepting exactly the connection's host key at its address and port. */
+export function knownHostsLine(connection: RemoteConnection): string {
+  const port = connection.port ?? 22;
+  const name = port === 22 ? connection.host : `[${connection.host}]:${port}`;
+  return `${name} ${connection.hostKey}\n`;
+}
+
 /**
- * Runs one remote command. The key is written to a private temporary file for the one call and removed after,
- * so it never appears on a command line.
+ * Runs one remote command. The private key and the pinned host key are written to a private temporary folder
+ * for the one call and removed after, so neither appears on a command line.
  */
 export async function runRemote(
   connection: RemoteConnection,
-  knownHostsFile: string,
   command: string,
   options: { stdin?: string; environment?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<RemoteResult> {
-  const keyDir = connection.privateKey ? mkdtempSync(path.join(tmpdir(), "gateway-deploy-key-")) : undefined;
+  const keyDir = mkdtempSync(path.join(tmpdir(), "gateway-deploy-ssh-"));
   try {
+    const knownHostsFile = path.join(keyDir, "known_hosts");
+    writeFileSync(knownHostsFile, knownHostsLine(connection), { mode: 0o600 });
     let identityFile: string | undefined;
-    if (keyDir && connection.privateKey) {
+    if (connection.privateKey) {
       identityFile = path.join(keyDir, "id");
       writeFileSync(identityFile, connection.privateKey.endsWith("\n") ? connection.privateKey : `${connection.privateKey}\n`, {
         mode: 0o600,
@@ -153,6 +171,6 @@ export async function runRemote(
       child.stdin.end(options.stdin ?? "");
     });
   } finally {
-    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+    rmSync(keyDir, { recursive: true, force: true });
   }
 }

@@ -15,7 +15,6 @@ const PRIVSEP_DIR = "/run/sshd";
 let createdPrivsepDir = false;
 let sshd: ChildProcess | undefined;
 let connection: RemoteConnection;
-let knownHosts: string;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -84,9 +83,13 @@ beforeAll(async () => {
   );
   await waitForBanner(port, 10_000);
   const hostKey = readFileSync(path.join(dir, "host_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
-  knownHosts = path.join(dir, "known_hosts");
-  writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostKey}\n`);
-  connection = { host: "127.0.0.1", port, user: "root", privateKey: readFileSync(path.join(dir, "client_key"), "utf8") };
+  connection = {
+    host: "127.0.0.1",
+    port,
+    user: "root",
+    privateKey: readFileSync(path.join(dir, "client_key"), "utf8"),
+    hostKey,
+  };
 }, 30_000);
 
 afterAll(() => {
@@ -98,24 +101,24 @@ afterAll(() => {
 describe("deploy engine: remote commands over a real sshd", () => {
   it("feeds stdin byte for byte, as a file step's content", async () => {
     const content = "line 1\n\ttab, 'quotes' \"and\" $dollars `ticks`\nünïcödé\n".repeat(2000);
-    const result = await runRemote(connection, knownHosts, "sha256sum", { stdin: content });
+    const result = await runRemote(connection, "sha256sum", { stdin: content });
     expect(result.exitCode).toBe(0);
     expect(result.stdout.split(" ")[0]).toBe(createHash("sha256").update(content).digest("hex"));
   });
 
   it("passes the environment and returns the exit code and both streams", async () => {
-    const result = await runRemote(connection, knownHosts, 'echo "$GREETING|$EMPTY"; echo oops >&2; exit 7', {
+    const result = await runRemote(connection, 'echo "$GREETING|$EMPTY"; echo oops >&2; exit 7', {
       environment: { GREETING: 'it\'s a "test"', EMPTY: "" },
     });
     expect(result).toEqual({ exitCode: 7, stdout: 'it\'s a "test"|\n', stderr: "oops\n" });
   });
 
-  it("refuses a host whose key is not the pinned one, without prompting", async () => {
+  it("refuses a host whose key is not the one the program pins, without prompting and before any command runs", async () => {
     keygen(path.join(dir, "other_key"));
     const other = readFileSync(path.join(dir, "other_key.pub"), "utf8").split(" ").slice(0, 2).join(" ");
-    const wrong = path.join(dir, "wrong_known_hosts");
-    writeFileSync(wrong, `[127.0.0.1]:${connection.port} ${other}\n`);
-    const result = await runRemote(connection, wrong, "echo should-not-run");
+    const marker = path.join(dir, "ran");
+    const result = await runRemote({ ...connection, hostKey: other }, `touch ${marker}; echo should-not-run`);
+    expect(existsSync(marker)).toBe(false);
     expect(result.exitCode).toBe(255);
     expect(result.stdout).toBe("");
     expect(result.stderr).toMatch(/host key .*changed|Host key verification failed/i);

@@ -12,6 +12,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deployStackToLab, labStackConfig, type DeployResult } from "../../infra/deploy";
+import { MAX_STEPS_IN_FLIGHT } from "../../infra/pulumi/gatewayHost";
 import { LAB_GATEWAY_IP, type LabHostName } from "../../infra/lab/constants";
 import { runLabDemo, type LabDemoResult } from "../../infra/lab/demo";
 import { labStatus } from "../../infra/lab/lab";
@@ -220,6 +221,23 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
       }
       expect(commands[0]!.name).toBe(`${stack}-os-release`);
       expect(commands.at(-1)!.name).toBe(`${stack}-verify`);
+    }
+  });
+
+  it(`never had more than ${MAX_STEPS_IN_FLIGHT} SSH sessions open to one host: the program's own cap, not the engine's`, () => {
+    for (const { stack } of STACKS) {
+      const commands = first[stack]!.resources.filter((r) => r.type === "command:remote:Command");
+      const edges = commands.flatMap((r) => [
+        { at: r.startedAt!, change: 1 },
+        { at: r.finishedAt!, change: -1 },
+      ]);
+      // Ends before starts at the same millisecond: a lane's next step starts as its predecessor ends.
+      edges.sort((a, b) => a.at - b.at || a.change - b.change);
+      let open = 0;
+      let peak = 0;
+      for (const edge of edges) peak = Math.max(peak, (open += edge.change));
+      expect(peak, stack).toBeLessThanOrEqual(MAX_STEPS_IN_FLIGHT);
+      expect(peak, `${stack}: steps did run side by side`).toBeGreaterThan(1);
     }
   });
 

@@ -12,8 +12,8 @@ import { cloudflareContent } from "../../infra/pulumi/gatewayDns";
 import { DeployStepError, deployStack } from "../../infra/deploy";
 import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "../../infra/deploy/inputs";
 import { labStackOverrides } from "../../infra/deploy/labStack";
-import { assetContent, hostSlots } from "../../infra/deploy/runner";
-import { parseRemoteConnection, remoteCommandLine, sshArguments } from "../../infra/deploy/ssh";
+import { assetContent } from "../../infra/deploy/runner";
+import { knownHostsLine, parseRemoteConnection, remoteCommandLine, sshArguments } from "../../infra/deploy/ssh";
 import { readDeployState, writeDeployState } from "../../infra/deploy/state";
 import {
   dnsRecordFromCloudflareInputs,
@@ -79,13 +79,20 @@ describe("deploy engine: Pulumi's diff", () => {
 });
 
 describe("deploy engine: ssh", () => {
-  it("pins the host key, never prompts, and uses only the given key", () => {
+  it("pins the program's host key, never prompts, and uses only the given key", () => {
     const connection = parseRemoteConnection("primary-packages", {
       host: "10.231.0.10",
       port: 22,
       user: "root",
       privateKey: "K",
+      hostKey: EXAMPLE_HOST_KEY,
     });
+    expect(knownHostsLine(connection)).toBe(`10.231.0.10 ${EXAMPLE_HOST_KEY}\n`);
+    expect(knownHostsLine({ ...connection, port: 2222 })).toBe(`[10.231.0.10]:2222 ${EXAMPLE_HOST_KEY}\n`);
+    // pulumi-command without a hostKey would accept any key; the engine refuses such a program.
+    expect(() => parseRemoteConnection("primary-packages", { host: "10.231.0.10" })).toThrow(
+      /primary-packages: connection\.hostKey is undefined; accepted: the host's public key/,
+    );
     const args = sshArguments(connection, { knownHostsFile: "/lab/known_hosts", identityFile: "/tmp/k/id" });
     expect(args).toEqual(
       expect.arrayContaining([
@@ -112,23 +119,6 @@ describe("deploy engine: ssh", () => {
   it("passes the environment as quoted exports before the command", () => {
     expect(remoteCommandLine("echo $B $A", { B: "it's", A: "1" })).toBe("export A='1'\nexport B='it'\\''s'\necho $B $A");
     expect(() => remoteCommandLine("true", { "1X": "v" })).toThrow(/"1X" is not accepted/);
-  });
-
-  it("never runs more sessions to one host than the limit (sshd drops connections past MaxStartups)", async () => {
-    const withSlot = hostSlots(3);
-    const running = new Map<string, number>();
-    const peak = new Map<string, number>();
-    const session = (host: string) =>
-      withSlot(host, async () => {
-        running.set(host, (running.get(host) ?? 0) + 1);
-        peak.set(host, Math.max(peak.get(host) ?? 0, running.get(host)!));
-        await new Promise((resolve) => setImmediate(resolve));
-        running.set(host, running.get(host)! - 1);
-        return host;
-      });
-    const results = await Promise.all([...Array(20).keys()].map((i) => session(i % 2 ? "a" : "b")));
-    expect(results.filter((host) => host === "a")).toHaveLength(10);
-    expect(Object.fromEntries(peak)).toEqual({ a: 3, b: 3 });
   });
 
   it("copies a StringAsset's text and refuses an archive, naming the input", () => {
@@ -233,7 +223,6 @@ describe("deploy engine: a failing step", () => {
         },
         secrets: lab.secrets,
         dnsTarget: { zoneIdPrefix: "zone-", publishZone: async (name, text) => void published.push({ name, text }) },
-        knownHostsFile: "/dev/null",
         stateDir: path.join(dir, "state"),
         runtimeDist: dir,
         progress: () => undefined,
