@@ -128,9 +128,16 @@ function integerIn(label: string, value: string, min: number, max: number): numb
   return n;
 }
 
+/**
+ * Positive, at most 1000, at most two decimals: a negative score renders `spamass-milter -r -1` (nearly every
+ * message rejected), and a long one prints in exponent form (1e+23, 1e-7), which neither daemon parses.
+ */
 function score(label: string, value: string): number {
-  if (!/^-?\d+(\.\d+)?$/.test(value)) throw new GatewayConfigError(label, value, "a decimal score such as 5.0");
-  return Number(value);
+  const accepted = "a decimal score above 0 and at most 1000, such as 5.0 (at most two decimals)";
+  if (!/^\d{1,4}(\.\d{1,2})?$/.test(value)) throw new GatewayConfigError(label, value, accepted);
+  const n = Number(value);
+  if (n <= 0 || n > 1000) throw new GatewayConfigError(label, value, accepted);
+  return n;
 }
 
 export function validateHostname(label: string, value: string): string {
@@ -153,11 +160,18 @@ export function validateIpv6(label: string, value: string): string {
   return new URL(`http://[${value}]/`).hostname.slice(1, -1);
 }
 
+/**
+ * Paths reach shell steps and config files: only characters no shell or config syntax gives a meaning to, and no
+ * `.`/`..` segment (`/etc/dkim/../../root/.ssh` would be chowned to opendkim).
+ */
 function absolutePath(label: string, value: string): string {
-  if (!value.startsWith("/") || value.includes("\n") || /\s/.test(value)) {
-    throw new GatewayConfigError(label, value, "an absolute path without spaces, such as /var/spool/brightchain");
+  const accepted = "an absolute path of letters, digits and . _ - / without . or .. segments, such as /var/spool/brightchain";
+  if (!/^\/[A-Za-z0-9._/-]*$/.test(value) || value.split("/").some((segment) => segment === "." || segment === "..")) {
+    throw new GatewayConfigError(label, value, accepted);
   }
-  return value.replace(/\/+$/, "") || "/";
+  const trimmed = value.replace(/\/+$/, "") || "/";
+  if (trimmed === "/" || trimmed.includes("//")) throw new GatewayConfigError(label, value, accepted);
+  return trimmed;
 }
 
 function httpUrl(label: string, value: string, schemes: readonly string[]): string {
@@ -349,11 +363,19 @@ function parseMynetworks(flat: FlatConfig): string[] {
   return value.map((entry, i) => {
     const label = `${key("mynetworks")}[${i}]`;
     const text = fieldText(entry) ?? "";
+    // Networks this wide (0.0.0.0/0 above all) let much of the Internet relay through the node: an open relay.
+    const openRelay = (prefix: number, narrowest: number): never => {
+      throw new GatewayConfigError(
+        label,
+        text,
+        `a network no wider than /${narrowest}: every address in mynetworks may relay mail anywhere through this node, so /${prefix} makes it an open relay`,
+      );
+    };
     const v4 = /^([\d.]+)\/(\d{1,2})$/.exec(text);
-    if (v4 && isIPv4(v4[1]!) && Number(v4[2]) <= 32) return text;
+    if (v4 && isIPv4(v4[1]!) && Number(v4[2]) <= 32) return Number(v4[2]) < 8 ? openRelay(Number(v4[2]), 8) : text;
     // Postfix needs IPv6 networks bracketed in mynetworks, or it reads the colons as a table type.
     const v6 = /^\[([0-9a-fA-F:.]+)\]\/(\d{1,3})$/.exec(text);
-    if (v6 && isIPv6(v6[1]!) && Number(v6[2]) <= 128) return text;
+    if (v6 && isIPv6(v6[1]!) && Number(v6[2]) <= 128) return Number(v6[2]) < 16 ? openRelay(Number(v6[2]), 16) : text;
     throw new GatewayConfigError(
       label,
       text,

@@ -386,6 +386,57 @@ describe("secrets and the SSH connection", () => {
   });
 });
 
+describe("values that would reach a shell or break mail without a word", () => {
+  it.each([
+    "/etc/dkim;touch /tmp/pwned",
+    "/etc/$(id)",
+    "/etc/dkim/../../root/.ssh",
+    "/etc/./dkim",
+    "/etc/dk im",
+    "/etc/dkim\nx",
+    "etc/dkim",
+    "/",
+    "/etc//dkim",
+    "/etc/dkim'",
+  ])("gateway:dkimKeyDir %j is refused naming the key", (dir) => {
+    expect(configError({ ...primaryFlat(), "gateway:dkimKeyDir": dir }).message).toBe(
+      `gateway:dkimKeyDir=${JSON.stringify(dir)} is invalid; expected an absolute path of letters, digits and . _ - / without . or .. segments, such as /var/spool/brightchain`,
+    );
+  });
+
+  it("a plain path with a trailing slash is kept, without it", () => {
+    expect(parseGatewayConfig({ ...primaryFlat(), "gateway:dkimKeyDir": "/etc/dkim-keys_2/" }).dkim.keyDir).toBe(
+      "/etc/dkim-keys_2",
+    );
+  });
+
+  it.each([
+    ['["0.0.0.0/0"]', "gateway:mynetworks[0]", "/0"],
+    ['["127.0.0.0/8","10.0.0.0/7"]', "gateway:mynetworks[1]", "/7"],
+    ['["[::]/0"]', "gateway:mynetworks[0]", "/0"],
+  ])("mynetworks %s would make an open relay: refused", (value, label, prefix) => {
+    expect(configError({ ...primaryFlat(), "gateway:mynetworks": value }).message).toMatch(
+      new RegExp(
+        `^${label.replace(/[[\]]/g, "\\$&")}=.* is invalid; expected a network no wider than /\\d+: .* so ${prefix} makes it an open relay$`,
+      ),
+    );
+  });
+
+  it.each(["-1", "0", "1e3", "100000000000000000000000", "0.0000001", "1001", "5.125"])(
+    "spam score %s is refused (negative, zero, exponent form, too long or too precise)",
+    (value) => {
+      expect(configError({ ...primaryFlat(), "gateway:spamProbableScore": value }).message).toMatch(
+        /^gateway:spamProbableScore=.* is invalid; expected a decimal score above 0 and at most 1000/,
+      );
+    },
+  );
+
+  it("scores of up to two decimals are kept exactly", () => {
+    const node = parseGatewayConfig({ ...primaryFlat(), "gateway:spamProbableScore": "4.25", "gateway:spamDefiniteScore": "12" });
+    expect(node.spam).toMatchObject({ probableScore: 4.25, definiteScore: 12 });
+  });
+});
+
 describe("readStackConfig", () => {
   let dir = "";
   afterEach(() => {
