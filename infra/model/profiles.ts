@@ -86,7 +86,7 @@ export function componentProfile(node: GatewayNode, component: Component): Compo
 }
 
 /** The components this node runs, Postfix first (its package must be configured before any milter's). */
-export function nodeComponents(node: GatewayNode): Component[] {
+function nodeComponents(node: GatewayNode): Component[] {
   const components: Component[] = ["postfix"];
   // Relays forward mail they did not originate: nothing for them to sign, and the primary verifies.
   if (node.role === "primary") components.push("opendkim");

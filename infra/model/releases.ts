@@ -26,10 +26,6 @@ export interface ReleaseFacts {
   postfix: "3.5" | "3.7" | "3.8" | "3.10";
   /** Dovecot's config syntax: 2.4 replaced passdb/userdb args with named blocks and typed settings. */
   dovecot: "2.3" | "2.4";
-  /** spamd as its own package (Debian 12+, Ubuntu 24.04) rather than inside spamassassin. */
-  spamdPackage: boolean;
-  /** The Node.js major the distribution packages (the runtime's daemons run on it). */
-  nodejs: number;
 }
 
 export const RELEASES: Record<OsRelease, ReleaseFacts> = {
@@ -41,8 +37,6 @@ export const RELEASES: Record<OsRelease, ReleaseFacts> = {
     codename: "bookworm",
     postfix: "3.7",
     dovecot: "2.3",
-    spamdPackage: true,
-    nodejs: 18,
   },
   "debian-13": {
     os: { release: "debian-13", family: "debian", distro: "debian" },
@@ -52,8 +46,6 @@ export const RELEASES: Record<OsRelease, ReleaseFacts> = {
     codename: "trixie",
     postfix: "3.10",
     dovecot: "2.4",
-    spamdPackage: true,
-    nodejs: 20,
   },
   "ubuntu-24.04": {
     os: { release: "ubuntu-24.04", family: "debian", distro: "ubuntu" },
@@ -63,8 +55,6 @@ export const RELEASES: Record<OsRelease, ReleaseFacts> = {
     codename: "noble",
     postfix: "3.8",
     dovecot: "2.3",
-    spamdPackage: true,
-    nodejs: 18,
   },
   "rhel-9": {
     os: { release: "rhel-9", family: "rhel", distro: "rhel" },
@@ -73,8 +63,6 @@ export const RELEASES: Record<OsRelease, ReleaseFacts> = {
     versionId: "9",
     postfix: "3.5",
     dovecot: "2.3",
-    spamdPackage: false,
-    nodejs: 20,
   },
 };
 
@@ -84,8 +72,4 @@ export function releaseFacts(os: OperatingSystem): ReleaseFacts {
 
 export function releaseOs(release: OsRelease): OperatingSystem {
   return RELEASES[release].os;
-}
-
-export function isOsRelease(value: string): value is OsRelease {
-  return (OS_RELEASES as readonly string[]).includes(value);
 }

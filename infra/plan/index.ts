@@ -264,12 +264,13 @@ export function hostPlan(
     triggers: postfixTriggers,
   });
 
+  const verify = verifyCommand(node, [...services].sort());
   add({
     id: STEP_VERIFY,
     description: "wait for Postfix to listen and the recipient lookup service to answer",
-    command: verifyCommand(node, [...services].sort()),
+    command: verify,
     // Read-only: proving the node again over the new connection is what the MX waits for.
-    update: verifyCommand(node, [...services].sort()),
+    update: verify,
     after: [STEP_POSTFIX_RELOAD, ...serviceStepIds],
     triggers: [...postfixTriggers, ...serviceStepIds.flatMap((id) => steps.find((s) => s.id === id)!.triggers)],
   });

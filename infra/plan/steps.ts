@@ -76,16 +76,9 @@ export function installFileCommand(file: Pick<HostFile, "path" | "mode" | "owner
     `mkdir -p ${dir}`,
     `tmp=$(mktemp ${shellQuote(`${posix.dirname(file.path)}/.${posix.basename(file.path)}.`)}XXXXXX)`,
     `trap 'rm -f "$tmp"' EXIT`,
-    ...(file.secret
-      ? [
-          "IFS= read -r expected",
-          `cat > "$tmp"`,
-          `echo "$expected  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
-        ]
-      : [
-          `cat > "$tmp"`,
-          `echo "${sha256(file.content)}  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
-        ]),
+    file.secret ? "IFS= read -r expected" : `expected=${sha256(file.content)}`,
+    `cat > "$tmp"`,
+    `echo "$expected  $tmp" | sha256sum -c --status || { echo "${file.path}: content arrived damaged" >&2; exit 1; }`,
     `chown ${shellQuote(`${file.owner}:${file.group}`)} "$tmp"`,
     `chmod ${octalMode(file.mode)} "$tmp"`,
     `mv -f "$tmp" ${target}`,

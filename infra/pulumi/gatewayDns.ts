@@ -66,6 +66,8 @@ export class GatewayDns extends pulumi.ComponentResource {
   readonly zoneId: pulumi.Output<string>;
   /** By child name (recordResourceName). */
   readonly records: Record<string, cloudflare.DnsRecord>;
+  /** The node's A/AAAA records: what an ACME http-01 validation resolves. */
+  readonly addressRecords: cloudflare.DnsRecord[];
   /** What was published, as data: name, type, content, priority. */
   published: pulumi.Output<DnsRecord[]>;
   /** The DKIM record built from the key read back from the host; undefined when this stack owns none. */
@@ -80,15 +82,8 @@ export class GatewayDns extends pulumi.ComponentResource {
     this.zoneId = cloudflare.getZoneOutput({ filter: { name: args.zoneName } }, { parent: this }).zoneId;
     this.records = {};
     const addresses = dnsRecords(args.node).filter(isAddress);
-    for (const record of addresses) this.add(pulumi.output(record), recordResourceName(record), []);
+    this.addressRecords = addresses.map((record) => this.add(pulumi.output(record), recordResourceName(record), []));
     this.published = pulumi.output(addresses);
-  }
-
-  /** The node's A/AAAA records: what an ACME http-01 validation resolves. */
-  get addressRecords(): cloudflare.DnsRecord[] {
-    return dnsRecords(this.node)
-      .filter(isAddress)
-      .map((record) => this.records[recordResourceName(record)]!);
   }
 
   /** MX (and on the primary SPF, DMARC, DKIM), each created only after `args.after`. Call once. */
@@ -119,14 +114,16 @@ export class GatewayDns extends pulumi.ComponentResource {
     this.registerOutputs({ zoneId: this.zoneId, published: this.published });
   }
 
-  private add(record: pulumi.Output<DnsRecord>, childName: string, after: pulumi.Input<pulumi.Resource>[]): void {
+  private add(record: pulumi.Output<DnsRecord>, childName: string, after: pulumi.Input<pulumi.Resource>[]): cloudflare.DnsRecord {
     if (this.records[childName])
       throw new Error(
         `two DNS records map to the resource ${this.componentName}-${childName}; each type and name may appear once per stack`,
       );
-    this.records[childName] = new cloudflare.DnsRecord(`${this.componentName}-${childName}`, recordArgs(this.zoneId, record), {
+    const resource = new cloudflare.DnsRecord(`${this.componentName}-${childName}`, recordArgs(this.zoneId, record), {
       parent: this,
       dependsOn: after,
     });
+    this.records[childName] = resource;
+    return resource;
   }
 }
