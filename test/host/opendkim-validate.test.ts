@@ -104,6 +104,12 @@ describe("opendkim.conf with a real key", () => {
     await waitForPort(port).catch((error: Error) => {
       throw new Error(`${error.message}; opendkim said: ${stderr}`);
     });
+    // -f keeps opendkim in the foreground: the child is the milter itself, which setuid()s to UserID before
+    // it listens. Real, effective, saved and filesystem uid all: a daemon that kept root in any would pass `id`.
+    const status = readFileSync(`/proc/${daemon.pid}/status`, "utf8");
+    const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
+    expect(uids, status).toEqual(Array(4).fill(opendkimUid().uid));
+    expect(spawnSync("ps", ["-o", "user=", "-p", String(daemon.pid)], { encoding: "utf8" }).stdout.trim()).toBe("opendkim");
   });
 
   it("signs mail a local client submits through Postfix with the domain's selector", async () => {

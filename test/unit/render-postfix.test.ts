@@ -62,14 +62,47 @@ describe.each(nodeMatrix)("main.cf for $name", ({ node }) => {
     expect(params.get("smtpd_tls_cert_file")).toBe(node.tls.certFile);
     expect(params.get("smtpd_tls_key_file")).toBe(node.tls.keyFile);
     expect(params.get("smtp_tls_security_level")).toBe("may");
+    // Port 25 cannot require TLS (RFC 3207); 587 does, per service (master.cf test below).
+    expect(params.get("smtpd_tls_security_level")).toBe("may");
+    expect(params.get("smtpd_tls_mandatory_ciphers")).toBe("high");
   });
 
-  it("is not an open relay and refuses unknown users at RCPT with 550", () => {
-    expect(params.get("smtpd_relay_restrictions")).toMatch(/reject_unauth_destination$/);
-    expect(params.get("smtpd_recipient_restrictions")).toContain("reject_unlisted_recipient");
+  it("never offers AUTH before STARTTLS", () => {
+    expect(params.get("smtpd_tls_auth_only")).toBe("yes");
+  });
+
+  it("enables SASL on no port-25 path: main.cf has none, only the submission service does", () => {
+    expect(keys.filter((key) => key.startsWith("smtpd_sasl_"))).toEqual([]);
+    const smtp = masterCfEntries(renderMasterCf(node)).get("smtp/inet")!;
+    expect(smtp.args.filter((arg) => arg.includes("sasl"))).toEqual([]);
+  });
+
+  it("is not an open relay: strangers reach only the served domain", () => {
+    const trusted = node.role === "primary" ? "permit_mynetworks, permit_sasl_authenticated" : "permit_mynetworks";
+    expect(params.get("smtpd_relay_restrictions")).toBe(`${trusted}, reject_unauth_destination`);
     expect(params.get("mynetworks")).toBe(node.mynetworks.join(" "));
+    expect(params.get("mydestination")).toBe("");
+  });
+
+  it("refuses unknown users at RCPT with 550", () => {
+    expect(params.get("smtpd_recipient_restrictions")).toBe("reject_non_fqdn_recipient, reject_unlisted_recipient");
+    // Postfix's defaults are 550 too, but a 4xx here would make every sender retry for days instead of bouncing.
+    expect(params.get("unknown_virtual_mailbox_reject_code")).toBe("550");
+    expect(params.get("unknown_relay_recipient_reject_code")).toBe("550");
+  });
+
+  it("refuses VRFY, requires HELO and well-formed envelopes", () => {
     expect(params.get("disable_vrfy_command")).toBe("yes");
     expect(params.get("smtpd_helo_required")).toBe("yes");
+    expect(params.get("strict_rfc821_envelopes")).toBe("yes");
+    expect(params.get("smtpd_sender_restrictions")).toBe("reject_non_fqdn_sender");
+  });
+
+  it("refuses SMTP smuggling and unauthorised pipelining where Postfix has the settings (not RHEL 9's 3.5)", () => {
+    const has = node.os.family !== "rhel";
+    expect(params.get("smtpd_forbid_bare_newline")).toBe(has ? "normalize" : undefined);
+    expect(params.get("smtpd_forbid_bare_newline_exclusions")).toBe(has ? "$mynetworks" : undefined);
+    expect(params.get("smtpd_forbid_unauth_pipelining")).toBe(has ? "yes" : undefined);
   });
 
   it("chooses IPv4 only when the node has no IPv6 address", () => {
@@ -170,7 +203,9 @@ describe("master.cf", () => {
         "-o smtpd_sasl_auth_enable=yes",
         "-o smtpd_sasl_type=dovecot",
         "-o smtpd_sasl_path=private/auth",
+        "-o smtpd_sasl_security_options=noanonymous",
         "-o smtpd_client_restrictions=permit_sasl_authenticated,reject",
+        "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
         "-o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
       ]),
     );
