@@ -13,6 +13,7 @@ import { certbotIssueCommand, renderDeployHook } from "../../infra/render/tls";
 import { examplePrimary } from "../fixtures/nodes";
 import { startPostfix, type PostfixInstance } from "../helpers/postfix-server";
 import { freeFixedPort, freePort, waitForPort } from "../helpers/renderer-net";
+import { presentedCertificate, probeStarttls } from "../helpers/tls-probe";
 
 const work = mkdtempSync(join(tmpdir(), "bc-tls-"));
 const daemons: ChildProcess[] = [];
@@ -55,16 +56,11 @@ function liveSerial(): string {
   return new X509Certificate(readFileSync(join(live, "cert.pem"))).serialNumber;
 }
 
-/** The serial of the certificate Postfix presents after STARTTLS on its smtpd port. */
-function servedSerial(port: number): string {
-  const run = spawnSync("openssl", ["s_client", "-starttls", "smtp", "-connect", `127.0.0.1:${port}`, "-servername", host], {
-    input: "QUIT\r\n",
-    encoding: "utf8",
-    timeout: 15_000,
-  });
-  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(run.stdout);
-  if (!pem) throw new Error(`no certificate from 127.0.0.1:${port}: ${run.stderr}\n${run.stdout}\n${postfix?.maillog() ?? ""}`);
-  return new X509Certificate(pem[0]).serialNumber;
+/** The serial of the certificate Postfix presents in a completed STARTTLS handshake on its smtpd port. */
+async function servedSerial(port: number): Promise<string> {
+  const probe = await probeStarttls({ host: "127.0.0.1", port, servername: host });
+  if (probe.verdict.kind !== "handshake") throw new Error(`${JSON.stringify(probe.verdict)}\n${postfix?.maillog() ?? ""}`);
+  return new X509Certificate(presentedCertificate(probe)).serialNumber;
 }
 
 beforeAll(async () => {
@@ -221,7 +217,7 @@ describe("certbot against a local ACME server", () => {
       },
     });
     const first = liveSerial();
-    expect(servedSerial(postfix.smtpPort)).toBe(first);
+    expect(await servedSerial(postfix.smtpPort)).toBe(first);
 
     // Without a tty certbot renew first sleeps a random 0–8 minutes to spread load on Let's Encrypt.
     const renew = certbot(`certbot renew --force-renewal --no-random-sleep-on-renew --http-01-port ${httpPort}`, {
@@ -233,7 +229,7 @@ describe("certbot against a local ACME server", () => {
     expect(renewed).not.toBe(first);
     expect(postfix.maillog()).toMatch(/postfix\/master\[\d+\]: reload/);
     expect(existsSync(`/proc/${postfix.masterPid}`)).toBe(true);
-    expect(servedSerial(postfix.smtpPort)).toBe(renewed);
+    expect(await servedSerial(postfix.smtpPort)).toBe(renewed);
   });
 
   it("a failing postfix check stops the reload and fails the hook", () => {
