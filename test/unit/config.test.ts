@@ -168,7 +168,7 @@ describe("node variants", () => {
       /gateway:recipients\[1\]="eve@example\.org".*an address in brightchain\.org/,
     ],
     ["a quoted local part", ['"a b"@brightchain.org'], /gateway:recipients\[0\].*an address in brightchain\.org/],
-    ["not a list", "alice@brightchain.org", /gateway:recipients.*a list of addresses in brightchain\.org/],
+    ["not a list", "alice@brightchain.org", /gateway:recipients.*a list of addresses in gateway:domain/],
     ["an empty list", [], /gateway:recipients="\[\]".*at least one/],
     [
       "a local part the registry would read as a comment",
@@ -264,7 +264,7 @@ describe("a bad value names the key, the value and what is accepted", () => {
   it("a missing required key says it is not set", () => {
     const flat = primaryFlat();
     delete flat["gateway:role"];
-    expect(configError(flat).message).toBe("gateway:role is not set; expected primary or relay");
+    expect(configError(flat).message).toBe("gateway:role is not set; expected primary, relay");
   });
 
   it("an unknown gateway: key (a typo) names the closest key and lists the accepted ones", () => {
