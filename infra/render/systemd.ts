@@ -1,6 +1,7 @@
 // systemd units for the runtime (lookup socketmap, inbound processor) and the ordering drop-in that makes
 // Postfix start only after the services its smtpd asks on every connection.
 import type { GatewayNode, HostFile } from "../model/types";
+import { sendEnvFile } from "./gateway-env";
 import { opendkimEnabled } from "./opendkim";
 import { spamServices } from "./spam";
 
@@ -64,6 +65,9 @@ function renderUnit(node: GatewayNode, unit: RuntimeUnit): string {
     "AmbientCapabilities=",
     "ProtectSystem=strict",
     ...(unit.writablePaths.length > 0 ? [`ReadWritePaths=${unit.writablePaths.join(" ")}`] : []),
+    // brightchain-send's env file holds the SASL password, which neither daemon needs: unreadable here even
+    // though both run as the user that may read it ("-": no error while the file does not exist).
+    `InaccessiblePaths=-${sendEnvFile(node)}`,
     "ProtectHome=yes",
     "PrivateTmp=yes",
     "PrivateDevices=yes",

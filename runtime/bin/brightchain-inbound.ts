@@ -2,7 +2,7 @@
 // GATEWAY_MAIL_DROP_DIR/new to the BrightChain node (GATEWAY_NODE_URL) or, without one, to the embedded
 // content-addressed store (GATEWAY_STORE_DIR). Exit 78 (EX_CONFIG) on a bad variable so systemd does not
 // restart-loop on it; SIGTERM finishes the messages in flight and exits 0.
-import { ConfigError, loadRuntimeConfig, type RuntimeConfig } from "../src/config";
+import { ConfigError, loadInboundConfig, type InboundConfig } from "../src/config";
 import { HttpNodeSink } from "../src/inbound/http-node-sink";
 import { InboundProcessor, type InboundLogger } from "../src/inbound/inbound-processor";
 import type { Sink } from "../src/inbound/sink";
@@ -16,16 +16,9 @@ const logger: InboundLogger = {
   error: (m) => process.stderr.write(`brightchain-inbound: error: ${m}\n`),
 };
 
-async function openSink(config: RuntimeConfig): Promise<{ sink: Sink; description: string }> {
+async function openSink(config: InboundConfig): Promise<{ sink: Sink; description: string }> {
   if (config.nodeUrl !== undefined)
     return { sink: new HttpNodeSink({ nodeUrl: config.nodeUrl }), description: `node API ${config.nodeUrl}` };
-  if (config.storeDir === undefined) {
-    throw new ConfigError(
-      "GATEWAY_STORE_DIR",
-      undefined,
-      "an absolute path for the embedded store, or GATEWAY_NODE_URL set to the node's API",
-    );
-  }
   return {
     sink: await ContentAddressedStore.open(config.storeDir, (message) => logger.warn(message)),
     description: `embedded store ${config.storeDir}`,
@@ -36,10 +29,10 @@ async function main(): Promise<void> {
   // The store's group commit fsyncs many copies at once; libuv's default 4 threads would serialize them.
   // Read when the pool first starts, which is after this line (nothing above did asynchronous I/O).
   process.env.UV_THREADPOOL_SIZE ??= "16";
-  let config: RuntimeConfig;
+  let config: InboundConfig;
   let opened: { sink: Sink; description: string };
   try {
-    config = loadRuntimeConfig();
+    config = loadInboundConfig();
     opened = await openSink(config);
   } catch (error) {
     if (error instanceof ConfigError) {

@@ -1,7 +1,7 @@
 // brightchain-lookup: the RecipientLookupService daemon Postfix queries through
 // virtual_mailbox_maps = socketmap:inet:127.0.0.1:2526:virtual. Configured by /etc/brightchain/gateway.env;
 // logs one line per event to stderr, which journald keeps.
-import { ConfigError, loadRuntimeConfig, type RuntimeConfig } from "../src/config";
+import { ConfigError, loadLookupConfig, type LookupConfig } from "../src/config";
 import { FileRegistry, HttpRegistry, RegistryFileError, type RecipientRegistry } from "../src/lookup/registry";
 import { RecipientLookupService } from "../src/lookup/server";
 
@@ -12,7 +12,7 @@ function log(line: string): void {
   process.stderr.write(`brightchain-lookup: ${line}\n`);
 }
 
-function openRegistry(config: RuntimeConfig): RecipientRegistry {
+function openRegistry(config: LookupConfig): RecipientRegistry {
   if (config.registryUrl !== undefined) {
     log(`registry ${config.registryUrl} (positive answers cached ${config.lookupCacheTtlSeconds} s)`);
     return new HttpRegistry(config.registryUrl, {
@@ -43,10 +43,10 @@ function openRegistry(config: RuntimeConfig): RecipientRegistry {
 }
 
 async function main(): Promise<void> {
-  let config: RuntimeConfig;
+  let config: LookupConfig;
   let registry: RecipientRegistry;
   try {
-    config = loadRuntimeConfig();
+    config = loadLookupConfig();
     registry = openRegistry(config);
   } catch (error) {
     log(`not started: ${(error as Error).message}`);

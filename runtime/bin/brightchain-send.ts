@@ -5,7 +5,7 @@
 // retries (EX_TEMPFAIL); 64 bad usage; 78 bad GATEWAY_* variable. The server's text is always printed.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { ConfigError, loadRuntimeConfig } from "../src/config";
+import { ConfigError, loadSendConfig } from "../src/config";
 import { SubmissionError, sendViaSubmission, type OutgoingMessage } from "../src/outbound/submission-client";
 
 const USAGE =
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
 
   let config;
   try {
-    config = loadRuntimeConfig();
+    config = loadSendConfig();
   } catch (error) {
     if (error instanceof ConfigError) fail(EX_CONFIG, error.message);
     throw error;

@@ -105,10 +105,10 @@ export async function setUpOutside(): Promise<void> {
 }
 
 /**
- * Node's TLS trusts its own bundled CAs, not the host's store: brightchain-send is pointed at the store (pebble's
- * root is in it), as an operator with a private CA would set GATEWAY_POSTFIX_CA_FILE.
+ * brightchain-send's own env file: the daemons' gateway.env holds no SASL password. Its GATEWAY_POSTFIX_CA_FILE
+ * names the host's trust store, which holds pebble's root.
  */
-const SUBMISSION_CA_OVERRIDE = "GATEWAY_POSTFIX_CA_FILE=/etc/ssl/certs/ca-certificates.crt && export GATEWAY_POSTFIX_CA_FILE";
+const SEND_ENV_FILE = "/etc/brightchain/brightchain-send.env";
 
 /** True once the gateway's own recipient lookup (the map Postfix asks at RCPT) knows `address`. */
 function lookupKnows(address: string): string {
@@ -297,7 +297,7 @@ export function describeMailScenarios(timer: LabTimer): void {
         const subject = uniqueSubject("outbound");
         const sent = await on(
           "mail",
-          `set -a && . ${GATEWAY_ENV_FILE} && set +a && ${SUBMISSION_CA_OVERRIDE} && test "$GATEWAY_POSTFIX_USER" = ${shellQuote(LAB_SUBMISSION_USER.username)} && ` +
+          `set -a && . ${SEND_ENV_FILE} && set +a && test "$GATEWAY_POSTFIX_USER" = ${shellQuote(LAB_SUBMISSION_USER.username)} && ` +
             `echo 'hello outside' | node ${RUNTIME_DIR}/brightchain-send.cjs --from alice@brightchain.org --to bob@outside.test --subject ${shellQuote(subject)} 2>&1`,
         );
         expect(sent).toMatch(/^accepted for bob@outside\.test: 250 /);

@@ -59,6 +59,7 @@ function startDaemon(extraEnv: Record<string, string> = {}, nodeOptions: string[
       GATEWAY_MAIL_DROP_DIR: dropDir,
       GATEWAY_ERROR_DIR: errorDir,
       GATEWAY_STORE_DIR: storeDir,
+      GATEWAY_SPAM_ENGINE: "none",
       GATEWAY_INBOUND_CONCURRENCY: "4",
       ...extraEnv,
     },

@@ -1,85 +1,98 @@
 import { describe, expect, it } from "vitest";
-import { gatewayEnvFiles, renderGatewayEnv } from "../../infra/render/gateway-env";
+import { gatewayEnvFiles, renderGatewayEnv, renderSendEnv } from "../../infra/render/gateway-env";
 import { runtimeUnitFiles } from "../../infra/render/systemd";
-import { loadRuntimeConfig } from "../../runtime/src/config";
+import { loadInboundConfig, loadLookupConfig, loadSendConfig } from "../../runtime/src/config";
 import { examplePrimary, exampleRelay, exampleSecrets, nodeMatrix } from "../fixtures/nodes";
+import { parseEnvironmentFile } from "../helpers/env-file";
 import type { GatewayNode } from "../../infra/model/types";
 
-/**
- * systemd's EnvironmentFile rules for what the renderer writes: `#` comment lines, KEY=value, a value in
- * double quotes with backslash escapes, unquoted values taken verbatim.
- */
-function parseEnvironmentFile(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    if (line.trim() === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (!match) throw new Error(`not a systemd environment line: ${line}`);
-    const raw = match[2]!;
-    env[match[1]!] = raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, "$1") : raw;
-  }
-  return env;
-}
-
-describe("gateway.env renderer", () => {
-  it.each(nodeMatrix)("$name: loadRuntimeConfig accepts the rendered file and reads back the model", ({ node }) => {
-    const config = loadRuntimeConfig(parseEnvironmentFile(renderGatewayEnv(node, exampleSecrets)));
-    expect(config.emailDomains).toEqual([node.domain]);
-    expect(config.lookupHost).toBe("127.0.0.1");
-    expect(config.lookupPort).toBe(node.lookup.port);
-    expect(config.lookupCacheTtlSeconds).toBe(node.lookup.cacheTtlSeconds);
-    expect(config.mailDropDir).toBe(node.drop.mailDropDir);
-    expect(config.errorDir).toBe(node.drop.errorDir);
-    expect(config.spamEngine).toBe(node.spam.engine);
-    expect(config.spamProbable).toBe(node.spam.probableScore);
-    expect(config.spamDefinite).toBe(node.spam.definiteScore);
-    expect(config.maxMessageSize).toBe(node.maxMessageSize);
-    expect(config.registryFile).toBe(node.lookup.registry.kind === "file" ? node.lookup.registry.path : undefined);
-    expect(config.storeDir).toBe(node.runtime.storeDir);
-    expect(config.nodeUrl).toBeUndefined();
-    if (node.role === "primary") {
-      // By name: the client verifies the submission certificate, which names the host.
-      expect(config.postfixHost).toBe(node.host.hostname);
-      expect(config.postfixPort).toBe(587);
-      expect(config.postfixUser).toBe("brightchain-node");
-      // The fixture password has spaces: it must survive systemd's quoting intact.
-      expect(config.postfixPass).toBe("correct horse battery staple");
-    } else {
-      expect(config.postfixUser).toBeUndefined();
+describe("gateway.env and brightchain-send.env renderers", () => {
+  it.each(nodeMatrix)("$name: each program's loader accepts its file and reads back the model", ({ node }) => {
+    const daemons = parseEnvironmentFile(renderGatewayEnv(node));
+    const lookup = loadLookupConfig(daemons);
+    expect(lookup.emailDomains).toEqual([node.domain]);
+    expect(lookup.lookupHost).toBe("127.0.0.1");
+    expect(lookup.lookupPort).toBe(node.lookup.port);
+    expect(lookup.lookupCacheTtlSeconds).toBe(node.lookup.cacheTtlSeconds);
+    expect(lookup.registryFile).toBe(node.lookup.registry.kind === "file" ? node.lookup.registry.path : undefined);
+    if (node.role !== "primary") {
+      expect(daemons.GATEWAY_MAIL_DROP_DIR).toBeUndefined();
+      return;
     }
+    const inbound = loadInboundConfig(daemons);
+    expect(inbound.mailDropDir).toBe(node.drop.mailDropDir);
+    expect(inbound.errorDir).toBe(node.drop.errorDir);
+    expect(inbound.spamEngine).toBe(node.spam.engine);
+    expect(inbound.spamProbable).toBe(node.spam.probableScore);
+    expect(inbound.maxMessageSize).toBe(node.maxMessageSize);
+    expect(inbound.storeDir).toBe(node.runtime.storeDir);
+    expect(inbound.nodeUrl).toBeUndefined();
+
+    const send = loadSendConfig(parseEnvironmentFile(renderSendEnv(node, exampleSecrets)));
+    // By name: the client verifies the submission certificate, which names the host.
+    expect(send.postfixHost).toBe(node.host.hostname);
+    expect(send.postfixPort).toBe(587);
+    expect(send.postfixCaFile).toBe(
+      node.os.family === "rhel" ? "/etc/pki/tls/certs/ca-bundle.crt" : "/etc/ssl/certs/ca-certificates.crt",
+    );
+    expect(send.postfixUser).toBe("brightchain-node");
+    // The fixture password has spaces: it must survive systemd's and sh's quoting intact.
+    expect(send.postfixPass).toBe("correct horse battery staple");
   });
 
   it("an HTTP registry and a node URL reach the runtime", () => {
     const node: GatewayNode = {
-      ...exampleRelay,
-      lookup: { ...exampleRelay.lookup, registry: { kind: "http", url: "https://node.brightchain.org/registry" } },
-      runtime: { ...exampleRelay.runtime, nodeUrl: "https://node.brightchain.org" },
+      ...examplePrimary,
+      lookup: { ...examplePrimary.lookup, registry: { kind: "http", url: "https://node.brightchain.org/registry" } },
+      runtime: { ...examplePrimary.runtime, nodeUrl: "https://node.brightchain.org" },
     };
-    const config = loadRuntimeConfig(parseEnvironmentFile(renderGatewayEnv(node)));
-    expect(config.registryUrl).toBe("https://node.brightchain.org/registry");
-    expect(config.registryFile).toBeUndefined();
-    expect(config.nodeUrl).toBe("https://node.brightchain.org");
+    const env = parseEnvironmentFile(renderGatewayEnv(node));
+    expect(loadLookupConfig(env).registryUrl).toBe("https://node.brightchain.org/registry");
+    expect(loadLookupConfig(env).registryFile).toBeUndefined();
+    expect(loadInboundConfig(env).nodeUrl).toBe("https://node.brightchain.org");
   });
 
-  it("names the DKIM key on the primary only, where it exists", () => {
-    expect(renderGatewayEnv(examplePrimary)).toContain("GATEWAY_DKIM_KEY_PATH=/etc/dkim/default.private\n");
-    expect(renderGatewayEnv(exampleRelay)).not.toContain("GATEWAY_DKIM_KEY_PATH");
-    expect(renderGatewayEnv(exampleRelay)).toContain("GATEWAY_DKIM_SELECTOR=default\n");
+  it("writes no variable that nothing reads (the DKIM selector and key path were)", () => {
+    for (const { node } of nodeMatrix) {
+      expect(renderGatewayEnv(node)).not.toMatch(/GATEWAY_DKIM_/);
+      expect(renderGatewayEnv(node)).not.toMatch(/GATEWAY_SPAM_DEFINITE/);
+    }
   });
 
-  it("is readable by the brightchain group only, and secret when it holds the SASL password", () => {
-    const [withPassword] = gatewayEnvFiles(examplePrimary, exampleSecrets);
-    expect(withPassword).toMatchObject({
+  it("keeps the SASL password out of gateway.env: only brightchain-send.env holds it, marked secret", () => {
+    const [daemons, send] = gatewayEnvFiles(examplePrimary, exampleSecrets);
+    expect(daemons).toMatchObject({
       path: "/etc/brightchain/gateway.env",
       mode: 0o640,
       owner: "root",
       group: "brightchain",
-      secret: true,
+      notify: ["brightchain-lookup", "brightchain-inbound"],
     });
-    expect(withPassword!.notify).toEqual(["brightchain-lookup", "brightchain-inbound"]);
-    const [relay] = gatewayEnvFiles(exampleRelay, exampleSecrets);
-    expect(relay!.secret).toBe(false);
-    expect(relay!.content).not.toContain("correct horse");
+    expect(daemons!.secret).toBeFalsy();
+    expect(daemons!.content).not.toContain("correct horse");
+    expect(daemons!.content).not.toContain("GATEWAY_POSTFIX_");
+    expect(send).toMatchObject({
+      path: "/etc/brightchain/brightchain-send.env",
+      mode: 0o640,
+      owner: "root",
+      group: "brightchain",
+      secret: true,
+      notify: [],
+    });
+    expect(send!.mode & 0o007).toBe(0);
+    expect(send!.content).toContain('GATEWAY_POSTFIX_PASS="correct horse battery staple"\n');
+  });
+
+  it("without secrets brightchain-send.env names no account and is not secret", () => {
+    const [, send] = gatewayEnvFiles(examplePrimary);
+    expect(send!.secret).toBe(false);
+    expect(send!.content).not.toContain("GATEWAY_POSTFIX_USER");
+  });
+
+  it("a relay (no submission service) gets no brightchain-send.env", () => {
+    const files = gatewayEnvFiles(exampleRelay, exampleSecrets);
+    expect(files.map((f) => f.path)).toEqual(["/etc/brightchain/gateway.env"]);
+    expect(files[0]!.content).not.toContain("correct horse");
   });
 
   it("restarts only runtime services the node has a unit for (a relay has no inbound processor)", () => {
@@ -95,8 +108,10 @@ describe("gateway.env renderer", () => {
     expect(gatewayEnvFiles(exampleRelay)[0]!.notify).toEqual(["brightchain-lookup"]);
   });
 
-  it("refuses a value systemd would split across lines", () => {
-    const node: GatewayNode = { ...examplePrimary, dkim: { ...examplePrimary.dkim, selector: "a\nb" } };
-    expect(() => renderGatewayEnv(node)).toThrow(/GATEWAY_DKIM_SELECTOR value "a\\nb" contains a line break/);
+  it("refuses a value systemd would split across lines, without printing a secret", () => {
+    const node: GatewayNode = { ...examplePrimary, domain: "a\nb" };
+    expect(() => renderGatewayEnv(node)).toThrow(/EMAIL_DOMAIN value "a\\nb" contains a line break/);
+    const secrets = { ...exampleSecrets, submissionUsers: [{ username: "node", password: "pass\nword" }] };
+    expect(() => renderSendEnv(examplePrimary, secrets)).toThrow(/GATEWAY_POSTFIX_PASS value \(secret\) contains a line break/);
   });
 });

@@ -18,6 +18,8 @@ describe("runtime systemd units", () => {
       for (const line of [
         "User=brightchain",
         "EnvironmentFile=/etc/brightchain/gateway.env",
+        // The SASL password is brightchain-send's alone: the daemons cannot open its file.
+        "InaccessiblePaths=-/etc/brightchain/brightchain-send.env",
         name === "brightchain-inbound"
           ? "ExecStart=/usr/bin/node --max-old-space-size=64 /opt/brightchain-gateway/brightchain-inbound.cjs"
           : "ExecStart=/usr/bin/node /opt/brightchain-gateway/brightchain-lookup.cjs",
@@ -34,6 +36,7 @@ describe("runtime systemd units", () => {
       ]) {
         expect(lines).toContain(line);
       }
+      expect(lines.filter((l) => l.startsWith("EnvironmentFile="))).toHaveLength(1);
       expect(lines.some((l) => l.startsWith("MemoryMax="))).toBe(true);
       expect(lines).not.toContain("MemoryDenyWriteExecute=yes");
     }
