@@ -17,8 +17,9 @@ class RawClient {
   readonly ready: Promise<void>;
   private readonly socket: Socket;
 
-  constructor(port: number) {
-    this.socket = connect(port, "127.0.0.1");
+  /** `localAddress` another loopback address (127.0.0.2…), to be a different peer. */
+  constructor(port: number, localAddress?: string) {
+    this.socket = connect({ port, host: "127.0.0.1", localAddress });
     this.socket.setNoDelay(true);
     this.ready = new Promise((resolve) => this.socket.once("connect", () => resolve()));
     this.socket.on("data", (chunk) => {
@@ -92,8 +93,8 @@ class RawClient {
 const dir = mkdtempSync(join(tmpdir(), "lookup-protocol-"));
 const registryFile = join(dir, "recipients");
 const clients: RawClient[] = [];
-function client(port: number): RawClient {
-  const c = new RawClient(port);
+function client(port: number, localAddress?: string): RawClient {
+  const c = new RawClient(port, localAddress);
   clients.push(c);
   return c;
 }
@@ -352,7 +353,9 @@ describe("socketmap server limits", () => {
     for (const c of clients.splice(0)) c.destroy();
     await Promise.all(services.splice(0).map((s) => s.close()));
   });
-  async function serve(options: { maxConnections?: number; idleTimeoutMs?: number }): Promise<number> {
+  async function serve(
+    options: Partial<ConstructorParameters<typeof RecipientLookupService>[0]> = {},
+  ): Promise<{ port: number; service: RecipientLookupService }> {
     const service = new RecipientLookupService({
       registry,
       domains: ["brightchain.org"],
@@ -361,24 +364,65 @@ describe("socketmap server limits", () => {
       ...options,
     });
     services.push(service);
-    return service.listen();
+    return { port: await service.listen(), service };
   }
+  const connected = async (...cs: RawClient[]) => {
+    for (const c of cs) await c.ready;
+  };
 
-  it("refuses connections beyond maxConnections and keeps serving the others", async () => {
-    const port = await serve({ maxConnections: 2 });
+  it("at maxConnections, closes the connection idle the longest to serve a new one", async () => {
+    const { port } = await serve({ maxConnections: 2 });
     const first = client(port);
     const second = client(port);
-    await Promise.all([first.ready, second.ready]);
+    await connected(first, second);
+    // first connected earlier but asked later: second is the one idle the longest.
     await first.write(netstring("virtual known@brightchain.org"));
     expect(await first.replies(1)).toEqual(["OK known@brightchain.org"]);
     const third = client(port);
-    await third.until(() => third.closed);
-    await second.write(netstring("virtual known@brightchain.org"));
-    expect(await second.replies(1)).toEqual(["OK known@brightchain.org"]);
+    await second.until(() => second.closed);
+    await third.write(netstring("virtual known@brightchain.org"));
+    expect(await third.replies(1)).toEqual(["OK known@brightchain.org"]);
+    await first.write(netstring("virtual known@brightchain.org"));
+    expect(await first.replies(2)).toEqual(["OK known@brightchain.org", "OK known@brightchain.org"]);
+  });
+
+  it("takes the room from the peer address holding the most connections, not from an older one elsewhere", async () => {
+    const { port } = await serve({ maxConnections: 3 });
+    const postfix = client(port);
+    await connected(postfix);
+    const flood = [client(port, "127.0.0.2"), client(port, "127.0.0.2")];
+    await connected(...flood);
+    const another = client(port, "127.0.0.2");
+    await flood[0]!.until(() => flood[0]!.closed);
+    await postfix.write(netstring("virtual known@brightchain.org"));
+    expect(await postfix.replies(1)).toEqual(["OK known@brightchain.org"]);
+    await another.write(netstring("virtual known@brightchain.org"));
+    expect(await another.replies(1)).toEqual(["OK known@brightchain.org"]);
+    expect(flood[1]!.closed).toBe(false);
+  });
+
+  it("refuses a new connection only when every open one is owed an answer, and still answers those", async () => {
+    let asked!: () => void;
+    const lookupStarted = new Promise<void>((resolve) => (asked = resolve));
+    const slow: RecipientRegistry = {
+      find: (address) => {
+        asked();
+        return new Promise((resolve) => setTimeout(() => resolve(address), 300));
+      },
+      close: () => undefined,
+    };
+    const { port } = await serve({ maxConnections: 1, registry: slow, lookupTimeoutMs: 5_000 });
+    const busy = client(port);
+    await busy.write(netstring("virtual known@brightchain.org"));
+    await lookupStarted;
+    const refused = client(port);
+    await refused.until(() => refused.closed);
+    expect(await busy.replies(1)).toEqual(["OK known@brightchain.org"]);
   });
 
   it("closes an idle connection after idleTimeoutMs", async () => {
-    const c = client(await serve({ idleTimeoutMs: 200 }));
+    const { port } = await serve({ idleTimeoutMs: 200 });
+    const c = client(port);
     await c.write(netstring("virtual known@brightchain.org"));
     expect(await c.replies(1)).toEqual(["OK known@brightchain.org"]);
     const answeredAt = Date.now();
@@ -386,8 +430,88 @@ describe("socketmap server limits", () => {
     expect(Date.now() - answeredAt).toBeGreaterThanOrEqual(150);
   });
 
+  /** Writes `bytes` one at a time, 100 ms apart, until the server closes the connection; returns how many went. */
+  async function drip(c: RawClient, bytes: Buffer): Promise<number> {
+    await c.ready;
+    let sent = 0;
+    while (!c.closed && sent < bytes.length) {
+      await c.write(bytes.subarray(sent, ++sent));
+      await c.until(() => c.closed, 100).catch(() => undefined);
+    }
+    return sent;
+  }
+
+  it("closes a client that drips a request a byte at a time, although each byte restarts the idle timer", async () => {
+    const logged: string[] = [];
+    // The idle timeout alone would keep this client for ever: a byte every 100 ms is never 60 s idle.
+    const { port } = await serve({ requestDeadlineMs: 300, idleTimeoutMs: 60_000, log: (line) => logged.push(line) });
+    const c = client(port);
+    const request = netstring("virtual known@brightchain.org\n\x1b[31mforged: line");
+    const sent = await drip(c, request);
+    expect(c.closed).toBe(true);
+    expect(sent).toBeLessThan(request.length);
+    expect(c.text()).toBe("");
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatch(/^closed 127\.0\.0\.1:\d+: request not complete 300 ms after its first byte \(starts "\d/);
+  });
+
+  it("closes a line probe that drips its line, too", async () => {
+    const { port } = await serve({ requestDeadlineMs: 300, lineIdleTimeoutMs: 60_000 });
+    const c = client(port);
+    const line = Buffer.from("virtual known@brightchain.org\n");
+    expect(await drip(c, line)).toBeLessThan(line.length);
+    expect(c.closed).toBe(true);
+  });
+
+  it("logs a dripped request's bytes escaped, on one line", async () => {
+    const logged: string[] = [];
+    const { port } = await serve({ requestDeadlineMs: 300, idleTimeoutMs: 60_000, log: (line) => logged.push(line) });
+    const c = client(port);
+    await c.write('60:virtual "x"\\\nbrightchain-lookup: forged\x1b[2J\u0085');
+    await c.until(() => c.closed);
+    expect(logged).toEqual([
+      expect.stringMatching(
+        /: request not complete 300 ms after its first byte \(starts "60:virtual \\"x\\"\\\\\\x0abrightchain-lookup: forged\\x1b\[2J\\xc2\\x85"\)$/,
+      ),
+    ]);
+  });
+
+  it("keeps a client whose requests each arrive whole, however long the connection lives", async () => {
+    const { port } = await serve({ requestDeadlineMs: 300, idleTimeoutMs: 60_000 });
+    const c = client(port);
+    const request = netstring("virtual known@brightchain.org");
+    // Two halves of each request close together, requests far apart: 8 × 100 ms outlives one deadline.
+    for (let i = 1; i <= 8; i++) {
+      await c.write(request.subarray(0, 10));
+      await c.write(request.subarray(10));
+      expect(await c.replies(i)).toHaveLength(i);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(c.closed).toBe(false);
+  });
+
+  it("names the byte that broke the framing in its log line", async () => {
+    const logged: string[] = [];
+    const { port } = await serve({ log: (line) => logged.push(line) });
+    const lying = client(port);
+    await lying.write("5:virtual known@brightchain.org,");
+    await lying.until(() => lying.closed);
+    expect(logged).toEqual([
+      expect.stringMatching(/^closed 127\.0\.0\.1:\d+: byte 0x61 where the "," after a 5-byte netstring belongs$/),
+    ]);
+  });
+
+  it("never answers for a subdomain or a longer name that ends like a served domain", async () => {
+    const everyone: RecipientRegistry = { find: (address) => address, close: () => undefined };
+    const { port } = await serve({ registry: everyone });
+    const c = client(port);
+    const keys = ["alice@brightchain.org", "alice@sub.brightchain.org", "alice@notbrightchain.org", "alice@brightchain.org.uk"];
+    await c.write(Buffer.concat(keys.map((k) => netstring(`virtual ${k}`))));
+    expect(await c.replies(keys.length)).toEqual(["OK alice@brightchain.org", "NOTFOUND ", "NOTFOUND ", "NOTFOUND "]);
+  });
+
   it("answers 20,000 requests from a client that writes them all before reading any, in order", async () => {
-    const port = await serve({});
+    const { port } = await serve();
     const keys = Array.from({ length: 20_000 }, (_, i) =>
       i % 2 === 0 ? `known${i}@brightchain.org` : `unknown${i}@brightchain.org`,
     );
@@ -397,4 +521,48 @@ describe("socketmap server limits", () => {
     expect(replies).toHaveLength(keys.length);
     expect(replies.every((reply, i) => reply === (i % 2 === 0 ? `OK ${keys[i]}` : "NOTFOUND "))).toBe(true);
   });
+
+  it("stops reading a client that pipelines without reading, holding little of its answers, and resumes", async () => {
+    // Long canonical answers: 200,000 of them are more than the kernel's socket buffers can hold, so a server
+    // without backpressure would have to keep tens of MB of them in its own memory.
+    const canonical = `known${"x".repeat(200)}@brightchain.org`;
+    const longAnswers: RecipientRegistry = { find: () => canonical, close: () => undefined };
+    const { service, port } = await serve({ registry: longAnswers });
+    let serverSide: Socket | undefined;
+    // The server's own end of the connection: what it has read and what it holds unsent.
+    service["server"].once("connection", (socket: Socket) => (serverSide = socket));
+    const count = 200_000;
+    const request = netstring("virtual known@brightchain.org");
+    const reply = netstring(`OK ${canonical}`);
+    const greedy = connect(port, "127.0.0.1");
+    greedy.on("error", () => undefined);
+    // No 'data' listener yet: the client reads nothing until the server has stopped reading it.
+    greedy.write(Buffer.concat(Array.from({ length: count }, () => request)));
+    let mostHeld = 0;
+    await waitUntil(() => {
+      mostHeld = Math.max(mostHeld, serverSide?.writableLength ?? 0);
+      return serverSide?.isPaused() === true;
+    });
+    expect(serverSide!.bytesRead).toBeLessThan(count * request.length);
+    expect(mostHeld).toBeLessThan(2 * 1024 * 1024);
+
+    let received = 0;
+    let last = Buffer.alloc(0);
+    greedy.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      last = Buffer.concat([last, chunk]).subarray(-reply.length);
+    });
+    await waitUntil(() => received >= count * reply.length, 30_000);
+    greedy.destroy();
+    expect(received).toBe(count * reply.length);
+    expect(last.equals(reply)).toBe(true);
+  }, 60_000);
 });
+
+async function waitUntil(check: () => boolean, deadlineMs = 10_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${deadlineMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
