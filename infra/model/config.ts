@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as v from "valibot";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, YAMLError } from "yaml";
 import {
   GatewayConfigSchema,
   GatewayDeploySchema,
@@ -252,9 +252,11 @@ function readYaml(file: string): Record<string, unknown> {
   try {
     doc = parseYaml(text);
   } catch (err) {
-    // The parser's first line names the line and column; the rest is a code frame that may hold a secret's text.
-    const reason = err instanceof Error ? err.message.split("\n")[0]! : String(err);
-    throw new GatewayConfigError(file, undefined, `valid YAML (${reason})`);
+    // The parser's first line says what is wrong; its code frame is left out, the line itself is the value.
+    const reason = err instanceof Error ? err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "") : String(err);
+    const line = err instanceof YAMLError ? err.linePos?.[0].line : undefined;
+    if (line === undefined) throw new GatewayConfigError(file, undefined, `valid YAML (${reason})`);
+    throw new GatewayConfigError(`${file} line ${line}`, text.split("\n")[line - 1] ?? "", `valid YAML (${reason})`);
   }
   if (!isPlainObject(doc)) throw new GatewayConfigError(file, text.slice(0, 40), "a YAML mapping");
   return doc;
