@@ -257,6 +257,41 @@ describe("socketmap server with the file registry", () => {
     expect(registry.find("dave@brightchain.org")).toBe("dave@brightchain.org");
     expect(registry.find("erin@brightchain.org")).toBeUndefined();
   });
+  it("keeps every user while the file is missing at a reload, reports it once, and takes the file back", async () => {
+    const reported: Error[] = [];
+    /** Resolves at the next reported reload error; every report is kept in `reported`. */
+    const nextReport = () =>
+      new Promise<void>((resolve) => {
+        onReloadError = (error) => {
+          reported.push(error);
+          resolve();
+        };
+      });
+    let missing = nextReport();
+    rmSync(registryFile);
+    await missing;
+    // Further events while the file is still gone (a sync tool touching the directory) say nothing new.
+    registry.reload();
+    registry.reload();
+    expect(reported.map((error) => (error as NodeJS.ErrnoException).code)).toEqual(["ENOENT"]);
+    const c = client(port);
+    await c.write(Buffer.concat([netstring("virtual alice@brightchain.org"), netstring("virtual dave@brightchain.org")]));
+    expect(await c.replies(2)).toEqual(["OK alice@brightchain.org", "OK dave@brightchain.org"]);
+
+    const reloaded = new Promise<number>((resolve) => (onReload = resolve));
+    writeFileSync(join(dir, "recipients.new"), "alice@brightchain.org\nfrank@brightchain.org\n");
+    renameSync(join(dir, "recipients.new"), registryFile);
+    expect(await reloaded).toBe(2);
+    expect(registry.find("frank@brightchain.org")).toBe("frank@brightchain.org");
+    expect(registry.find("dave@brightchain.org")).toBeUndefined();
+
+    // Missing again after a good reload is a new failure, reported again.
+    missing = nextReport();
+    rmSync(registryFile);
+    await missing;
+    expect(reported).toHaveLength(2);
+    expect(registry.find("frank@brightchain.org")).toBe("frank@brightchain.org");
+  });
 });
 
 describe("socketmap server with a registry that fails", () => {

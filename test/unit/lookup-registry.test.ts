@@ -2,7 +2,7 @@
 // GET <url>/recipients/<address> → 200 {"address": …} | 404; anything else or no answer in time → TEMP.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { HttpRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 
@@ -35,9 +35,9 @@ describe("HttpRegistry through the lookup service", () => {
   });
 
   // Generous deadlines unless a test is about the deadline: a loaded CI machine must not turn answers into TEMP.
-  const lookupService = (cacheTtlSeconds: number, timeoutMs = 5_000) =>
+  const lookupService = (cacheTtlSeconds: number, timeoutMs = 5_000, maxCacheEntries?: number) =>
     new RecipientLookupService({
-      registry: new HttpRegistry(baseUrl, { cacheTtlSeconds, timeoutMs }),
+      registry: new HttpRegistry(baseUrl, { cacheTtlSeconds, timeoutMs, maxCacheEntries }),
       domains: ["brightchain.org"],
       port: 0,
       lookupTimeoutMs: 10_000,
@@ -95,8 +95,43 @@ describe("HttpRegistry through the lookup service", () => {
     });
   });
 
+  it("asks the node again once a cached answer is older than the TTL", async () => {
+    behaviour["alice@brightchain.org"] = (respond) => respond(200, '{"address":"alice@brightchain.org"}');
+    // Only Date is faked: the HTTP client and the server keep their real timers.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      const service = lookupService(300);
+      await service.answer("virtual alice@brightchain.org");
+      vi.setSystemTime(Date.now() + 299_000);
+      await service.answer("virtual alice@brightchain.org");
+      expect(requests).toHaveLength(1);
+      vi.setSystemTime(Date.now() + 2_000);
+      expect(await service.answer("virtual alice@brightchain.org")).toEqual({ status: "OK", value: "alice@brightchain.org" });
+      expect(requests).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("keeps at most maxCacheEntries answers, dropping the oldest first", async () => {
+    for (const user of ["a", "b", "c"]) {
+      behaviour[`${user}@brightchain.org`] = (respond) => respond(200, `{"address":"${user}@brightchain.org"}`);
+    }
+    const service = lookupService(300, 5_000, 2);
+    for (const user of ["a", "b", "c", "b", "c"]) await service.answer(`virtual ${user}@brightchain.org`);
+    expect(requests).toHaveLength(3);
+    await service.answer("virtual a@brightchain.org");
+    expect(requests).toEqual(["a", "b", "c", "a"].map((user) => `/api/recipients/${user}%40brightchain.org`));
+  });
+
   it("never asks the node about keys outside the served domains or malformed ones", async () => {
+    // The node would say yes: only the served-domain check keeps these out.
+    for (const address of ["alice@sub.brightchain.org", "alice@elsewhere.org", "alice@xbrightchain.org"]) {
+      behaviour[address] = (respond) => respond(200, `{"address":"${address}"}`);
+    }
     const service = lookupService(300);
+    expect(await service.answer("virtual alice@sub.brightchain.org")).toEqual({ status: "NOTFOUND" });
+    expect(await service.answer("virtual alice@xbrightchain.org")).toEqual({ status: "NOTFOUND" });
     expect(await service.answer("virtual alice@elsewhere.org")).toEqual({ status: "NOTFOUND" });
     expect(await service.answer("virtual <alice@brightchain.org>")).toEqual({ status: "NOTFOUND" });
     expect(requests).toEqual([]);

@@ -42,7 +42,10 @@ export function parseRegistryFile(file: string, text: string): Set<string> {
 
 export interface FileRegistryEvents {
   onReload?(count: number): void;
-  /** A reload that failed; the previous good set stays in service. */
+  /**
+   * A reload that failed; the previous good set stays in service. Called once per failure: the same error again
+   * (the file still missing at the next event) is not reported until a reload has succeeded.
+   */
   onReloadError?(error: Error): void;
 }
 
@@ -54,6 +57,8 @@ export class FileRegistry implements RecipientRegistry {
   private addresses: Set<string>;
   private watcher: FSWatcher | undefined;
   private pendingReload: NodeJS.Timeout | undefined;
+  /** The message of the last reload error reported, until a reload succeeds. */
+  private reportedError: string | undefined;
 
   /** Throws (RegistryFileError, or the fs error) when the file cannot be served at start. */
   constructor(
@@ -85,9 +90,12 @@ export class FileRegistry implements RecipientRegistry {
       next = parseRegistryFile(this.file, readFileSync(this.file, "utf8"));
     } catch (error) {
       // A missing file mid-rename is not a reason to forget every user.
-      this.events.onReloadError?.(error as Error);
+      const { message } = error as Error;
+      if (message !== this.reportedError) this.events.onReloadError?.(error as Error);
+      this.reportedError = message;
       return;
     }
+    this.reportedError = undefined;
     this.addresses = next;
     this.events.onReload?.(next.size);
   }
