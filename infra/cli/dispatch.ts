@@ -1,6 +1,7 @@
 // `gateway <verb> …`: one table of verbs, so adding a verb is one import and one line here.
 import { GatewayConfigError } from "../model/config";
 import { labDeployVerb } from "./deploy";
+import { driftVerb } from "./drift";
 import { labVerb } from "./lab";
 import { playbookVerb } from "./playbook";
 import { renderVerb } from "./render";
@@ -8,6 +9,7 @@ import { UsageError, type CliIo, type CliVerb } from "./verb";
 
 const verbs: Record<string, CliVerb> = {
   render: renderVerb,
+  drift: driftVerb,
   playbook: playbookVerb,
   "lab-deploy": labDeployVerb,
   lab: labVerb,

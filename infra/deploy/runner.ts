@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import type { DnsRecord } from "../model/types";
-import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets } from "./inputs";
+import { canonicalInputs, changedInputNames, decideAction, unwrapSecrets, type ResourceAction } from "./inputs";
 import { describeSsh, parseRemoteConnection, runRemote, type RemoteConnection } from "./ssh";
 import {
   readDeployState,
@@ -34,6 +34,11 @@ export interface RunnerJob {
 }
 
 const COMMAND = "command:remote:Command";
+/** A dynamic resource (HostState): its provider travels serialized in the `__provider` input. */
+const DYNAMIC = /^pulumi-nodejs:dynamic[/:]/;
+const PROVIDER_KEY = "__provider";
+/** Outputs of a dynamic resource the engine keeps between runs: never a secret (those come from the inputs). */
+const DYNAMIC_KEPT_OUTPUTS = ["state", "dkimRecordText"];
 const COPY = "command:remote:CopyToRemote";
 const DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord";
 
@@ -86,6 +91,47 @@ process.on("message", (message: PublishReply) => {
   if (message.error) pending.reject(new Error(message.error));
   else pending.resolve();
 });
+
+/**
+ * The provider as Pulumi's dynamic provider host loads it: from the serialized text in `__provider`, not from
+ * this process's modules, so what the lab runs is what the serializer produced.
+ */
+function loadDynamicProvider(name: string, serialized: unknown): pulumi.dynamic.ResourceProvider {
+  if (typeof serialized !== "string")
+    throw new Error(`${name}: input "${PROVIDER_KEY}" is ${typeof serialized}; accepted: the serialized dynamic provider`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the same loader Pulumi's provider host uses
+  const requireFromString = require("require-from-string") as (code: string) => {
+    handler: () => pulumi.dynamic.ResourceProvider;
+  };
+  return requireFromString(serialized).handler();
+}
+
+/**
+ * A dynamic resource as `pulumi up --refresh` runs it (Pulumi.yaml sets refresh: always): created once; on every
+ * later run read back from the live system, diffed against the program's inputs, and updated when they differ.
+ * Returns the action taken and the outputs.
+ */
+async function applyDynamic(
+  name: string,
+  plain: Record<string, unknown>,
+  previous: Record<string, unknown> | undefined,
+): Promise<{ action: ResourceAction; outputs: Record<string, unknown>; changed: string[] }> {
+  const provider = loadDynamicProvider(name, plain[PROVIDER_KEY]);
+  const inputs = Object.fromEntries(Object.entries(plain).filter(([key]) => key !== PROVIDER_KEY));
+  const id = `${name}-id`;
+  if (previous === undefined) return { action: "create", outputs: (await provider.create(inputs)).outs, changed: [] };
+  // Secret outputs are not kept between runs: the read gets them from the current inputs, the rest as recorded.
+  const props = { ...inputs, ...previous };
+  const read = provider.read ? await provider.read(id, props) : { props };
+  const refreshed = (read.props ?? props) as Record<string, unknown>;
+  const diff = provider.diff ? await provider.diff(id, refreshed, inputs) : { changes: true };
+  if (!diff.changes) return { action: "same", outputs: refreshed, changed: [] };
+  const wanted = (inputs.state ?? {}) as Record<string, unknown>;
+  const observed = (refreshed.state ?? {}) as Record<string, unknown>;
+  const changed = Object.keys(wanted).filter((key) => observed[key] !== wanted[key]);
+  const updated = provider.update ? await provider.update(id, refreshed, inputs) : { outs: inputs };
+  return { action: "update", outputs: (updated.outs ?? inputs) as Record<string, unknown>, changed };
+}
 
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -154,10 +200,41 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         const raw = args.inputs as Record<string, unknown>;
         const plain = unwrapSecrets(raw) as Record<string, unknown>;
         const id = `${args.name}-id`;
-        const managed = args.type === COMMAND || args.type === COPY || args.type === DNS_RECORD;
-        if (!managed) return { id, state: plain };
         const key = resourceKey(args.type, args.name);
         const previous = state.resources[key];
+        if (DYNAMIC.test(args.type)) {
+          if (failure) throw new Error(`${args.name}: not run, an earlier step failed`);
+          const started = Date.now();
+          const result = await applyDynamic(args.name, plain, previous?.outputs);
+          const finished = Date.now();
+          const kept = Object.fromEntries(
+            DYNAMIC_KEPT_OUTPUTS.filter((k) => k in result.outputs).map((k) => [k, result.outputs[k]]),
+          );
+          const recorded = canonicalInputs(raw);
+          state.resources[key] = {
+            type: args.type,
+            name: args.name,
+            inputsHash: recorded.hash,
+            inputs: recorded.inputs,
+            outputs: kept,
+          };
+          writeDeployState(job.stateFile, state);
+          reports.push({
+            type: args.type,
+            name: args.name,
+            action: result.action,
+            inputsHash: recorded.hash,
+            changedInputs: result.changed,
+            seconds: (finished - started) / 1000,
+            ...(result.action === "same" ? {} : { startedAt: started, finishedAt: finished }),
+          });
+          progress(
+            `[${job.stack}] ${args.name}: ${result.action}${result.changed.length ? ` (${result.changed.join(", ")})` : ""}`,
+          );
+          return { id, state: { ...plain, ...result.outputs } };
+        }
+        const managed = args.type === COMMAND || args.type === COPY || args.type === DNS_RECORD;
+        if (!managed) return { id, state: plain };
         const current = canonicalInputs(raw);
         const action = decideAction(previous?.inputsHash, current);
         const report: ResourceReport = {

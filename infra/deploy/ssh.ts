@@ -1,9 +1,10 @@
 // How the lab engine executes a command provider resource: the system ssh client, told exactly what the
 // resource's `connection` input says — the host key the program pins included, and no other — and no prompts.
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
+//
+// runRemote is also what the HostState dynamic provider runs inside Pulumi's provider host, from a serialized copy
+// of the function: it and the functions it calls reach Node's modules through `require` at call time, because
+// the serializer cannot copy a module object captured from the surrounding file.
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 
 /** The fields of @pulumi/command's remote ConnectionArgs the engine honours. */
 export interface RemoteConnection {
@@ -130,6 +131,12 @@ export async function runRemote(
   command: string,
   options: { stdin?: string; environment?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<RemoteResult> {
+  /* eslint-disable @typescript-eslint/no-require-imports -- see the header: required at call time, on purpose */
+  const { spawn } = require("node:child_process") as typeof import("node:child_process");
+  const { mkdtempSync, rmSync, writeFileSync } = require("node:fs") as typeof import("node:fs");
+  const { tmpdir } = require("node:os") as typeof import("node:os");
+  const path = require("node:path") as typeof import("node:path");
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const keyDir = mkdtempSync(path.join(tmpdir(), "gateway-deploy-ssh-"));
   try {
     const knownHostsFile = path.join(keyDir, "known_hosts");
@@ -147,7 +154,7 @@ export async function runRemote(
       remoteCommandLine(command, options.environment),
     ];
     return await new Promise<RemoteResult>((resolve, reject) => {
-      const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
+      const child: ChildProcessWithoutNullStreams = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
       const timer = setTimeout(() => child.kill("SIGTERM"), options.timeoutMs ?? 1_200_000);

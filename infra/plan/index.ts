@@ -24,9 +24,12 @@ import {
   systemUserCommand,
   verifyCommand,
 } from "./steps";
+import { hostStateSpec, type HostStateSpec } from "./hostState";
 import type { HostStep, RuntimeArtifact } from "./types";
 
 export type { HostStep, RuntimeArtifact } from "./types";
+export type { HostCheck, HostDrift, HostStateSpec } from "./hostState";
+export { formatDrift, hostDrift, parseObservation, repairSteps } from "./hostState";
 
 export const STEP_OS_RELEASE = "os-release";
 export const STEP_PACKAGES = "packages";
@@ -89,6 +92,62 @@ function rejectDuplicatePaths(files: HostFile[]): void {
 export interface HostPlanOptions {
   /** The port sshd listens on: the firewall keeps it open so the deploy does not lock itself out (default 22). */
   sshPort?: number;
+  /** Files whose content the drift check cannot know (a secret it was not given): mode and owner only. */
+  contentNotCompared?: ReadonlySet<string>;
+}
+
+/** Every file the plan installs: the rendered ones and the runtime programs. */
+function planFiles(node: GatewayNode, files: HostFile[], artifacts: RuntimeArtifact[]): HostFile[] {
+  const allFiles = [...files, ...artifactFiles(node, artifacts, files)];
+  rejectDuplicatePaths(allFiles);
+  return allFiles;
+}
+
+/**
+ * Every unit a service step enables and restarts: each one a component profile runs, started even when no file of
+ * ours configures it (certbot's timer), plus every unit a host file notifies (the runtime's own). Postfix has its
+ * own check and reload steps.
+ */
+function planServices(node: GatewayNode, files: HostFile[]): string[] {
+  const services = new Set<string>([
+    ...nodeProfiles(node).flatMap((profile) => profile.services),
+    ...files.flatMap((f) => f.notify),
+  ]);
+  services.delete("postfix");
+  return [...services].sort();
+}
+
+/**
+ * The state the plan leaves the host in, as named checks with the steps that restore each, and the read-only
+ * script that observes them: what the drift check compares and what a re-apply repairs.
+ */
+export function hostState(
+  node: GatewayNode,
+  files: HostFile[],
+  directories: HostDirectory[],
+  artifacts: RuntimeArtifact[] = [],
+  options: HostPlanOptions = {},
+): HostStateSpec {
+  const allFiles = planFiles(node, files, artifacts);
+  return hostStateSpec({
+    node,
+    files: allFiles,
+    directories,
+    steps: hostPlan(node, files, directories, artifacts, options),
+    services: planServices(node, allFiles),
+    sshPort: options.sshPort ?? 22,
+    contentNotCompared: options.contentNotCompared ?? new Set(),
+    stepIds: {
+      fileStep: fileStepId,
+      serviceStep: serviceStepId,
+      directories: STEP_DIRECTORIES,
+      dkimKey: STEP_DKIM_KEY,
+      firewall: STEP_FIREWALL,
+      postfixCheck: STEP_POSTFIX_CHECK,
+      postfixReload: STEP_POSTFIX_RELOAD,
+      verify: STEP_VERIFY,
+    },
+  });
 }
 
 export function hostPlan(
@@ -98,8 +157,7 @@ export function hostPlan(
   artifacts: RuntimeArtifact[] = [],
   options: HostPlanOptions = {},
 ): HostStep[] {
-  const allFiles = [...files, ...artifactFiles(node, artifacts, files)];
-  rejectDuplicatePaths(allFiles);
+  const allFiles = planFiles(node, files, artifacts);
 
   const steps: HostStep[] = [];
   // A trigger of a secret step is secret wherever it goes: a service step and the verification reuse them.
@@ -230,12 +288,9 @@ export function hostPlan(
   });
   prerequisites.push(STEP_CERTIFICATE);
 
-  // Every unit a component profile runs, started even when no file of ours configures it (certbot's timer),
-  // plus every unit a host file notifies (the runtime's own).
-  const services = new Set<string>([...nodeProfiles(node).flatMap((profile) => profile.services), ...hashesByService.keys()]);
-  services.delete("postfix");
+  const services = planServices(node, allFiles);
   const serviceStepIds: string[] = [];
-  for (const service of [...services].sort()) {
+  for (const service of services) {
     const id = serviceStepId(service);
     serviceStepIds.push(id);
     add({
@@ -264,7 +319,7 @@ export function hostPlan(
     triggers: postfixTriggers,
   });
 
-  const verify = verifyCommand(node, [...services].sort());
+  const verify = verifyCommand(node, services);
   add({
     id: STEP_VERIFY,
     description: "wait for Postfix to listen and the recipient lookup service to answer",

@@ -6,8 +6,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
-import { STEP_CERTIFICATE, STEP_DKIM_KEY, STEP_VERIFY, hostPlan, type HostStep, type RuntimeArtifact } from "../plan";
+import { STEP_CERTIFICATE, STEP_DKIM_KEY, STEP_VERIFY, hostPlan, hostState, type HostStep, type RuntimeArtifact } from "../plan";
 import { shellQuote } from "../plan/shell";
+import { dkimRecordReadCommand } from "../plan/steps";
+import { HostState } from "./hostState";
 
 export interface GatewayHostArgs {
   node: GatewayNode;
@@ -69,6 +71,8 @@ export class GatewayHost extends pulumi.ComponentResource {
   readonly verified: pulumi.Output<string>;
   /** The final verification itself: what mail records wait for. */
   readonly verifyCommand: command.remote.Command;
+  /** The host read back on every refresh: drift of any managed file, service, key or firewall rule, and its repair. */
+  readonly hostState: HostState;
 
   constructor(name: string, args: GatewayHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("brightchain:gateway:GatewayHost", name, {}, opts);
@@ -102,9 +106,25 @@ export class GatewayHost extends pulumi.ComponentResource {
       });
     }
 
-    this.dkimRecordText = this.commands[STEP_DKIM_KEY]?.stdout;
     this.verifyCommand = this.commands[STEP_VERIFY]!;
     this.verified = this.verifyCommand.stdout;
+    const state = hostState(args.node, args.files, args.directories, args.artifacts, { sshPort: args.sshPort ?? 22 });
+    const dkimStep = this.commands[STEP_DKIM_KEY];
+    this.hostState = new HostState(
+      `${name}-host-state`,
+      {
+        connection,
+        sudo: args.sudo ?? false,
+        script: state.script,
+        stdin: state.stdin,
+        checks: state.checks,
+        steps: this.steps,
+        ...(dkimStep ? { dkimRecordText: dkimStep.stdout, dkimRecordRead: dkimRecordReadCommand(args.node) } : {}),
+      },
+      { parent: this, dependsOn: [this.verifyCommand] },
+    );
+    // Through the host state: a DKIM key a repair had to generate again is published with its new public half.
+    this.dkimRecordText = dkimStep ? this.hostState.dkimRecordText : undefined;
     this.registerOutputs({ dkimRecordText: this.dkimRecordText, verified: this.verified });
   }
 }
