@@ -3,13 +3,14 @@
 // logs one line per event to stderr, which journald keeps.
 import { ConfigError, loadLookupConfig, type LookupConfig } from "../src/config";
 import { FileRegistry, HttpRegistry, RegistryFileError, type RecipientRegistry } from "../src/lookup/registry";
-import { RecipientLookupService } from "../src/lookup/server";
+import { RecipientLookupService, escapeForLog } from "../src/lookup/server";
 
 /** sysexits.h EX_CONFIG: systemd shows it, and Restart=on-failure with RestartPreventExitStatus=78 stops looping. */
 const EX_CONFIG = 78;
 
+/** One journal line per call, whatever a registry error or a client put in `line`. */
 function log(line: string): void {
-  process.stderr.write(`brightchain-lookup: ${line}\n`);
+  process.stderr.write(`brightchain-lookup: ${escapeForLog(line)}\n`);
 }
 
 function openRegistry(config: LookupConfig): RecipientRegistry {

@@ -150,4 +150,24 @@ describe("brightchain-lookup serving", () => {
     expect(await daemon.exited).toBe(0);
     expect(daemon.stderr()).toMatch(/SIGTERM: finishing in-flight lookups\nbrightchain-lookup: stopped\n$/);
   });
+  it("keeps serving its users while the registry file is missing, and says so once", async () => {
+    const registry = join(dir, "synced-recipients");
+    writeFileSync(registry, "alice@brightchain.org\n");
+    const port = await freePort();
+    const daemon = startDaemon({
+      EMAIL_DOMAIN: "brightchain.org",
+      GATEWAY_REGISTRY_FILE: registry,
+      GATEWAY_LOOKUP_PORT: String(port),
+    });
+    await daemon.waitForLog(/serving socketmap/);
+    rmSync(registry);
+    await daemon.waitForLog(/reload refused, previous recipients kept: ENOENT/);
+    expect(await probe(port, "virtual alice@brightchain.org")).toBe("OK alice@brightchain.org\n");
+
+    writeFileSync(`${registry}.tmp`, "alice@brightchain.org\nbob@brightchain.org\n");
+    renameSync(`${registry}.tmp`, registry);
+    await daemon.waitForLog(/reloaded .*synced-recipients: 2 recipients/);
+    expect(await probe(port, "virtual bob@brightchain.org")).toBe("OK bob@brightchain.org\n");
+    expect(daemon.stderr().match(/reload refused/g)).toHaveLength(1);
+  });
 });
