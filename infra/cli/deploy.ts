@@ -21,11 +21,11 @@ Exit codes: 0 deployed; 2 bad flag or configuration; 1 a step failed (host, step
 `;
 
 async function run(args: string[], io: CliIo): Promise<number> {
-  const flags = parseFlags(args, ["stack", "dir", "runtime-dist"]);
-  const stack = flags.get("stack");
+  const flags = parseFlags(args, { stack: { type: "string" }, dir: { type: "string" }, "runtime-dist": { type: "string" } });
+  const stack = flags.stack;
   if (stack === undefined) throw new UsageError("--stack is required, e.g. --stack primary");
-  const projectDir = path.resolve(io.cwd, flags.get("dir") ?? ".");
-  const runtimeDist = flags.get("runtime-dist");
+  const projectDir = path.resolve(io.cwd, flags.dir ?? ".");
+  const runtimeDist = flags["runtime-dist"];
   try {
     const result = await deployStackToLab({
       stack,

@@ -141,13 +141,22 @@ export const playbookVerb: CliVerb = {
   summary: "write an Ansible playbook + inventory that applies a stack's node (same plan as pulumi up)",
   help: HELP,
   run: async (args, io) => {
-    const flags = parseFlags(args, ["stack", "out", "dir", "host", "port", "user", "key", "known-hosts", "runtime-dist"]);
-    const stack = flags.get("stack");
-    const out = flags.get("out");
+    const flags = parseFlags(args, {
+      stack: { type: "string" },
+      out: { type: "string" },
+      dir: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      user: { type: "string" },
+      key: { type: "string" },
+      "known-hosts": { type: "string" },
+      "runtime-dist": { type: "string" },
+    });
+    const { stack, out, host, port, user, key } = flags;
     if (stack === undefined) throw new UsageError("--stack NAME is required (the NAME of Pulumi.NAME.yaml)");
     if (out === undefined) throw new UsageError("--out DIR is required");
-    const projectDir = path.resolve(io.cwd, flags.get("dir") ?? ".");
-    const distFlag = flags.get("runtime-dist");
+    const projectDir = path.resolve(io.cwd, flags.dir ?? ".");
+    const distFlag = flags["runtime-dist"];
     const distEnv = io.env[RUNTIME_DIST_VARIABLE];
     const [runtimeDist, runtimeDistSource] =
       distFlag !== undefined
@@ -155,17 +164,15 @@ export const playbookVerb: CliVerb = {
         : distEnv
           ? [path.resolve(io.cwd, distEnv), RUNTIME_DIST_VARIABLE]
           : [path.join(projectDir, "runtime", "dist"), "the default runtime build folder"];
-    const port = flags.get("port");
-    const key = flags.get("key");
-    const knownHosts = flags.get("known-hosts");
+    const knownHosts = flags["known-hosts"];
     const result = writePlaybook(projectDir, stack, path.resolve(io.cwd, out), {
       env: io.env,
       runtimeDist,
       runtimeDistSource,
       connection: {
-        ...(flags.has("host") ? { host: flags.get("host")! } : {}),
+        ...(host !== undefined ? { host } : {}),
         ...(port !== undefined ? { port: portFlag(port) } : {}),
-        ...(flags.has("user") ? { user: flags.get("user")! } : {}),
+        ...(user !== undefined ? { user } : {}),
         ...(key !== undefined ? { privateKeyFile: path.resolve(io.cwd, key) } : {}),
         ...(knownHosts !== undefined ? { knownHostsFile: path.resolve(io.cwd, knownHosts) } : {}),
       },

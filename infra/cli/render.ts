@@ -213,12 +213,10 @@ export const renderVerb: CliVerb = {
   summary: "write a stack's host files, manifest.json and dns.zone into a folder (no host is touched)",
   help: HELP,
   run: async (args, io) => {
-    const flags = parseFlags(args, ["stack", "out", "dir"]);
-    const stack = flags.get("stack");
-    const out = flags.get("out");
+    const { stack, out, dir } = parseFlags(args, { stack: { type: "string" }, out: { type: "string" }, dir: { type: "string" } });
     if (stack === undefined) throw new UsageError("--stack NAME is required (the NAME of Pulumi.NAME.yaml)");
     if (out === undefined) throw new UsageError("--out DIR is required");
-    const projectDir = path.resolve(io.cwd, flags.get("dir") ?? ".");
+    const projectDir = path.resolve(io.cwd, dir ?? ".");
     const result = renderStack(projectDir, stack, path.resolve(io.cwd, out), io.env);
     io.stdout(
       `${result.manifest.hostname} (${result.manifest.role}): ${result.written.length} files, ${result.directories.length} directories, ` +

@@ -1,4 +1,7 @@
 // What a CLI verb is: main.ts dispatches on the first argument through a table of these.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+type FlagOptions = NonNullable<ParseArgsConfig["options"]>;
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -24,22 +27,32 @@ export class UsageError extends Error {
   }
 }
 
-/** `--name value` and `--name=value` flags; anything unknown is a usage error naming it. */
-export function parseFlags(args: string[], known: readonly string[]): Map<string, string> {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const match = /^--([a-z][a-z-]*)(?:=(.*))?$/.exec(arg);
-    if (!match)
-      throw new UsageError(
-        `unexpected argument ${JSON.stringify(arg)}; accepted flags: ${known.map((k) => `--${k}`).join(", ")}`,
-      );
-    const name = match[1]!;
-    if (!known.includes(name))
-      throw new UsageError(`unknown flag --${name}; accepted flags: ${known.map((k) => `--${k}`).join(", ")}`);
-    const value = match[2] ?? args[++i];
-    if (value === undefined || value === "") throw new UsageError(`--${name} needs a value`);
-    flags.set(name, value);
+/**
+ * A verb's flags, parsed by node:util's parseArgs in strict mode: `--name value` and `--name=value`, a string
+ * flag given once unless it is `multiple`. Every verb's errors have one shape, `--flag …; accepted flags: …`,
+ * and end in exit 2; parseArgs' own messages name no accepted flag, so the arguments are checked on its tokens
+ * first.
+ */
+export function parseFlags<const T extends FlagOptions>(args: readonly string[], options: T) {
+  const accepted = `accepted flags: ${Object.keys(options)
+    .map((name) => `--${name}`)
+    .join(", ")}`;
+  const { tokens } = parseArgs({ args: [...args], options, strict: false, allowPositionals: true, tokens: true });
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind === "positional") throw new UsageError(`unexpected argument ${JSON.stringify(token.value)}; ${accepted}`);
+    if (token.kind !== "option") continue;
+    const option = Object.hasOwn(options, token.name) ? options[token.name] : undefined;
+    if (option === undefined) throw new UsageError(`unknown flag ${token.rawName}; ${accepted}`);
+    if (option.type === "boolean" && token.value !== undefined) throw new UsageError(`${token.rawName} takes no value`);
+    // Without a value, or with the next flag taken as its value (`--stack --out DIR`).
+    if (
+      option.type === "string" &&
+      (token.value === undefined || token.value === "" || (!token.inlineValue && token.value.startsWith("-")))
+    )
+      throw new UsageError(`${token.rawName} needs a value`);
+    if (seen.has(token.name) && !option.multiple) throw new UsageError(`${token.rawName} is given twice; give it once`);
+    seen.add(token.name);
   }
-  return flags;
+  return parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
 }

@@ -6,6 +6,7 @@ import { assertRoot, labDown, labExec, labStatus, labUp } from "./lab";
 import { ensureLabPrerequisites } from "./prerequisites";
 import { consoleProgress } from "./process";
 import { LAB_LOCK_FILE, takeLabLock } from "./lock";
+import { parseFlags, UsageError } from "../cli/verb";
 
 export const LAB_USAGE = `usage: gateway lab <command>
   up [--zone NAME=FILE ...] [--release HOST=RELEASE ...]
@@ -18,34 +19,33 @@ export const LAB_USAGE = `usage: gateway lab <command>
   demo                        up, deploy both example stacks, send a message from outside, show it in the store
   test                        run the lab suite (npx vitest run --project lab)`;
 
-/** Bad usage: exit code 2, like every other `gateway` verb. */
-class LabUsageError extends Error {}
-
 function parseUpArguments(args: readonly string[]): { zones: Record<string, string>; releases: Partial<LabHostReleases> } {
+  const flags = parseFlags(args, { zone: { type: "string", multiple: true }, release: { type: "string", multiple: true } });
   const zones: Record<string, string> = {};
   const releases: Partial<LabHostReleases> = {};
-  for (let index = 0; index < args.length; index++) {
-    const flag = args[index];
-    if (flag !== "--zone" && flag !== "--release") {
-      throw new LabUsageError(`lab up: unknown argument "${flag}"; accepted: --zone NAME=FILE, --release HOST=RELEASE`);
-    }
-    const value = args[++index] ?? "";
+  const split = (value: string): [string, string] => {
     const separator = value.indexOf("=");
-    const [name, rest] = [value.slice(0, separator), value.slice(separator + 1)];
-    if (flag === "--zone") {
-      if (separator <= 0) throw new LabUsageError(`lab up: --zone "${value}" must be NAME=FILE, e.g. brightchain.org=zone.txt`);
-      zones[name] = readFileSync(rest, "utf8");
-    } else {
-      if (separator <= 0 || !isLabRelease(rest)) {
-        throw new LabUsageError(
-          `lab up: --release "${value}" must be HOST=RELEASE, e.g. mail=debian-12; RELEASE: ${LAB_RELEASES.join(", ")}`,
-        );
-      }
-      try {
-        releases[labHostSpec(name).name] = rest;
-      } catch (error) {
-        throw new LabUsageError(`lab up: --release ${value}: ${error instanceof Error ? error.message : String(error)}`);
-      }
+    return separator <= 0 ? ["", ""] : [value.slice(0, separator), value.slice(separator + 1)];
+  };
+  for (const value of flags.zone ?? []) {
+    const [name, file] = split(value);
+    if (name === "")
+      throw new UsageError(`--zone ${JSON.stringify(value)} is invalid; expected NAME=FILE, e.g. brightchain.org=zone.txt`);
+    zones[name] = readFileSync(file, "utf8");
+  }
+  for (const value of flags.release ?? []) {
+    const [name, release] = split(value);
+    if (name === "" || !isLabRelease(release)) {
+      throw new UsageError(
+        `--release ${JSON.stringify(value)} is invalid; expected HOST=RELEASE, e.g. mail=debian-12; RELEASE: ${LAB_RELEASES.join(", ")}`,
+      );
+    }
+    try {
+      releases[labHostSpec(name).name] = release;
+    } catch (error) {
+      throw new UsageError(
+        `--release ${JSON.stringify(value)} is invalid: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   }
   return { zones, releases };
@@ -100,7 +100,7 @@ export async function runLabCommand(argv: string[]): Promise<number> {
       }
       case "exec": {
         const [host, ...words] = rest;
-        if (!host || words.length === 0) throw new LabUsageError(`lab exec: needs HOST and COMMAND\n${LAB_USAGE}`);
+        if (!host || words.length === 0) throw new UsageError(`exec needs HOST and COMMAND\n${LAB_USAGE}`);
         const result = await labExec(host, words.join(" "));
         process.stdout.write(result.stdout);
         process.stderr.write(result.stderr);
@@ -121,7 +121,9 @@ export async function runLabCommand(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
+    // Bad usage is reported by the dispatcher (exit 2), in the shape every verb uses.
+    if (error instanceof UsageError) throw error;
     console.error(error instanceof Error ? error.message : String(error));
-    return error instanceof LabUsageError ? 2 : 1;
+    return 1;
   }
 }
