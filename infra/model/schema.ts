@@ -24,6 +24,8 @@ export interface FieldMetadata {
   defaultText?: string;
   /** The value as the stack file's YAML may hold it (the JSON Schema fragment editors check). */
   json?: Record<string, unknown>;
+  /** What a leaf accepts: its error message, and the docs' "accepted" column. */
+  accepted?: string;
 }
 
 type Scalar = string | number | boolean;
@@ -42,7 +44,7 @@ function leaf<T>(
     v.transform((value: Scalar) => String(value)),
     v.check((text) => !CONTROL.test(text) && accept(text), accepted),
     v.transform(output),
-    v.metadata({ json } satisfies FieldMetadata),
+    v.metadata({ json, accepted } satisfies FieldMetadata),
   );
 }
 
@@ -171,6 +173,7 @@ const network = v.pipe(
   ),
   v.metadata({
     json: { type: "string", pattern: "^(\\d+\\.\\d+\\.\\d+\\.\\d+/\\d+|\\[[0-9a-fA-F:.]+\\]/\\d+)$" },
+    accepted: "a network such as 127.0.0.0/8 or [::1]/128, none wider than /8 (IPv6 /16)",
   } satisfies FieldMetadata),
 );
 
@@ -191,7 +194,7 @@ const os = v.pipe(
     (issue) => osAccepted(issue.input),
   ),
   v.transform((s) => s as OsRelease),
-  v.metadata({ json: { enum: [...OS_RELEASES] } } satisfies FieldMetadata),
+  v.metadata({ json: { enum: [...OS_RELEASES] }, accepted: OS_RELEASES.join(", ") } satisfies FieldMetadata),
 );
 
 const FLEET_ACCEPTED = 'a list of {hostname, ipv4, ipv6?}, e.g. [{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10"}]';
@@ -565,7 +568,7 @@ export const gatewayEntries = {
           (s) => /^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(s.trim()),
           "a PEM or OpenSSH private key (-----BEGIN … PRIVATE KEY-----)",
         ),
-        v.metadata({ json: { type: "string" } } satisfies FieldMetadata),
+        v.metadata({ json: { type: "string" }, accepted: "a PEM or OpenSSH private key" } satisfies FieldMetadata),
       ),
     ),
     "secret",
