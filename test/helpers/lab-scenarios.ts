@@ -3,6 +3,7 @@
 // lab DNS serving the stacks' MX and DKIM records. test/lab/scenarios.test.ts runs them on nodes deployed by the
 // Pulumi program's commands, test/lab/ansible.test.ts on nodes deployed by the playbook; docs/scenarios.md says
 // what each proves.
+import { X509Certificate } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { LAB_RECIPIENT_LOCAL_PARTS, LAB_SUBMISSION_USER } from "../../infra/deploy";
 import { LAB_HOSTS } from "../../infra/lab/constants";
@@ -24,6 +25,7 @@ import {
   waitForStoreEntries,
   waitOnHost,
 } from "./lab-mail";
+import { presentedCertificate, probeStarttls, type OpensslRunner } from "./tls-probe";
 
 export const PRIMARY_SERVICES = [
   "postfix",
@@ -140,6 +142,51 @@ export async function readyGatewaysForMail(): Promise<void> {
   }
 }
 
+/** openssl on `outside`, as any sender on the internet would run it. */
+const opensslFromOutside: OpensslRunner = async (args) => {
+  const run = await tryOn("outside", `openssl ${args.map(shellQuote).join(" ")} 2>&1`, "QUIT\r\n", 60_000);
+  return { exitCode: run.exitCode, output: `${run.stdout}${run.stderr}` };
+};
+
+/**
+ * Waits until no copy of any message can still reach the store: every host's Postfix queue (deferred ones too)
+ * and the primary's drop new/ empty, all in one round. Until the store has it, a message is always in a queue
+ * or in new/; the round reads them in the direction mail flows (outside, relay, primary, new/), so a message
+ * that moves on during the round is met again further down. Only then is a count of store entries final.
+ */
+async function waitForMailSettled(deadlineMs = 180_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const pending: string[] = [];
+    for (const host of ["outside", "mail2", "mail"] as const) {
+      const queue = await tryOn(host, "postqueue -j", undefined, 60_000);
+      if (queue.exitCode !== 0 || queue.stdout.trim() !== "") {
+        pending.push(`${host}: postqueue -j exited ${queue.exitCode}:\n${queue.stdout}${queue.stderr}`);
+      }
+    }
+    const drop = await tryOn(
+      "mail",
+      `set -a && . ${GATEWAY_ENV_FILE} && set +a && ls -A "$GATEWAY_MAIL_DROP_DIR/new"`,
+      undefined,
+      60_000,
+    );
+    if (drop.exitCode !== 0 || drop.stdout.trim() !== "") {
+      pending.push(`mail: the drop's new/ (ls exited ${drop.exitCode}):\n${drop.stdout}${drop.stderr}`);
+    }
+    if (pending.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`mail still on its way after ${deadlineMs} ms:\n${pending.join("\n")}\n${await mailLog("mail")}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
+/** Store entries with this subject once nothing can still arrive (waitForMailSettled). */
+async function settledEntries(subject: string): Promise<number> {
+  await waitForMailSettled();
+  return (await storeEntries()).filter((entry) => entry.subject === subject).length;
+}
+
 /** Registers every scenario; the file's beforeAll must have deployed both stacks and run readyGatewaysForMail. */
 export function describeMailScenarios(timer: LabTimer): void {
   describe("outside → primary: recipients", () => {
@@ -179,9 +226,7 @@ export function describeMailScenarios(timer: LabTimer): void {
       expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
       const entries = await waitForStoreEntries(subject);
       expect(entries.map((entry) => entry.recipient)).toEqual(["alice@brightchain.org"]);
-      // Drained: nothing left that could still land a second copy.
-      await waitOnHost("mail", "an empty mail queue", "postqueue -j", (out) => out.trim() === "");
-      expect((await storeEntries()).filter((entry) => entry.subject === subject)).toHaveLength(1);
+      expect(await settledEntries(subject), "store entries once every queue and new/ are empty").toBe(1);
     });
   });
 
@@ -228,13 +273,9 @@ export function describeMailScenarios(timer: LabTimer): void {
         );
         // Rather than the relay's retry timer: what an admin does once the primary is back.
         await on("mail2", "postqueue -f");
-        for (const subject of subjects) expect(await waitForStoreEntries(subject)).toHaveLength(1);
-        await waitOnHost("mail2", "an empty queue", "postqueue -j", (out) => out.trim() === "", {
-          diagnose: () => mailLog("mail2"),
-        });
-        await waitOnHost("mail", "an empty queue", "postqueue -j", (out) => out.trim() === "", {
-          diagnose: () => mailLog("mail"),
-        });
+        for (const subject of subjects) await waitForStoreEntries(subject);
+        // Counted only once every queue and new/ are empty: a late duplicate would be indexed after an early count.
+        await waitForMailSettled();
         const stored = (await storeEntries()).filter((entry) => subjects.includes(entry.subject ?? ""));
         expect(stored.map((entry) => entry.subject).sort()).toEqual([...subjects].sort());
       });
@@ -349,25 +390,17 @@ export function describeMailScenarios(timer: LabTimer): void {
     });
 
     it.each([25, 587])("refuses TLS 1.1 and accepts TLS 1.2 and 1.3 on port %i", async (port) => {
-      const handshake = (version: string, cipher = "") =>
-        tryOn(
-          "outside",
-          `openssl s_client -connect ${PRIMARY.fqdn}:${port} -starttls smtp -servername ${PRIMARY.fqdn} ${version} ${cipher} </dev/null 2>&1`,
-          undefined,
-          60_000,
-        );
-      // SECLEVEL=0 so the client itself would speak TLS 1.1: only the server can refuse it.
-      const old = await handshake("-tls1_1", "-cipher 'DEFAULT@SECLEVEL=0'");
-      expect(old.exitCode, old.stdout).not.toBe(0);
-      expect(old.stdout).toMatch(/alert protocol version|no protocols available|wrong version number/);
-      for (const [flag, protocol] of [
-        ["-tls1_2", "TLSv1.2"],
-        ["-tls1_3", "TLSv1.3"],
-      ] as const) {
-        const ok = await handshake(flag);
-        expect(ok.stdout, `${flag} on ${port}:\n${ok.stdout}`).toMatch(
-          new RegExp(`New, ${protocol.replace(".", "\\.")}, Cipher is `),
-        );
+      // The probe offers TLS 1.1 at SECLEVEL=0, so only the server can refuse it (test/host/tls-probe.test.ts).
+      const target = { host: PRIMARY.fqdn, port, servername: PRIMARY.fqdn };
+      const old = await probeStarttls(target, "TLSv1.1", opensslFromOutside);
+      expect(old.verdict, `TLS 1.1 on ${port}:\n${old.output}`).toMatchObject({ kind: "refused-by-server" });
+      for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
+        const probe = await probeStarttls(target, version, opensslFromOutside);
+        expect(probe.verdict, `${version} on ${port}:\n${probe.output}`).toEqual({
+          kind: "handshake",
+          protocol: version,
+          cipher: expect.any(String),
+        });
       }
     });
 
@@ -384,27 +417,28 @@ export function describeMailScenarios(timer: LabTimer): void {
 
     it("serves a certificate issued by pebble, and a forced renewal reloads Postfix with the new one", async () => {
       await timer.timed("scenario certificate renewal", async () => {
+        // Read from a completed handshake only: a failed one prints no certificate to compare.
         const served = async () => {
-          const out = await on(
-            "outside",
-            `openssl s_client -connect ${PRIMARY.fqdn}:25 -starttls smtp -servername ${PRIMARY.fqdn} </dev/null 2>/dev/null | openssl x509 -noout -issuer -serial`,
+          const probe = await probeStarttls(
+            { host: PRIMARY.fqdn, port: 25, servername: PRIMARY.fqdn },
             undefined,
-            60_000,
+            opensslFromOutside,
           );
-          return { issuer: /issuer=(.*)/.exec(out)?.[1] ?? "", serial: /serial=(.*)/.exec(out)?.[1] ?? "" };
+          return new X509Certificate(presentedCertificate(probe));
         };
         const before = await served();
         expect(before.issuer).toMatch(/Pebble/);
         await on("mail", "certbot renew --force-renewal --no-random-sleep-on-renew 2>&1");
-        const after = await waitOnHost(
-          "outside",
-          "a new certificate served on mail:25",
-          `openssl s_client -connect ${PRIMARY.fqdn}:25 -starttls smtp -servername ${PRIMARY.fqdn} </dev/null 2>/dev/null | openssl x509 -noout -serial`,
-          (out) => /serial=/.test(out) && !out.includes(before.serial),
-          { diagnose: () => mailLog("mail") },
-        );
-        expect(after).not.toContain(before.serial);
-        expect((await served()).issuer).toMatch(/Pebble/);
+        const deadline = Date.now() + 60_000;
+        let after = await served();
+        while (after.serialNumber === before.serialNumber) {
+          if (Date.now() > deadline) {
+            throw new Error(`mail:25 still serves serial ${before.serialNumber}\n${await mailLog("mail")}`);
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1_000));
+          after = await served();
+        }
+        expect(after.issuer).toMatch(/Pebble/);
       });
     });
   });
@@ -423,7 +457,8 @@ export function describeMailScenarios(timer: LabTimer): void {
         const subject = uniqueSubject("after reboot");
         const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: PRIMARY.fqdn, subject });
         expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
-        expect(await waitForStoreEntries(subject)).toHaveLength(1);
+        await waitForStoreEntries(subject);
+        expect(await settledEntries(subject), "store entries once every queue and new/ are empty").toBe(1);
       });
     });
 
