@@ -26,6 +26,8 @@ export interface GatewayEnvVariable {
   default?: string;
   /** Unset is an error naming the variable: no runtime guess may differ from what the deploy would write. */
   required?: true;
+  /** What an optional variable's absence means, for the docs. */
+  whenUnset?: string;
   /** The programs that read it; only those programs' env files carry it. */
   readers: readonly GatewayProgram[];
   /** Never printed in an error, and kept out of the file the daemons load. */
@@ -39,7 +41,7 @@ export const GATEWAY_ENV = {
     required: true,
     readers: ["brightchain-lookup", "brightchain-inbound"],
     description:
-      "the mail domain served (comma-separated for several); other domains' keys are NOTFOUND, their mail goes to errors/",
+      "the mail domain served, gateway:domain (comma-separated for several); other domains' keys are NOTFOUND, their mail goes to errors/",
   },
   GATEWAY_LOOKUP_HOST: {
     type: { kind: "host" },
@@ -67,13 +69,15 @@ export const GATEWAY_ENV = {
   },
   GATEWAY_REGISTRY_FILE: {
     type: { kind: "path" },
+    whenUnset: "GATEWAY_REGISTRY_URL is asked",
     readers: ["brightchain-lookup"],
-    description: "the recipient file, one address per line (set this or GATEWAY_REGISTRY_URL)",
+    description: "the recipient file, one address per line (gateway:registry)",
   },
   GATEWAY_REGISTRY_URL: {
     type: { kind: "url" },
+    whenUnset: "GATEWAY_REGISTRY_FILE is read",
     readers: ["brightchain-lookup"],
-    description: "the node API's base URL for GET /recipients/<address> (docs/node-api.openapi.yaml)",
+    description: "the node API's base URL for GET /recipients/<address> (gateway:registry, docs/node-api.openapi.yaml)",
   },
   GATEWAY_MAIL_DROP_DIR: {
     type: { kind: "path" },
@@ -109,12 +113,13 @@ export const GATEWAY_ENV = {
     type: { kind: "path" },
     default: "/var/spool/brightchain/store",
     readers: ["brightchain-inbound"],
-    description: "the embedded content-addressed store, used when GATEWAY_NODE_URL is unset",
+    description: "the embedded content-addressed store, used when GATEWAY_NODE_URL is unset (gateway:storeDir)",
   },
   GATEWAY_NODE_URL: {
     type: { kind: "url" },
+    whenUnset: "the embedded store",
     readers: ["brightchain-inbound"],
-    description: "the node API's base URL for PUT /messages/<sha3> (docs/node-api.openapi.yaml); unset: embedded store",
+    description: "the node API's base URL for PUT /messages/<sha3> (gateway:nodeUrl, docs/node-api.openapi.yaml)",
   },
   GATEWAY_INBOUND_CONCURRENCY: {
     type: { kind: "integer", min: 1, max: 256 },
@@ -138,16 +143,19 @@ export const GATEWAY_ENV = {
   },
   GATEWAY_POSTFIX_CA_FILE: {
     type: { kind: "path" },
+    whenUnset: "Node's own CA list",
     readers: ["brightchain-send"],
     description: "CA bundle that verifies the submission certificate: the host's trust store, so a private CA works too",
   },
   GATEWAY_POSTFIX_USER: {
     type: { kind: "text" },
+    whenUnset: "no login",
     readers: ["brightchain-send"],
     description: "SASL user name (the first of gateway:submissionUsers); set together with GATEWAY_POSTFIX_PASS",
   },
   GATEWAY_POSTFIX_PASS: {
     type: { kind: "text" },
+    whenUnset: "no login",
     readers: ["brightchain-send"],
     secret: true,
     description: "SASL password; only in brightchain-send's env file, never in the daemons'",

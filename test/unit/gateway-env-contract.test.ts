@@ -1,10 +1,12 @@
 // The gateway.env contract holds both ways: every variable the renderer writes is read by a program that loads
 // its file, every variable a program reads is in the contract under that program, and every variable in the
 // contract is rendered for some node. The loaders are watched reading a real rendered file.
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readStackConfig, parseGatewayConfig } from "../../infra/model/config";
 import type { GatewayNode } from "../../infra/model/types";
+import { RUNTIME_DOC, withGatewayEnvTable } from "../../infra/render/gateway-env-docs";
 import { envFileVariables, gatewayEnvFiles, nodePrograms, sendEnvFile } from "../../infra/render/gateway-env";
 import { runtimeUnitFiles } from "../../infra/render/systemd";
 import { loadInboundConfig, loadLookupConfig, loadSendConfig } from "../../runtime/src/config";
@@ -118,5 +120,14 @@ describe("the gateway.env contract", () => {
   it("the rendered file parses under systemd's rules to exactly the values the loaders take", () => {
     const [daemons] = gatewayEnvFiles(examplePrimary, exampleSecrets);
     expect(parseEnvironmentFile(daemons!.content)).toEqual(Object.fromEntries(envFileVariables(examplePrimary, "daemons")));
+  });
+
+  it("docs/runtime.md's table is the contract's (npm run docs:env rewrites it); every optional variable says what unset means", () => {
+    const doc = readFileSync(RUNTIME_DOC, "utf8");
+    expect(doc, "docs/runtime.md is stale: run npm run docs:env").toBe(withGatewayEnvTable(doc));
+    for (const name of GATEWAY_ENV_NAMES) {
+      const variable: GatewayEnvVariable = GATEWAY_ENV[name];
+      if (variable.default === undefined && !variable.required) expect(variable.whenUnset, name).toBeDefined();
+    }
   });
 });
