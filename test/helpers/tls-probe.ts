@@ -87,6 +87,28 @@ export async function probeStarttls(
   return { verdict: judgeTlsProbe(exitCode, output), exitCode, output };
 }
 
+/**
+ * The check every "TLS 1.2 or newer" test makes: what the server at `target` got wrong, empty when it refused a
+ * TLS 1.1 handshake the client did offer and completed TLS 1.2 and 1.3 handshakes at those versions.
+ */
+export async function tlsFloorViolations(
+  target: { host: string; port: number; servername?: string },
+  run: OpensslRunner = localOpenssl,
+): Promise<string[]> {
+  const violations: string[] = [];
+  const old = await probeStarttls(target, "TLSv1.1", run);
+  if (old.verdict.kind !== "refused-by-server") {
+    violations.push(`TLSv1.1 not refused by the server: ${JSON.stringify(old.verdict)}\n${old.output}`);
+  }
+  for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
+    const probe = await probeStarttls(target, version, run);
+    if (probe.verdict.kind !== "handshake" || probe.verdict.protocol !== version) {
+      violations.push(`${version} not completed: ${JSON.stringify(probe.verdict)}\n${probe.output}`);
+    }
+  }
+  return violations;
+}
+
 /** The certificate the server presented, only from a completed handshake (PEM); throws with the transcript otherwise. */
 export function presentedCertificate(probe: TlsProbe): string {
   const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(probe.output)?.[0];

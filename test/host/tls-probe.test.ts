@@ -7,7 +7,14 @@ import { createSecureContext, TLSSocket, type SecureVersion } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSelfSignedCert, scratchDir } from "../helpers/postfix-tools";
 import { freePort, waitForPort } from "../helpers/renderer-net";
-import { judgeTlsProbe, localOpenssl, probeStarttls, starttlsProbeArgs } from "../helpers/tls-probe";
+import {
+  judgeTlsProbe,
+  localOpenssl,
+  probeStarttls,
+  starttlsProbeArgs,
+  tlsFloorViolations,
+  type OpensslRunner,
+} from "../helpers/tls-probe";
 
 interface StandIn {
   port: number;
@@ -90,19 +97,20 @@ afterAll(async () => {
 });
 
 describe("the STARTTLS probe against servers whose answer is known", () => {
-  it("a server that accepts TLS 1.1 is seen completing a TLS 1.1 handshake, never as refusing it", async () => {
+  it("a server that accepts TLS 1.1 is seen completing a TLS 1.1 handshake, and fails the TLS floor check", async () => {
     const probe = await probeStarttls(target(acceptsTls11), "TLSv1.1");
     expect(probe.verdict, probe.output).toEqual({ kind: "handshake", protocol: "TLSv1.1", cipher: expect.any(String) });
     expect(probe.exitCode).toBe(0);
+    const violations = await tlsFloorViolations(target(acceptsTls11));
+    expect(violations.map((violation) => violation.split("\n")[0])).toEqual([
+      expect.stringMatching(/^TLSv1\.1 not refused by the server: \{"kind":"handshake","protocol":"TLSv1\.1"/),
+    ]);
   });
 
-  it("a server that refuses below TLS 1.2 is seen refusing 1.1 and completing 1.2 and 1.3", async () => {
+  it("a server that refuses below TLS 1.2 is seen refusing 1.1 and completing 1.2 and 1.3: the floor check passes", async () => {
     const old = await probeStarttls(target(refusesTls11), "TLSv1.1");
     expect(old.verdict, old.output).toMatchObject({ kind: "refused-by-server" });
-    for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
-      const probe = await probeStarttls(target(refusesTls11), version);
-      expect(probe.verdict, probe.output).toEqual({ kind: "handshake", protocol: version, cipher: expect.any(String) });
-    }
+    expect(await tlsFloorViolations(target(refusesTls11))).toEqual([]);
   });
 
   it("a server that never speaks TLS completes no handshake, though openssl still prints a Protocol line", async () => {
@@ -113,6 +121,7 @@ describe("the STARTTLS probe against servers whose answer is known", () => {
     }
     // What the old check matched: a line OpenSSL 3.0 prints for a handshake that never happened.
     expect((await probeStarttls(target(plaintext), "TLSv1.2")).output).toMatch(/Protocol\s*: TLSv1\.2/);
+    expect(await tlsFloorViolations(target(plaintext))).toHaveLength(3);
   });
 
   it("a client that refuses TLS 1.1 by itself is not a server refusing it", async () => {
@@ -121,8 +130,13 @@ describe("the STARTTLS probe against servers whose answer is known", () => {
     const empty = await localOpenssl(emptyRange);
     expect(empty.output).toContain("no protocols available");
     expect(judgeTlsProbe(empty.exitCode, empty.output)).toMatchObject({ kind: "refused-by-client" });
-    // TLS 1.1 at Debian's default security level: the client rejects the server's SHA-1 signature itself.
-    const strict = await localOpenssl([...starttlsProbeArgs(target(acceptsTls11)), "-tls1_1"]);
-    expect(judgeTlsProbe(strict.exitCode, strict.output), strict.output).toMatchObject({ kind: "refused-by-client" });
+    // TLS 1.1 at Debian's default security level: the client rejects the server's SHA-1 signature itself, and
+    // the floor check must not take that for the server's refusal.
+    const strictClient: OpensslRunner = (args) =>
+      localOpenssl(args.filter((arg) => !["-cipher", "DEFAULT@SECLEVEL=0"].includes(arg)));
+    const violations = await tlsFloorViolations(target(acceptsTls11), strictClient);
+    expect(violations.map((violation) => violation.split("\n")[0])).toEqual([
+      expect.stringMatching(/^TLSv1\.1 not refused by the server: \{"kind":"refused-by-client"/),
+    ]);
   });
 });
