@@ -3,7 +3,7 @@
 // knowledge is in the pure modules it calls; this file only reads inputs and wires components.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { GatewayConfigError, HOST_KEY_HOWTO, parseGatewayConfig, parseGatewaySecrets, parseSshConnection } from "./model/config";
+import { parseGatewayStack } from "./model/config";
 import { readRuntimeArtifacts } from "./plan/artifacts";
 import { GatewayDns, GatewayHost } from "./pulumi";
 import { hostDirectories, hostFiles } from "./render";
@@ -14,14 +14,11 @@ import { ptrExpectations as expectedPtrRecords } from "./render/dns";
  * (tests, a CI artifact); a missing build stops the program here rather than deploying a node without them.
  */
 const flat = pulumi.runtime.allConfig();
-const node = parseGatewayConfig(flat);
-// Rendering needs the plain values; every file that carries one is flagged secret and GatewayHost keeps it so.
-const secrets = parseGatewaySecrets(flat);
-const ssh = parseSshConnection(flat);
+// One parse, so `pulumi preview` lists every problem at once, the pinned host key and the secrets the node's
+// files carry included. Rendering needs the plain secrets; every file that carries one is flagged secret and
+// GatewayHost keeps it so.
+const { node, secrets, ssh } = parseGatewayStack(flat, { deploy: true });
 const privateKey = new pulumi.Config("gateway").getSecret("sshPrivateKey");
-// Without a pinned key the command provider accepts whatever answers on the address, and hands it root, the
-// SASL password and the Cloudflare token.
-if (ssh.hostKey === undefined) throw new GatewayConfigError("gateway:ssh.hostKey", undefined, HOST_KEY_HOWTO);
 
 // Address records first (an http-01 certificate needs them), mail records once the node verified.
 const dns = new GatewayDns(`${pulumi.getStack()}-dns`, { node, zoneName: node.domain });

@@ -750,12 +750,10 @@ function toStack(c: Entries): GatewayStack {
   return { node, secrets, ssh };
 }
 
+const entries = v.object(gatewayEntries, objectMessage(gatewayEntries, "a mapping of gateway: keys"));
+
 /** The whole stack configuration: every key, the rules between them, then the model. */
-export const GatewayConfigSchema = v.pipe(
-  v.object(gatewayEntries, objectMessage(gatewayEntries, "a mapping of gateway: keys")),
-  crossFieldRules,
-  v.transform(toStack),
-);
+export const GatewayConfigSchema = v.pipe(entries, crossFieldRules, v.transform(toStack));
 export type GatewayConfigInput = v.InferInput<typeof GatewayConfigSchema>;
 
 /**
@@ -763,21 +761,24 @@ export type GatewayConfigInput = v.InferInput<typeof GatewayConfigSchema>;
  * key — without one the command provider accepts whatever answers on the address, and hands it root, the SASL
  * password and the Cloudflare token — and the secrets the node's files are rendered from.
  */
-export const GatewayDeploySchema = v.pipe(
-  GatewayConfigSchema,
-  v.rawCheck(({ dataset, addIssue }) => {
-    if (!dataset.typed) return;
-    const { node, secrets, ssh } = dataset.value;
-    const missing = (message: string, ...keys: string[]) =>
-      addIssue({
-        message,
-        input: undefined,
-        path: keys.map((key) => ({ type: "unknown", origin: "value", input: undefined, key, value: undefined })) as Path,
-      });
-    if (ssh.hostKey === undefined) missing(HOST_KEY_HOWTO, "ssh", "hostKey");
-    if (node.submission?.enabled && secrets.submissionUsers.length === 0)
-      missing("at least one {username, password} while gateway:submission is on (the primary's default)", "submissionUsers");
-    if (node.tls.challenge === "dns-01" && secrets.certbotCloudflareToken === undefined)
-      missing("a Cloudflare API token while gateway:acmeChallenge is dns-01 (or set it to http-01)", "certbotCloudflareToken");
-  }),
-);
+const deployRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
+  const c = dataset.value as Entries;
+  const ok = (...keys: GatewayConfigKey[]) => validKeys(dataset.issues, keys);
+  const missing = (message: string, ...keys: string[]) =>
+    addIssue({
+      message,
+      input: undefined,
+      path: keys.map((key) => ({ type: "unknown", origin: "value", input: undefined, key, value: undefined })) as Path,
+    });
+  if (ok("ssh") && c.ssh.hostKey === undefined) missing(HOST_KEY_HOWTO, "ssh", "hostKey");
+  if (
+    ok("role", "submission", "submissionUsers") &&
+    c.role === "primary" &&
+    c.submission !== false &&
+    c.submissionUsers.length === 0
+  )
+    missing("at least one {username, password} while gateway:submission is on (the primary's default)", "submissionUsers");
+  if (ok("acmeChallenge", "certbotCloudflareToken") && c.acmeChallenge === "dns-01" && c.certbotCloudflareToken === undefined)
+    missing("a Cloudflare API token while gateway:acmeChallenge is dns-01 (or set it to http-01)", "certbotCloudflareToken");
+});
+export const GatewayDeploySchema = v.pipe(entries, crossFieldRules, deployRules, v.transform(toStack));
