@@ -331,6 +331,29 @@ describe("socketmap server with a registry that fails", () => {
     expect(c.closed).toBe(false);
   });
 
+  it("keeps a registry error's control characters out of its reply and its log line", async () => {
+    const logged: string[] = [];
+    const broken: RecipientRegistry = {
+      find: () => {
+        throw new Error("disk\non fire\x1b[2J");
+      },
+      close: () => undefined,
+    };
+    const service = new RecipientLookupService({
+      registry: broken,
+      domains: ["brightchain.org"],
+      port: 0,
+      lookupTimeoutMs: 200,
+      log: (line) => logged.push(line),
+    });
+    services.push(service);
+    const c = client(await service.listen());
+    await c.write("virtual alice@brightchain.org\n");
+    await c.until(() => c.text().endsWith("\n"));
+    expect(c.text()).toBe("TEMP recipient registry failed: disk\\x0aon fire\\x1b[2J\n");
+    expect(logged).toEqual(["recipient registry failed: disk\\x0aon fire\\x1b[2J"]);
+  });
+
   it("answers TEMP when the node's HTTP API is broken", async () => {
     // Answers bytes that are not HTTP. (Not a closed port: a port "known to be free" could be taken by a
     // parallel test between the check and the lookup.)
