@@ -3,7 +3,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { FileRegistry, HttpRegistry, type RecipientRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService, encodeNetstring } from "../../runtime/src/lookup/server";
 
@@ -557,6 +557,30 @@ describe("socketmap server limits", () => {
     expect(logged).toEqual([
       expect.stringMatching(/^closed 127\.0\.0\.1:\d+: byte 0x61 where the "," after a 5-byte netstring belongs$/),
     ]);
+  });
+
+  it("logs a flood of broken connections as one line, then one line with the count of the rest", async () => {
+    const logged: string[] = [];
+    const { port } = await serve({ log: (line) => logged.push(line) });
+    const garbage = async () => {
+      const c = client(port);
+      await c.write("1:ab");
+      await c.until(() => c.closed);
+    };
+    // Only Date is faked: the 5 s between log lines passes without waiting for it.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      for (let i = 0; i < 20; i++) await garbage();
+      expect(logged).toHaveLength(1);
+      vi.setSystemTime(Date.now() + 5_000);
+      await garbage();
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(logged).toHaveLength(2);
+    expect(logged[1]).toMatch(
+      /^closed 127\.0\.0\.1:\d+: byte 0x62 where the "," after a 1-byte netstring belongs \(and 19 more since the last such line\)$/,
+    );
   });
 
   it("never answers for a subdomain or a longer name that ends like a served domain", async () => {
