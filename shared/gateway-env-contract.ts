@@ -4,7 +4,7 @@
 // renderer writes is read by a program that loads its file, and that every variable a program reads is rendered.
 // Imported by the infra (tsx) and bundled into each runtime program (esbuild): Node's core only.
 
-export const GATEWAY_PROGRAMS = ["brightchain-lookup", "brightchain-inbound", "brightchain-send"] as const;
+export const GATEWAY_PROGRAMS = ["brightchain-lookup", "brightchain-inbound", "brightchain-send", "brightchain-store"] as const;
 export type GatewayProgram = (typeof GATEWAY_PROGRAMS)[number];
 
 export type GatewayEnvType =
@@ -112,7 +112,7 @@ export const GATEWAY_ENV = {
   GATEWAY_STORE_DIR: {
     type: { kind: "path" },
     default: "/var/spool/brightchain/store",
-    readers: ["brightchain-inbound"],
+    readers: ["brightchain-inbound", "brightchain-store"],
     description: "the embedded content-addressed store, used when GATEWAY_NODE_URL is unset (gateway:storeDir)",
   },
   GATEWAY_NODE_URL: {
@@ -167,7 +167,8 @@ export const GATEWAY_ENV_NAMES = Object.keys(GATEWAY_ENV) as GatewayEnvName[];
 
 /**
  * The two files the renderer writes. `daemons` is loaded by brightchain-lookup and brightchain-inbound through
- * their units; `send` by brightchain-send alone, because it holds the SASL password the daemons have no use for.
+ * their units (and sourced by a person running brightchain-store); `send` by brightchain-send alone, because it
+ * holds the SASL password the daemons have no use for.
  */
 export type GatewayEnvFile = "daemons" | "send";
 
@@ -177,7 +178,7 @@ export function envFileOf(name: GatewayEnvName): GatewayEnvFile {
 }
 
 export function programsLoading(file: GatewayEnvFile): GatewayProgram[] {
-  return file === "send" ? ["brightchain-send"] : ["brightchain-lookup", "brightchain-inbound"];
+  return file === "send" ? ["brightchain-send"] : ["brightchain-lookup", "brightchain-inbound", "brightchain-store"];
 }
 
 type ValueOfType<T> = T extends { kind: "domains" }

@@ -23,11 +23,14 @@ export function sendEnvFile(node: GatewayNode): string {
   return path.posix.join(path.posix.dirname(node.runtime.envFile), "brightchain-send.env");
 }
 
-/** The runtime programs this node runs: the lookup everywhere, the processor on the primary, send beside 587. */
+/**
+ * The runtime programs this node runs: the lookup everywhere, the processor and the store's CLI on the primary,
+ * send beside 587.
+ */
 export function nodePrograms(node: GatewayNode): GatewayProgram[] {
   return [
     "brightchain-lookup",
-    ...(node.role === "primary" ? (["brightchain-inbound"] as const) : []),
+    ...(node.role === "primary" ? (["brightchain-inbound", "brightchain-store"] as const) : []),
     ...(node.submission?.enabled ? (["brightchain-send"] as const) : []),
   ];
 }
@@ -94,7 +97,7 @@ export function envFileVariables(node: GatewayNode, file: GatewayEnvFile, secret
 function renderEnvFile(node: GatewayNode, file: GatewayEnvFile, secrets?: GatewaySecrets): string {
   const readers = programsLoading(file).filter((program) => nodePrograms(node).includes(program));
   return [
-    `# Rendered by brightchain-gateway from the node model; read by ${readers.join(" and ")}.`,
+    `# Rendered by brightchain-gateway from the node model; read by ${readers.join(", ")}.`,
     ...envFileVariables(node, file, secrets).map(([name, value]) => envFileLine(name, value)),
     "",
   ].join("\n");

@@ -1,15 +1,18 @@
-// brightchain-store: what a person uses to look into the embedded store (GATEWAY_STORE_DIR or --store DIR).
+// brightchain-store: what a person uses to look into the embedded store (--store DIR, else GATEWAY_STORE_DIR as
+// gateway.env sets it, else the contract's default).
 //   brightchain-store list [--recipient ADDRESS] [--folder inbox|spam] [--json]
 //   brightchain-store show SHA3-OR-UNIQUE-PREFIX        (the raw message, as received, on stdout; exit 1 when
 //                                                       its bytes no longer match their SHA3-512)
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { parseArgs } from "node:util";
+import { ConfigError, loadStoreConfig } from "../src/config";
 import { objectPath, readStoreIndex, type StoreIndexEntry } from "../src/store/content-addressed-store";
 
 const USAGE = `usage: brightchain-store list [--recipient ADDRESS] [--folder inbox|spam] [--json] [--store DIR]
        brightchain-store show SHA3 [--store DIR]   (a unique prefix of at least 8 hex digits is enough)`;
 const EX_USAGE = 64;
+const EX_CONFIG = 78;
 
 function fail(code: number, message: string): never {
   process.stderr.write(`brightchain-store: ${message}\n`);
@@ -46,13 +49,14 @@ async function main(): Promise<void> {
     fail(EX_USAGE, `${(error as Error).message}\n${USAGE}`);
   }
   const { values, positionals } = parsed;
-  const storeDir = values.store ?? process.env.GATEWAY_STORE_DIR;
-  if (storeDir === undefined || !storeDir.startsWith("/")) {
-    fail(
-      EX_USAGE,
-      `the store is not known: GATEWAY_STORE_DIR=${JSON.stringify(storeDir ?? "")}; expected an absolute path (or --store DIR)`,
-    );
+  let storeDir: string;
+  try {
+    storeDir = values.store ?? loadStoreConfig().storeDir;
+  } catch (error) {
+    if (error instanceof ConfigError) fail(EX_CONFIG, error.message);
+    throw error;
   }
+  if (!storeDir.startsWith("/")) fail(EX_USAGE, `--store ${JSON.stringify(storeDir)} is invalid; expected an absolute path`);
   const [verb, argument] = positionals;
   const entries = await readStoreIndex(storeDir);
 

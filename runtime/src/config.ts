@@ -90,3 +90,11 @@ export function loadSendConfig(env: Env = process.env): SendConfig {
     postfixCaFile: read("GATEWAY_POSTFIX_CA_FILE"),
   };
 }
+
+export interface StoreConfig {
+  storeDir: string;
+}
+
+export function loadStoreConfig(env: Env = process.env): StoreConfig {
+  return { storeDir: readGatewayEnv(env, "brightchain-store", "GATEWAY_STORE_DIR") };
+}

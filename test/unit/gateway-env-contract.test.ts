@@ -9,7 +9,7 @@ import type { GatewayNode } from "../../infra/model/types";
 import { RUNTIME_DOC, withGatewayEnvTable } from "../../infra/render/gateway-env-docs";
 import { envFileVariables, gatewayEnvFiles, nodePrograms, sendEnvFile } from "../../infra/render/gateway-env";
 import { runtimeUnitFiles } from "../../infra/render/systemd";
-import { loadInboundConfig, loadLookupConfig, loadSendConfig } from "../../runtime/src/config";
+import { loadInboundConfig, loadLookupConfig, loadSendConfig, loadStoreConfig } from "../../runtime/src/config";
 import {
   GATEWAY_ENV,
   GATEWAY_ENV_NAMES,
@@ -27,6 +27,7 @@ const loaders: Record<GatewayProgram, (env: Record<string, string | undefined>) 
   "brightchain-lookup": loadLookupConfig,
   "brightchain-inbound": loadInboundConfig,
   "brightchain-send": loadSendConfig,
+  "brightchain-store": loadStoreConfig,
 };
 
 /** The names a loader looks up while it parses `env`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadInboundConfig, loadLookupConfig, loadSendConfig } from "../../runtime/src/config";
+import { ConfigError, loadInboundConfig, loadLookupConfig, loadSendConfig, loadStoreConfig } from "../../runtime/src/config";
 import { GATEWAY_ENV } from "../../shared/gateway-env-contract";
 
 describe("the runtime's loaders", () => {
@@ -24,6 +24,7 @@ describe("the runtime's loaders", () => {
       nodeUrl: undefined,
       inboundConcurrency: 64,
     });
+    expect(loadStoreConfig({})).toEqual({ storeDir: "/var/spool/brightchain/store" });
     expect(loadSendConfig({ GATEWAY_POSTFIX_HOST: "mail.brightchain.org" })).toEqual({
       postfixHost: "mail.brightchain.org",
       postfixPort: 587,
