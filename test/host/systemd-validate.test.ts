@@ -1,10 +1,12 @@
 // The rendered units as systemd 252 reads them: `systemd-analyze verify` (which also loads the Postfix drop-in
 // onto Debian's packaged postfix@.service) and the offline `systemd-analyze security` exposure score.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { gatewayEnvFiles, sendEnvFile } from "../../infra/render/gateway-env";
 import { runtimeUnitFiles, postfixDaemonUnit } from "../../infra/render/systemd";
-import { examplePrimary, nodeMatrix } from "../fixtures/nodes";
+import { examplePrimary, exampleSecrets, nodeMatrix } from "../fixtures/nodes";
 import { makeTempRoot, writeHostFiles } from "../helpers/render-to-dir";
 
 const temps: (() => void)[] = [];
@@ -36,6 +38,28 @@ describe("runtime units under systemd-analyze", () => {
       .map((path) => `./${basename(path)}`);
     expect(units).toContain("./brightchain-lookup.service");
     const verify = analyze(dir, ["verify", ...units]);
+    expect(verify.output).toBe("");
+    expect(verify.status).toBe(0);
+  });
+
+  it("the daemons load only files without the SASL password, and systemd accepts the path they may not open", () => {
+    const { root, remove } = makeTempRoot("bc-units-env");
+    temps.push(remove);
+    writeHostFiles(root, [...runtimeUnitFiles(examplePrimary), ...gatewayEnvFiles(examplePrimary, exampleSecrets)]);
+    const password = exampleSecrets.submissionUsers[0]!.password;
+    expect(readFileSync(join(root, sendEnvFile(examplePrimary)), "utf8")).toContain(password);
+    for (const name of ["brightchain-lookup", "brightchain-inbound"]) {
+      const unit = readFileSync(join(root, `etc/systemd/system/${name}.service`), "utf8");
+      const loaded = [...unit.matchAll(/^EnvironmentFile=-?(.+)$/gm)].map((match) => match[1]!);
+      expect(loaded, name).toEqual([examplePrimary.runtime.envFile]);
+      for (const file of loaded) expect(readFileSync(join(root, file), "utf8"), `${name}: ${file}`).not.toContain(password);
+      expect(unit).toContain(`InaccessiblePaths=-${sendEnvFile(examplePrimary)}\n`);
+    }
+    const verify = analyze(join(root, "etc/systemd/system"), [
+      "verify",
+      "./brightchain-lookup.service",
+      "./brightchain-inbound.service",
+    ]);
     expect(verify.output).toBe("");
     expect(verify.status).toBe(0);
   });
