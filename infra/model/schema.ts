@@ -3,10 +3,11 @@
 // this schema reads and maps its output into the GatewayNode the renderers take; the docs tables and the stack
 // file's JSON Schema are generated from it (config-docs.ts).
 //
-// valibot rather than zod: it is modular (this schema pulls in a few kB of the library where zod's classic
-// build brings its whole ~60 kB), and its issues carry the path and the failing input of each problem while a
-// parse with abortEarly off goes on past the first one — every problem is reported at once, each naming
-// gateway:fleet[2].ipv4 and its value. Its JSON Schema converter is kept by the same project.
+// valibot rather than zod: every valibot function is its own export, so a bundle holds only the ones this schema
+// uses, where zod's classic API hangs its methods off classes that come whole; and each valibot issue carries the
+// path and the failing input, while a parse with abortEarly off goes on past the first one, so every problem is
+// reported at once, each naming gateway:fleet[2].ipv4 and its value. Its JSON Schema converter is kept by the
+// same project.
 //
 // Each leaf is one check with one message saying what is accepted, so a bad value gives exactly one problem.
 // Values arrive as Pulumi flattens them: scalars as strings (a YAML 2600 arrives as "2600"), lists and objects
@@ -75,7 +76,7 @@ function oneOf<const T extends readonly string[]>(options: T, accepted = options
 }
 
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
-export const HOSTNAME_ACCEPTED = "a fully qualified lower-case host name such as mail.brightchain.org";
+const HOSTNAME_ACCEPTED = "a fully qualified lower-case host name such as mail.brightchain.org";
 const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const POSIX_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 /** Dot-atom local part, as the lookup service accepts it (runtime/src/lookup/address.ts). */
@@ -754,7 +755,6 @@ const entries = v.object(gatewayEntries, objectMessage(gatewayEntries, "a mappin
 
 /** The whole stack configuration: every key, the rules between them, then the model. */
 export const GatewayConfigSchema = v.pipe(entries, crossFieldRules, v.transform(toStack));
-export type GatewayConfigInput = v.InferInput<typeof GatewayConfigSchema>;
 
 /**
  * What a deploy needs beyond a renderable model (`gateway render` withholds the files instead): a pinned host
