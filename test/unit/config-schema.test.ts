@@ -1,6 +1,6 @@
 // The schema's promises beyond one bad key: every problem at once, rules between keys with a good and a bad
 // value each, no secret in any message, and values that used to pass and then break a renderer or a config line.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import {
   readStackConfig,
   type FlatConfig,
 } from "../../infra/model/config";
+import { main } from "../../infra/cli/dispatch";
 import { hostFiles } from "../../infra/render";
 import { exampleSecrets } from "../fixtures/nodes";
 
@@ -200,5 +201,27 @@ describe("stack files", () => {
     expect(err.message).toMatch(/expected valid YAML \(/);
     writeFileSync(path.join(dir, "Pulumi.a.yaml"), "config:\n  gateway:role: primary\n  gateway:role: relay\n");
     expect(problemsOf(() => readStackConfig(dir, "a")).message).toMatch(/Pulumi\.a\.yaml line 3=.*unique/);
+  });
+
+  it("gateway render exits 2 on a YAML syntax error and on a newline in a URL, naming where, with no stack trace", async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "gateway-yaml-"));
+    const render = async (stackFile: string) => {
+      writeFileSync(path.join(dir, "Pulumi.a.yaml"), stackFile);
+      let stderr = "";
+      const io = { stdout: () => {}, stderr: (text: string) => void (stderr += text), env: {}, cwd: dir };
+      const code = await main(["render", "--stack", "a", "--out", path.join(dir, "out")], io);
+      return { code, stderr };
+    };
+    writeFileSync(path.join(dir, "Pulumi.yaml"), readFileSync(path.join(repo, "Pulumi.yaml"), "utf8"));
+    const stack = readFileSync(path.join(repo, "Pulumi.primary.yaml"), "utf8");
+    const yamlError = await render(`${stack}  gateway:nodeUrl: [unclosed\n`);
+    expect(yamlError.code).toBe(2);
+    expect(yamlError.stderr).toMatch(/^gateway render: .*Pulumi\.a\.yaml line \d+=.* is invalid; expected valid YAML/);
+    const newline = await render(`${stack}  gateway:nodeUrl: "https://node.brightchain.org/\\nGATEWAY_X=1"\n`);
+    expect(newline).toEqual({
+      code: 2,
+      stderr:
+        'gateway render: gateway:nodeUrl="https://node.brightchain.org/\\nGATEWAY_X=1" is invalid; expected a URL starting with http:// or https://\n',
+    });
   });
 });
