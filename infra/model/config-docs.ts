@@ -36,7 +36,10 @@ function yamlShape(node: unknown): unknown {
 const DOCS_ONLY = ["scope", "defaultText", "accepted"];
 
 function fieldJson(name: GatewayConfigKey): Json {
-  return yamlShape(toJsonSchema(gatewayEntries[name], { errorMode: "ignore" })) as Json;
+  const json = yamlShape(toJsonSchema(gatewayEntries[name], { errorMode: "ignore" })) as Json;
+  // Each field is converted on its own; only the document's root names the draft.
+  delete json.$schema;
+  return json;
 }
 
 const metadataOf = (name: GatewayConfigKey): FieldMetadata => v.getMetadata(gatewayEntries[name]) as FieldMetadata;
