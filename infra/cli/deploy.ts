@@ -33,7 +33,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
       ...(runtimeDist ? { runtimeDist: path.resolve(io.cwd, runtimeDist) } : {}),
       progress: (line) => io.stderr(`${line}\n`),
     });
-    const counts = { create: 0, update: 0, same: 0 };
+    const counts = { create: 0, update: 0, same: 0, delete: 0 };
     for (const resource of result.resources) counts[resource.action]++;
     io.stdout(
       result.executed.length === 0

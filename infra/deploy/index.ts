@@ -38,6 +38,8 @@ export interface DeployStackOptions {
   /** Built runtime (*.cjs); default PROJECTDIR/runtime/dist. */
   runtimeDist?: string;
   progress?: (line: string) => void;
+  /** `pulumi destroy` instead of `pulumi up`: each command's delete runs, the stack's records leave the zone. */
+  destroy?: boolean;
 }
 
 export interface DeployResult {
@@ -193,6 +195,7 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       resultFile: path.join(scratch, "result.json"),
       zoneIdPrefix: options.dnsTarget.zoneIdPrefix,
       runtimeDist: options.runtimeDist ?? path.join(options.projectDir, "runtime", "dist"),
+      ...(options.destroy ? { destroy: true } : {}),
     };
     // While the program runs, each record is served as soon as it is created (the records this stack had
     // before stay until the run ends: a record the program no longer registers is removed only then).
@@ -230,14 +233,15 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       throw new Error(
         `deploy ${options.stack}: the program runner exited with code ${code} after its run:\n${lastLines.join("\n")}`,
       );
-    if (await publishZone(options.stateDir, options.stack, domain, result.dnsRecords, options.dnsTarget)) published = [domain];
+    const records = options.destroy ? [] : result.dnsRecords;
+    if (await publishZone(options.stateDir, options.stack, domain, records, options.dnsTarget)) published = [domain];
     const zonesPublished = published;
     for (const zone of zonesPublished) progress(`[${options.stack}] lab DNS: published zone ${zone}`);
     return {
       stack: options.stack,
       resources: result.resources,
       executed: result.resources.filter((resource) => resource.action !== "same"),
-      dnsRecords: result.dnsRecords,
+      dnsRecords: records,
       zonesPublished,
       seconds: (Date.now() - started) / 1000,
     };
@@ -261,6 +265,7 @@ export async function deployStackToLab(options: {
   runtimeDist?: string;
   overrides?: FlatConfig;
   progress?: (line: string) => void;
+  destroy?: boolean;
 }): Promise<DeployResult> {
   const lab = labStackConfig(options.stack, options.projectDir);
   const ssh = labSsh(lab.host.name);
@@ -281,5 +286,6 @@ export async function deployStackToLab(options: {
     stateDir: LAB_DEPLOY_STATE_DIR,
     ...(options.runtimeDist ? { runtimeDist: options.runtimeDist } : {}),
     ...(options.progress ? { progress: options.progress } : {}),
+    ...(options.destroy ? { destroy: true } : {}),
   });
 }

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 
-export type ResourceAction = "create" | "update" | "same";
+export type ResourceAction = "create" | "update" | "same" | "delete";
 
 export interface CanonicalInputs {
   /** The inputs with secrets replaced by "[secret sha256:…]", keys sorted: safe to store and to compare. */

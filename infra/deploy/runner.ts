@@ -31,6 +31,8 @@ export interface RunnerJob {
   /** Answer for cloudflare getZone: the zone id the records are created in. */
   zoneIdPrefix: string;
   runtimeDist: string;
+  /** `pulumi destroy`: run each recorded command's delete, publish nothing, forget the stack. */
+  destroy?: boolean;
 }
 
 const COMMAND = "command:remote:Command";
@@ -41,6 +43,16 @@ const PROVIDER_KEY = "__provider";
 const DYNAMIC_KEPT_OUTPUTS = ["state", "dkimRecordText"];
 const COPY = "command:remote:CopyToRemote";
 const DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord";
+
+/** Which of a command's inputs runs: create (also for a replacement), update, or delete (destroy). */
+type CommandPhase = "create" | "update" | "delete";
+
+/** Commands whose delete a destroy runs, in the order they were created (destroyed in reverse). */
+interface PendingDelete {
+  name: string;
+  plain: Record<string, unknown>;
+  connection: RemoteConnection;
+}
 
 class StepFailed extends Error {
   constructor(readonly failure: DeployFailure) {
@@ -143,6 +155,7 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
   const dnsRecords: DnsRecord[] = [];
   let failure: DeployFailure | undefined;
   let inFlight = 0;
+  const pendingDeletes: PendingDelete[] = [];
   let settle: (() => void) | undefined;
   const failed = new Promise<void>((resolve) => (settle = resolve));
   // An error the SDK raises outside newResource (the program throwing, a bad output) surfaces only here.
@@ -157,14 +170,17 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
     name: string,
     plain: Record<string, unknown>,
     connection: RemoteConnection,
+    phase: CommandPhase,
   ): Promise<Record<string, unknown>> => {
     const hidden = plain.logging === "none";
     let command: string;
     let stdin: string | Buffer | undefined;
     if (type === COMMAND) {
-      command = typeof plain.create === "string" ? plain.create : "";
+      // pulumi-command runs `update` for an update when it is set, `create` otherwise; `delete` on a destroy.
+      const field = phase === "update" && typeof plain.update === "string" ? "update" : phase === "delete" ? "delete" : "create";
+      command = typeof plain[field] === "string" ? (plain[field] as string) : "";
       if (command === "")
-        throw new Error(`${name}: input "create" is ${JSON.stringify(plain.create)}; accepted: the command to run`);
+        throw new Error(`${name}: input "${field}" is ${JSON.stringify(plain[field])}; accepted: the command to run`);
       stdin = typeof plain.stdin === "string" ? plain.stdin : undefined;
     } else {
       const remotePath = plain.remotePath;
@@ -202,6 +218,22 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         const id = `${args.name}-id`;
         const key = resourceKey(args.type, args.name);
         const previous = state.resources[key];
+        if (job.destroy) {
+          // `pulumi destroy`: nothing is created or read; a command the state knows and that has a delete is
+          // deleted once every resource is registered, in reverse order of creation.
+          if (args.type === COMMAND && previous !== undefined && typeof plain.delete === "string" && plain.delete !== "")
+            pendingDeletes.push({ name: args.name, plain, connection: parseRemoteConnection(args.name, plain.connection) });
+          if (previous !== undefined)
+            reports.push({
+              type: args.type,
+              name: args.name,
+              action: "delete",
+              inputsHash: previous.inputsHash,
+              changedInputs: [],
+              seconds: 0,
+            });
+          return { id, state: { ...plain, ...(previous?.outputs ?? {}), stdout: previous?.outputs.stdout ?? "", stderr: "" } };
+        }
         if (DYNAMIC.test(args.type)) {
           if (failure) throw new Error(`${args.name}: not run, an earlier step failed`);
           const started = Date.now();
@@ -272,7 +304,18 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
           // lanes), and the engine runs what the SDK hands it, as pulumi-command does.
           const started = Date.now();
           progress(`[${job.stack}] ${connection.host} ${args.name}: ${action}`);
-          const outputs = await execute(args.type, args.name, plain, connection);
+          // A changed trigger replaces the command (create runs again); any other changed input is an update.
+          const replaced =
+            action === "update" &&
+            JSON.stringify((previous!.inputs as Record<string, unknown>).triggers) !==
+              JSON.stringify((current.inputs as Record<string, unknown>).triggers);
+          const outputs = await execute(
+            args.type,
+            args.name,
+            plain,
+            connection,
+            action === "update" && !replaced ? "update" : "create",
+          );
           report.startedAt = started;
           report.finishedAt = Date.now();
           report.seconds = (report.finishedAt - started) / 1000;
@@ -329,6 +372,23 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
   // exit as "3 promises were still active" and sets exit code 1. disconnect() drains the SDK's RPC queue first,
   // as the language host does at the end of `pulumi up`. After a failed step, outputs never resolve: no wait.
   if (!failure) await Promise.race([pulumi.runtime.disconnect(), crashed]);
+  if (job.destroy) {
+    for (const pending of pendingDeletes.reverse()) {
+      const report = reports.find((r) => r.name === pending.name)!;
+      report.startedAt = Date.now();
+      progress(`[${job.stack}] ${pending.connection.host} ${pending.name}: delete`);
+      try {
+        await execute(COMMAND, pending.name, pending.plain, pending.connection, "delete");
+      } catch (error) {
+        if (!(error instanceof StepFailed)) throw error;
+        return { stack: job.stack, resources: reports, dnsRecords, failure: error.failure };
+      }
+      report.finishedAt = Date.now();
+      report.seconds = (report.finishedAt - report.startedAt) / 1000;
+    }
+    // Destroyed is forgotten: the next up starts from nothing, as after `pulumi destroy`.
+    writeDeployState(job.stateFile, { stack: job.stack, resources: {} });
+  }
   return { stack: job.stack, resources: reports, dnsRecords, ...(failure ? { failure } : {}) };
 }
 

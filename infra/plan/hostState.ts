@@ -132,7 +132,12 @@ export function hostStateSpec(input: HostStateInput): HostStateSpec {
     // Generated on the host, so its content is not ours to compare: present, and readable by opendkim only.
     const { privateKey } = dkimKeyPaths(node);
     probe(
-      { name: `dkim key ${privateKey}`, expected: "present, 0600 opendkim:opendkim", repair: [stepIds.dkimKey] },
+      // OpenDKIM reads its key only at start: a key generated again must be loaded before mail is signed with it.
+      {
+        name: `dkim key ${privateKey}`,
+        expected: "present, 0600 opendkim:opendkim",
+        repair: [stepIds.dkimKey, stepIds.serviceStep("opendkim")],
+      },
       `key_state ${shellQuote(privateKey)}`,
     );
   }

@@ -3,8 +3,9 @@
 // exactly the steps whose inputs changed: a changed main.cf re-runs its install step, `postfix check`, the
 // Postfix reload and the final verification, and nothing else.
 import { posix } from "node:path";
-import { nodeProfiles } from "../model/profiles";
-import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
+import { componentProfile, nodeProfiles, runsComponent, type Component } from "../model/profiles";
+import type { GatewayNode, GatewaySecrets, HostDirectory, HostFile } from "../model/types";
+import { hostFiles } from "../render";
 import { FIREWALL_SCRIPT, firewallApplyCommand } from "../render/firewall";
 import { opendkimEnabled } from "../render/opendkim";
 import { packagesCommand } from "./packages";
@@ -22,6 +23,8 @@ import {
   recipientRegistryCommand,
   serviceCommand,
   systemUserCommand,
+  retireCommand,
+  teardownCommand,
   verifyCommand,
 } from "./steps";
 import { hostStateSpec, type HostStateSpec } from "./hostState";
@@ -41,6 +44,7 @@ export const STEP_CERTIFICATE = "certificate";
 export const STEP_FIREWALL = "firewall";
 export const STEP_POSTFIX_CHECK = "postfix-check";
 export const STEP_POSTFIX_RELOAD = "postfix-reload";
+export const STEP_RETIRE = "retire-components";
 export const STEP_VERIFY = "verify";
 
 export function fileStepId(path: string): string {
@@ -96,6 +100,32 @@ export interface HostPlanOptions {
   contentNotCompared?: ReadonlySet<string>;
 }
 
+/** Components a node can turn off; what they leave is retired by the plan's retire step. */
+const SWITCHABLE: Component[] = ["opendkim", "spamassassin", "rspamd", "dovecot"];
+
+/**
+ * The files another configuration of this node would render and this one does not: what an earlier deploy with
+ * another spam engine, submission setting or ACME challenge may have left. Only paths matter, so the variants are
+ * rendered with stand-in secrets and default scores.
+ */
+function retiredFiles(node: GatewayNode, files: HostFile[]): string[] {
+  const standIn: GatewaySecrets = {
+    submissionUsers: [{ username: "retired", password: "retired-stand-in" }],
+    certbotCloudflareToken: "retired-stand-in",
+  };
+  const spam = { ...node.spam, probableScore: 5, definiteScore: 10 };
+  const variants: GatewayNode[] = [
+    ...(["spamassassin", "rspamd", "none"] as const).map((engine) => ({ ...node, spam: { ...spam, engine } })),
+    ...(["http-01", "dns-01"] as const).map((challenge) => ({ ...node, tls: { ...node.tls, challenge } })),
+    ...(node.role === "primary"
+      ? [{ ...node, submission: { enabled: !(node.submission?.enabled ?? false), saslBackend: "dovecot" as const } }]
+      : []),
+  ];
+  const current = new Set(files.map((file) => file.path));
+  const other = new Set(variants.flatMap((variant) => hostFiles(variant, standIn).map((file) => file.path)));
+  return [...other].filter((path) => !current.has(path)).sort();
+}
+
 /** Every file the plan installs: the rendered ones and the runtime programs. */
 function planFiles(node: GatewayNode, files: HostFile[], artifacts: RuntimeArtifact[]): HostFile[] {
   const allFiles = [...files, ...artifactFiles(node, artifacts, files)];
@@ -115,6 +145,17 @@ function planServices(node: GatewayNode, files: HostFile[]): string[] {
   ]);
   services.delete("postfix");
   return [...services].sort();
+}
+
+/** The command `pulumi destroy` runs on the host: see teardownCommand. */
+export function hostTeardown(
+  node: GatewayNode,
+  files: HostFile[],
+  artifacts: RuntimeArtifact[] = [],
+  options: { keepDkimKey?: boolean } = {},
+): string {
+  const allFiles = planFiles(node, files, artifacts);
+  return teardownCommand(node, allFiles, planServices(node, allFiles), options.keepDkimKey ?? false);
 }
 
 /**
@@ -319,6 +360,19 @@ export function hostPlan(
     triggers: postfixTriggers,
   });
 
+  const retiredUnits = SWITCHABLE.filter((component) => !runsComponent(node, component)).flatMap(
+    (component) => componentProfile(node, component).removal.services,
+  );
+  const retire = retireCommand(retiredUnits, retiredFiles(node, files));
+  add({
+    id: STEP_RETIRE,
+    description: "stop and disable the components this node no longer runs, and remove their files",
+    command: retire,
+    // After Postfix reloaded onto the new milter: stopping the old one first would tempfail mail in between.
+    after: [STEP_POSTFIX_RELOAD],
+    triggers: [sha256(retire)],
+  });
+
   const verify = verifyCommand(node, services);
   add({
     id: STEP_VERIFY,
@@ -326,7 +380,7 @@ export function hostPlan(
     command: verify,
     // Read-only: proving the node again over the new connection is what the MX waits for.
     update: verify,
-    after: [STEP_POSTFIX_RELOAD, ...serviceStepIds],
+    after: [STEP_POSTFIX_RELOAD, STEP_RETIRE, ...serviceStepIds],
     triggers: [...postfixTriggers, ...serviceStepIds.flatMap((id) => steps.find((s) => s.id === id)!.triggers)],
   });
 

@@ -223,3 +223,49 @@ export function verifyCommand(node: GatewayNode, services: string[]): string {
     `echo "listening on ${ports.join(", ")}; recipient lookup answers${services.length > 0 ? "; services up: " + services.join(" ") : ""}"`,
   ].join("\n");
 }
+
+/**
+ * What `pulumi destroy` runs on the host (the teardown resource's delete): our services stopped and disabled,
+ * every file the plan installed removed, secrets shredded first, our certificate's lineage deleted so certbot
+ * stops renewing it. Kept on purpose: the spool and the store (they may hold mail not yet handed on), the firewall
+ * rules (a decommissioned host must not be left open), the packages, and the DKIM key when asked to.
+ */
+export function teardownCommand(node: GatewayNode, files: HostFile[], services: string[], keepDkimKey: boolean): string {
+  // certbot's timer belongs to the package and renews whatever else the host holds; only our lineage goes.
+  const units = ["postfix", ...services.filter((unit) => !unit.endsWith(".timer"))];
+  const secret = files.filter((file) => file.secret).map((file) => shellQuote(file.path));
+  const plain = files.filter((file) => !file.secret).map((file) => shellQuote(file.path));
+  const { privateKey, txtRecord } = dkimKeyPaths(node);
+  const lines = [
+    "set -u",
+    `for unit in ${units.map(shellQuote).join(" ")}; do systemctl disable --now "$unit" 2>/dev/null || true; done`,
+    ...(secret.length > 0 ? [`for f in ${secret.join(" ")}; do [ -e "$f" ] && shred -u "$f"; done`] : []),
+    `rm -f ${plain.join(" ")}`,
+    ...(keepDkimKey
+      ? []
+      : [`[ -e ${shellQuote(privateKey)} ] && shred -u ${shellQuote(privateKey)}`, `rm -f ${shellQuote(txtRecord)}`]),
+    `certbot delete --non-interactive --cert-name ${shellQuote(node.host.hostname)} >/dev/null 2>&1 || true`,
+    "systemctl daemon-reload",
+    `echo "stopped and disabled ${units.join(" ")}; removed ${files.length} files${keepDkimKey ? "; kept the DKIM key" : ""}; kept the spool, the store, the firewall rules and the packages"`,
+  ];
+  return lines.join("\n");
+}
+
+/**
+ * Turning a component off (another spam engine, submission off, http-01 instead of dns-01) must not leave it
+ * running or its files behind: its units stopped and disabled where they exist, the files only it was rendered
+ * with shredded (the dns-01 token among them). Its packages stay: removing them is slow and buys nothing once
+ * nothing runs them.
+ */
+export function retireCommand(units: string[], files: string[]): string {
+  const lines = ["set -eu"];
+  if (units.length > 0)
+    lines.push(
+      `for unit in ${units.map(shellQuote).join(" ")}; do`,
+      '  if systemctl cat "$unit" >/dev/null 2>&1; then systemctl disable --now "$unit" 2>/dev/null; fi',
+      "done",
+    );
+  if (files.length > 0)
+    lines.push(`for f in ${files.map(shellQuote).join(" ")}; do if [ -e "$f" ]; then shred -u "$f"; fi; done`);
+  return lines.join("\n");
+}

@@ -6,7 +6,16 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
-import { STEP_CERTIFICATE, STEP_DKIM_KEY, STEP_VERIFY, hostPlan, hostState, type HostStep, type RuntimeArtifact } from "../plan";
+import {
+  STEP_CERTIFICATE,
+  STEP_DKIM_KEY,
+  STEP_VERIFY,
+  hostPlan,
+  hostState,
+  hostTeardown,
+  type HostStep,
+  type RuntimeArtifact,
+} from "../plan";
 import { shellQuote } from "../plan/shell";
 import { dkimRecordReadCommand } from "../plan/steps";
 import { HostState } from "./hostState";
@@ -71,6 +80,8 @@ export class GatewayHost extends pulumi.ComponentResource {
   readonly verified: pulumi.Output<string>;
   /** The final verification itself: what mail records wait for. */
   readonly verifyCommand: command.remote.Command;
+  /** Created first and never replaced: its delete is what `pulumi destroy` runs on the host. */
+  readonly teardown: command.remote.Command;
   /** The host read back on every refresh: drift of any managed file, service, key or firewall rule, and its repair. */
   readonly hostState: HostState;
 
@@ -80,6 +91,22 @@ export class GatewayHost extends pulumi.ComponentResource {
     this.steps = hostPlan(args.node, args.files, args.directories, args.artifacts, { sshPort: args.sshPort ?? 22 });
     // The key must stay secret in every child's state, whatever form the caller passed it in.
     const connection = pulumi.secret(args.connection);
+    // The steps carry no delete of their own: a changed step is replaced create-before-delete, and a delete would
+    // remove the file its replacement had just written. One resource whose triggers never change holds the whole
+    // node's removal instead; a changed plan changes its delete by an update (`:`), never a replacement.
+    const asRoot = (text: string): string => (args.sudo ? `sudo -n sh -c ${shellQuote(text)}` : text);
+    this.teardown = new command.remote.Command(
+      `${name}-teardown`,
+      {
+        connection,
+        create: ":",
+        update: ":",
+        delete: asRoot(hostTeardown(args.node, args.files, args.artifacts)),
+        triggers: [],
+        addPreviousOutputInEnv: false,
+      },
+      { parent: this },
+    );
     this.commands = {};
     const lanes = laneDependencies(this.steps, MAX_STEPS_IN_FLIGHT);
     for (const step of this.steps) {

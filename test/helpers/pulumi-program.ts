@@ -159,7 +159,8 @@ export async function hostCommandInputs(
   const prefix = `${name}-`;
   return new Map(
     run.resources
-      .filter((r) => r.type === "command:remote:Command" && r.name.startsWith(prefix))
+      // The plan's steps only: the teardown (the node's delete) is no step.
+      .filter((r) => r.type === "command:remote:Command" && r.name.startsWith(prefix) && r.name !== `${prefix}teardown`)
       .map((r) => [r.name.slice(prefix.length), r.inputs]),
   );
 }

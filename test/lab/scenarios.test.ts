@@ -198,7 +198,10 @@ describe("npm run lab (the demo) as the bring-up", () => {
 describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () => {
   it("ran every remote command of both stacks on the first apply, in the program's dependency order", () => {
     for (const { stack } of STACKS) {
-      const commands = first[stack]!.resources.filter((r) => r.type === "command:remote:Command");
+      // The teardown (its delete is the destroy) runs beside the steps, outside their order.
+      const commands = first[stack]!.resources.filter(
+        (r) => r.type === "command:remote:Command" && r.name !== `${stack}-teardown`,
+      );
       expect(commands.length).toBeGreaterThan(20);
       expect(commands.every((r) => r.action === "create")).toBe(true);
       // Every step started only after each step it depends on (the plan's `after`, the program's dependsOn) ended.
@@ -278,6 +281,64 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
   it("leaves each host with exactly the plan's manifest: files, directories and runtime (test/lab/ansible.test.ts holds the playbook to the same)", () => {
     for (const { stack } of STACKS)
       expect(manifestsAfter[stack], stack).toEqual(expectedManifest(managedPaths(stack), runtimeShas()));
+  });
+});
+
+describe("drift: the host read back on every apply (HostState) and by `gateway drift`", () => {
+  const isHostState = (r: { type: string }) => r.type.startsWith("pulumi-nodejs:dynamic");
+
+  it("finds nothing on an untouched node: the second apply's read changed nothing, and gateway drift exits 0", async () => {
+    for (const { stack } of STACKS) {
+      expect(
+        second[stack]!.resources.filter(isHostState).map((r) => r.action),
+        stack,
+      ).toEqual(["same"]);
+      const drift = await gateway(["drift", "--stack", stack, "--lab"]);
+      expect(drift.status, drift.output).toBe(0);
+      expect(drift.stdout).toContain("no drift");
+    }
+  });
+
+  it("names a hand edit, a disabled service, a changed mode, a removed DKIM key and an added firewall rule; a re-apply repairs each", async () => {
+    await on(
+      "mail",
+      [
+        "echo '# edited by hand' >> /etc/postfix/main.cf",
+        "systemctl disable --now brightchain-lookup",
+        "chmod 0600 /etc/postfix/master.cf",
+        "rm /etc/dkim/default.private",
+        "ufw allow 8080/tcp >/dev/null",
+      ].join(" && "),
+    );
+    const drift = await gateway(["drift", "--stack", "primary", "--lab"]);
+    expect(drift.status, drift.output).toBe(1);
+    const named = drift.stdout.split("\n").filter((line) => line.startsWith("✗"));
+    expect(named).toEqual([
+      "✗ file /etc/postfix/main.cf: content changed, 0644 root:root (expected: content as deployed, 0644 root:root)",
+      "✗ file /etc/postfix/master.cf: content as deployed, 0600 root:root (expected: content as deployed, 0644 root:root)",
+      "✗ service brightchain-lookup: disabled, inactive (expected: enabled, active)",
+      "✗ dkim key /etc/dkim/default.private: absent (expected: present, 0600 opendkim:opendkim)",
+      expect.stringMatching(/^✗ firewall: active; .*allow 8080\/tcp.* \(expected: active; (?!.*8080)/),
+    ]);
+
+    const repaired = await deployStackToLab({ stack: "primary", projectDir: repo, runtimeDist: dist, progress: () => undefined });
+    const hostState = repaired.resources.find(isHostState)!;
+    expect(hostState.action).toBe("update");
+    expect(hostState.changedInputs).toEqual([
+      "file /etc/postfix/main.cf",
+      "file /etc/postfix/master.cf",
+      "service brightchain-lookup",
+      "dkim key /etc/dkim/default.private",
+      "firewall",
+    ]);
+    const again = await gateway(["drift", "--stack", "primary", "--lab"]);
+    expect(again.status, again.output).toBe(0);
+    // The key generated again is the one DNS now publishes, and the one OpenDKIM signs with.
+    const published = (await on("outside", "dig +short TXT default._domainkey.brightchain.org")).replace(/["\s]/g, "");
+    const publicKey = (
+      await on("mail", "openssl rsa -in /etc/dkim/default.private -pubout -outform DER 2>/dev/null | base64 -w0")
+    ).trim();
+    expect(published).toBe(`v=DKIM1;h=sha256;k=rsa;p=${publicKey}`);
   });
 });
 

@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deployStackToLab, DeployStepError, labStackConfig, type DeployResult } from "../../infra/deploy";
 import { labSuite, type LabHostName, type LabHostReleases } from "../../infra/lab/constants";
 import { labDown, labStatus, labUp } from "../../infra/lab/lab";
+import { parseGatewayConfig, parseGatewaySecrets, readStackConfigFiles } from "../../infra/model/config";
 import { RELEASES } from "../../infra/model/releases";
+import { hostFiles } from "../../infra/render";
 import { on, tryOn } from "../helpers/lab-mail";
 import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
@@ -123,7 +125,10 @@ describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
 
   it("deploys both stacks on the swapped fleet, the check step first", () => {
     for (const { stack } of STACKS) {
-      const commands = deployed[stack]!.resources.filter((r) => r.type === "command:remote:Command");
+      // The teardown (its delete is the destroy) is created beside the steps, outside their order.
+      const commands = deployed[stack]!.resources.filter(
+        (r) => r.type === "command:remote:Command" && r.name !== `${stack}-teardown`,
+      );
       expect(commands[0]!.name).toBe(`${stack}-os-release`);
       expect(commands.at(-1)!.name).toBe(`${stack}-verify`);
       expect(commands.every((r) => r.action === "create")).toBe(true);
@@ -133,4 +138,36 @@ describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
 
 describe("mail end to end on the swapped fleet", () => {
   describeMailScenarios(timer);
+});
+
+describe("destroy (pulumi destroy as the lab engine runs it), last on this fleet", () => {
+  it.each(STACKS)(
+    "leaves $host with none of our services running or enabled, no secret file, and the stack's records gone",
+    async ({ stack, host }) => {
+      const lab = labStackConfig(stack, repo);
+      const flat = { ...readStackConfigFiles(repo, stack).values, ...lab.overrides, ...lab.secrets };
+      const node = parseGatewayConfig(flat);
+      const files = hostFiles(node, parseGatewaySecrets(flat));
+      const destroyed = await timer.timed(`destroy ${stack}`, () =>
+        deployStackToLab({ stack, projectDir: repo, runtimeDist: dist, destroy: true, progress: () => undefined }),
+      );
+      expect(destroyed.resources.find((r) => r.name === `${stack}-teardown`)?.action).toBe("delete");
+      const units = await on(
+        host,
+        "systemctl list-units --all --plain --no-legend 'postfix*' 'brightchain-*' 'opendkim*' 'spamd*' 'spamass-milter*' 'rspamd*' 'dovecot*' | awk '$4 == \"running\" || $3 == \"active\" { print $1 }'",
+      );
+      expect(units.trim(), host).toBe("");
+      expect(await on(host, "systemctl is-enabled postfix brightchain-lookup 2>/dev/null || true")).not.toMatch(/^enabled/m);
+      // Every file the plan installed, the secret ones (shredded) among them.
+      expect(files.some((file) => file.secret) || node.role === "relay").toBe(true);
+      const left = await on(host, `for f in ${files.map((f) => f.path).join(" ")}; do [ -e "$f" ] && echo "$f"; done; true`);
+      expect(left.trim(), host).toBe("");
+      if (node.role === "primary") expect((await tryOn(host, "test -e /etc/dkim/default.private")).exitCode).not.toBe(0);
+    },
+  );
+
+  it("has taken every record of both stacks out of the zone", async () => {
+    expect((await on("outside", "dig +short MX brightchain.org")).trim()).toBe("");
+    expect((await on("outside", "dig +short A mail.brightchain.org")).trim()).toBe("");
+  });
 });

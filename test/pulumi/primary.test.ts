@@ -23,7 +23,8 @@ beforeAll(async () => {
 });
 
 const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:index/dnsRecord:DnsRecord");
-const commands = () => run.resources.filter((r) => r.type === "command:remote:Command");
+// The plan's steps; the teardown (the node's delete) is tested in removal-and-drift.test.ts.
+const commands = () => run.resources.filter((r) => r.type === "command:remote:Command" && !r.name.endsWith("-teardown"));
 
 describe("primary stack: DNS at Cloudflare", () => {
   it("publishes A, AAAA, MX 10, SPF, DMARC and DKIM in the zone looked up by name — and nothing else", () => {

@@ -12,7 +12,8 @@ beforeAll(async () => {
 });
 
 const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:index/dnsRecord:DnsRecord");
-const commands = () => run.resources.filter((r) => r.type === "command:remote:Command");
+// The plan's steps; the teardown (the node's delete) is tested in removal-and-drift.test.ts.
+const commands = () => run.resources.filter((r) => r.type === "command:remote:Command" && !r.name.endsWith("-teardown"));
 
 describe("relay stack: DNS at Cloudflare", () => {
   it("owns only its A and its MX 20 (IPv4-only: no AAAA); SPF, DMARC and DKIM belong to the primary's stack", () => {

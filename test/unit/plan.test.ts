@@ -10,6 +10,7 @@ import {
   STEP_PACKAGES,
   STEP_POSTFIX_CHECK,
   STEP_POSTFIX_RELOAD,
+  STEP_RETIRE,
   STEP_VERIFY,
   fileStepId,
   hostPlan,
@@ -100,7 +101,7 @@ describe("hostPlan order and identity", () => {
         seen.add(s.id);
       }
       expect(ids.slice(0, 2)).toEqual([STEP_OS_RELEASE, STEP_PACKAGES]);
-      expect(ids.slice(-3)).toEqual([STEP_POSTFIX_CHECK, STEP_POSTFIX_RELOAD, STEP_VERIFY]);
+      expect(ids.slice(-4)).toEqual([STEP_POSTFIX_CHECK, STEP_POSTFIX_RELOAD, STEP_RETIRE, STEP_VERIFY]);
     },
   );
 

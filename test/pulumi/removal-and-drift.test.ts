@@ -1,0 +1,82 @@
+// What `pulumi destroy` and `pulumi preview --refresh` get from the program, as registered under the SDK's mocks:
+// one teardown command holds the node's removal and is never replaced; no step has a delete a create-before-delete
+// replacement could run against its own new file; the HostState resource reads the host back after the
+// verification, with nothing secret in the clear.
+import { beforeAll, describe, expect, it } from "vitest";
+import type { GatewayNode } from "../../infra/model/types";
+import { hostTeardown } from "../../infra/plan";
+import { hostFiles } from "../../infra/render";
+import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
+import { runProgram, type MockedProgram, type RegisteredResource } from "../helpers/pulumi-program";
+
+let primary: MockedProgram;
+beforeAll(async () => {
+  primary = await runProgram("primary");
+});
+
+const commands = (run: MockedProgram): RegisteredResource[] => run.resources.filter((r) => r.type === "command:remote:Command");
+const named = (run: MockedProgram, name: string): RegisteredResource => {
+  const resource = run.resources.find((r) => r.name === name);
+  expect(resource, name).toBeDefined();
+  return resource!;
+};
+
+describe("removal", () => {
+  it("gives the teardown alone a delete, with triggers that never change, so it is updated, never replaced", () => {
+    const withDelete = commands(primary).filter((r) => typeof r.inputs.delete === "string");
+    expect(withDelete.map((r) => r.name)).toEqual(["primary-teardown"]);
+    const teardown = named(primary, "primary-teardown");
+    expect(teardown.inputs.triggers).toEqual([]);
+    expect(teardown.inputs.create).toBe(":");
+    expect(teardown.inputs.update).toBe(":");
+    expect((teardown.inputs.connection as { hostKey?: string }).hostKey).toMatch(/^ssh-ed25519 /);
+    expect(teardown.secretInputs).toContain("connection");
+  });
+
+  it("stops and disables every unit of ours, shreds the secret files, removes the DKIM key, keeps the spool", () => {
+    const remove = named(primary, "primary-teardown").inputs.delete as string;
+    for (const unit of ["postfix", "brightchain-lookup", "brightchain-inbound", "opendkim", "dovecot"])
+      expect(remove).toContain(unit);
+    expect(remove).toMatch(/systemctl disable --now "\$unit"/);
+    expect(remove).toMatch(/shred -u "\$f"/);
+    expect(remove).toContain("/etc/dkim/default.private");
+    expect(remove).toContain("certbot delete --non-interactive --cert-name mail.brightchain.org");
+    expect(remove).not.toMatch(/rm -[a-z]*r/);
+  });
+
+  it("follows the plan: another spam engine's units and files are in its delete (its triggers, [], never change)", () => {
+    const files = (node: GatewayNode) => hostFiles(node, exampleSecrets);
+    const withRspamd: GatewayNode = { ...examplePrimary, spam: { ...examplePrimary.spam, engine: "rspamd" } };
+    const spamassassin = hostTeardown(examplePrimary, files(examplePrimary));
+    const rspamd = hostTeardown(withRspamd, files(withRspamd));
+    expect(spamassassin).toMatch(/\bspamd\b/);
+    expect(spamassassin).not.toMatch(/\brspamd\b/);
+    expect(rspamd).toMatch(/\brspamd\b/);
+  });
+});
+
+describe("drift: the HostState resource", () => {
+  it("is registered after the verification, with the connection, the hashes and the repair steps secret", () => {
+    const names = primary.resources.map((r) => r.name);
+    const hostState = named(primary, "primary-host-state");
+    expect(hostState.type).toBe("pulumi-nodejs:dynamic/brightchain:HostState");
+    expect(names.indexOf("primary-host-state")).toBeGreaterThan(names.indexOf("primary-verify"));
+    expect(hostState.secretInputs).toEqual(expect.arrayContaining(["connection", "stdin", "steps"]));
+    expect(hostState.secretInputs).not.toContain("checks");
+    expect((hostState.inputs.connection as { hostKey?: string }).hostKey).toMatch(/^ssh-ed25519 /);
+    // A serialized provider travels with it: what Pulumi's dynamic provider host runs.
+    expect(typeof hostState.inputs.__provider).toBe("string");
+  });
+
+  it("wants exactly what the plan deployed, check by check", () => {
+    const state = named(primary, "primary-host-state").inputs.state as Record<string, string>;
+    expect(state["file /etc/postfix/main.cf"]).toBe("content as deployed, 0644 root:root");
+    expect(state["service brightchain-lookup"]).toBe("enabled, active");
+    expect(state["dkim key /etc/dkim/default.private"]).toBe("present, 0600 opendkim:opendkim");
+  });
+
+  it("publishes the DKIM record from the host state, so a key a repair generates again is published", () => {
+    const dkim = named(primary, "primary-dns-dkim");
+    expect(String(dkim.inputs.content)).toContain("p=");
+  });
+});
