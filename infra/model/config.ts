@@ -71,7 +71,7 @@ export const GATEWAY_CONFIG_KEYS = Object.fromEntries(
 /** Shown instead of an unknown key's value. */
 export const UNKNOWN_KEY_VALUE = "(value not shown)";
 /** Shown instead of a secret's value. */
-export const SECRET_VALUE = "(secret)";
+const SECRET_VALUE = "(secret)";
 
 /** Levenshtein distance, for "the closest key" in an unknown-key error. */
 function editDistance(a: string, b: string): number {
