@@ -519,7 +519,7 @@ export const gatewayEntries = {
       ),
     ),
     "domain",
-    "file registry only: addresses in gateway:domain the deploy writes into the registry file on every node, relays included",
+    "file registry only: addresses in gateway:domain the deploy writes into the registry file on every node, relays included (a relay checks recipients against its own copy while the primary is down)",
     "none: the registry file is yours to maintain on every node",
   ),
   nodeUrl: describe(opt(url(["http:", "https:"])), "domain", "BrightChain node API URL", "absent: the embedded local store"),
@@ -538,10 +538,18 @@ export const gatewayEntries = {
     "`<spoolDir>/store`",
   ),
   // Per node: in Pulumi.<stack>.yaml.
-  role: describe(oneOf(["primary", "relay"] as const), "node", "primary or relay"),
+  role: describe(
+    oneOf(["primary", "relay"] as const),
+    "node",
+    "what this node is: the primary (MX 10; SPF, DMARC and DKIM; submission on 587) or a relay (backup MX)",
+  ),
   hostname: describe(hostname(), "node", "this node's host name, listed in gateway:fleet; its addresses come from there"),
   os: describe(opt(os, DEFAULT_OS_RELEASE), "node", "the host's exact release (a bare debian, ubuntu or rhel is refused)"),
-  spamEngine: describe(opt(oneOf(["spamassassin", "rspamd", "none"] as const), "spamassassin"), "node", "spam filter"),
+  spamEngine: describe(
+    opt(oneOf(["spamassassin", "rspamd", "none"] as const), "spamassassin"),
+    "node",
+    "the spam filter that scores mail at SMTP time",
+  ),
   dropTransport: describe(
     opt(oneOf(["virtual", "pipe"] as const), "virtual"),
     "node",
