@@ -4,7 +4,7 @@
 // Exit: 0 accepted; 1 permanently refused (5xx, login refused, no STARTTLS); 75 still failing after the
 // retries (EX_TEMPFAIL); 64 bad usage; 78 bad GATEWAY_* variable. The server's text is always printed.
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { FlagError, parseCommandLine } from "../../shared/cli-flags";
 import { ConfigError, loadSendConfig } from "../src/config";
 import { SubmissionError, sendViaSubmission, type OutgoingMessage } from "../src/outbound/submission-client";
 
@@ -27,18 +27,15 @@ function readStdin(): Buffer {
 async function main(): Promise<void> {
   let args;
   try {
-    args = parseArgs({
-      options: {
-        from: { type: "string" },
-        to: { type: "string", multiple: true },
-        subject: { type: "string" },
-        file: { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
+    args = parseCommandLine(process.argv.slice(2), {
+      from: { type: "string" },
+      to: { type: "string", multiple: true },
+      subject: { type: "string" },
+      file: { type: "string" },
     }).values;
   } catch (error) {
-    fail(EX_USAGE, `${(error as Error).message}\n${USAGE}`);
+    if (error instanceof FlagError) fail(EX_USAGE, `${error.message}\n${USAGE}`);
+    throw error;
   }
   const to = (args.to ?? [])
     .flatMap((t) => t.split(","))

@@ -5,7 +5,7 @@
 //                                                       its bytes no longer match their SHA3-512)
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { parseArgs } from "node:util";
+import { FlagError, parseCommandLine } from "../../shared/cli-flags";
 import { ConfigError, loadStoreConfig } from "../src/config";
 import { objectPath, readStoreIndex, type StoreIndexEntry } from "../src/store/content-addressed-store";
 
@@ -35,18 +35,15 @@ function row(entry: StoreIndexEntry): string {
 async function main(): Promise<void> {
   let parsed;
   try {
-    parsed = parseArgs({
-      options: {
-        recipient: { type: "string" },
-        folder: { type: "string" },
-        json: { type: "boolean" },
-        store: { type: "string" },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
+    // Two positionals: the sub-command and its operand (show's SHA3).
+    parsed = parseCommandLine(
+      process.argv.slice(2),
+      { recipient: { type: "string" }, folder: { type: "string" }, json: { type: "boolean" }, store: { type: "string" } },
+      2,
+    );
   } catch (error) {
-    fail(EX_USAGE, `${(error as Error).message}\n${USAGE}`);
+    if (error instanceof FlagError) fail(EX_USAGE, `${error.message}\n${USAGE}`);
+    throw error;
   }
   const { values, positionals } = parsed;
   let storeDir: string;

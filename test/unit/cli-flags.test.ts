@@ -1,8 +1,12 @@
-// Every verb's flags go through one parser (infra/cli/verb.ts parseFlags: node:util parseArgs, strict), so a bad
-// flag reads the same and exits 2 whichever verb it was given to. The dispatcher is called in-process.
+// Every CLI's flags go through one parser (shared/cli-flags.ts: node:util parseArgs, strict), so a bad flag reads
+// the same whichever `gateway` verb (exit 2) or runtime command (exit 64) it was given to. The dispatcher is
+// called in-process; the runtime's commands run as processes.
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../../infra/cli/dispatch";
 import { parseFlags, UsageError } from "../../infra/cli/verb";
+import { FlagError, parseCommandLine } from "../../shared/cli-flags";
 
 async function gateway(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
@@ -57,5 +61,29 @@ describe("parseFlags", () => {
   ])("refuses %j: %s", (args, message) => {
     expect(() => parseFlags(args, options)).toThrow(UsageError);
     expect(() => parseFlags(args, options)).toThrow(message);
+  });
+});
+
+describe("the runtime's commands", () => {
+  it.each([
+    ["brightchain-send", "--from, --to, --subject, --file"],
+    ["brightchain-store", "--recipient, --folder, --json, --store"],
+  ])("%s: an unknown flag exits 64 in the same words, with the usage", (command, accepted) => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", join(__dirname, `../../runtime/bin/${command}.ts`), "--bogus"], {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH },
+    });
+    expect(run.status).toBe(64);
+    expect(run.stderr).toMatch(new RegExp(`^${command}: unknown flag --bogus; accepted flags: ${accepted}\\nusage: ${command} `));
+  });
+
+  it("a command's operands are positionals, up to the number it takes", () => {
+    const options = { json: { type: "boolean" } } as const;
+    expect(parseCommandLine(["show", "abcdef12", "--json"], options, 2)).toEqual({
+      values: { json: true },
+      positionals: ["show", "abcdef12"],
+    });
+    expect(() => parseCommandLine(["show", "a", "b"], options, 2)).toThrow(FlagError);
+    expect(() => parseCommandLine(["show", "a", "b"], options, 2)).toThrow('unexpected argument "b"; accepted flags: --json');
   });
 });
