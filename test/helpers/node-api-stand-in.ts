@@ -79,6 +79,8 @@ function withResolvableRefs(value: unknown): unknown {
 export interface NodeApiRequest {
   operationId: string;
   method: string;
+  /** The request target as sent: path and query, percent-encoded. */
+  url: string;
   /** Decoded path parameters, query parameters and headers, by name. */
   path: Record<string, string>;
   query: Record<string, string>;
@@ -178,6 +180,7 @@ export class StandInNode {
     const request: NodeApiRequest = {
       operationId: operation.operationId,
       method: match.route.method,
+      url: req.url ?? "",
       path: Object.fromEntries(match.route.names.map((name, i) => [name, decodeURIComponent(match.groups![i + 1]!)])),
       query: Object.fromEntries(url.searchParams),
       headers: Object.fromEntries(

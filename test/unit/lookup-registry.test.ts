@@ -1,38 +1,40 @@
-// The node-API registry behind the socketmap, against a real local HTTP server speaking the documented contract:
-// GET <url>/recipients/<address> → 200 {"address": …} | 404; anything else or no answer in time → TEMP.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+// The node-API registry behind the socketmap, against a stand-in node that holds every request and answer to
+// docs/node-api.openapi.yaml: GET <url>/recipients/<address> → 200 {"address": …} | 404; anything else or no
+// answer in time → TEMP.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { HttpRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
+import { StandInNode, type NodeApiAnswer } from "../helpers/node-api-stand-in";
 
 describe("HttpRegistry through the lookup service", () => {
-  let server: Server;
+  let node: StandInNode;
   let baseUrl: string;
-  const requests: string[] = [];
-  /** What the fake node answers, by address; missing = 404. */
-  let behaviour: Record<string, (respond: (status: number, body?: string) => void) => void> = {};
+  let requests: string[] = [];
+  /** What the stand-in node answers, by address; missing = 404. */
+  let behaviour: Record<string, () => NodeApiAnswer | Promise<NodeApiAnswer>> = {};
+  const user = (address: string): NodeApiAnswer => ({
+    status: 200,
+    contentType: "application/json",
+    body: JSON.stringify({ address }),
+  });
 
   beforeAll(async () => {
-    server = createServer((request, response) => {
-      requests.push(request.url ?? "");
-      const address = decodeURIComponent((request.url ?? "").replace(/^\/api\/recipients\//, ""));
-      const respond = (status: number, body = "") => response.writeHead(status, { "content-type": "application/json" }).end(body);
-      const handler = behaviour[address];
-      if (handler === undefined) respond(404, '{"error":"no such recipient"}');
-      else handler(respond);
-    });
-    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
+    node = await StandInNode.start(
+      (request) => {
+        requests.push(request.url);
+        const answer = behaviour[request.path.address ?? ""];
+        return answer === undefined ? { status: 404 } : answer();
+      },
+      { basePath: "/api" },
+    );
+    baseUrl = node.url;
   });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((done) => server.close(done));
-  });
+  afterAll(() => node.close());
   beforeEach(() => {
-    requests.length = 0;
+    requests = [];
     behaviour = {};
   });
+  afterEach(() => expect(node.violations.splice(0)).toEqual([]));
 
   // Generous deadlines unless a test is about the deadline: a loaded CI machine must not turn answers into TEMP.
   const lookupService = (cacheTtlSeconds: number, timeoutMs = 5_000, maxCacheEntries?: number) =>
@@ -44,7 +46,7 @@ describe("HttpRegistry through the lookup service", () => {
     });
 
   it("answers OK with the node's canonical address and caches the positive answer", async () => {
-    behaviour["alice@brightchain.org"] = (respond) => respond(200, '{"address":"Alice@BrightChain.org"}');
+    behaviour["alice@brightchain.org"] = () => user("Alice@BrightChain.org");
     const service = lookupService(300);
     expect(await service.answer("virtual ALICE@brightchain.org")).toEqual({ status: "OK", value: "alice@brightchain.org" });
     expect(await service.answer("virtual alice@brightchain.org")).toEqual({ status: "OK", value: "alice@brightchain.org" });
@@ -52,7 +54,7 @@ describe("HttpRegistry through the lookup service", () => {
   });
 
   it("does not cache when the TTL is 0", async () => {
-    behaviour["alice@brightchain.org"] = (respond) => respond(200, '{"address":"alice@brightchain.org"}');
+    behaviour["alice@brightchain.org"] = () => user("alice@brightchain.org");
     const service = lookupService(0);
     await service.answer("virtual alice@brightchain.org");
     await service.answer("virtual alice@brightchain.org");
@@ -67,7 +69,7 @@ describe("HttpRegistry through the lookup service", () => {
   });
 
   it("resolves a +tag key by asking for the full address, then the address without its extension", async () => {
-    behaviour["bob@brightchain.org"] = (respond) => respond(200, '{"address":"bob@brightchain.org"}');
+    behaviour["bob@brightchain.org"] = () => user("bob@brightchain.org");
     expect(await lookupService(300).answer("virtual bob+news@brightchain.org")).toEqual({
       status: "OK",
       value: "bob@brightchain.org",
@@ -76,10 +78,10 @@ describe("HttpRegistry through the lookup service", () => {
   });
 
   it("answers TEMP for a server error, a malformed 200 and a node slower than its deadline", async () => {
-    behaviour["err@brightchain.org"] = (respond) => respond(503, "busy");
-    behaviour["junk@brightchain.org"] = (respond) => respond(200, "not json");
-    behaviour["slow@brightchain.org"] = (respond) =>
-      setTimeout(() => respond(200, '{"address":"slow@brightchain.org"}'), 2_000).unref();
+    behaviour["err@brightchain.org"] = () => ({ status: 503 });
+    behaviour["junk@brightchain.org"] = () => ({ status: 200, contentType: "application/json", body: "not json" });
+    behaviour["slow@brightchain.org"] = () =>
+      new Promise((resolve) => setTimeout(() => resolve(user("slow@brightchain.org")), 2_000).unref());
     const service = lookupService(300);
     expect(await service.answer("virtual err@brightchain.org")).toEqual({
       status: "TEMP",
@@ -89,6 +91,8 @@ describe("HttpRegistry through the lookup service", () => {
       status: "TEMP",
       reason: 'recipient registry failed: registry answered 200 without a valid "address"',
     });
+    // The document calls such an answer temporary; the stand-in records that it broke the schema.
+    expect(node.violations.splice(0)).toEqual(["GET /api/recipients/junk%40brightchain.org: answer 200 body is not JSON"]);
     expect(await lookupService(300, 150).answer("virtual slow@brightchain.org")).toEqual({
       status: "TEMP",
       reason: "recipient registry failed: registry did not answer within 150 ms",
@@ -96,7 +100,7 @@ describe("HttpRegistry through the lookup service", () => {
   });
 
   it("asks the node again once a cached answer is older than the TTL", async () => {
-    behaviour["alice@brightchain.org"] = (respond) => respond(200, '{"address":"alice@brightchain.org"}');
+    behaviour["alice@brightchain.org"] = () => user("alice@brightchain.org");
     // Only Date is faked: the HTTP client and the server keep their real timers.
     vi.useFakeTimers({ toFake: ["Date"] });
     try {
@@ -114,20 +118,18 @@ describe("HttpRegistry through the lookup service", () => {
   });
 
   it("keeps at most maxCacheEntries answers, dropping the oldest first", async () => {
-    for (const user of ["a", "b", "c"]) {
-      behaviour[`${user}@brightchain.org`] = (respond) => respond(200, `{"address":"${user}@brightchain.org"}`);
-    }
+    for (const name of ["a", "b", "c"]) behaviour[`${name}@brightchain.org`] = () => user(`${name}@brightchain.org`);
     const service = lookupService(300, 5_000, 2);
-    for (const user of ["a", "b", "c", "b", "c"]) await service.answer(`virtual ${user}@brightchain.org`);
+    for (const name of ["a", "b", "c", "b", "c"]) await service.answer(`virtual ${name}@brightchain.org`);
     expect(requests).toHaveLength(3);
     await service.answer("virtual a@brightchain.org");
-    expect(requests).toEqual(["a", "b", "c", "a"].map((user) => `/api/recipients/${user}%40brightchain.org`));
+    expect(requests).toEqual(["a", "b", "c", "a"].map((name) => `/api/recipients/${name}%40brightchain.org`));
   });
 
   it("never asks the node about keys outside the served domains or malformed ones", async () => {
     // The node would say yes: only the served-domain check keeps these out.
     for (const address of ["alice@sub.brightchain.org", "alice@elsewhere.org", "alice@xbrightchain.org"]) {
-      behaviour[address] = (respond) => respond(200, `{"address":"${address}"}`);
+      behaviour[address] = () => user(address);
     }
     const service = lookupService(300);
     expect(await service.answer("virtual alice@sub.brightchain.org")).toEqual({ status: "NOTFOUND" });
