@@ -2,14 +2,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { StandInNode } from "../helpers/node-api-stand-in";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
 let buildDir: string;
@@ -19,7 +18,7 @@ let dropDir: string;
 let errorDir: string;
 let storeDir: string;
 const children: ChildProcess[] = [];
-const servers: Server[] = [];
+const nodes: StandInNode[] = [];
 
 beforeAll(async () => {
   buildDir = mkdtempSync(join(tmpdir(), "bc-inbound-build-"));
@@ -41,7 +40,7 @@ afterEach(async () => {
       await new Promise((resolve) => child.once("exit", resolve));
     }
   }
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+  for (const node of nodes.splice(0)) await node.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -171,33 +170,27 @@ describe("brightchain-inbound (built daemon, embedded store)", () => {
   });
 
   it("retries the node API after a 503 and delivers once when it answers 200", async () => {
-    const requests: { url: string; status: number; bytes: number }[] = [];
-    const server = createServer((req, res) => {
-      let bytes = 0;
-      req.on("data", (chunk: Buffer) => (bytes += chunk.length));
-      req.on("end", () => {
-        const status = requests.length === 0 ? 503 : 200;
-        requests.push({ url: req.url ?? "", status, bytes });
-        res.writeHead(status).end(status === 503 ? "warming up" : "stored");
-      });
-    });
-    servers.push(server);
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const port = (server.address() as AddressInfo).port;
+    // The stand-in holds the daemon's requests to docs/node-api.openapi.yaml.
+    const node = await StandInNode.start(
+      () => (node.requests.length === 1 ? { status: 503, body: "warming up" } : { status: 200, body: "stored" }),
+      { basePath: "/api" },
+    );
+    nodes.push(node);
 
     const text = dropMessageText({ recipient: "Alice@BrightChain.org", subject: "via api" });
     dropMessage(dropDir, "api", text);
-    const daemon = startDaemon({ GATEWAY_NODE_URL: `http://127.0.0.1:${port}/api/` });
+    const daemon = startDaemon({ GATEWAY_NODE_URL: `${node.url}/` });
     await waitUntil("new/ empty", newIsEmpty);
     daemon.child.kill("SIGTERM");
     expect(await daemon.exited).toBe(0);
 
     const sha3 = createHash("sha3-512").update(text).digest("hex");
     const url = `/api/messages/${sha3}?recipient=alice%40brightchain.org&folder=inbox`;
-    expect(requests).toEqual([
-      { url, status: 503, bytes: Buffer.byteLength(text) },
-      { url, status: 200, bytes: Buffer.byteLength(text) },
+    expect(node.requests.map((request) => ({ url: request.url, bytes: request.body.length }))).toEqual([
+      { url, bytes: Buffer.byteLength(text) },
+      { url, bytes: Buffer.byteLength(text) },
     ]);
+    expect(node.violations).toEqual([]);
     expect(daemon.stderr()).toContain("node answered 503: warming up");
     expect(readdirSync(join(dropDir, "cur"))).toEqual(["api:2,"]);
   });
