@@ -11,14 +11,13 @@
 //    paths and loopback port, TLS and milters off, no submission, the pipe's argv naming a temp copy of the
 //    rendered script.
 import { readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DropTransport, GatewayNode } from "../../infra/model/types";
 import { FileRegistry, HttpRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService } from "../../runtime/src/lookup/server";
 import { examplePrimary } from "../fixtures/nodes";
+import { StandInNode } from "../helpers/node-api-stand-in";
 import {
   defaultMessage,
   freePort,
@@ -201,12 +200,11 @@ describe.each<DropTransport>(["virtual", "pipe"])(
     });
 
     it("answers 451 while the node's registry API is slower than the lookup deadline", async () => {
-      const api = createServer((request, response) => {
-        // Never answers alice: the node is hung.
-        if (!request.url!.includes("alice")) response.writeHead(404).end();
-      });
-      await new Promise<void>((done) => api.listen(0, "127.0.0.1", done));
-      const slowRegistry = new HttpRegistry(`http://127.0.0.1:${(api.address() as AddressInfo).port}`, {
+      // Never answers alice: the node is hung. The stand-in holds the requests to docs/node-api.openapi.yaml.
+      const api = await StandInNode.start(({ path }) =>
+        path.address === "alice@brightchain.org" ? "no answer" : { status: 404 },
+      );
+      const slowRegistry = new HttpRegistry(api.url, {
         cacheTtlSeconds: 0,
         timeoutMs: 2_000,
       });
@@ -226,10 +224,10 @@ describe.each<DropTransport>(["virtual", "pipe"])(
       } finally {
         await lookup.close();
         slowRegistry.close();
-        api.closeAllConnections();
-        await new Promise((done) => api.close(done));
+        await api.close();
         await startLookup();
       }
+      expect(api.violations).toEqual([]);
     });
   },
 );
