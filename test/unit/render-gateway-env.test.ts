@@ -1,3 +1,7 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { gatewayEnvFiles, renderGatewayEnv, renderSendEnv } from "../../infra/render/gateway-env";
 import { runtimeUnitFiles } from "../../infra/render/systemd";
@@ -113,5 +117,27 @@ describe("gateway.env and brightchain-send.env renderers", () => {
     expect(() => renderGatewayEnv(node)).toThrow(/EMAIL_DOMAIN value "a\\nb" contains a line break/);
     const secrets = { ...exampleSecrets, submissionUsers: [{ username: "node", password: "pass\nword" }] };
     expect(() => renderSendEnv(examplePrimary, secrets)).toThrow(/GATEWAY_POSTFIX_PASS value \(secret\) contains a line break/);
+  });
+
+  it("a password survives as written, spaces at its ends included, for systemd and for sh alike", () => {
+    const password = ` it's "$HOME" \\ \`id\` `;
+    const secrets = { ...exampleSecrets, submissionUsers: [{ username: "brightchain-node", password }] };
+    const text = renderSendEnv(examplePrimary, secrets);
+    expect(loadSendConfig(parseEnvironmentFile(text)).postfixPass).toBe(password);
+    const dir = mkdtempSync(join(tmpdir(), "send-env-"));
+    try {
+      writeFileSync(join(dir, "brightchain-send.env"), text);
+      const sourced = spawnSync(
+        "sh",
+        ["-c", `set -a; . ${join(dir, "brightchain-send.env")}; printf %s "$GATEWAY_POSTFIX_PASS"`],
+        {
+          encoding: "utf8",
+          env: { PATH: process.env.PATH },
+        },
+      );
+      expect(sourced.stdout).toBe(password);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
