@@ -85,9 +85,8 @@ export function envFileVariables(node: GatewayNode, file: GatewayEnvFile, secret
   const values = modelValues(node, secrets);
   const variables: [GatewayEnvName, string][] = [];
   for (const name of GATEWAY_ENV_NAMES) {
-    const readers: readonly GatewayProgram[] = GATEWAY_ENV[name].readers;
-    if (envFileOf(name) !== file || !readers.some((reader) => programs.includes(reader))) continue;
     const variable: GatewayEnvVariable = GATEWAY_ENV[name];
+    if (envFileOf(name) !== file || !variable.readers.some((reader) => programs.includes(reader))) continue;
     const value = values[name] ?? variable.default;
     if (value !== undefined) variables.push([name, value]);
   }
