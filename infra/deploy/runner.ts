@@ -237,7 +237,22 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         if (DYNAMIC.test(args.type)) {
           if (failure) throw new Error(`${args.name}: not run, an earlier step failed`);
           const started = Date.now();
-          const result = await applyDynamic(args.name, plain, previous?.outputs);
+          let result: Awaited<ReturnType<typeof applyDynamic>>;
+          try {
+            result = await applyDynamic(args.name, plain, previous?.outputs);
+          } catch (error) {
+            // A repair that failed, or a host that could not be read: reported like a failed step.
+            const host = (plain.connection as { host?: unknown } | undefined)?.host;
+            failure ??= {
+              host: typeof host === "string" ? host : "(unknown host)",
+              step: args.name,
+              command: "the host state's read, diff and repair",
+              exitCode: -1,
+              output: error instanceof Error ? error.message : String(error),
+            };
+            if (inFlight === 0) settle?.();
+            throw error;
+          }
           const finished = Date.now();
           const kept = Object.fromEntries(
             DYNAMIC_KEPT_OUTPUTS.filter((k) => k in result.outputs).map((k) => [k, result.outputs[k]]),

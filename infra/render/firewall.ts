@@ -62,6 +62,11 @@ function renderUfwScript(node: GatewayNode): string {
     "set -eu",
     "ufw default reject incoming",
     "ufw default allow outgoing",
+    // The firewall is managed: a rule without our comment (added by hand, or by a package) is drift and goes,
+    // highest number first so the numbers of the rules still to delete stay valid. ufw lists rules only while
+    // enabled, so a first run has nothing to remove.
+    `ufw status numbered | sed -n 's/^\\[ *\\([0-9][0-9]*\\)\\].*/\\1 &/p' | grep -v '# brightchain:' | cut -d' ' -f1 | sort -rn |`,
+    '  while read -r rule; do ufw --force delete "$rule" >/dev/null; done',
     `ufw allow ${SSH_PORT}/tcp comment 'brightchain: SSH administration'`,
     ...open.map((p) => `ufw allow ${ufwPort(p.port)}/tcp comment 'brightchain: ${p.why}'`),
     ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(

@@ -114,6 +114,16 @@ describe("ufw script in a network namespace", () => {
     expect(applyUfw(examplePrimary)).toBe(before);
   });
 
+  it("removes a rule added by hand: the firewall is managed, and drift repair is running the script again", async () => {
+    // Not the `allow 80/tcp` the script deletes by name when 80 is not needed: only the sweep removes this one.
+    inNamespace("ufw allow from 10.0.0.0/8 to any port 80 proto tcp >/dev/null");
+    expect((await reachable())[80]).toBe("open");
+    applyUfw(examplePrimary);
+    const repaired = await reachable();
+    expect([repaired[80], repaired[22], repaired[25], repaired[587]]).toEqual(["refused", "open", "open", "open"]);
+    expect(inNamespace("ufw show added")).not.toMatch(/ 80 /);
+  });
+
   it("http-01 opens 80; turning the node into a relay closes 587 and 80 again", async () => {
     applyUfw({ ...examplePrimary, tls: { ...examplePrimary.tls, challenge: "http-01" } });
     expect((await reachable())[80]).toBe("open");

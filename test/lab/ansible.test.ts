@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stackDrift } from "../../infra/cli/drift";
 import type { RenderManifest } from "../../infra/cli/render";
 import { labHostSpec, type LabHostName } from "../../infra/lab/constants";
 import { labDown, labUp } from "../../infra/lab/lab";
@@ -162,6 +163,14 @@ describe("ansible-playbook on fresh lab hosts, against the Pulumi program's comm
     expect(await hostManifest("mail", manifests.primary!, Object.keys(runtimeShas))).toEqual(byAnsible.primary);
     expect(await on("mail", "postconf -h smtpd_banner")).not.toContain("hand edited");
   });
+
+  it.each(STACKS)(
+    "leaves $stack as the drift check expects it: gateway drift finds nothing on the playbook's node",
+    async ({ stack }) => {
+      const drift = await stackDrift({ stack, projectDir: project, runtimeDist: dist, lab: true });
+      expect(drift.drifts).toEqual([]);
+    },
+  );
 });
 
 describe("mail end to end on the nodes the playbook deployed", () => {
