@@ -4,7 +4,15 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, chmodSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { gatewayPlaybook, renderInventory, renderPlaybookYaml, sourcePath, type InventoryConnection } from "../ansible";
-import { parseGatewayConfig, parseSshConnection, readStackConfigFiles } from "../model/config";
+import { knownHostsLine } from "../deploy/ssh";
+import {
+  GatewayConfigError,
+  HOST_KEY_HOWTO,
+  parseGatewayConfig,
+  parseSshConnection,
+  readStackConfigFiles,
+  type SshConnection,
+} from "../model/config";
 import { MissingRuntimeBuildError, readRuntimeArtifacts } from "../plan/artifacts";
 import type { RuntimeArtifact } from "../plan";
 import { renderStack, SECRET_ENVIRONMENT } from "./render";
@@ -21,6 +29,7 @@ reloads and restarts each file asks for. A second run reports changed=0; --check
 
   DIR/playbook.yml    one play for the node's hostname
   DIR/inventory.ini   the node, reached as the stack's gateway:ssh says (or the flags below)
+  DIR/known_hosts     the stack's pinned gateway:ssh.hostKey, which the inventory makes the only key accepted
   DIR/files/…         every host file at its host path, byte-identical to \`gateway render\`, and the runtime
   DIR/manifest.json   as \`gateway render\` writes it (compare it with a host or another engine)
   DIR/dns.zone        the DNS records this stack owns (Ansible does not publish them)
@@ -36,7 +45,8 @@ Flags:
   --port N              SSH port (default: gateway:ssh.port, else 22)
   --user NAME           SSH login (default: gateway:ssh.user, else root; anyone else uses sudo)
   --key FILE            SSH private key file (default: the SSH agent / ~/.ssh)
-  --known-hosts FILE    known_hosts to verify the host against, strictly
+  --known-hosts FILE    known_hosts to verify the host against, strictly (default: DIR/known_hosts, written
+                        from gateway:ssh.hostKey; without either the playbook is not written)
   --runtime-dist DIR    the built runtime (*.cjs) to install (default: $${RUNTIME_DIST_VARIABLE}, else
                         PROJECTDIR/runtime/dist; build it with \`npm run build --workspace runtime\`)
 
@@ -53,6 +63,18 @@ function portFlag(value: string): number {
   if (!/^\d+$/.test(value) || port < 1 || port > 65535)
     throw new UsageError(`--port ${JSON.stringify(value)} is invalid; expected a TCP port 1–65535`);
   return port;
+}
+
+/**
+ * Without --known-hosts, the stack's pinned host key (gateway:ssh.hostKey) in DIR/known_hosts: Ansible then
+ * refuses any other key, as `pulumi up` does. Without either, whoever answers on the address would get root.
+ */
+function pinnedKnownHosts(out: string, flags: Partial<InventoryConnection>, ssh: SshConnection): string {
+  if (ssh.hostKey === undefined) throw new GatewayConfigError("gateway:ssh.hostKey", undefined, HOST_KEY_HOWTO);
+  const file = path.join(out, "known_hosts");
+  const line = knownHostsLine({ host: flags.host ?? ssh.host, port: flags.port ?? ssh.port, hostKey: ssh.hostKey });
+  writeFileSync(file, line, { mode: 0o644 });
+  return file;
 }
 
 export interface PlaybookResult {
@@ -125,7 +147,7 @@ export function writePlaybook(
       port: options.connection.port ?? ssh.port,
       user: options.connection.user ?? ssh.user,
       ...(options.connection.privateKeyFile !== undefined ? { privateKeyFile: options.connection.privateKeyFile } : {}),
-      ...(options.connection.knownHostsFile !== undefined ? { knownHostsFile: options.connection.knownHostsFile } : {}),
+      knownHostsFile: options.connection.knownHostsFile ?? pinnedKnownHosts(out, options.connection, ssh),
     }),
   );
   return {

@@ -116,6 +116,16 @@ describe("gateway playbook", () => {
     expect(inventory).toContain("UserKnownHostsFile=/srv/lab/known_hosts");
   });
 
+  it("pins the stack's gateway:ssh.hostKey by default: DIR/known_hosts holds it, the inventory checks strictly against it", () => {
+    const out = freshOut();
+    expect(gateway(["playbook", "--stack", "relay", "--out", out]).code).toBe(0);
+    const knownHosts = readFileSync(path.join(out, "known_hosts"), "utf8");
+    expect(knownHosts).toMatch(/^203\.0\.113\.20 ssh-ed25519 AAAA[A-Za-z0-9+/]+=*\n$/);
+    expect(readFileSync(path.join(out, "inventory.ini"), "utf8")).toContain(
+      `ansible_ssh_common_args="-o UserKnownHostsFile=${path.join(out, "known_hosts")} -o StrictHostKeyChecking=yes"`,
+    );
+  });
+
   it("without the secrets, writes no secret file and says which variable each one needs", () => {
     const out = freshOut();
     const run = gateway(["playbook", "--stack", "primary", "--out", out]);
