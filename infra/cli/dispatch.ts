@@ -1,6 +1,7 @@
 // `gateway <verb> …`: one table of verbs, so adding a verb is one import and one line here.
 import { GatewayConfigError } from "../model/config";
 import { labDeployVerb } from "./deploy";
+import { doctorVerb } from "./doctor";
 import { driftVerb } from "./drift";
 import { labVerb } from "./lab";
 import { playbookVerb } from "./playbook";
@@ -10,6 +11,7 @@ import { UsageError, type CliIo, type CliVerb } from "./verb";
 const verbs: Record<string, CliVerb> = {
   render: renderVerb,
   drift: driftVerb,
+  doctor: doctorVerb,
   playbook: playbookVerb,
   "lab-deploy": labDeployVerb,
   lab: labVerb,

@@ -1,0 +1,154 @@
+// Checks only the node itself can answer, run over SSH with the stack's pinned host key (--on-host): the DKIM
+// key the host signs with (so the published p= is compared with it), the lookup service answering Postfix's own
+// socketmap client, and whether mail is piling up in Postfix's queue or the drop Maildir.
+import { dkimRecordText } from "../render/dns";
+import { shellQuote } from "../plan/shell";
+import type { GatewayNode } from "../model/types";
+import type { CheckResult, HostCommand } from "./types";
+
+/** More queued messages than this is a backlog worth a look (a relay holding mail for a down primary, a flood). */
+export const QUEUE_WARN_COUNT = 100;
+/** The inbound processor hands a message off within seconds; one waiting longer than this is stuck. */
+export const DROP_WARN_AGE_SECONDS = 600;
+
+export type HostKeyResult = { kind: "key"; recordText: string } | { kind: "check"; check: CheckResult };
+
+/** The DKIM public key file opendkim-genkey wrote on the host, as the TXT text the zone must serve. */
+export async function hostDkimKey(node: GatewayNode, run: HostCommand): Promise<HostKeyResult> {
+  const file = `${node.dkim.keyDir}/${node.dkim.selector}.txt`;
+  const subject = `DKIM key ${file}`;
+  const result = await run(`cat ${shellQuote(file)}`);
+  if (result.exitCode !== 0) {
+    return {
+      kind: "check",
+      check: {
+        group: "host",
+        subject,
+        status: "fail",
+        detail: `cannot read it (exit ${result.exitCode}): ${result.stderr.trim()}`,
+        fix: `\`pulumi up\` generates the key on ${node.host.hostname}; see docs/deploy.md`,
+      },
+    };
+  }
+  try {
+    return { kind: "key", recordText: dkimRecordText(result.stdout) };
+  } catch (error) {
+    return {
+      kind: "check",
+      check: {
+        group: "host",
+        subject,
+        status: "fail",
+        detail: (error as Error).message,
+        fix: "regenerate the key with opendkim-genkey",
+      },
+    };
+  }
+}
+
+/**
+ * `postmap -q` against the socketmap, as smtpd asks it at RCPT: exit 0 found, exit 1 with nothing on stderr not
+ * found (both an answer), anything else the service did not answer and every RCPT gets 451.
+ */
+export async function lookupProbeCheck(node: GatewayNode, run: HostCommand): Promise<CheckResult> {
+  const address =
+    (node.lookup.registry.kind === "file" ? node.lookup.registry.addresses?.[0] : undefined) ?? `postmaster@${node.domain}`;
+  const map = `socketmap:inet:127.0.0.1:${node.lookup.port}:virtual`;
+  const subject = `lookup 127.0.0.1:${node.lookup.port}`;
+  const result = await run(`postmap -q ${shellQuote(address)} ${shellQuote(map)}`);
+  const stderr = result.stderr.trim();
+  if (result.exitCode === 0) return { group: "host", subject, status: "ok", detail: `${address} → ${result.stdout.trim()}` };
+  if (result.exitCode === 1 && stderr === "") {
+    return { group: "host", subject, status: "ok", detail: `answered: ${address} is not a recipient` };
+  }
+  return {
+    group: "host",
+    subject,
+    status: "fail",
+    detail: `no answer for ${address} (exit ${result.exitCode}): ${stderr || "nothing on stderr"}; Postfix answers 451 to every RCPT`,
+    fix: `\`systemctl status brightchain-lookup\` and \`journalctl -u brightchain-lookup\` on ${node.host.hostname}; docs/runtime.md`,
+  };
+}
+
+interface QueueEntry {
+  queue_name?: string;
+  arrival_time?: number;
+}
+
+/** Postfix's queue (`postqueue -j`): how many messages, how many deferred, the oldest. */
+export async function queueCheck(node: GatewayNode, run: HostCommand, now: Date): Promise<CheckResult> {
+  const subject = "postfix queue";
+  const result = await run("postqueue -j");
+  if (result.exitCode !== 0) {
+    return {
+      group: "host",
+      subject,
+      status: "fail",
+      detail: `postqueue -j failed (exit ${result.exitCode}): ${result.stderr.trim()}`,
+      fix: `is Postfix running on ${node.host.hostname}? \`systemctl status postfix\``,
+    };
+  }
+  const entries = result.stdout
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as QueueEntry);
+  const deferred = entries.filter((e) => e.queue_name === "deferred").length;
+  const oldest = Math.min(...entries.map((e) => e.arrival_time ?? Infinity));
+  const age = Number.isFinite(oldest) ? `, oldest ${Math.round((now.getTime() / 1000 - oldest) / 60)} min` : "";
+  const detail = `${entries.length} queued, ${deferred} deferred${age}`;
+  if (entries.length < QUEUE_WARN_COUNT) return { group: "host", subject, status: "ok", detail };
+  return {
+    group: "host",
+    subject,
+    status: "warn",
+    detail,
+    fix:
+      node.role === "relay"
+        ? `a backup MX holds mail while ${node.relay?.forwardTo ?? "the primary"} is unreachable: check the primary; \`postqueue -p\` on ${node.host.hostname} says why`
+        : `\`postqueue -p\` on ${node.host.hostname} says why messages wait`,
+  };
+}
+
+/** The drop Maildir's new/ (what the inbound processor has not handed off yet) and errors/ (what it gave up on). */
+export async function dropBacklogCheck(node: GatewayNode, run: HostCommand, now: Date): Promise<CheckResult> {
+  const subject = `drop ${node.drop.mailDropDir}/new`;
+  const newDir = `${node.drop.mailDropDir}/new`;
+  const script = [
+    `find ${shellQuote(newDir)} -maxdepth 1 -type f ! -name '.*' -printf '%T@\\n'`,
+    `echo errors $(find ${shellQuote(node.drop.errorDir)} -type f | wc -l)`,
+  ].join(" && ");
+  const result = await run(script);
+  if (result.exitCode !== 0) {
+    return {
+      group: "host",
+      subject,
+      status: "fail",
+      detail: `cannot list it (exit ${result.exitCode}): ${result.stderr.trim()}`,
+      fix: "`pulumi up` creates the spool tree; `gateway drift` names what differs",
+    };
+  }
+  const lines = result.stdout.trim().split("\n");
+  const errors = Number(/^errors (\d+)$/.exec(lines.pop() ?? "")?.[1] ?? 0);
+  const times = lines.filter((l) => l !== "").map(Number);
+  const oldestSeconds = times.length > 0 ? Math.round(now.getTime() / 1000 - Math.min(...times)) : 0;
+  const detail = `${times.length} waiting${times.length > 0 ? `, oldest ${oldestSeconds} s` : ""}; ${errors} in ${node.drop.errorDir}`;
+  if (oldestSeconds > DROP_WARN_AGE_SECONDS) {
+    return {
+      group: "host",
+      subject,
+      status: "fail",
+      detail,
+      fix: `the inbound processor is not handing mail off: \`systemctl status brightchain-inbound\`, \`journalctl -u brightchain-inbound\` on ${node.host.hostname}`,
+    };
+  }
+  if (errors > 0) {
+    return {
+      group: "host",
+      subject,
+      status: "warn",
+      detail,
+      fix: `each file in ${node.drop.errorDir} has a journal line saying why; fix the cause and move it back into ${newDir} (docs/runtime.md)`,
+    };
+  }
+  return { group: "host", subject, status: "ok", detail };
+}

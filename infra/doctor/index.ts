@@ -1,0 +1,170 @@
+// `gateway doctor`: what is wrong with a deployed node, seen from outside as a sending server sees it (DNS, PTR,
+// STARTTLS, the TLS floor, open relay, ports that must be closed) and, with an SSH connection, from the host
+// itself. Every check is a function over injected lookups and probes (types.ts); this file picks the node's
+// checks, and runDoctor wires them to the stack's configuration and the real network.
+import { isIP } from "node:net";
+import type { RemoteConnection } from "../deploy/ssh";
+import { runRemote } from "../deploy/ssh";
+import { GatewayConfigError, parseGatewayStack, readStackConfigFiles, type FlatConfig } from "../model/config";
+import type { GatewayNode } from "../model/types";
+import { shellQuote } from "../plan/shell";
+import { dnsRecords } from "../render/dns";
+import { dkimPresenceCheck, ptrChecks, recordChecks } from "./dns";
+import { dropBacklogCheck, hostDkimKey, lookupProbeCheck, queueCheck } from "./host";
+import { doctorNetwork } from "./network";
+import type { DoctorReport } from "./report";
+import { dnsLookup } from "./resolver";
+import { closedPortChecks, openRelayCheck, starttlsChecks, tlsFloorCheck } from "./service";
+import type { CheckResult, DnsLookup, DoctorNetwork, HostCommand } from "./types";
+
+export { formatReport, reportExitCode, reportJson, type DoctorReport } from "./report";
+export { parseResolverAddress } from "./resolver";
+export { ResolverUnreachableError, type CheckResult, type DnsLookup, type DoctorNetwork, type HostCommand } from "./types";
+
+export interface NodeProbes {
+  lookup: DnsLookup;
+  network: DoctorNetwork;
+  /** Runs a command on the node as root; absent: the host checks are skipped. */
+  host?: HostCommand;
+  /** Addresses the network checks connect to: the node's own (ipv4, ipv6) unless the lab's are given. */
+  addresses: string[];
+  /** 25 and 587 unless a test runs Postfix elsewhere. */
+  ports: { smtp: number; submission: number };
+  /** How the stack republishes its records, for the DNS fixes. */
+  publishHint: string;
+  now: Date;
+}
+
+/** The network cannot reach the address at all (no IPv6 route here): its checks would all fail for that reason alone. */
+const NO_ROUTE = /ENETUNREACH|EADDRNOTAVAIL|EAFNOSUPPORT/;
+
+/** Every check for `node`, in the table's order: DNS, PTR, then per address TLS, relay, ports, then the host. */
+export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const context = { publishHint: probes.publishHint };
+  const ownsDkim = node.role === "primary";
+  let dkimKey: string | undefined;
+  if (probes.host && ownsDkim) {
+    const key = await hostDkimKey(node, probes.host);
+    if (key.kind === "key") dkimKey = key.recordText;
+    else results.push(key.check);
+  }
+  results.push(...(await recordChecks(node, dnsRecords(node, dkimKey), probes.lookup, context)));
+  if (ownsDkim && dkimKey === undefined) results.push(await dkimPresenceCheck(node, probes.lookup, context));
+  results.push(...(await ptrChecks(node, probes.lookup)));
+
+  for (const address of probes.addresses) {
+    const smtp = { address, port: probes.ports.smtp };
+    const reach = await probes.network.connect(smtp);
+    if (reach.kind === "closed" && NO_ROUTE.test(reach.reason)) {
+      results.push({
+        group: "tls",
+        subject: `reach ${address}`,
+        status: "warn",
+        detail: `no route from this machine (${reach.reason}): TLS, relay and port checks skipped for this address`,
+        fix: "run doctor from a machine with a route to this address (IPv6), or give the address to use with --address",
+      });
+      continue;
+    }
+    results.push(...(await starttlsChecks(node, smtp, probes.network, probes.now)));
+    results.push(await tlsFloorCheck(node, smtp, probes.network));
+    if (node.submission?.enabled) {
+      const submission = { address, port: probes.ports.submission };
+      results.push(...(await starttlsChecks(node, submission, probes.network, probes.now)));
+      results.push(await tlsFloorCheck(node, submission, probes.network));
+    }
+    results.push(await openRelayCheck(node, smtp, probes.network));
+    results.push(...(await closedPortChecks(node, address, probes.network)));
+  }
+
+  if (probes.host) {
+    results.push(await lookupProbeCheck(node, probes.host));
+    results.push(await queueCheck(node, probes.host, probes.now));
+    if (node.role === "primary") results.push(await dropBacklogCheck(node, probes.host, probes.now));
+  }
+  return results;
+}
+
+export interface DoctorOptions {
+  stack: string;
+  /** Folder holding Pulumi.yaml and Pulumi.<stack>.yaml. */
+  projectDir: string;
+  /** Laid over the stack files' values (the lab's addresses: labStackConfig(…).overrides). */
+  configOverrides?: FlatConfig;
+  /** Name servers to ask, `IP` or `IP:PORT` (parseResolverAddress); the system's when empty. */
+  resolvers?: string[];
+  /** Host name → the addresses to connect to instead of its configured ones (a lab, a NAT). */
+  addresses?: Record<string, string[]>;
+  /** Runs the host checks over this connection (its hostKey pinned); `true`: the stack's gateway:ssh. */
+  ssh?: RemoteConnection | true;
+  /** With `ssh: true`: the SSH private key (default: the configuration's, else the SSH agent). */
+  privateKey?: string;
+  /** PEM certificates trusted besides the public roots (the lab's ACME CA). */
+  extraCa?: string[];
+  /** Replace the real resolver or network (tests). */
+  lookup?: DnsLookup;
+  network?: DoctorNetwork;
+  now?: Date;
+}
+
+/** A HostCommand over SSH: the pinned host key only, sudo when the login is not root (as `gateway drift`). */
+export function sshHostCommand(connection: RemoteConnection): HostCommand {
+  return (script) =>
+    runRemote(
+      connection,
+      connection.user === undefined || connection.user === "root" ? script : `sudo -n sh -c ${shellQuote(script)}`,
+      {
+        timeoutMs: 60_000,
+      },
+    );
+}
+
+/** The stack's node doctored: configuration from the stack files, the real resolver and network unless injected. */
+export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
+  const { values } = readStackConfigFiles(options.projectDir, options.stack);
+  const flat = { ...values, ...options.configOverrides };
+  const { node, ssh } = parseGatewayStack(flat);
+  const fleet = new Set(node.fleet.map((h) => h.hostname));
+  for (const [host, addresses] of Object.entries(options.addresses ?? {})) {
+    if (!fleet.has(host)) {
+      throw new GatewayConfigError(
+        "--address",
+        `${host}=${addresses.join(",")}`,
+        `a host of gateway:fleet (${[...fleet].join(", ")})`,
+      );
+    }
+    const bad = addresses.find((a) => isIP(a) === 0);
+    if (bad !== undefined) throw new GatewayConfigError("--address", `${host}=${bad}`, "HOST=IP with an IPv4 or IPv6 address");
+  }
+  let host: HostCommand | undefined;
+  if (options.ssh === true) {
+    if (ssh.hostKey === undefined) {
+      throw new GatewayConfigError(
+        "gateway:ssh.hostKey",
+        undefined,
+        "the host's public key: --on-host never connects to an unpinned host",
+      );
+    }
+    const privateKey = options.privateKey ?? ssh.privateKey;
+    host = sshHostCommand({
+      host: ssh.host,
+      port: ssh.port,
+      user: ssh.user,
+      hostKey: ssh.hostKey,
+      ...(privateKey ? { privateKey } : {}),
+    });
+  } else if (options.ssh !== undefined) {
+    host = sshHostCommand(options.ssh);
+  }
+  const own = node.host;
+  const checks = await doctorNode(node, {
+    lookup: options.lookup ?? dnsLookup(options.resolvers ?? []),
+    network: options.network ?? doctorNetwork({ ...(options.extraCa ? { extraCa: options.extraCa } : {}) }),
+    ...(host ? { host } : {}),
+    addresses: options.addresses?.[own.hostname] ?? [own.ipv4, ...(own.ipv6 ? [own.ipv6] : [])],
+    ports: { smtp: 25, submission: 587 },
+    publishHint: `\`pulumi up --stack ${options.stack}\` publishes it`,
+    now: options.now ?? new Date(),
+  });
+  return { stack: options.stack, host: own.hostname, checks };
+}

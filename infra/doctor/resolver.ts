@@ -1,0 +1,79 @@
+// node:dns answers as doctor's checks read them: one canonical text per record, so a check compares what the
+// renderer's DnsRecord says with what the world serves without knowing each type's answer shape. Any name
+// server can be asked (`--resolver`), so doctor runs against the lab's resolver as against the public one.
+import { Resolver } from "node:dns/promises";
+import { isIP } from "node:net";
+import { ResolverUnreachableError, type DnsLookup } from "./types";
+
+/** Answer codes that mean "there is no such record", as opposed to "could not find out". */
+const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
+/** Answer codes that mean no server answered at all. */
+const UNREACHABLE = new Set(["ECONNREFUSED", "ETIMEOUT", "ETIMEDOUT", "EREFUSED"]);
+
+const withoutDot = (name: string): string => name.replace(/\.$/, "").toLowerCase();
+
+/**
+ * `IP` or `IP:PORT` (`[IPv6]:PORT`) as node:dns's setServers takes it; throws naming the value and what is accepted.
+ */
+export function parseResolverAddress(value: string): string {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(value);
+  const hostPort = /^([^:]+):(\d+)$/.exec(value);
+  const [host, port] = bracketed ? [bracketed[1]!, bracketed[2]] : hostPort ? [hostPort[1]!, hostPort[2]] : [value, undefined];
+  const portNumber = port === undefined ? 53 : Number(port);
+  if (isIP(host) === 0 || !Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+    throw new Error(
+      `--resolver ${JSON.stringify(value)} is not a name server address; accepted: IP, IP:PORT or [IPv6]:PORT, e.g. 192.0.2.53 or 127.0.0.1:5353`,
+    );
+  }
+  return isIP(host) === 6 ? `[${host}]:${portNumber}` : `${host}:${portNumber}`;
+}
+
+type CaaAnswer = { critical: number } & Record<string, string | number>;
+
+/** A resolver at `servers` (the system's when empty), answering every type doctor compares in canonical text. */
+export function dnsLookup(servers: string[] = [], options: { timeoutMs?: number } = {}): DnsLookup {
+  const resolver = new Resolver({ timeout: options.timeoutMs ?? 3_000, tries: 2 });
+  if (servers.length > 0) resolver.setServers(servers);
+  const described = servers.length > 0 ? servers.join(", ") : `the system's name servers (${resolver.getServers().join(", ")})`;
+
+  const answer = async (name: string, type: string): Promise<string[]> => {
+    switch (type) {
+      case "A":
+        return resolver.resolve4(name);
+      case "AAAA":
+        return resolver.resolve6(name);
+      case "MX":
+        return (await resolver.resolveMx(name)).map((mx) => `${mx.priority} ${withoutDot(mx.exchange)}`);
+      case "TXT":
+        // A long TXT record (a 2048-bit DKIM key) arrives as several character-strings: one text, concatenated.
+        return (await resolver.resolveTxt(name)).map((strings) => strings.join(""));
+      case "PTR":
+        return (await resolver.resolvePtr(name)).map(withoutDot);
+      case "NS":
+        return (await resolver.resolveNs(name)).map(withoutDot);
+      case "CAA":
+        return (await resolver.resolveCaa(name)).map((caa) => {
+          const { critical, ...rest } = caa as unknown as CaaAnswer;
+          const [tag, value] = Object.entries(rest)[0] ?? ["", ""];
+          return `${critical} ${tag} "${String(value)}"`;
+        });
+      default: {
+        const records = (await resolver.resolve(name, type as "A")) as unknown[];
+        return records.map((r) => (typeof r === "string" ? r : JSON.stringify(r)));
+      }
+    }
+  };
+
+  return async (name, type) => {
+    try {
+      return await answer(name, type);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "";
+      if (NO_RECORDS.has(code)) return [];
+      if (UNREACHABLE.has(code)) {
+        throw new ResolverUnreachableError(`no answer from ${described} for ${type} ${name} (${code})`);
+      }
+      throw new Error(`${type} ${name}: ${code || (error as Error).message}`);
+    }
+  };
+}

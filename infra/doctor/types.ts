@@ -1,0 +1,95 @@
+// What every doctor check returns, and the functions checks are given to look at the world: DNS answers, SMTP
+// and TLS probes, and a command on the host. Checks are pure over these, so each is unit-tested with fakes.
+
+export type CheckStatus = "ok" | "fail" | "warn";
+
+/** The part of the gateway a check looks at; the table groups by it. */
+export type CheckGroup = "dns" | "ptr" | "tls" | "ports" | "relay" | "host";
+
+export interface CheckResult {
+  group: CheckGroup;
+  /** What was checked, short: `MX brightchain.org`, `STARTTLS 203.0.113.10:25 chain`. */
+  subject: string;
+  status: CheckStatus;
+  /** What was seen. */
+  detail: string;
+  /** For fail and warn: what to do about it. */
+  fix?: string;
+}
+
+/**
+ * The records of `type` at `name` in a canonical text form (see resolver.ts): [] when the name or the type has
+ * none. Throws for anything else (SERVFAIL, a timeout); ResolverUnreachableError when no server answers at all.
+ */
+export type DnsLookup = (name: string, type: string) => Promise<string[]>;
+
+/** No configured name server answered: doctor cannot run (exit 2), rather than reporting every record missing. */
+export class ResolverUnreachableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ResolverUnreachableError";
+  }
+}
+
+export interface SmtpTarget {
+  /** The address connected to. */
+  address: string;
+  port: number;
+}
+
+export interface CertificateSummary {
+  subject: string;
+  issuer: string;
+  /** DNS names the certificate is valid for: its subjectAltName DNS entries (its CN when it has none). */
+  names: string[];
+  validTo: Date;
+}
+
+export type TlsHandshake =
+  /** Completed: the negotiated protocol, and whether the chain verified against the trusted roots. */
+  | {
+      kind: "handshake";
+      protocol: string;
+      authorized: boolean;
+      authorizationError?: string;
+      /** Leaf first. */
+      chain: CertificateSummary[];
+    }
+  /** The server answered the ClientHello with an alert: it refuses what was offered. */
+  | { kind: "refused-by-server"; reason: string }
+  /** This machine's TLS library would not offer the versions asked for: proves nothing about the server. */
+  | { kind: "refused-by-client"; reason: string }
+  /** The SMTP server does not advertise STARTTLS, or refused the command. */
+  | { kind: "no-starttls"; reason: string }
+  /** Could not connect, or the connection broke. */
+  | { kind: "failed"; reason: string };
+
+export interface TlsVersionRange {
+  minVersion: "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";
+  maxVersion: "TLSv1" | "TLSv1.1" | "TLSv1.2" | "TLSv1.3";
+}
+
+export interface SmtpReplySummary {
+  code: number;
+  text: string;
+}
+
+/** The relay probe's transcript: it stops after RCPT (QUIT before DATA), so nothing is ever sent on. */
+export type RelayTranscript =
+  | { kind: "transcript"; greeting: SmtpReplySummary; mail: SmtpReplySummary; rcpt?: SmtpReplySummary }
+  | { kind: "failed"; reason: string };
+
+/** `open`: a TCP connection was accepted. Anything else is the reason it was not (ECONNREFUSED, a timeout …). */
+export type PortState = { kind: "open" } | { kind: "closed"; reason: string };
+
+/** The network probes checks use; network.ts has the real ones. */
+export interface DoctorNetwork {
+  /** EHLO, STARTTLS, then a TLS handshake offering `versions` (the library's defaults when undefined). */
+  starttls(target: SmtpTarget, servername: string, versions?: TlsVersionRange): Promise<TlsHandshake>;
+  /** EHLO, MAIL FROM:<sender>, RCPT TO:<recipient>, QUIT. */
+  relayProbe(target: SmtpTarget, sender: string, recipient: string): Promise<RelayTranscript>;
+  connect(target: SmtpTarget): Promise<PortState>;
+}
+
+/** One shell command on the node as root (over SSH with the stack's pinned host key): its exit code and output. */
+export type HostCommand = (script: string) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
