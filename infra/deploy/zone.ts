@@ -2,9 +2,9 @@
 // the lab's DNS server serves. Each stack owns some of the zone's records (the primary its MX 10, SPF, DMARC,
 // DKIM; a relay its MX 20 and A), so the zone is the union of every deployed stack's records.
 import type { DnsRecord, DnsRecordType } from "../model/types";
-import { renderZoneFile } from "../render/dns";
+import { caaContent, caaFields, renderZoneFile } from "../render/dns";
 
-const RECORD_TYPES: readonly DnsRecordType[] = ["A", "AAAA", "MX", "TXT"];
+const RECORD_TYPES: readonly DnsRecordType[] = ["A", "AAAA", "MX", "TXT", "CAA"];
 
 /** The lab DNS server's own name in every SOA/NS it serves (the lab's default zones use the same). */
 export const LAB_NAMESERVER = "ns.lab.test";
@@ -32,6 +32,15 @@ export function txtFromCloudflareContent(content: string): string {
   return strings.join("");
 }
 
+/** GatewayDns gives Cloudflare a CAA record as `data` {flags, tag, value}; the zone file wants its presentation form. */
+function caaFromCloudflareData(resource: string, data: unknown): string {
+  const { flags, tag, value } = (data ?? {}) as Record<string, unknown>;
+  if (typeof flags !== "number" || typeof tag !== "string" || typeof value !== "string")
+    throw new Error(`${resource}: CAA data is ${JSON.stringify(data)}; accepted: {flags: 0-255, tag, value}`);
+  // Through caaFields, so a value the zone file could not hold is refused here, not by the DNS server.
+  return caaContent(caaFields(caaContent({ flags, tag, value })));
+}
+
 /** A cloudflare.DnsRecord's inputs as the record the renderers know, named for the error a bad one gives. */
 export function dnsRecordFromCloudflareInputs(resource: string, inputs: Record<string, unknown>): DnsRecord {
   const type = inputs.type;
@@ -41,7 +50,7 @@ export function dnsRecordFromCloudflareInputs(resource: string, inputs: Record<s
   const name = inputs.name;
   if (typeof name !== "string" || name === "")
     throw new Error(`${resource}: name is ${JSON.stringify(name)}; accepted: a fully qualified name`);
-  const content = inputs.content;
+  const content = type === "CAA" && inputs.data !== undefined ? caaFromCloudflareData(resource, inputs.data) : inputs.content;
   if (typeof content !== "string" || content === "")
     throw new Error(`${resource}: content is ${JSON.stringify(content)}; accepted: the record's value`);
   const ttl = typeof inputs.ttl === "number" ? inputs.ttl : 1;

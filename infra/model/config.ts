@@ -107,6 +107,9 @@ function unknownKeyProblem(key: string): ConfigProblem {
 const STRUCTURED_ACCEPTED: Record<(typeof STRUCTURED_KEYS)[number], string> = {
   fleet: 'a list of {hostname, ipv4, ipv6?}, e.g. [{"hostname":"mail.brightchain.org","ipv4":"203.0.113.10"}]',
   dmarc: '{"policy":"none|quarantine|reject","rua":["mailto:…"],"pct":100}',
+  mtaSts: '{"mode":"testing|enforce|none","maxAge":604800}',
+  tlsRpt: '{"rua":["mailto:tls-reports@brightchain.org"]}',
+  caa: '{"issuer":"letsencrypt.org","accountUri":"https://…/acme/acct/…","iodef":"mailto:…"}',
   mynetworks: 'a list of networks in Postfix syntax, e.g. ["127.0.0.0/8","[::1]/128"]',
   recipients: 'a list of addresses in gateway:domain, e.g. ["alice@brightchain.org"]',
   ssh: '{"host":"203.0.113.10","user":"root","port":22,"hostKey":"ssh-ed25519 …"}',

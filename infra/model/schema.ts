@@ -298,6 +298,67 @@ const dmarc = object(
   '{"policy":"none|quarantine|reject","rua":["mailto:…"],"pct":100}',
 );
 
+/**
+ * A report address for TLS-RPT or a CA's iodef: mailto: or https:. Commas and semicolons separate URIs and tags
+ * in those records, and a double quote would end a CAA value: an address holding one would change the record.
+ */
+const REPORT_URI_ACCEPTED = 'a mailto: or https:// URI such as mailto:tls-reports@brightchain.org, without , ; or "';
+const reportUri = leaf(
+  REPORT_URI_ACCEPTED,
+  (s) => !/[,;"]/.test(s) && (s.startsWith("mailto:") ? EMAIL.test(s.slice("mailto:".length)) : isUrl(s, ["https:"])),
+  (s) => s,
+  { type: "string", pattern: '^(mailto:[^,;"\\s]+@[a-z0-9.-]+|https://[^,;"\\s]+)$' },
+);
+
+const mtaSts = object(
+  {
+    // testing first: failures are reported (TLS-RPT) while mail still flows, until the reports are clean.
+    mode: v.optional(oneOf(["testing", "enforce", "none"] as const), "testing"),
+    // RFC 8461 caps max_age at 31557600 (a year); a week is what its examples and large senders use.
+    maxAge: v.optional(integer(86_400, 31_557_600, "seconds from 86400 (a day) to 31557600 (a year)"), "604800"),
+  },
+  '{"mode":"testing|enforce|none","maxAge":604800}',
+);
+
+const tlsRpt = object(
+  {
+    rua: v.optional(
+      v.pipe(
+        v.unknown(),
+        v.transform((value) => (typeof value === "string" ? [value] : value)),
+        v.array(reportUri, "a list of mailto: or https:// URIs"),
+        v.metadata({
+          json: { type: ["array", "string"], items: { type: "string", pattern: "^(mailto:|https://)" } },
+        } satisfies FieldMetadata),
+      ),
+      [],
+    ),
+  },
+  '{"rua":["mailto:tls-reports@brightchain.org"]}',
+);
+
+const caa = object(
+  {
+    issuer: v.optional(hostname("the CA's issuer domain name from its CPS, lower case, such as letsencrypt.org or sectigo.com")),
+    // A double quote or semicolon would end the CAA value or add a parameter to it.
+    accountUri: v.optional(
+      leaf(
+        "the https:// URL of your ACME account, such as https://acme-v02.api.letsencrypt.org/acme/acct/123456789",
+        (s) => isUrl(s, ["https:"]) && !/[;"]/.test(s),
+        (s) => s,
+        { type: "string", pattern: '^https://[^;"\\s]+$' },
+      ),
+    ),
+    iodef: v.optional(reportUri),
+  },
+  '{"issuer":"letsencrypt.org","accountUri":"https://…/acme/acct/…","iodef":"mailto:…"}',
+);
+
+/** Let's Encrypt's production and staging ACME servers both check CAA for the issuer name letsencrypt.org. */
+function isLetsEncrypt(acmeServer: string): boolean {
+  return new URL(acmeServer).hostname.endsWith(".api.letsencrypt.org");
+}
+
 const HOST_KEY_TYPES = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"] as const;
 
 /** How to get a host key without trusting the network that carries it; shown whenever one is missing or wrong. */
@@ -439,6 +500,24 @@ export const gatewayEntries = {
     "domain",
     "{policy: none|quarantine|reject, rua: [mailto:…], pct: 0–100}",
     "`{policy: none, rua: [], pct: 100}`",
+  ),
+  mtaSts: describe(
+    opt(mtaSts, {}),
+    "domain",
+    "{mode: testing|enforce|none, maxAge: seconds}: the MTA-STS policy the primary's stack serves from a Cloudflare Worker at `mta-sts.<domain>` (docs/mta-sts.md)",
+    "`{mode: testing, maxAge: 604800}`",
+  ),
+  tlsRpt: describe(
+    opt(tlsRpt, {}),
+    "domain",
+    "{rua: [mailto:… or https://…]}: where senders send TLS-RPT reports of failed TLS deliveries; no record without one",
+    "`{rua: []}`: no TLS-RPT record",
+  ),
+  caa: describe(
+    opt(caa, {}),
+    "domain",
+    "{issuer, accountUri?, iodef?}: CAA on each node's name: the one CA (and with accountUri the one ACME account) allowed to issue for it, and where the CA reports a refused request",
+    "issuer `letsencrypt.org` when gateway:acmeServer is Let's Encrypt's; otherwise none and no CAA record",
   ),
   dkimSelector: describe(
     opt(
@@ -604,6 +683,9 @@ export const SECRET_KEYS: readonly GatewayConfigKey[] = ["sshPrivateKey", "submi
 export const STRUCTURED_KEYS = [
   "fleet",
   "dmarc",
+  "mtaSts",
+  "tlsRpt",
+  "caa",
   "mynetworks",
   "recipients",
   "ssh",
@@ -653,6 +735,15 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
       "a whole score such as 10 with gateway:spamEngine spamassassin (spamass-milter -r takes an integer)",
       "spamDefiniteScore",
     );
+
+  // An accounturi from another ACME server names no account the configured one knows: every issuance would fail.
+  // Checked only where a CAA record is published (the CA is known): with another ACME server and no
+  // gateway:caa.issuer (the lab's pebble) there is none, and the domain-wide caa keys are left unused.
+  if (ok("caa", "acmeServer") && c.caa.accountUri !== undefined && (c.caa.issuer !== undefined || isLetsEncrypt(c.acmeServer))) {
+    const server = new URL(c.acmeServer).origin;
+    if (new URL(c.caa.accountUri).origin !== server)
+      problem(`an account URL on the ACME server gateway:acmeServer (${server}/…)`, "caa", "accountUri");
+  }
 
   if (ok("role", "submission") && c.role === "relay" && c.submission === true)
     problem("false (or unset) on a relay: submission on 587 is served by the primary only", "submission");
@@ -750,6 +841,17 @@ function toStack(c: Entries): GatewayStack {
   if (c.nodeUrl !== undefined) node.runtime.nodeUrl = c.nodeUrl.replace(/\/+$/, "");
   if (c.role === "primary") node.submission = { enabled: c.submission ?? true, saslBackend: "dovecot" };
   else node.relay = { forwardTo: c.primaryHostname, queueLifetime: c.relayQueueLifetime };
+  // The domain-wide mail security records are the primary stack's, like SPF and DMARC.
+  if (c.role === "primary") {
+    node.mtaSts = { mode: c.mtaSts.mode, maxAgeSeconds: c.mtaSts.maxAge };
+    if (c.tlsRpt.rua.length > 0) node.tlsRpt = { rua: c.tlsRpt.rua };
+    const issuer = c.caa.issuer ?? (isLetsEncrypt(c.acmeServer) ? "letsencrypt.org" : undefined);
+    if (issuer !== undefined) {
+      node.caa = { issuer };
+      if (c.caa.accountUri !== undefined) node.caa.accountUri = c.caa.accountUri;
+      if (c.caa.iodef !== undefined) node.caa.iodef = c.caa.iodef;
+    }
+  }
 
   const secrets: GatewaySecrets = { submissionUsers: c.submissionUsers };
   if (c.certbotCloudflareToken !== undefined) secrets.certbotCloudflareToken = c.certbotCloudflareToken;

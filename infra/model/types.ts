@@ -16,6 +16,11 @@ export type SpamEngine = "spamassassin" | "rspamd" | "none";
 export type DropTransport = "virtual" | "pipe";
 export type AcmeChallenge = "dns-01" | "http-01";
 export type DmarcPolicy = "none" | "quarantine" | "reject";
+/**
+ * RFC 8461 policy modes: `testing` reports failures (TLS-RPT) but delivers anyway; `enforce` makes a compliant
+ * sender defer rather than deliver without a validated TLS connection to a listed MX; `none` withdraws a policy.
+ */
+export type MtaStsMode = "testing" | "enforce" | "none";
 
 export interface GatewayHost {
   /** Fully qualified host name of this node, e.g. mail.brightchain.org. Also its MX target. */
@@ -82,6 +87,26 @@ export interface TlsSettings {
   keyFile: string;
 }
 
+export interface MtaStsSettings {
+  mode: MtaStsMode;
+  /** Seconds a sender caches the policy (RFC 8461 caps it at 31557600). */
+  maxAgeSeconds: number;
+}
+
+export interface TlsRptSettings {
+  /** mailto: or https: URIs that receive RFC 8460 aggregate TLS reports. */
+  rua: string[];
+}
+
+export interface CaaSettings {
+  /** The CA's issuer domain name the CAA `issue` property names, e.g. letsencrypt.org. */
+  issuer: string;
+  /** RFC 8657 accounturi: only this ACME account may obtain certificates for the nodes' names. */
+  accountUri?: string;
+  /** Where a CA reports a refused request (RFC 8659 iodef): a mailto: or https: URI. */
+  iodef?: string;
+}
+
 export type RecipientRegistry =
   | {
       kind: "file";
@@ -145,6 +170,12 @@ export interface GatewayNode {
   submission?: SubmissionSettings;
   /** Present on relays only. */
   relay?: RelaySettings;
+  /** Present on the primary only: its stack publishes the domain's MTA-STS policy, record and Worker. */
+  mtaSts?: MtaStsSettings;
+  /** Present on the primary when gateway:tlsRpt lists a report URI: a TLS-RPT record without one says nothing. */
+  tlsRpt?: TlsRptSettings;
+  /** Present on the primary when the issuing CA is known (Let's Encrypt's ACME server, or gateway:caa.issuer). */
+  caa?: CaaSettings;
   /** message_size_limit and GATEWAY_MAX_MESSAGE_SIZE, bytes (guide: 26214400). */
   maxMessageSize: number;
   /** Networks Postfix trusts to relay without auth: loopback only by default. */
@@ -175,13 +206,16 @@ export interface HostFile {
   notify: string[];
 }
 
-export type DnsRecordType = "A" | "AAAA" | "MX" | "TXT";
+export type DnsRecordType = "A" | "AAAA" | "MX" | "TXT" | "CAA";
 
 export interface DnsRecord {
   /** Fully qualified owner name, no trailing dot: brightchain.org, _dmarc.brightchain.org. */
   name: string;
   type: DnsRecordType;
-  /** A/AAAA: address; MX: target host; TXT: the text, unquoted (renderers split/quote as the target needs). */
+  /**
+   * A/AAAA: address; MX: target host; TXT: the text, unquoted (renderers split/quote as the target needs);
+   * CAA: the presentation form `0 issue "letsencrypt.org"`, as dig prints it.
+   */
   content: string;
   /** MX only. */
   priority?: number;

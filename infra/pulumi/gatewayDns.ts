@@ -1,10 +1,13 @@
-// GatewayDns: one cloudflare.DnsRecord per record dnsRecords() says this stack owns. No DNS knowledge here
-// beyond how Cloudflare wants a record written.
+// GatewayDns: one cloudflare.DnsRecord per record dnsRecords() says this stack owns, and on the primary the
+// Worker serving the MTA-STS policy those records announce. No DNS knowledge here beyond how Cloudflare wants a
+// record written.
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import type { DnsRecord, GatewayNode } from "../model/types";
-import { dnsRecords, txtCharacterStrings } from "../render/dns";
+import { caaFields, dnsRecords, txtCharacterStrings, type CaaFields } from "../render/dns";
+import { mtaStsPolicyText } from "../render/mta-sts";
 import { pathSlug } from "../plan/shell";
+import { MtaStsWorker } from "./mtaStsWorker";
 
 export interface GatewayDnsArgs {
   node: GatewayNode;
@@ -36,9 +39,18 @@ export function cloudflareContent(record: DnsRecord): string {
     .join(" ");
 }
 
-/** Stable child name: a record's identity is its type and owner name (a stack owns one MX, one SPF …). */
-export function recordResourceName(record: Pick<DnsRecord, "type" | "name">): string {
-  return `${record.type.toLowerCase()}-${pathSlug(record.name)}`;
+/** Cloudflare takes a CAA record as its fields, not as text; every other type has none. */
+export function cloudflareData(record: DnsRecord): CaaFields | undefined {
+  return record.type === "CAA" ? caaFields(record.content) : undefined;
+}
+
+/**
+ * Stable child name: a record's identity is its type and owner name (a stack owns one MX, one SPF …), and for
+ * CAA its tag as well (a name holds an `issue` and an `iodef` record).
+ */
+export function recordResourceName(record: Pick<DnsRecord, "type" | "name" | "content">): string {
+  const tag = record.type === "CAA" ? `${caaFields(record.content).tag}-` : "";
+  return `${record.type.toLowerCase()}-${tag}${pathSlug(record.name)}`;
 }
 
 function recordArgs(zoneId: pulumi.Input<string>, record: pulumi.Output<DnsRecord>): cloudflare.DnsRecordArgs {
@@ -46,7 +58,8 @@ function recordArgs(zoneId: pulumi.Input<string>, record: pulumi.Output<DnsRecor
     zoneId,
     name: record.name,
     type: record.type,
-    content: record.apply(cloudflareContent),
+    content: record.apply((r) => (r.type === "CAA" ? undefined : cloudflareContent(r))),
+    data: record.apply(cloudflareData),
     ttl: record.ttl,
     priority: record.apply((r) => r.priority),
     comment: record.purpose.apply((p) => p.slice(0, 100)),
@@ -55,42 +68,76 @@ function recordArgs(zoneId: pulumi.Input<string>, record: pulumi.Output<DnsRecor
   };
 }
 
-const isAddress = (record: Pick<DnsRecord, "type">): boolean => record.type === "A" || record.type === "AAAA";
+/**
+ * What a certificate's issuance reads: the node's A/AAAA (an http-01 validation resolves them) and CAA (the CA
+ * checks it). Published first, so a CAA naming the wrong CA or account fails the deploy's certificate step
+ * instead of the renewal two months later.
+ */
+const beforeCertificate = (record: Pick<DnsRecord, "type">): boolean =>
+  record.type === "A" || record.type === "AAAA" || record.type === "CAA";
 
 /**
- * The stack's records in two phases, so Pulumi orders them against the host: the node's address records at
- * once (an http-01 certificate needs them: GatewayHost's certificate step waits for `addressRecords`), then
- * with `publishMailRecords` the MX, SPF, DMARC and DKIM records, after the node's verification passed.
+ * The stack's records in two phases, so Pulumi orders them against the host: the records a certificate needs at
+ * once (GatewayHost's certificate step waits for `addressRecords`), then with `publishMailRecords` the MX, SPF,
+ * DMARC, DKIM, MTA-STS and TLS-RPT records, after the node's verification passed.
  */
 export class GatewayDns extends pulumi.ComponentResource {
   readonly zoneId: pulumi.Output<string>;
   /** By child name (recordResourceName). */
   readonly records: Record<string, cloudflare.DnsRecord>;
-  /** The node's A/AAAA records: what an ACME http-01 validation resolves. */
+  /** The records the certificate step waits for: the node's A/AAAA and (primary) the fleet's CAA. */
   readonly addressRecords: cloudflare.DnsRecord[];
+  /** The Worker serving the MTA-STS policy; undefined when this stack publishes none (relays). */
+  mtaStsWorker?: MtaStsWorker;
   /** What was published, as data: name, type, content, priority. */
   published: pulumi.Output<DnsRecord[]>;
   /** The DKIM record built from the key read back from the host; undefined when this stack owns none. */
   dkimRecord?: pulumi.Output<DnsRecord>;
   private readonly node: GatewayNode;
   private readonly componentName: string;
+  /** The zone's account, which owns Workers. */
+  private readonly accountId: pulumi.Output<string>;
 
   constructor(name: string, args: GatewayDnsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("brightchain:gateway:GatewayDns", name, {}, opts);
     this.node = args.node;
     this.componentName = name;
-    this.zoneId = cloudflare.getZoneOutput({ filter: { name: args.zoneName } }, { parent: this }).zoneId;
+    const zone = cloudflare.getZoneOutput({ filter: { name: args.zoneName } }, { parent: this });
+    this.zoneId = zone.zoneId;
+    this.accountId = zone.account.id;
     this.records = {};
-    const addresses = dnsRecords(args.node).filter(isAddress);
+    const addresses = dnsRecords(args.node).filter(beforeCertificate);
     this.addressRecords = addresses.map((record) => this.add(pulumi.output(record), recordResourceName(record), []));
     this.published = pulumi.output(addresses);
   }
 
-  /** MX (and on the primary SPF, DMARC, DKIM), each created only after `args.after`. Call once. */
+  /**
+   * MX (and on the primary SPF, DMARC, DKIM, MTA-STS, TLS-RPT), each created only after `args.after`; the
+   * MTA-STS record also after the Worker serving its policy, so its id never announces a policy not yet served.
+   * Call once.
+   */
   publishMailRecords(args: MailRecordsArgs): void {
     const fixed = dnsRecords(this.node);
-    for (const record of fixed.filter((r) => !isAddress(r)))
-      this.add(pulumi.output(record), recordResourceName(record), args.after);
+    if (this.node.mtaSts !== undefined) {
+      this.mtaStsWorker = new MtaStsWorker(
+        `${this.componentName}-mta-sts`,
+        {
+          accountId: this.accountId,
+          zoneId: this.zoneId,
+          domain: this.node.domain,
+          policy: mtaStsPolicyText(this.node.fleet, this.node.mtaSts),
+        },
+        { parent: this },
+      );
+    }
+    const mtaStsName = `_mta-sts.${this.node.domain}`;
+    for (const record of fixed.filter((r) => !beforeCertificate(r))) {
+      const after =
+        record.name === mtaStsName && this.mtaStsWorker
+          ? [...args.after, this.mtaStsWorker.script, this.mtaStsWorker.customDomain]
+          : args.after;
+      this.add(pulumi.output(record), recordResourceName(record), after);
+    }
     let published = pulumi.output(fixed);
     if (args.dkimRecordText !== undefined && this.node.role === "primary") {
       // The DKIM record is the one dnsRecords adds once it is given the key read back from the host. Its name

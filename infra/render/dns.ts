@@ -1,6 +1,8 @@
 // DNS records as data. Each stack owns a disjoint set, so two stacks never fight over a record at Cloudflare:
-// the primary owns its A/AAAA, MX 10 and the domain-wide SPF, DMARC and DKIM; each relay owns its A/AAAA and MX.
-import type { DnsRecord, GatewayNode, PtrExpectation } from "../model/types";
+// the primary owns its A/AAAA, MX 10 and the domain-wide SPF, DMARC, DKIM, MTA-STS, TLS-RPT and CAA; each relay
+// owns its A/AAAA and MX.
+import type { CaaSettings, DnsRecord, GatewayNode, PtrExpectation, TlsRptSettings } from "../model/types";
+import { mtaStsPolicyText, mtaStsRecordText } from "./mta-sts";
 
 /** One hour: long enough to cache, short enough that a re-addressed node is reachable the same day. */
 export const RECORD_TTL = 3600;
@@ -37,6 +39,55 @@ export function dkimRecordText(publicKey: string): string {
     );
   }
   return `v=DKIM1; h=sha256; k=rsa; p=${p}`;
+}
+
+export function tlsRptRecordText(settings: TlsRptSettings): string {
+  return `v=TLSRPTv1; rua=${settings.rua.join(",")}`;
+}
+
+/** A CAA record's three fields (RFC 8659), as Cloudflare's API takes them. */
+export interface CaaFields {
+  flags: number;
+  tag: string;
+  value: string;
+}
+
+/** The presentation form a zone file and dig use: `0 issue "letsencrypt.org"`. */
+export function caaContent(fields: CaaFields): string {
+  return `${fields.flags} ${fields.tag} "${fields.value}"`;
+}
+
+export function caaFields(content: string): CaaFields {
+  const match = /^(\d{1,3}) ([a-z0-9]+) "([^"]*)"$/i.exec(content);
+  if (!match || Number(match[1]) > 255)
+    throw new Error(`CAA content ${JSON.stringify(content)} is not accepted; accepted: <flags 0-255> <tag> "<value>"`);
+  return { flags: Number(match[1]), tag: match[2]!, value: match[3]! };
+}
+
+/**
+ * CAA on each node's own name, not the apex: a CA checks the name it issues for and then its parents, so an apex
+ * record would also bind every other certificate of the domain (the website's, Cloudflare's edge certificate for
+ * mta-sts.<domain>) to this one CA. Flags 0: a CA that does not know a property may still issue.
+ */
+export function caaRecordContents(settings: CaaSettings): string[] {
+  const issue = settings.accountUri === undefined ? settings.issuer : `${settings.issuer}; accounturi=${settings.accountUri}`;
+  const contents = [caaContent({ flags: 0, tag: "issue", value: issue })];
+  if (settings.iodef !== undefined) contents.push(caaContent({ flags: 0, tag: "iodef", value: settings.iodef }));
+  return contents;
+}
+
+function caaRecords(node: GatewayNode, settings: CaaSettings): DnsRecord[] {
+  return node.fleet.flatMap((host) =>
+    caaRecordContents(settings).map((content) => ({
+      name: host.hostname,
+      type: "CAA" as const,
+      content,
+      ttl: RECORD_TTL,
+      purpose: content.includes(" iodef ")
+        ? `CAA: where a CA reports a refused certificate request for ${host.hostname}.`
+        : `CAA: only ${settings.issuer}${settings.accountUri ? " (this ACME account)" : ""} may issue certificates for ${host.hostname}.`,
+    })),
+  );
 }
 
 function addressRecords(node: GatewayNode): DnsRecord[] {
@@ -93,6 +144,25 @@ export function dnsRecords(node: GatewayNode, dkimPublicKey?: string): DnsRecord
       purpose: `DMARC: what receivers do with mail failing SPF and DKIM alignment (p=${node.dmarc.policy}), and where reports go.`,
     },
   );
+  if (node.mtaSts !== undefined) {
+    records.push({
+      name: `_mta-sts.${node.domain}`,
+      type: "TXT",
+      content: mtaStsRecordText(mtaStsPolicyText(node.fleet, node.mtaSts)),
+      ttl: RECORD_TTL,
+      purpose: `MTA-STS (mode ${node.mtaSts.mode}): its id changes with the policy served at https://mta-sts.${node.domain}, so senders refetch it.`,
+    });
+  }
+  if (node.tlsRpt !== undefined) {
+    records.push({
+      name: `_smtp._tls.${node.domain}`,
+      type: "TXT",
+      content: tlsRptRecordText(node.tlsRpt),
+      ttl: RECORD_TTL,
+      purpose: "TLS-RPT: where senders report failed TLS (MTA-STS, DANE) deliveries to this domain.",
+    });
+  }
+  if (node.caa !== undefined) records.push(...caaRecords(node, node.caa));
   if (dkimPublicKey !== undefined) {
     records.push({
       name: `${node.dkim.selector}._domainkey.${node.domain}`,
@@ -186,6 +256,9 @@ export function renderZoneFile(origin: string, records: DnsRecord[], options: Zo
         break;
       case "MX":
         lines.push(`${head}\t${record.priority ?? 10}\t${record.content}.`);
+        break;
+      case "CAA":
+        lines.push(`${head}\t${record.content}`);
         break;
       case "TXT": {
         const strings = txtCharacterStrings(record.content).map(quoteTxt);

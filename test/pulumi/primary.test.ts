@@ -27,15 +27,21 @@ const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:inde
 const commands = () => run.resources.filter((r) => r.type === "command:remote:Command" && !r.name.endsWith("-teardown"));
 
 describe("primary stack: DNS at Cloudflare", () => {
-  it("publishes A, AAAA, MX 10, SPF, DMARC and DKIM in the zone looked up by name — and nothing else", () => {
+  it("publishes A, AAAA, MX 10, SPF, DMARC, DKIM, MTA-STS, TLS-RPT and CAA in the zone looked up by name — and nothing else", () => {
     const summary = dnsRecords()
       .map((r) => `${r.inputs.type} ${r.inputs.name}`)
       .sort();
     expect(summary).toEqual([
       "A mail.brightchain.org",
       "AAAA mail.brightchain.org",
+      "CAA mail.brightchain.org",
+      "CAA mail.brightchain.org",
+      "CAA mail2.brightchain.org",
+      "CAA mail2.brightchain.org",
       "MX brightchain.org",
       "TXT _dmarc.brightchain.org",
+      "TXT _mta-sts.brightchain.org",
+      "TXT _smtp._tls.brightchain.org",
       "TXT brightchain.org",
       "TXT default._domainkey.brightchain.org",
     ]);

@@ -541,6 +541,9 @@ function configFor(node: GatewayNode): FlatConfig {
   };
   if (node.relay) flat["gateway:relayQueueLifetime"] = node.relay.queueLifetime;
   if (node.submission) flat["gateway:submission"] = String(node.submission.enabled);
+  if (node.mtaSts) flat["gateway:mtaSts"] = JSON.stringify({ mode: node.mtaSts.mode, maxAge: node.mtaSts.maxAgeSeconds });
+  if (node.tlsRpt) flat["gateway:tlsRpt"] = JSON.stringify(node.tlsRpt);
+  if (node.caa) flat["gateway:caa"] = JSON.stringify(node.caa);
   if (node.runtime.nodeUrl) flat["gateway:nodeUrl"] = node.runtime.nodeUrl;
   if (node.lookup.registry.kind === "file" && node.lookup.registry.addresses) {
     flat["gateway:recipients"] = JSON.stringify(node.lookup.registry.addresses);

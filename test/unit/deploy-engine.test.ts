@@ -150,7 +150,7 @@ describe("deploy engine: the lab zone", () => {
     expect(txtFromCloudflareContent('"a\\"b" "c"')).toBe('a"bc');
     expect(() => txtFromCloudflareContent('"a" junk')).toThrow(/is not accepted/);
     expect(() => dnsRecordFromCloudflareInputs("primary-dns-x", { type: "CNAME", name: "a", content: "b" })).toThrow(
-      'primary-dns-x: type is "CNAME"; accepted: A, AAAA, MX, TXT',
+      'primary-dns-x: type is "CNAME"; accepted: A, AAAA, MX, TXT, CAA',
     );
   });
 

@@ -1,11 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
 import {
+  caaFields,
   dkimRecordText,
   dnsRecords,
   ipv6ReverseName,
@@ -13,6 +14,7 @@ import {
   renderZoneFile,
   txtCharacterStrings,
 } from "../../infra/render/dns";
+import { mtaStsPolicyText } from "../../infra/render/mta-sts";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 const publicKeyBase64 = (bits: number): string =>
@@ -26,7 +28,7 @@ const threeNodePrimary: GatewayNode = {
 };
 
 describe("records each stack owns", () => {
-  it("primary: its A/AAAA, MX 10, SPF, DMARC and (once known) DKIM", () => {
+  it("primary: its A/AAAA, MX 10, SPF, DMARC, MTA-STS, TLS-RPT, the fleet's CAA and (once known) DKIM", () => {
     const records = dnsRecords(examplePrimary, key2048);
     const summary = records.map(({ name, type, content, priority }) => ({
       name,
@@ -40,12 +42,87 @@ describe("records each stack owns", () => {
       { name: "brightchain.org", type: "MX", content: "mail.brightchain.org", priority: 10 },
       { name: "brightchain.org", type: "TXT", content: "v=spf1 ip4:203.0.113.10 ip6:20", priority: undefined },
       { name: "_dmarc.brightchain.org", type: "TXT", content: "v=DMARC1; p=quarantine; rua=ma", priority: undefined },
+      {
+        name: "_mta-sts.brightchain.org",
+        type: "TXT",
+        content: expect.stringMatching(/^v=STSv1; id=[0-9a-f]{18}$/),
+        priority: undefined,
+      },
+      { name: "_smtp._tls.brightchain.org", type: "TXT", content: "v=TLSRPTv1; rua=mailto:tls-rep", priority: undefined },
+      { name: "mail.brightchain.org", type: "CAA", content: '0 issue "letsencrypt.org"', priority: undefined },
+      { name: "mail.brightchain.org", type: "CAA", content: '0 iodef "mailto:security@brightchain.org"', priority: undefined },
+      { name: "mail2.brightchain.org", type: "CAA", content: '0 issue "letsencrypt.org"', priority: undefined },
+      { name: "mail2.brightchain.org", type: "CAA", content: '0 iodef "mailto:security@brightchain.org"', priority: undefined },
       { name: "default._domainkey.brightchain.org", type: "TXT", content: "v=DKIM1; h=sha256; k=rsa; p=MI", priority: undefined },
     ]);
     for (const r of records) {
       expect(r.purpose.length).toBeGreaterThan(10);
       expect(r.ttl).toBeGreaterThan(0);
     }
+  });
+
+  it("MTA-STS: the record's id is the policy's SHA-256 (32 hex digits); the policy lists every MX of the fleet", () => {
+    const policy = mtaStsPolicyText(threeNodePrimary.fleet, threeNodePrimary.mtaSts!);
+    expect(policy).toBe(
+      "version: STSv1\nmode: testing\nmx: mail.brightchain.org\nmx: mail2.brightchain.org\nmx: mail3.brightchain.org\nmax_age: 604800\n",
+    );
+    const id = createHash("sha256").update(policy).digest("hex").slice(0, 32);
+    expect(dnsRecords(threeNodePrimary).find((r) => r.name === "_mta-sts.brightchain.org")!.content).toBe(`v=STSv1; id=${id}`);
+    expect(id).toMatch(/^[A-Za-z0-9]{1,32}$/);
+  });
+
+  it("MTA-STS: the id changes when the MX set or the mode changes, and only then", () => {
+    const idOf = (node: GatewayNode) => dnsRecords(node).find((r) => r.name === "_mta-sts.brightchain.org")!.content;
+    const base = idOf(examplePrimary);
+    // Whatever else changes (DMARC, CAA, DKIM), the policy and its id stay.
+    expect(idOf({ ...examplePrimary, dmarc: { policy: "reject", rua: [], pct: 100 }, caa: { issuer: "sectigo.com" } })).toBe(
+      base,
+    );
+    expect(idOf(threeNodePrimary)).not.toBe(base);
+    expect(idOf({ ...examplePrimary, fleet: [examplePrimary.fleet[0]!] })).not.toBe(base);
+    expect(idOf({ ...examplePrimary, mtaSts: { mode: "enforce", maxAgeSeconds: 604800 } })).not.toBe(base);
+    expect(idOf({ ...examplePrimary, mtaSts: { mode: "testing", maxAgeSeconds: 86400 } })).not.toBe(base);
+    // The same fleet written again: the same id (an address change alone is no policy change).
+    expect(
+      idOf({
+        ...examplePrimary,
+        fleet: examplePrimary.fleet.map((h) => ({ ...h, ipv4: h.ipv4.replace("203.0.113", "198.51.100") })),
+      }),
+    ).toBe(base);
+  });
+
+  it("TLS-RPT: every report URI from config, comma-separated; no record without one", () => {
+    const both = { ...examplePrimary, tlsRpt: { rua: ["mailto:tls@brightchain.org", "https://reports.example/tlsrpt"] } };
+    expect(dnsRecords(both).find((r) => r.name === "_smtp._tls.brightchain.org")!.content).toBe(
+      "v=TLSRPTv1; rua=mailto:tls@brightchain.org,https://reports.example/tlsrpt",
+    );
+    expect(dnsRecords({ ...examplePrimary, tlsRpt: undefined }).some((r) => r.name.startsWith("_smtp._tls"))).toBe(false);
+  });
+
+  it("CAA: issue for the CA on each node's name (accounturi when set), iodef when set; none without a known CA", () => {
+    const pinned = {
+      ...examplePrimary,
+      caa: { issuer: "letsencrypt.org", accountUri: "https://acme-v02.api.letsencrypt.org/acme/acct/12345" },
+    };
+    expect(dnsRecords(pinned).filter((r) => r.type === "CAA")).toEqual([
+      expect.objectContaining({
+        name: "mail.brightchain.org",
+        content: '0 issue "letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/12345"',
+      }),
+      expect.objectContaining({
+        name: "mail2.brightchain.org",
+        content: '0 issue "letsencrypt.org; accounturi=https://acme-v02.api.letsencrypt.org/acme/acct/12345"',
+      }),
+    ]);
+    expect(caaFields('0 issue "letsencrypt.org; accounturi=https://a/acct/1"')).toEqual({
+      flags: 0,
+      tag: "issue",
+      value: "letsencrypt.org; accounturi=https://a/acct/1",
+    });
+    expect(() => caaFields("0 issue letsencrypt.org")).toThrow(/CAA content "0 issue letsencrypt.org" is not accepted/);
+    expect(dnsRecords({ ...examplePrimary, caa: undefined }).some((r) => r.type === "CAA")).toBe(false);
+    // Never at the apex: that would bind the website's and Cloudflare's certificates to this CA too.
+    expect(dnsRecords(examplePrimary).some((r) => r.type === "CAA" && r.name === "brightchain.org")).toBe(false);
   });
 
   it("SPF lists every fleet node by address, and nothing else passes", () => {
@@ -65,7 +142,7 @@ describe("records each stack owns", () => {
     expect(dnsRecords(examplePrimary).some((r) => r.name.includes("_domainkey"))).toBe(false);
   });
 
-  it("relay: only its own A and MX at its priority (no SPF, DMARC, DKIM, AAAA for an IPv4-only node)", () => {
+  it("relay: only its own A and MX at its priority (no SPF, DMARC, DKIM, MTA-STS, TLS-RPT, CAA, AAAA for an IPv4-only node)", () => {
     expect(
       dnsRecords(exampleRelay, key2048).map(({ name, type, content, priority }) => ({ name, type, content, priority })),
     ).toEqual([
@@ -143,6 +220,9 @@ describe("zone file", () => {
       const block = zone.slice(zone.indexOf(line)).split(")")[0]!;
       const strings = [...(line.includes("(") ? block : line).matchAll(/"([^"]*)"/g)].map((m) => m[1]).join("");
       expect(strings).toBe(r.content);
+    }
+    for (const r of records.filter((r) => r.type === "CAA")) {
+      expect(zone).toContain(`${r.name.replace(/\.brightchain\.org$/, "")}\t3600\tIN\tCAA\t${r.content}\n`);
     }
   });
 
