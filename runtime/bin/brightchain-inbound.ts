@@ -5,15 +5,18 @@
 import { ConfigError, loadInboundConfig, type InboundConfig } from "../src/config";
 import { HttpNodeSink } from "../src/inbound/http-node-sink";
 import { InboundProcessor, type InboundLogger } from "../src/inbound/inbound-processor";
+import { oneLine } from "../src/inbound/log-text";
 import type { Sink } from "../src/inbound/sink";
 import { ContentAddressedStore } from "../src/store/content-addressed-store";
 
 const EX_CONFIG = 78;
 
+// One journal line per message, whatever it quotes: a file name or an error text holding a newline can never
+// start a line of its own (the processor also writes every file name escaped).
 const logger: InboundLogger = {
-  info: (m) => process.stderr.write(`brightchain-inbound: ${m}\n`),
-  warn: (m) => process.stderr.write(`brightchain-inbound: warning: ${m}\n`),
-  error: (m) => process.stderr.write(`brightchain-inbound: error: ${m}\n`),
+  info: (m) => process.stderr.write(`brightchain-inbound: ${oneLine(m)}\n`),
+  warn: (m) => process.stderr.write(`brightchain-inbound: warning: ${oneLine(m)}\n`),
+  error: (m) => process.stderr.write(`brightchain-inbound: error: ${oneLine(m)}\n`),
 };
 
 async function openSink(config: InboundConfig): Promise<{ sink: Sink; description: string }> {
@@ -48,6 +51,8 @@ async function main(): Promise<void> {
     sink: opened.sink,
     spamEngine: config.spamEngine,
     spamProbable: config.spamProbable,
+    servedDomains: config.emailDomains,
+    maxMessageSize: config.maxMessageSize,
     concurrency: config.inboundConcurrency,
     logger,
   });

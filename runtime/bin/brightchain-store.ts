@@ -4,7 +4,7 @@
 //   brightchain-store show SHA3-OR-UNIQUE-PREFIX        (the raw message, as received, on stdout; exit 1 when
 //                                                       its bytes no longer match their SHA3-512)
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { closeSync, constants, createReadStream, fstatSync, openSync } from "node:fs";
 import { FlagError, parseCommandLine } from "../../shared/cli-flags";
 import { ConfigError, loadStoreConfig } from "../src/config";
 import { objectPath, readStoreIndex, type StoreIndexEntry } from "../src/store/content-addressed-store";
@@ -83,11 +83,30 @@ async function main(): Promise<void> {
     if (matches.length === 0) fail(1, `no message ${prefix} in ${storeDir}`);
     if (matches.length > 1) fail(1, `prefix ${prefix} matches ${matches.length} messages; give more digits`);
     const sha3 = matches[0]!;
+    // An object is a regular file the daemon linked or copied: never follow a link, never wait on a FIFO,
+    // whatever was put in its place.
+    const path = objectPath(storeDir, sha3);
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      fail(
+        1,
+        code === "ELOOP"
+          ? `object ${sha3.slice(0, 16)}… is a symbolic link, not a stored message: not shown`
+          : (error as Error).message,
+      );
+    }
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      fail(1, `object ${sha3.slice(0, 16)}… is not a regular file, not a stored message: not shown`);
+    }
     // The object is the Maildir file in cur/ (one inode): anything that edited that file in place changed the
     // stored message too. The bytes are shown as they are, and the mismatch is said, not hidden.
     const hash = createHash("sha3-512");
     await new Promise<void>((resolve, reject) => {
-      const stream = createReadStream(objectPath(storeDir, sha3));
+      const stream = createReadStream(path, { fd });
       stream.on("data", (chunk) => hash.update(chunk));
       stream.on("error", reject);
       stream.on("end", resolve);

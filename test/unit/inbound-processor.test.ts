@@ -41,6 +41,8 @@ async function startProcessor(
     sink,
     spamEngine: engine,
     spamProbable: 5,
+    servedDomains: ["brightchain.org"],
+    maxMessageSize: 26_214_400,
     concurrency: 4,
     logger,
     retryInitialMs: 10,

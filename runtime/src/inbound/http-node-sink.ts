@@ -9,9 +9,10 @@
 //   408, 429       → temporary: retried with backoff.
 //   other 4xx      → permanent: the node refuses this message; it goes to GATEWAY_ERROR_DIR with the reason.
 //   5xx, network errors, no answer within the deadline → temporary.
-import { createReadStream } from "node:fs";
+import { createReadStream, openSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { DROP_OPEN_FLAGS } from "./message-file";
 import { SinkError, type Handoff, type Sink } from "./sink";
 
 export interface HttpNodeSinkOptions {
@@ -43,6 +44,13 @@ export class HttpNodeSink implements Sink {
     if (handoff.messageId !== undefined) headers["x-message-id"] = handoff.messageId.replace(/[\r\n]/g, "");
     const where = `PUT ${url.origin}${url.pathname.slice(0, 60)}…`;
 
+    // Never through a link, never waiting on a FIFO: the processor checked the file, this keeps it so.
+    let fd: number;
+    try {
+      fd = openSync(handoff.rawPath, DROP_OPEN_FLAGS);
+    } catch (error) {
+      return Promise.reject(new SinkError(`${where}: ${(error as Error).message}`, false));
+    }
     return new Promise<void>((resolve, reject) => {
       const send = url.protocol === "https:" ? httpsRequest : httpRequest;
       const req = send(url, { method: "PUT", headers, timeout: this.timeoutMs });
@@ -73,8 +81,10 @@ export class HttpNodeSink implements Sink {
           reject(new SinkError(`${where}: node answered ${status}${text === "" ? "" : `: ${text}`}`, permanent));
         });
       });
-      const body = createReadStream(handoff.rawPath);
+      const body = createReadStream(handoff.rawPath, { fd });
       body.on("error", (error) => req.destroy(error));
+      // An upload cut short (no answer, refused) closes the file with it.
+      req.on("close", () => body.destroy());
       body.pipe(req);
     });
   }

@@ -3,11 +3,27 @@
 // Exactly-once under kill -9: a file leaves new/ only after the sink acknowledged it, and the sink's hand-off
 // is idempotent per (SHA3-512 of the bytes, recipient). A crash before the rename re-hands-off the same file
 // on restart, which the sink answers "already have it". Nothing is lost, nothing is stored twice.
-import { constants, renameSync, watch, type FSWatcher } from "node:fs";
-import { copyFile, mkdir, open, opendir, rename, unlink } from "node:fs/promises";
+//
+// Every entry of new/ ends somewhere, said in one log line: cur/ (handed off), errors/ with a reason (refused for
+// good: unparsable, too large, a recipient outside the served domains, or not a message file at all: a FIFO, a
+// symbolic link, a directory, a socket, an unreadable file), or it stays in new/ and is retried with backoff
+// (the sink or errors/ failed for now). Names are handled as bytes (latin1 strings, one character per byte), so
+// a name that is not UTF-8 is still the file it names, and logged escaped, so no name can forge a journal line.
+import { closeSync, constants, fsync, openSync, renameSync, watch, type FSWatcher } from "node:fs";
+import { mkdir, open, opendir, rename, unlink, type FileHandle } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { SpamEngineName } from "../config";
-import { headerFields, scanMessageFile, summarizeHeaders, UnprocessableMessageError } from "./message-file";
+import { oneLine, printableName } from "./log-text";
+import {
+  DELIVERY_HEADROOM_BYTES,
+  DROP_OPEN_FLAGS,
+  entryKind,
+  headerFields,
+  scanMessageFile,
+  summarizeHeaders,
+  UnprocessableMessageError,
+} from "./message-file";
 import { SinkError, type Handoff, type Sink } from "./sink";
 import { spamVerdict } from "./spam-verdict";
 
@@ -23,6 +39,10 @@ export interface InboundProcessorOptions {
   sink: Sink;
   spamEngine: SpamEngineName;
   spamProbable: number;
+  /** EMAIL_DOMAIN: mail whose Delivered-To is in none of these (exactly; not a subdomain) goes to errors/. */
+  servedDomains: readonly string[];
+  /** GATEWAY_MAX_MESSAGE_SIZE: a drop file over this plus DELIVERY_HEADROOM_BYTES goes to errors/ unread. */
+  maxMessageSize: number;
   concurrency: number;
   logger: InboundLogger;
   /** First retry delay after a temporary failure; doubles per attempt up to retryMaxMs. */
@@ -32,7 +52,39 @@ export interface InboundProcessorOptions {
   trackedNamesLimit?: number;
 }
 
-type Outcome = "delivered" | "failed" | "retrying" | "gone";
+type Outcome =
+  | "delivered"
+  | "failed"
+  | "retrying"
+  | "gone"
+  /** Refused for good, but errors/ could not take it: retried with backoff, outside the intake limit. */
+  | "parked"
+  /** As parked, with no room left to remember it: left in new/ for a later listing. */
+  | "forgotten";
+
+/** Retry delays: 1 s doubling to at most 5 minutes (docs/runtime.md). */
+export const RETRY_INITIAL_MS = 1_000;
+export const RETRY_MAX_MS = 300_000;
+
+/** A name in errors/ (or name.reason) must fit one path component: NAME_MAX bytes. */
+const NAME_MAX = 255;
+const REASON_SUFFIX = ".reason";
+
+/** The name's bytes, as a path below `dir`: a string for ASCII names (all of Postfix's), else a Buffer. */
+export function entryPath(dir: string, name: string): string | Buffer {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x00-\x7f]*$/.test(name) ? `${dir}/${name}` : Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(name, "latin1")]);
+}
+
+/**
+ * The name a refused file gets in errors/: its own, unless NAME.reason would not fit one path component; then
+ * its first bytes, a ~ and a hash of the whole name (the reason file gives the original name).
+ */
+export function errorsName(name: string): string {
+  if (name.length + REASON_SUFFIX.length <= NAME_MAX) return name;
+  const hash = createHash("sha256").update(Buffer.from(name, "latin1")).digest("hex").slice(0, 16);
+  return `${name.slice(0, NAME_MAX - REASON_SUFFIX.length - hash.length - 1)}~${hash}`;
+}
 
 /** A safety net under inotify: a queue overflow drops events, so new/ is also listed this often. */
 const RESCAN_INTERVAL_MS = 30_000;
@@ -47,9 +99,22 @@ export const TRACKED_NAMES_LIMIT = 2_000;
 export class InboundProcessor {
   private readonly newDir: string;
   private readonly curDir: string;
+  /** The largest drop file read: GATEWAY_MAX_MESSAGE_SIZE plus what delivery prepends. */
+  private readonly maxFileBytes: number;
+  private readonly servedDomains: ReadonlySet<string>;
+  /** The options' logger, every message on one line whatever the names and error texts in it hold. */
+  private readonly log: InboundLogger;
   private readonly queue: string[] = [];
   /** Names queued, running or waiting for a retry: a second 'add' for any of them is ignored. */
   private readonly known = new Set<string>();
+  /**
+   * Of `known`, the refused files errors/ could not take yet (unwritable, full, failing), each waiting for its
+   * retry. They do not count against the intake limit, so any number of them never stops good mail; they have
+   * a limit of their own (the same number), past which a refused file is left in new/ until errors/ takes one.
+   */
+  private readonly parked = new Set<string>();
+  /** Refused files were left in new/ because `parked` was full: list again once errors/ takes a file. */
+  private errorsOverflow = false;
   /**
    * Names this daemon moved out of new/ whose inotify event has not come back yet. Without it each of our own
    * renames re-queued its name and cost a failed open (strace: 0.9 extra openat per message). Cleared at each
@@ -73,6 +138,19 @@ export class InboundProcessor {
     this.trackedNamesLimit = options.trackedNamesLimit ?? TRACKED_NAMES_LIMIT;
     this.newDir = join(options.mailDropDir, "new");
     this.curDir = join(options.mailDropDir, "cur");
+    this.maxFileBytes = options.maxMessageSize + DELIVERY_HEADROOM_BYTES;
+    this.servedDomains = new Set(options.servedDomains.map((domain) => domain.toLowerCase()));
+    const logger = options.logger;
+    this.log = {
+      info: (message) => logger.info(oneLine(message)),
+      warn: (message) => logger.warn(oneLine(message)),
+      error: (message) => logger.error(oneLine(message)),
+    };
+  }
+
+  /** Names held against the intake limit: queued, in flight, or waiting for the sink. */
+  private get held(): number {
+    return this.known.size - this.parked.size;
   }
 
   async start(): Promise<void> {
@@ -82,11 +160,12 @@ export class InboundProcessor {
     // Watch first, then list: a file delivered between the two is seen by one or both, and `known` dedups.
     // fs.watch (inotify), not chokidar: chokidar re-reads the whole directory on every event, which made each
     // rename out of new/ cost O(files waiting) — 200 msgs/s with 2,000 waiting, against 500 without it.
-    this.watcher = watch(this.newDir, (_event, name) => {
+    // Names as latin1: one character per byte, so a name that is not valid UTF-8 still opens its own file.
+    this.watcher = watch(this.newDir, { encoding: "latin1" }, (_event, name) => {
       if (name === null) void this.list();
-      else if (!this.movedOut.delete(name.toString())) this.enqueue(name.toString());
+      else if (!this.movedOut.delete(name)) this.enqueue(name);
     });
-    this.watcher.on("error", (error) => this.options.logger.error(`watching ${this.newDir}: ${error.message}`));
+    this.watcher.on("error", (error) => this.log.error(`watching ${this.newDir}: ${error.message}`));
     await this.list();
     this.rescanTimer = setInterval(() => {
       // Only the periodic listing forgets our own moves: one whose inotify event was lost would stay forever.
@@ -101,10 +180,10 @@ export class InboundProcessor {
     this.listing ??= (async () => {
       this.backlog = false;
       try {
-        const room = this.trackedNamesLimit - this.known.size;
+        const room = this.trackedNamesLimit - this.held;
         const names: string[] = [];
         // Leaving the loop early closes the directory.
-        for await (const entry of await opendir(this.newDir, { bufferSize: 256 })) {
+        for await (const entry of await opendir(this.newDir, { bufferSize: 256, encoding: "latin1" })) {
           if (entry.name.startsWith(".") || this.known.has(entry.name)) continue;
           if (names.length >= room) {
             this.backlog = true;
@@ -115,7 +194,7 @@ export class InboundProcessor {
         // Maildir names begin with the delivery time: oldest first, within what this listing took.
         for (const name of names.sort()) this.enqueue(name);
       } catch (error) {
-        this.options.logger.error(`listing ${this.newDir}: ${(error as Error).message}`);
+        this.log.error(`listing ${this.newDir}: ${(error as Error).message}`);
       } finally {
         this.listing = undefined;
       }
@@ -136,9 +215,10 @@ export class InboundProcessor {
 
   /** False when the name was left in new/ for a later listing because the limit is reached. */
   private enqueue(name: string): boolean {
-    // Dot files are not Maildir messages; inotify also reports each of our own renames out of new/.
+    // Dot files are not Maildir messages (a Maildir reader skips them); inotify also reports each of our own
+    // renames out of new/.
     if (this.stopping || name.startsWith(".") || this.known.has(name)) return true;
-    if (this.known.size >= this.trackedNamesLimit) {
+    if (this.held >= this.trackedNamesLimit) {
       this.backlog = true;
       return false;
     }
@@ -152,7 +232,12 @@ export class InboundProcessor {
     while (!this.stopping && this.running.size < this.options.concurrency && this.queue.length > 0) {
       const name = this.queue.shift()!;
       const task: Promise<void> = this.processFile(name)
-        .catch((error: unknown) => this.options.logger.error(`${name}: unexpected ${(error as Error).stack ?? String(error)}`))
+        .catch((error: unknown) => {
+          // A bug, not a state of the file: let it go, so a later listing takes it again instead of the name
+          // holding a place for good.
+          this.release(name);
+          this.log.error(`${printableName(name)}: unexpected ${(error as Error).stack ?? String(error)}`);
+        })
         .finally(() => {
           this.running.delete(task);
           this.pump();
@@ -161,33 +246,44 @@ export class InboundProcessor {
     }
   }
 
-  private async processFile(name: string): Promise<void> {
-    const path = join(this.newDir, name);
-    const outcome = await this.handOff(name, path);
-    if (outcome !== "retrying") {
-      this.known.delete(name);
-      this.attempts.delete(name);
-      // Refill at half the limit, so one listing of a large backlog takes many names, not one at a time.
-      if (this.backlog && !this.stopping && this.known.size <= this.trackedNamesLimit / 2) void this.list();
-    }
+  private release(name: string): void {
+    this.known.delete(name);
+    this.parked.delete(name);
+    this.attempts.delete(name);
   }
 
-  private async handOff(name: string, path: string): Promise<Outcome> {
+  private async processFile(name: string): Promise<void> {
+    const outcome = await this.handOff(name, entryPath(this.newDir, name));
+    if (outcome === "retrying") {
+      // Waits for the sink again, inside the intake limit, even if it waited for errors/ before.
+      this.parked.delete(name);
+      return;
+    }
+    if (outcome === "forgotten") {
+      // A listing now would only take it again: the rescan or errors/ taking a file lists it.
+      this.release(name);
+      return;
+    }
+    if (outcome !== "parked") this.release(name);
+    // Refill at half the limit, so one listing of a large backlog takes many names, not one at a time.
+    if (this.backlog && !this.stopping && this.held <= this.trackedNamesLimit / 2) void this.list();
+  }
+
+  private async handOff(name: string, path: string | Buffer): Promise<Outcome> {
     try {
       const handoff = await this.prepare(name, path);
       if (handoff === undefined) return "gone";
       await this.options.sink.deliver(handoff);
       // Synchronous: a µs-scale rename costs less than the thread-pool round trip of its async form.
-      renameSync(path, join(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
+      renameSync(path, entryPath(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
       this.movedOut.add(name);
       this.counts.delivered += 1;
       return "delivered";
     } catch (error) {
       if (error instanceof UnprocessableMessageError || (error instanceof SinkError && error.permanent)) {
-        await this.moveToErrors(name, path, error.message);
-        return "failed";
+        return this.moveToErrors(name, path, error.message);
       }
-      this.scheduleRetry(name, error instanceof Error ? error.message : String(error));
+      this.scheduleRetry(name, "temporary failure", error instanceof Error ? error.message : String(error));
       return "retrying";
     }
   }
@@ -197,17 +293,23 @@ export class InboundProcessor {
    * daemon between its listing and now). Only the small Handoff outlives this call: the header section and its
    * fields are garbage before the hand-off waits on the sink, 64 of them at a time.
    */
-  private async prepare(name: string, path: string): Promise<Handoff | undefined> {
+  private async prepare(name: string, path: string | Buffer): Promise<Handoff | undefined> {
     let scanned;
     try {
-      scanned = await scanMessageFile(path);
+      scanned = await scanMessageFile(path, this.maxFileBytes);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
     }
     const summary = summarizeHeaders(scanned.headerSection);
+    const domain = summary.recipient.slice(summary.recipient.lastIndexOf("@") + 1);
+    if (!this.servedDomains.has(domain)) {
+      throw new UnprocessableMessageError(
+        `Delivered-To ${JSON.stringify(summary.recipient)} is outside the served domains (EMAIL_DOMAIN ${[...this.servedDomains].join(",")})`,
+      );
+    }
     const verdict = spamVerdict(headerFields(scanned.headerSection), this.options.spamEngine, this.options.spamProbable);
-    if (verdict.unscanned) this.options.logger.warn(`${name}: ${verdict.reason}; filed in inbox`);
+    if (verdict.unscanned) this.log.warn(`${printableName(name)}: ${verdict.reason}; filed in inbox`);
     return {
       sha3: scanned.sha3,
       size: scanned.size,
@@ -222,36 +324,74 @@ export class InboundProcessor {
     };
   }
 
-  private async moveToErrors(name: string, path: string, reason: string): Promise<void> {
-    const target = join(this.options.errorDir, name);
-    // The reason is durable before the message moves, so an error file never appears without its why.
-    const handle = await open(`${target}.reason`, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o640);
+  /**
+   * Files a refused entry in errors/ with its reason. When errors/ cannot take it (the reason file or the move
+   * fails: EACCES, EPERM, ENOSPC, EIO, …) it stays in new/ and is tried again with backoff, outside the intake
+   * limit: the file is never stuck, and no number of them stops good mail.
+   */
+  private async moveToErrors(name: string, path: string | Buffer, reason: string): Promise<Outcome> {
+    const target = errorsName(name);
     try {
-      await handle.writeFile(`${reason}\n`);
+      await this.fileInErrors(name, path, target, reason);
+    } catch (error) {
+      const failure = `${reason}; ${this.options.errorDir} could not take it: ${(error as Error).message}`;
+      if (!this.parked.has(name) && this.parked.size >= this.trackedNamesLimit) {
+        if (!this.errorsOverflow) {
+          this.log.error(
+            `${printableName(name)}: ${failure}; ${this.parked.size} refused files already wait for ${this.options.errorDir}: ` +
+              `this one and any later ones stay in new/ until it takes files again`,
+          );
+        }
+        this.errorsOverflow = true;
+        return "forgotten";
+      }
+      this.parked.add(name);
+      this.scheduleRetry(name, "refused, not yet in errors", failure);
+      return "parked";
+    }
+    this.counts.failed += 1;
+    const renamed = target === name ? "" : ` as ${printableName(target)} (the name was too long)`;
+    this.log.error(`${printableName(name)}: moved to ${this.options.errorDir}${renamed}: ${reason}`);
+    if (this.errorsOverflow) {
+      // errors/ takes files again: the refused files left in new/ while it did not are listed now.
+      this.errorsOverflow = false;
+      if (!this.stopping) void this.list();
+    }
+    return "failed";
+  }
+
+  private async fileInErrors(name: string, path: string | Buffer, target: string, reason: string): Promise<void> {
+    const errorDir = this.options.errorDir;
+    const targetPath = entryPath(errorDir, target);
+    // The reason is durable before the message moves, so an error file never appears without its why.
+    const handle = await open(
+      entryPath(errorDir, `${target}${REASON_SUFFIX}`),
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      0o640,
+    );
+    try {
+      await handle.writeFile(target === name ? `${reason}\n` : `${reason}\noriginal name: ${printableName(name)}\n`);
       await handle.sync();
     } finally {
       await handle.close();
     }
     try {
-      await rename(path, target);
-      this.movedOut.add(name);
+      await rename(path, targetPath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
-      await copyFile(path, target);
+      // errors/ on another filesystem: a durable copy, then the original goes. Never the other way round.
+      await copyAcrossFilesystems(path, targetPath, errorDir);
       await unlink(path);
     }
-    this.counts.failed += 1;
-    this.options.logger.error(`${name}: moved to ${this.options.errorDir}: ${reason}`);
+    this.movedOut.add(name);
   }
 
-  private scheduleRetry(name: string, reason: string): void {
+  private scheduleRetry(name: string, what: string, reason: string): void {
     const attempt = (this.attempts.get(name) ?? 0) + 1;
     this.attempts.set(name, attempt);
-    const initial = this.options.retryInitialMs ?? 1_000;
-    const max = this.options.retryMaxMs ?? 300_000;
-    const delay = Math.min(max, initial * 2 ** Math.min(attempt - 1, 30));
+    const delay = retryDelayMs(attempt, this.options.retryInitialMs, this.options.retryMaxMs);
     this.counts.retried += 1;
-    this.options.logger.warn(`${name}: temporary failure (attempt ${attempt}), retrying in ${delay} ms: ${reason}`);
+    this.log.warn(`${printableName(name)}: ${what} (attempt ${attempt}), retrying in ${delay} ms: ${reason}`);
     if (this.stopping) return;
     const timer = setTimeout(() => {
       this.retryTimers.delete(name);
@@ -261,4 +401,65 @@ export class InboundProcessor {
     }, delay);
     this.retryTimers.set(name, timer);
   }
+}
+
+/** The wait before attempt `attempt + 1`: `initial` doubling per attempt, never more than `max`. */
+export function retryDelayMs(attempt: number, initial = RETRY_INITIAL_MS, max = RETRY_MAX_MS): number {
+  return Math.min(max, initial * 2 ** Math.min(attempt - 1, 30));
+}
+
+/**
+ * Copies a refused regular file to `target` on another filesystem and makes the copy durable (data, then its
+ * directory entry) before the caller deletes the original. Anything else (a FIFO, a link, a directory) has no
+ * bytes to copy and is refused: it stays in new/ and the failure is logged at each retry.
+ */
+async function copyAcrossFilesystems(path: string | Buffer, target: string | Buffer, targetDir: string): Promise<void> {
+  let source: FileHandle;
+  try {
+    source = await open(path, DROP_OPEN_FLAGS);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ELOOP") {
+      throw new Error(`a symbolic link cannot be moved to ${targetDir} on another filesystem; move it by hand`);
+    }
+    throw error;
+  }
+  try {
+    const stats = await source.stat();
+    if (!stats.isFile()) {
+      throw new Error(`${entryKind(stats)} cannot be moved to ${targetDir} on another filesystem; move it by hand`);
+    }
+    const copy = await open(
+      target,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      stats.mode & 0o777,
+    );
+    try {
+      const buffer = Buffer.allocUnsafe(64 * 1024);
+      for (let position = 0; ;) {
+        const { bytesRead } = await source.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) break;
+        for (let written = 0; written < bytesRead;) {
+          written += (await copy.write(buffer, written, bytesRead - written, position + written)).bytesWritten;
+        }
+        position += bytesRead;
+      }
+      await copy.sync();
+    } finally {
+      await copy.close();
+    }
+  } finally {
+    await source.close();
+  }
+  await fsyncDirectory(targetDir);
+}
+
+function fsyncDirectory(path: string): Promise<void> {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  return new Promise<void>((resolve, reject) =>
+    fsync(fd, (error) => {
+      closeSync(fd);
+      if (error === null) resolve();
+      else reject(error);
+    }),
+  );
 }

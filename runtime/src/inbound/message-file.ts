@@ -1,15 +1,26 @@
 // Reads one dropped message once, as a stream: the SHA3-512 of the raw bytes (the message's identity for the
 // idempotent hand-off) and a copy of the header section only. The body is never held in memory, so a 25 MB
 // message costs one 64 KiB read buffer and its header section here, not 25 MB several times over.
+//
+// Whatever sits in new/ is opened without blocking and without following a link (O_NONBLOCK | O_NOFOLLOW),
+// then fstat'ed: a FIFO, a socket, a device, a directory, a symbolic link or a file over the size limit is
+// refused before a single byte is read, so no entry can hang the daemon or make it read what is not a message.
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { open, type FileHandle } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync, read, readlinkSync, readSync, type PathLike, type Stats } from "node:fs";
+import { promisify } from "node:util";
 import libmime from "libmime";
 import { parseAddressHeader } from "mailparser";
 import type { HeaderLine } from "./spam-verdict";
 
 /** Postfix's own header_size_limit is 100 KiB; anything beyond this is not a header section we accept. */
 export const MAX_HEADER_BYTES = 256 * 1024;
+
+/**
+ * What Postfix's delivery prepends to a message it accepted at message_size_limit (Delivered-To, Return-Path):
+ * the same headroom as the rendered virtual_mailbox_limit, so a drop file over GATEWAY_MAX_MESSAGE_SIZE plus this
+ * did not come from this node's Postfix.
+ */
+export const DELIVERY_HEADROOM_BYTES = 1024 * 1024;
 
 export interface ScannedMessage {
   sha3: string;
@@ -45,13 +56,79 @@ const READ_WHOLE_BYTES = 1024 * 1024;
  */
 let scratch: Buffer | undefined;
 
-export async function scanMessageFile(path: string): Promise<ScannedMessage> {
+/**
+ * How a drop file is opened: never waiting (a FIFO with no writer would block the open, and the event loop with
+ * it, for good), never through a symbolic link, never as the controlling terminal.
+ */
+export const DROP_OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY;
+
+/** What an entry that is not a regular file is, in words for its reason file. */
+export function entryKind(stats: Stats): string {
+  if (stats.isDirectory()) return "a directory";
+  if (stats.isFIFO()) return "a FIFO";
+  if (stats.isSocket()) return "a socket";
+  if (stats.isCharacterDevice()) return "a character device";
+  if (stats.isBlockDevice()) return "a block device";
+  if (stats.isSymbolicLink()) return "a symbolic link";
+  return "not a regular file";
+}
+
+/**
+ * Opens a drop file for reading. An entry that can never be read as a message is an UnprocessableMessageError
+ * naming what it is; ENOENT (gone) and what may pass (EMFILE, EIO, ENOMEM) are thrown as they are.
+ */
+export function openDropFile(path: PathLike): number {
+  try {
+    return openSync(path, DROP_OPEN_FLAGS);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") {
+      let target = "";
+      try {
+        target = ` to ${JSON.stringify(readlinkSync(path, "latin1"))}`;
+      } catch {
+        // Gone or replaced since: the open's answer is still the reason.
+      }
+      throw new UnprocessableMessageError(`a symbolic link${target}: links in new/ are never followed`);
+    }
+    if (code === "EACCES" || code === "EPERM") {
+      throw new UnprocessableMessageError(`cannot be read (${code}): files in new/ must be readable by the daemon's user`);
+    }
+    // open(2) of a socket, or of a device without a driver.
+    if (code === "ENXIO" || code === "ENODEV" || code === "EOPNOTSUPP") {
+      throw new UnprocessableMessageError(`not a regular file (open: ${code})`);
+    }
+    throw error;
+  }
+}
+
+/** Checks an open drop file before any read: a regular file, not empty, within `maxBytes`. Returns its size. */
+function checkedSize(fd: number, maxBytes: number): number {
+  const stats = fstatSync(fd);
+  if (!stats.isFile()) throw new UnprocessableMessageError(`${entryKind(stats)}, not a message file`);
+  if (stats.size === 0) throw new UnprocessableMessageError("the file is empty");
+  if (stats.size > maxBytes) throw new UnprocessableMessageError(tooLarge(stats.size, maxBytes));
+  return stats.size;
+}
+
+function tooLarge(size: number, maxBytes: number): string {
+  return (
+    `${size} bytes, over the ${maxBytes}-byte limit for a drop file (GATEWAY_MAX_MESSAGE_SIZE plus ` +
+    `${DELIVERY_HEADROOM_BYTES} bytes for the headers delivery adds); not read`
+  );
+}
+
+/**
+ * Scans one drop file, reading at most `maxBytes` of it (and one more byte to see that it does not go on): a
+ * file that grows past the limit while it is read is refused as one that was too large from the start.
+ */
+export async function scanMessageFile(path: PathLike, maxBytes: number): Promise<ScannedMessage> {
   // Synchronous for the common small message: open/fstat/read/close take µs each, less than the libuv
   // thread-pool round trip of their async forms. A blocked event loop for at most a 1 MiB read is harmless here.
-  const fd = openSync(path, "r");
+  const fd = openDropFile(path);
+  let streamed = false;
   try {
-    const { size } = fstatSync(fd);
-    if (size === 0) throw new UnprocessableMessageError("the file is empty");
+    const size = checkedSize(fd, maxBytes);
     if (size <= READ_WHOLE_BYTES) {
       scratch ??= Buffer.allocUnsafe(READ_WHOLE_BYTES);
       let length = 0;
@@ -63,14 +140,15 @@ export async function scanMessageFile(path: string): Promise<ScannedMessage> {
       const bytes = scratch.subarray(0, length);
       return { sha3: createHash("sha3-512").update(bytes).digest("hex"), size: length, headerSection: headerSectionOf(bytes) };
     }
+    streamed = true;
+  } finally {
+    if (!streamed) closeSync(fd);
+  }
+  // The same descriptor: reopening by name could open whatever replaced the file in between.
+  try {
+    return await scanStream(fd, maxBytes);
   } finally {
     closeSync(fd);
-  }
-  const handle = await open(path, "r");
-  try {
-    return await scanStream(handle);
-  } finally {
-    await handle.close();
   }
 }
 
@@ -91,16 +169,26 @@ function headerSectionOf(prefix: Buffer): Buffer {
   return Buffer.concat([prefix, Buffer.from("\r\n\r\n")]);
 }
 
-async function scanStream(handle: FileHandle): Promise<ScannedMessage> {
+const readAt = promisify(read);
+const STREAM_CHUNK_BYTES = 64 * 1024;
+
+async function scanStream(fd: number, maxBytes: number): Promise<ScannedMessage> {
   const hash = createHash("sha3-512");
+  const chunk = Buffer.allocUnsafe(STREAM_CHUNK_BYTES);
   let prefix = Buffer.alloc(0);
   let headerSection: Buffer | undefined;
   let size = 0;
-  for await (const chunk of handle.createReadStream({ highWaterMark: 64 * 1024, autoClose: false }) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
+  for (;;) {
+    const { bytesRead } = await readAt(fd, chunk, 0, chunk.length, size);
+    if (bytesRead === 0) break;
+    size += bytesRead;
+    if (size > maxBytes) {
+      throw new UnprocessableMessageError(`grew past the ${maxBytes}-byte limit for a drop file while it was read`);
+    }
+    const bytes = chunk.subarray(0, bytesRead);
+    hash.update(bytes);
     if (headerSection !== undefined || prefix.length >= HEADER_SEARCH_BYTES) continue;
-    prefix = Buffer.concat([prefix, chunk]);
+    prefix = Buffer.concat([prefix, bytes]);
     if (headerEnd(prefix.subarray(0, HEADER_SEARCH_BYTES)) !== -1) headerSection = headerSectionOf(prefix);
   }
   return { sha3: hash.digest("hex"), size, headerSection: headerSection ?? headerSectionOf(prefix) };

@@ -13,8 +13,11 @@ export interface Handoff {
   from?: string;
   subject?: string;
   date?: string;
-  /** The raw message on disk; a sink streams or links it from here rather than receiving it in memory. */
-  rawPath: string;
+  /**
+   * The raw message on disk; a sink streams or links it from here rather than receiving it in memory. A Buffer
+   * when the file's name is not ASCII (the name's bytes, whatever their encoding).
+   */
+  rawPath: string | Buffer;
 }
 
 export interface Sink {

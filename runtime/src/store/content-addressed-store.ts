@@ -193,6 +193,7 @@ export class ContentAddressedStore implements Sink {
 
   private async place(handoff: Handoff, target: string): Promise<Placement> {
     if (this.linkable) {
+      // link(2) never follows a symbolic link: the processor refused links before the hand-off.
       try {
         linkSync(handoff.rawPath, target);
         return { kind: "placed" };
@@ -202,11 +203,11 @@ export class ContentAddressedStore implements Sink {
         if (LINK_IMPOSSIBLE.has(code)) {
           this.linkable = false;
           this.warn(
-            `store ${this.storeDir}: cannot hard-link from ${dirname(handoff.rawPath)} (${code}); copying every message ` +
+            `store ${this.storeDir}: cannot hard-link from ${dirname(pathText(handoff.rawPath))} (${code}); copying every message ` +
               `instead (slower, bytes on disk twice). Keep the store on the drop's filesystem and in one ReadWritePaths= entry.`,
           );
         } else if (LINK_REFUSED.has(code)) {
-          this.warn(`store ${this.storeDir}: cannot hard-link ${handoff.rawPath} (${code}); copying this message`);
+          this.warn(`store ${this.storeDir}: cannot hard-link ${pathText(handoff.rawPath)} (${code}); copying this message`);
         } else {
           throw error;
         }
@@ -347,6 +348,11 @@ function completeLinesLength(fd: number): number {
     end = start;
   }
   return 0;
+}
+
+/** A path for a warning: a Buffer path's bytes one character each (the logger escapes what is not printable). */
+function pathText(path: string | Buffer): string {
+  return typeof path === "string" ? path : path.toString("latin1");
 }
 
 function fsyncDirectory(path: string): Promise<void> {
