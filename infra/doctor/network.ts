@@ -16,9 +16,12 @@ import type {
 /** The name doctor says EHLO with: reserved (RFC 2606), so it can never be mistaken for a real client. */
 const EHLO_NAME = "doctor.brightchain-gateway.invalid";
 
+/** An error in one line: its code, with OpenSSL's reason (its message is a multi-line dump of the error stack). */
 const errorText = (error: unknown): string => {
-  const e = error as NodeJS.ErrnoException;
-  return e.code !== undefined ? `${e.code}${e.message.includes(e.code) ? "" : `: ${e.message}`}` : String(e.message ?? error);
+  const e = error as NodeJS.ErrnoException & { reason?: unknown };
+  if (e.code === undefined) return String(e.message ?? error);
+  if (typeof e.reason === "string") return `${e.code} (${e.reason})`;
+  return e.message.includes(e.code) ? e.code : `${e.code}: ${e.message}`;
 };
 
 /** Reads one SMTP reply (all its lines) at a time from a socket. */
