@@ -10,6 +10,10 @@ export interface DoctorReport {
 
 const MARK: Record<CheckStatus, string> = { ok: "✓", fail: "✗", warn: "!" };
 
+/** A detail longer than this (a DKIM key) is cut in the table; --json and the fix lines keep it whole. */
+const DETAIL_WIDTH = 160;
+const cut = (text: string): string => (text.length > DETAIL_WIDTH ? `${text.slice(0, DETAIL_WIDTH - 1)}…` : text);
+
 /** 0 when nothing failed (warnings are for a person to read), 1 when a check failed. */
 export function reportExitCode(report: DoctorReport): 0 | 1 {
   return report.checks.some((c) => c.status === "fail") ? 1 : 0;
@@ -26,7 +30,7 @@ export function formatReport(report: DoctorReport): string {
   const lines = [`doctor ${report.stack} (${report.host})`];
   for (const check of report.checks) {
     lines.push(
-      `  ${MARK[check.status]}  ${check.group.padEnd(groupWidth)}  ${check.subject.padEnd(subjectWidth)}  ${check.detail}`,
+      `  ${MARK[check.status]}  ${check.group.padEnd(groupWidth)}  ${check.subject.padEnd(subjectWidth)}  ${cut(check.detail)}`,
     );
     if (check.status !== "ok" && check.fix !== undefined) lines.push(`       fix: ${check.fix}`);
   }
