@@ -516,7 +516,7 @@ export const gatewayEntries = {
   caa: describe(
     opt(caa, {}),
     "domain",
-    "{issuer, accountUri?, iodef?}: CAA on each node's name: the one CA (and with accountUri the one ACME account) allowed to issue for it, and where the CA reports a refused request",
+    "{issuer, accountUri?, iodef?}: CAA on each node's name: the one CA allowed to issue for it (with accountUri, on the primary's name, only the primary's ACME account), and where the CA reports a refused request",
     "issuer `letsencrypt.org` when gateway:acmeServer is Let's Encrypt's; otherwise none and no CAA record",
   ),
   dkimSelector: describe(

@@ -76,18 +76,24 @@ export function caaRecordContents(settings: CaaSettings): string[] {
   return contents;
 }
 
+/**
+ * The accounturi binds only the primary's own name: each relay registers its own ACME account on its first
+ * certificate, which the primary's account URI would refuse.
+ */
 function caaRecords(node: GatewayNode, settings: CaaSettings): DnsRecord[] {
-  return node.fleet.flatMap((host) =>
-    caaRecordContents(settings).map((content) => ({
+  return node.fleet.flatMap((host) => {
+    const own = host.hostname === node.host.hostname;
+    const forHost = own ? settings : { ...settings, accountUri: undefined };
+    return caaRecordContents(forHost).map((content) => ({
       name: host.hostname,
       type: "CAA" as const,
       content,
       ttl: RECORD_TTL,
       purpose: content.includes(" iodef ")
         ? `CAA: where a CA reports a refused certificate request for ${host.hostname}.`
-        : `CAA: only ${settings.issuer}${settings.accountUri ? " (this ACME account)" : ""} may issue certificates for ${host.hostname}.`,
-    })),
-  );
+        : `CAA: only ${settings.issuer}${forHost.accountUri ? " (this node's ACME account)" : ""} may issue certificates for ${host.hostname}.`,
+    }));
+  });
 }
 
 function addressRecords(node: GatewayNode): DnsRecord[] {

@@ -14,13 +14,14 @@ export function mtaStsPolicyHost(domain: string): string {
 
 /**
  * The policy text: every node of the fleet is an MX, so every one is listed (a sender refuses to deliver in
- * enforce mode to an MX the policy does not name). Lines end in LF, which RFC 8461's grammar allows.
+ * enforce mode to an MX the policy does not name). Sorted, so reordering gateway:fleet is no new policy. Lines
+ * end in LF, which RFC 8461's grammar allows.
  */
 export function mtaStsPolicyText(fleet: GatewayNode["fleet"], settings: MtaStsSettings): string {
   const lines = [
     "version: STSv1",
     `mode: ${settings.mode}`,
-    ...fleet.map((host) => `mx: ${host.hostname}`),
+    ...fleet.map((host) => `mx: ${host.hostname}`).sort(),
     `max_age: ${settings.maxAgeSeconds}`,
   ];
   return `${lines.join("\n")}\n`;

@@ -1,0 +1,16 @@
+// `pulumi preview` of a first deploy, every command's output unknown: the MTA-STS record and the Worker depend on
+// the configuration alone, so the preview shows their real values (and a later preview a real diff, not a
+// replacement of unknowns).
+import { describe, expect, it } from "vitest";
+import { runProgram } from "../helpers/pulumi-program";
+
+describe("primary stack: preview of MTA-STS with every command output unknown", () => {
+  it("registers the _mta-sts record and the Worker with their content known", async () => {
+    const preview = await runProgram("primary", {}, { preview: { until: "primary-dns-txt-mta-sts-brightchain-org" } });
+    const record = preview.resources.find((r) => r.name === "primary-dns-txt-mta-sts-brightchain-org")!;
+    expect(record.inputs.content).toMatch(/^"v=STSv1; id=[0-9a-f]{32}"$/);
+    const script = preview.resources.find((r) => r.name === "primary-dns-mta-sts-script")!;
+    expect(script.inputs.content).toContain("mx: mail2.brightchain.org");
+    expect(script.inputs.scriptName).toBe("mta-sts-brightchain-org");
+  });
+});
