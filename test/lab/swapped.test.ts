@@ -140,7 +140,31 @@ describe("mail end to end on the swapped fleet", () => {
   describeMailScenarios(timer);
 });
 
-describe("destroy (pulumi destroy as the lab engine runs it), last on this fleet", () => {
+describe("turning a component off, then destroy (pulumi destroy as the lab engine runs it), last on this fleet", () => {
+  it("switching the primary from SpamAssassin to Rspamd leaves no spamd or spamass-milter running, and the node verified", async () => {
+    const switched = await timer.timed("spam engine switch primary", () =>
+      deployStackToLab({
+        stack: "primary",
+        projectDir: repo,
+        runtimeDist: dist,
+        overrides: { "gateway:spamEngine": "rspamd" },
+        progress: () => undefined,
+      }),
+    );
+    expect(switched.executed.map((r) => r.name)).toEqual(expect.arrayContaining(["primary-retire-components", "primary-verify"]));
+    const states = await on(
+      "mail",
+      'for u in spamd spamass-milter rspamd; do echo "$u $(systemctl is-active $u) $(systemctl is-enabled $u)"; done; true',
+    );
+    expect(states.trim().split("\n")).toEqual([
+      "spamd inactive disabled",
+      "spamass-milter inactive disabled",
+      "rspamd active enabled",
+    ]);
+    // Only SpamAssassin's files were ours to remove; Debian's own stay with the package.
+    expect((await tryOn("mail", "test -e /etc/default/spamass-milter")).exitCode).not.toBe(0);
+  });
+
   it.each(STACKS)(
     "leaves $host with none of our services running or enabled, no secret file, and the stack's records gone",
     async ({ stack, host }) => {
