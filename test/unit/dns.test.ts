@@ -15,6 +15,8 @@ import {
   txtCharacterStrings,
 } from "../../infra/render/dns";
 import { mtaStsPolicyText } from "../../infra/render/mta-sts";
+import { dnsRecordFromCloudflareInputs } from "../../infra/deploy/zone";
+import { cloudflareData, recordResourceName } from "../../infra/pulumi/gatewayDns";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 const publicKeyBase64 = (bits: number): string =>
@@ -154,6 +156,37 @@ describe("records each stack owns", () => {
     const id = (r: { name: string; type: string; content: string }): string => `${r.name} ${r.type} ${r.content}`;
     const primary = new Set(dnsRecords(examplePrimary, key2048).map(id));
     for (const r of dnsRecords(exampleRelay, key2048)) expect(primary.has(id(r))).toBe(false);
+  });
+});
+
+describe("CAA through Cloudflare and back (the lab zone)", () => {
+  it("GatewayDns's data {flags, tag, value} reads back as the record; a malformed one is refused by name", () => {
+    for (const record of dnsRecords(examplePrimary).filter((r) => r.type === "CAA")) {
+      const inputs = { name: record.name, type: "CAA", data: cloudflareData(record), ttl: record.ttl, comment: record.purpose };
+      expect(dnsRecordFromCloudflareInputs("r", inputs)).toEqual(record);
+    }
+    expect(() =>
+      dnsRecordFromCloudflareInputs("primary-dns-caa-x", { name: "a.b", type: "CAA", data: { flags: 0, tag: "issue" } }),
+    ).toThrow('primary-dns-caa-x: CAA data is {"flags":0,"tag":"issue"}; accepted: {flags: 0-255, tag, value}');
+    expect(() =>
+      dnsRecordFromCloudflareInputs("primary-dns-caa-y", {
+        name: "a.b",
+        type: "CAA",
+        data: { flags: 0, tag: "issue", value: 'a"b' },
+      }),
+    ).toThrow(/CAA content .* is not accepted/);
+  });
+
+  it("each CAA record has its own resource name: a name holds an issue and an iodef record", () => {
+    const names = dnsRecords(examplePrimary)
+      .filter((r) => r.type === "CAA")
+      .map(recordResourceName);
+    expect(names).toEqual([
+      "caa-issue-mail-brightchain-org",
+      "caa-iodef-mail-brightchain-org",
+      "caa-issue-mail2-brightchain-org",
+      "caa-iodef-mail2-brightchain-org",
+    ]);
   });
 });
 
