@@ -7,7 +7,8 @@
 //     written;
 //   - the index is fdatasynced after that line and before the message is renamed from new/ to cur/;
 //   - a refused message's reason file is fsynced before the message leaves new/ (rename or, across
-//     filesystems, unlink).
+//     filesystems, unlink); a copy into errors/ on another filesystem is fsynced, and errors/ with it, before
+//     the original is unlinked.
 // It asserts that contract, not the code's shape: any grouping, thread or call order that keeps it passes.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -113,6 +114,8 @@ async function traceDaemon(layout: Layout, expected: { cur: number; errors: numb
 }
 
 type Placement = "linked" | "copied";
+/** How a refused message reached errors/: one rename, or (another filesystem) a copy, then an unlink. */
+type RefusalExit = "renamed" | "copied";
 
 /**
  * The ordering contract for each message, as the list of what broke it (empty when it held), and how each
@@ -123,7 +126,7 @@ function durabilityViolations(
   layout: Layout,
   accepted: Drop[],
   rejected: string[],
-): { violations: string[]; placements: Placement[] } {
+): { violations: string[]; placements: Placement[]; refusals: RefusalExit[] } {
   const ok = calls.filter(succeeded);
   const syncs = (path: string) => ok.filter((call) => SYNCS.has(call.name) && call.fdPath === path);
   const first = <T>(items: T[]) => (items.length === 0 ? undefined : items[0]);
@@ -131,6 +134,7 @@ function durabilityViolations(
   const indexPath = join(layout.storeDir, "index.jsonl");
   const violations: string[] = [];
   const placements: Placement[] = [];
+  const refusals: RefusalExit[] = [];
 
   for (const { name, sha3 } of accepted) {
     const objectDir = join(layout.storeDir, "objects", sha3.slice(0, 2));
@@ -179,8 +183,23 @@ function durabilityViolations(
     if (!syncs(reasonPath).some((sync) => before(reasonWritten, sync) && before(sync, left))) {
       said(`left new/ (${left.name}) before ${name}.reason was fsynced after its write`);
     }
+    if (left.name.startsWith("rename")) {
+      refusals.push("renamed");
+      continue;
+    }
+    refusals.push("copied");
+    const copy = join(layout.errorDir, name);
+    const created = first(ok.filter((call) => call.name === "openat" && call.paths[0] === copy));
+    if (created === undefined) {
+      said(`unlinked from new/ with no copy created in ${layout.errorDir}`);
+      continue;
+    }
+    if (!syncs(copy).some((sync) => before(sync, left))) said("unlinked from new/ before its copy in errors/ was fsynced");
+    if (!syncs(layout.errorDir).some((sync) => before(created, sync) && before(sync, left))) {
+      said("unlinked from new/ before errors/ was fsynced after the copy was created in it");
+    }
   }
-  return { violations, placements };
+  return { violations, placements, refusals };
 }
 
 function scratchDir(parent: string): string {
@@ -197,13 +216,14 @@ describe("brightchain-inbound's durability order, traced with strace on real dro
     const { accepted, rejected } = dropBatch(layout.dropDir, 12, 2);
 
     const calls = await traceDaemon(layout, { cur: 12, errors: 4 });
-    const { violations, placements } = durabilityViolations(calls, layout, accepted, rejected);
+    const { violations, placements, refusals } = durabilityViolations(calls, layout, accepted, rejected);
     expect(violations).toEqual([]);
     expect(placements).toEqual(accepted.map(() => "linked"));
+    expect(refusals).toEqual(rejected.map(() => "renamed"));
     expect(readFileSync(join(layout.errorDir, `${rejected[0]}.reason`), "utf8")).toContain("no Delivered-To header");
   });
 
-  it("store and errors/ on another filesystem (tmpfs): copies fsynced before they enter objects/, the same order after", async () => {
+  it("store and errors/ on another filesystem (tmpfs): every copy durable before it counts, the same order after", async () => {
     const dir = scratchDir(tmpdir());
     const other = scratchDir("/dev/shm");
     expect(statSync(other).dev, "/dev/shm must be another filesystem than the temp dir").not.toBe(statSync(dir).dev);
@@ -212,8 +232,9 @@ describe("brightchain-inbound's durability order, traced with strace on real dro
     const { accepted, rejected } = dropBatch(layout.dropDir, 12, 2);
 
     const calls = await traceDaemon(layout, { cur: 12, errors: 4 });
-    const { violations, placements } = durabilityViolations(calls, layout, accepted, rejected);
+    const { violations, placements, refusals } = durabilityViolations(calls, layout, accepted, rejected);
     expect(violations).toEqual([]);
     expect(placements).toEqual(accepted.map(() => "copied"));
+    expect(refusals).toEqual(rejected.map(() => "copied"));
   });
 });
