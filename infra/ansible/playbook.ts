@@ -21,13 +21,7 @@ import {
   type RuntimeArtifact,
 } from "../plan";
 import { sha256 } from "../plan/shell";
-import {
-  directoriesCommand,
-  installFileCommand,
-  recipientRegistryCommand,
-  serviceCommand,
-  systemUserCommand,
-} from "../plan/steps";
+import { directoriesCommand, installFileCommand, recipientRegistryCommand, systemUserCommand } from "../plan/steps";
 import { dkimKeyPaths } from "../render/opendkim";
 
 /**
@@ -140,16 +134,10 @@ function artifactFile(
   return { ...candidate, notify };
 }
 
-/** service-<name> steps run serviceCommand(name): read the name back and prove it by regenerating the command. */
+/** The unit of each service step, as the plan types it. */
 function serviceStepNames(steps: HostStep[]): Map<string, string> {
   const names = new Map<string, string>();
-  for (const step of steps.filter((s) => s.id.startsWith("service-"))) {
-    const match = /^systemctl enable '?([^'\n]+)'?$/m.exec(step.command);
-    if (!match || serviceCommand(match[1]!) !== step.command) {
-      throw new Error(`plan step ${step.id} is not a serviceCommand(); the Ansible adapter cannot tell which service it manages`);
-    }
-    names.set(step.id, match[1]!);
-  }
+  for (const step of steps.filter((s) => s.service !== undefined)) names.set(step.id, step.service!);
   return names;
 }
 

@@ -338,6 +338,7 @@ export function hostPlan(
       id,
       description: `enable ${service} and restart it on its configuration`,
       command: serviceCommand(service),
+      service,
       after: [...(stepsByService.get(service) ?? []), ...prerequisites],
       // A service no file notifies still runs once, to be enabled and started.
       triggers: hashesByService.get(service) ?? [sha256(service)],

@@ -25,6 +25,11 @@ export interface HostStep {
    * command printing it again.
    */
   update: string;
+  /**
+   * For a service step, the systemd unit it enables and restarts: typed data for adapters that have a module of
+   * their own for it (Ansible's systemd), so none has to read the unit back out of the command.
+   */
+  service?: string;
   /** Ids of the steps that must have run before this one. */
   after: string[];
   /**
