@@ -59,7 +59,11 @@ function recordArgs(zoneId: pulumi.Input<string>, record: pulumi.Output<DnsRecor
     name: record.name,
     type: record.type,
     content: record.apply((r) => (r.type === "CAA" ? undefined : cloudflareContent(r))),
-    data: record.apply(cloudflareData),
+    // Decided by the type alone for every other record: the DKIM record's content is unknown until the host
+    // answers, and an unknown `data` would preview as a change of a field that record never has.
+    data: record.type.apply((t) =>
+      t === "CAA" ? record.apply(cloudflareData) : pulumi.output<CaaFields | undefined>(undefined),
+    ),
     ttl: record.ttl,
     priority: record.apply((r) => r.priority),
     comment: record.purpose.apply((p) => p.slice(0, 100)),
@@ -164,7 +168,7 @@ export class GatewayDns extends pulumi.ComponentResource {
   private add(record: pulumi.Output<DnsRecord>, childName: string, after: pulumi.Input<pulumi.Resource>[]): cloudflare.DnsRecord {
     if (this.records[childName])
       throw new Error(
-        `two DNS records map to the resource ${this.componentName}-${childName}; each type and name may appear once per stack`,
+        `two DNS records map to the resource ${this.componentName}-${childName}; each type and name (and CAA tag) may appear once per stack`,
       );
     const resource = new cloudflare.DnsRecord(`${this.componentName}-${childName}`, recordArgs(this.zoneId, record), {
       parent: this,
