@@ -11,6 +11,7 @@ import { shellQuote } from "../plan/shell";
 import { dnsRecords } from "../render/dns";
 import { dkimPresenceCheck, ptrChecks, recordChecks } from "./dns";
 import { dropBacklogCheck, hostDkimKey, lookupProbeCheck, queueCheck } from "./host";
+import { mtaStsPolicyCheck } from "./mta-sts";
 import { doctorNetwork } from "./network";
 import type { DoctorReport } from "./report";
 import { dnsLookup } from "./resolver";
@@ -49,9 +50,12 @@ export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise
     if (key.kind === "key") dkimKey = key.recordText;
     else results.push(key.check);
   }
-  results.push(...(await recordChecks(node, dnsRecords(node, dkimKey), probes.lookup, context)));
+  const records = dnsRecords(node, dkimKey);
+  results.push(...(await recordChecks(node, records, probes.lookup, context)));
   if (ownsDkim && dkimKey === undefined) results.push(await dkimPresenceCheck(node, probes.lookup, context));
   results.push(...(await ptrChecks(node, probes.lookup)));
+  const policy = await mtaStsPolicyCheck(node, records, probes.lookup, probes.network, context);
+  if (policy !== undefined) results.push(policy);
 
   for (const address of probes.addresses) {
     const smtp = { address, port: probes.ports.smtp };

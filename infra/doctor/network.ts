@@ -1,10 +1,18 @@
 // The real network probes behind DoctorNetwork: a bare SMTP client over node:net, STARTTLS with node:tls. Every
 // wait is bounded: a filtered port or a server that never answers becomes a result, not a hang.
 import { connect, type Socket } from "node:net";
-import { connect as tlsConnect, rootCertificates, type DetailedPeerCertificate, type PeerCertificate } from "node:tls";
+import { request } from "node:https";
+import {
+  connect as tlsConnect,
+  rootCertificates,
+  type DetailedPeerCertificate,
+  type PeerCertificate,
+  type TLSSocket,
+} from "node:tls";
 import type {
   CertificateSummary,
   DoctorNetwork,
+  HttpsAnswer,
   PortState,
   RelayTranscript,
   SmtpReplySummary,
@@ -127,7 +135,7 @@ function chainOf(leaf: DetailedPeerCertificate): CertificateSummary[] {
 }
 
 /** OpenSSL's codes for "the server sent an alert refusing the version" vs "this side would not offer it". */
-const SERVER_REFUSALS = /ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|ALERT_HANDSHAKE_FAILURE|WRONG_VERSION_NUMBER/;
+const SERVER_REFUSALS = /ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|ALERT_HANDSHAKE_FAILURE/;
 const CLIENT_REFUSALS = /NO_PROTOCOLS_AVAILABLE|NO_CIPHERS_AVAILABLE|NO_SUITABLE_SIGNATURE_ALGORITHM|LEGACY_SIGALG/;
 
 const LEGACY = new Set<string>(["TLSv1", "TLSv1.1"]);
@@ -164,6 +172,8 @@ export function doctorNetwork(options: NetworkOptions = {}): DoctorNetwork {
           socket: plain,
           servername,
           rejectUnauthorized: false,
+          // `authorized` is then the chain alone: the name is its own check (service.ts), reported on its own row.
+          checkServerIdentity: () => undefined,
           ...(ca ? { ca } : {}),
           ...(versions ?? {}),
           // TLS 1.1 and older need SHA-1 signatures, which OpenSSL 3's default security level will not offer:
@@ -206,7 +216,7 @@ export function doctorNetwork(options: NetworkOptions = {}): DoctorNetwork {
     try {
       const smtp = new SmtpReader(socket);
       const greeting = await smtp.reply();
-      if (greeting.code !== 220) return { kind: "transcript", greeting, mail: greeting };
+      if (greeting.code !== 220) return { kind: "failed", reason: `greeting ${greeting.code} ${greeting.text}` };
       await smtp.command(`EHLO ${EHLO_NAME}`);
       const mail = await smtp.command(`MAIL FROM:<${sender}>`);
       if (mail.code !== 250) return { kind: "transcript", greeting, mail };
@@ -232,5 +242,50 @@ export function doctorNetwork(options: NetworkOptions = {}): DoctorNetwork {
     }
   }
 
-  return { starttls, relayProbe, connect: connectPort };
+  /** A policy file is a few hundred bytes; anything past this is not one. */
+  const MAX_BODY = 64 * 1024;
+
+  function httpsGet(address: string, host: string, path: string): Promise<HttpsAnswer> {
+    return new Promise((resolve) => {
+      const req = request(
+        {
+          host: address,
+          servername: host,
+          headers: { Host: host },
+          path,
+          method: "GET",
+          rejectUnauthorized: false,
+          ...(ca ? { ca } : {}),
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const socket = res.socket as TLSSocket;
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_BODY) req.destroy(new Error(`answer larger than ${MAX_BODY} bytes`));
+            else chunks.push(chunk);
+          });
+          res.on("end", () => {
+            // Here `authorized` covers the name too: a sender fetching the policy checks both at once.
+            const authorizationError = socket.authorized ? undefined : String(socket.authorizationError ?? "unknown reason");
+            resolve({
+              kind: "response",
+              status: res.statusCode ?? 0,
+              contentType: String(res.headers["content-type"] ?? ""),
+              body: Buffer.concat(chunks).toString("utf8"),
+              authorized: socket.authorized,
+              ...(authorizationError ? { authorizationError } : {}),
+            });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms (ETIMEDOUT)`)));
+      req.on("error", (error) => resolve({ kind: "failed", reason: errorText(error) }));
+      req.end();
+    });
+  }
+
+  return { starttls, relayProbe, connect: connectPort, httpsGet };
 }

@@ -4,7 +4,7 @@
 export type CheckStatus = "ok" | "fail" | "warn";
 
 /** The part of the gateway a check looks at; the table groups by it. */
-export type CheckGroup = "dns" | "ptr" | "tls" | "ports" | "relay" | "host";
+export type CheckGroup = "dns" | "ptr" | "policy" | "tls" | "ports" | "relay" | "host";
 
 export interface CheckResult {
   group: CheckGroup;
@@ -82,8 +82,15 @@ export type RelayTranscript =
 /** `open`: a TCP connection was accepted. Anything else is the reason it was not (ECONNREFUSED, a timeout …). */
 export type PortState = { kind: "open" } | { kind: "closed"; reason: string };
 
+/** An HTTPS GET: the answer and whether the certificate verified for the name asked (trusted roots + --ca). */
+export type HttpsAnswer =
+  | { kind: "response"; status: number; contentType: string; body: string; authorized: boolean; authorizationError?: string }
+  | { kind: "failed"; reason: string };
+
 /** The network probes checks use; network.ts has the real ones. */
 export interface DoctorNetwork {
+  /** GET https://<host><path> from `address` (the name resolved by doctor's own resolver), SNI and Host `host`. */
+  httpsGet(address: string, host: string, path: string): Promise<HttpsAnswer>;
   /** EHLO, STARTTLS, then a TLS handshake offering `versions` (the library's defaults when undefined). */
   starttls(target: SmtpTarget, servername: string, versions?: TlsVersionRange): Promise<TlsHandshake>;
   /** EHLO, MAIL FROM:<sender>, RCPT TO:<recipient>, QUIT. */

@@ -2,23 +2,28 @@
 // master.cf (renderedPostfixOptions) with TLS on a throwaway certificate: STARTTLS chain, name and expiry, the
 // TLS floor, the open-relay probe and the closed-port check, each seen passing on the rendered configuration and
 // failing on a deliberately broken one. DNS is an injected lookup serving exactly the renderer's records (no name
-// server runs here); the lookup probe runs the real postmap against a socketmap, up and then stopped.
+// server runs here); the lookup probe runs the real postmap against a socketmap, up and then stopped; the MTA-STS
+// policy is fetched over real HTTPS from a node:https server on a loopback alias's port 443.
 //
 // Changed from a real node, and why: loopback addresses and free ports instead of 25 (the harness's); the
 // primary without submission (587 needs Dovecot, which has its own tests); empty mynetworks, as seen from outside
 // (this machine is loopback, which the rendered mynetworks trusts); a certificate valid 2 days, so the expiry
 // check's ✗ is seen on a real handshake.
 import { execFile } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { doctorNode, formatReport, reportExitCode, type DnsLookup, type HostCommand } from "../../infra/doctor";
 import { lookupProbeCheck } from "../../infra/doctor/host";
 import { doctorNetwork } from "../../infra/doctor/network";
+import { mtaStsPolicyCheck } from "../../infra/doctor/mta-sts";
 import { closedPortChecks, openRelayCheck, starttlsChecks, tlsFloorCheck } from "../../infra/doctor/service";
 import type { CheckResult } from "../../infra/doctor/types";
 import type { GatewayNode } from "../../infra/model/types";
 import { dnsRecords, ptrExpectations } from "../../infra/render/dns";
+import { MTA_STS_POLICY_PATH, mtaStsPolicyText } from "../../infra/render/mta-sts";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 import {
   freePort,
@@ -30,6 +35,9 @@ import {
 import { createSelfSignedCert, scratchDir, startSocketmap, type SocketmapStandIn } from "../helpers/postfix-tools";
 
 const run = promisify(execFile);
+
+/** The MTA-STS policy host's address: port 443 is what a sender (and doctor) fetches from, on a loopback alias. */
+const POLICY_ADDRESS = "127.25.3.9";
 
 /** A HostCommand on this machine: what --on-host runs over SSH, run here against the loopback daemons. */
 const localHost: HostCommand = async (script) => {
@@ -58,6 +66,7 @@ function servedZone(nodes: GatewayNode[]): DnsLookup {
     for (const ptr of ptrExpectations(node)) zone[`PTR ${ptr.reverseName}`] = [ptr.expectedHostname];
   }
   zone[`TXT default._domainkey.${examplePrimary.domain}`] = [`v=DKIM1; h=sha256; k=rsa; p=${"A".repeat(392)}`];
+  zone[`A mta-sts.${examplePrimary.domain}`] = [POLICY_ADDRESS];
   return (name, type) => Promise.resolve(zone[`${type} ${name}`] ?? []);
 }
 
@@ -69,6 +78,9 @@ describe("gateway doctor against real Postfix on loopback", () => {
   let primary: PostfixInstance;
   let relay: PostfixInstance;
   let broken: PostfixInstance;
+  let plaintext: PostfixInstance;
+  let policyServer: HttpsServer;
+  let policyBody: string;
   let primaryNode: GatewayNode;
   let relayNode: GatewayNode;
   let network: ReturnType<typeof doctorNetwork>;
@@ -77,12 +89,14 @@ describe("gateway doctor against real Postfix on loopback", () => {
   beforeAll(async () => {
     root = scratchDir("doctor-host-");
     socketmap = await startSocketmap(new Set(["alice@brightchain.org"]));
-    const primaryCert = await createSelfSignedCert(root, "mail.brightchain.org", { subjectAltName: "DNS:mail.brightchain.org" });
-    const relayDir = scratchDir("doctor-host-relay-");
-    const relayCert = await createSelfSignedCert(relayDir, "mail2.brightchain.org", {
-      subjectAltName: "DNS:mail2.brightchain.org",
-    });
-    network = doctorNetwork({ extraCa: [readFileSync(primaryCert.certFile, "utf8"), readFileSync(relayCert.certFile, "utf8")] });
+    /** A certificate for `name` alone, in a folder of its own (createSelfSignedCert writes cert.pem and key.pem). */
+    const certFor = (name: string) => {
+      mkdirSync(join(root, name));
+      return createSelfSignedCert(join(root, name), name, { subjectAltName: `DNS:${name}` });
+    };
+    const primaryCert = await certFor("mail.brightchain.org");
+    const relayCert = await certFor("mail2.brightchain.org");
+    const policyCert = await certFor("mta-sts.brightchain.org");
 
     const spooled = withTestDropSpool(
       { ...examplePrimary, submission: undefined, mynetworks: [], lookup: { ...examplePrimary.lookup, port: socketmap.port } },
@@ -113,11 +127,31 @@ describe("gateway doctor against real Postfix on loopback", () => {
         },
       }),
     );
-    rmSync(relayDir, { recursive: true, force: true });
+    // TLS off, as on a node whose certificate never arrived.
+    plaintext = await startPostfix(renderedPostfixOptions(primaryNode, { maildropScript: spooled.maildropScript }));
+
+    network = doctorNetwork({
+      extraCa: [primaryCert, relayCert, policyCert].map((c) => readFileSync(c.certFile, "utf8")),
+    });
+    policyBody = mtaStsPolicyText(primaryNode.fleet, primaryNode.mtaSts!);
+    policyServer = createHttpsServer(
+      { key: readFileSync(policyCert.keyFile), cert: readFileSync(policyCert.certFile) },
+      (req, res) => {
+        if (req.url === MTA_STS_POLICY_PATH) res.writeHead(200, { "Content-Type": "text/plain" }).end(policyBody);
+        else res.writeHead(404).end();
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      policyServer.once("error", (error) =>
+        reject(new Error(`${POLICY_ADDRESS}:443 is taken; this test needs it: ${String(error)}`)),
+      );
+      policyServer.listen(443, POLICY_ADDRESS, resolve);
+    });
   });
 
   afterAll(async () => {
-    for (const instance of [broken, relay, primary]) await instance?.stop();
+    await new Promise((resolve) => (policyServer ? policyServer.close(resolve) : resolve(undefined)));
+    for (const instance of [plaintext, broken, relay, primary]) await instance?.stop();
     await socketmap?.close();
     rmSync(root, { recursive: true, force: true });
   });
@@ -138,10 +172,37 @@ describe("gateway doctor against real Postfix on loopback", () => {
     expect(untrusted[0]).toMatchObject({ status: "fail" });
     expect(untrusted[0]!.detail).toContain("SELF_SIGNED");
     const wrongName = await starttlsChecks(primaryNode, at(relay), network, new Date());
+    expect(wrongName[0]).toMatchObject({ status: "ok" });
     expect(wrongName[1]).toMatchObject({
       status: "fail",
       detail: "certificate is for mail2.brightchain.org, not mail.brightchain.org",
     });
+  });
+
+  it("a Postfix offering no STARTTLS: one ✗ saying so", async () => {
+    const checks = await starttlsChecks(primaryNode, at(plaintext), network, new Date());
+    expect(checks).toHaveLength(1);
+    expect(checks[0]).toMatchObject({ status: "fail", detail: "no-starttls: EHLO reply does not list STARTTLS (250)" });
+  });
+
+  it("MTA-STS policy over real HTTPS: the announced policy ✓; one listing a wrong MX ✗ naming it", async () => {
+    const lookup = servedZone([primaryNode, relayNode]);
+    const records = dnsRecords(primaryNode);
+    const context = { publishHint: "`pulumi up --stack primary` publishes it" };
+    expect(await mtaStsPolicyCheck(primaryNode, records, lookup, network, context)).toMatchObject({ status: "ok" });
+    const served = policyBody;
+    policyBody = served.replace("mx: mail2.brightchain.org", "mx: mx.old.example");
+    try {
+      const wrong = await mtaStsPolicyCheck(primaryNode, records, lookup, network, context);
+      expect(wrong).toMatchObject({ status: "fail" });
+      expect(wrong!.detail).toContain(
+        "mx: mail.brightchain.org, mx.old.example instead of mail.brightchain.org, mail2.brightchain.org",
+      );
+    } finally {
+      policyBody = served;
+    }
+    const untrusted = await mtaStsPolicyCheck(primaryNode, records, lookup, doctorNetwork(), context);
+    expect(untrusted!.detail).toContain("certificate not trusted for mta-sts.brightchain.org");
   });
 
   it("TLS floor: the rendered primary and relay refuse TLS 1.1 ✓; TLS 1.0/1.1 allowed is ✗", async () => {

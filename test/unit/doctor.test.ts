@@ -16,10 +16,13 @@ import {
   type DnsLookup,
   type DoctorNetwork,
   type HostCommand,
+  type HttpsAnswer,
   type TlsHandshake,
 } from "../../infra/doctor/types";
 import type { DnsRecord } from "../../infra/model/types";
 import { dkimRecordText, dnsRecords, ptrExpectations } from "../../infra/render/dns";
+import { mtaStsPolicyText } from "../../infra/render/mta-sts";
+import { mtaStsPolicyCheck } from "../../infra/doctor/mta-sts";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 const repo = path.resolve(__dirname, "../..");
@@ -42,6 +45,7 @@ function goodZone(dkimKey = hostKey): Zone {
   for (const node of [examplePrimary, exampleRelay]) {
     for (const ptr of ptrExpectations(node)) zone[`PTR ${ptr.reverseName}`] = [ptr.expectedHostname];
   }
+  zone["A mta-sts.brightchain.org"] = ["192.0.2.80"];
   return zone;
 }
 
@@ -258,14 +262,26 @@ const goodHandshake: TlsHandshake = {
   chain: [cert(["mail.brightchain.org"], 60)],
 };
 
-/** A network whose answers the test sets; unset probes fail the test if called. */
+const servedPolicy = (
+  body = mtaStsPolicyText(examplePrimary.fleet, examplePrimary.mtaSts!),
+): HttpsAnswer & { kind: "response" } => ({
+  kind: "response",
+  status: 200,
+  contentType: "text/plain",
+  body,
+  authorized: true,
+});
+
+/** A network whose answers the test sets; the policy is the correct one unless set. */
 function fakeNetwork(answers: {
   starttls?: (versions?: { maxVersion: string }) => TlsHandshake;
   relay?: Awaited<ReturnType<DoctorNetwork["relayProbe"]>>;
   open?: number[];
   unreachable?: boolean;
+  policy?: HttpsAnswer;
 }): DoctorNetwork {
   return {
+    httpsGet: () => Promise.resolve(answers.policy ?? servedPolicy()),
     starttls: (_target, _name, versions) => Promise.resolve((answers.starttls ?? (() => goodHandshake))(versions)),
     relayProbe: () => Promise.resolve(answers.relay ?? { kind: "failed", reason: "not set" }),
     connect: (target) =>
@@ -279,6 +295,43 @@ function fakeNetwork(answers: {
   };
 }
 const target = { address: "203.0.113.10", port: 25 };
+
+describe("MTA-STS policy", () => {
+  const check = (network: DoctorNetwork, zone = goodZone()) =>
+    mtaStsPolicyCheck(examplePrimary, dnsRecords(examplePrimary), lookupOf(zone), network, context);
+  const expected = mtaStsPolicyText(examplePrimary.fleet, examplePrimary.mtaSts!);
+
+  it("the policy the _mta-sts id announces, served as text/plain with a trusted certificate: ✓", async () => {
+    expect(await check(fakeNetwork({}))).toMatchObject({
+      status: "ok",
+      detail: "mode testing, mx mail.brightchain.org, mail2.brightchain.org, max_age 604800",
+    });
+  });
+
+  it("a policy listing a wrong MX ✗ naming the field; wrong type, status, certificate, no address ✗ each", async () => {
+    const wrongMx = await check(
+      fakeNetwork({ policy: servedPolicy(expected.replace("mail2.brightchain.org", "mx.old.example")) }),
+    );
+    expect(wrongMx).toMatchObject({ status: "fail" });
+    expect(wrongMx!.detail).toBe(
+      "served policy differs: mx: mail.brightchain.org, mx.old.example instead of mail.brightchain.org, mail2.brightchain.org",
+    );
+    expect((await check(fakeNetwork({ policy: { ...servedPolicy(), contentType: "text/html" } })))!.detail).toContain(
+      "text/plain",
+    );
+    expect((await check(fakeNetwork({ policy: { ...servedPolicy(), status: 404 } })))!.detail).toBe("HTTP 404");
+    const untrusted = { ...servedPolicy(), authorized: false, authorizationError: "ERR_TLS_CERT_ALTNAME_INVALID" };
+    expect((await check(fakeNetwork({ policy: untrusted })))!.detail).toContain("ERR_TLS_CERT_ALTNAME_INVALID");
+    const noAddress = { ...goodZone(), "A mta-sts.brightchain.org": [] };
+    expect((await check(fakeNetwork({}), noAddress))!.detail).toContain("has no address");
+  });
+
+  it("no check when the stack announces no policy (a relay)", async () => {
+    expect(
+      await mtaStsPolicyCheck(exampleRelay, dnsRecords(exampleRelay), lookupOf(goodZone()), fakeNetwork({}), context),
+    ).toBeUndefined();
+  });
+});
 
 describe("STARTTLS: chain, name, expiry", () => {
   it("a trusted certificate for the host, 60 days left: three ✓", async () => {
@@ -538,7 +591,7 @@ describe("the whole node", () => {
       examplePrimary,
       probes({ network: fakeNetwork({ unreachable: true }), addresses: ["2001:db8::10"] }),
     );
-    expect(checks.filter((c) => c.group !== "dns" && c.group !== "ptr")).toEqual([
+    expect(checks.filter((c) => c.group !== "dns" && c.group !== "ptr" && c.group !== "policy")).toEqual([
       expect.objectContaining({ subject: "reach 2001:db8::10", status: "warn" }),
     ]);
   });
