@@ -15,7 +15,7 @@ import { mtaStsPolicyCheck } from "./mta-sts";
 import { doctorNetwork } from "./network";
 import type { DoctorReport } from "./report";
 import { dnsLookup } from "./resolver";
-import { closedPortChecks, openRelayCheck, starttlsChecks, tlsFloorCheck } from "./service";
+import { closedPortChecks, daneCheck, openRelayCheck, starttlsChecks, tlsFloorCheck } from "./service";
 import type { CheckResult, DnsLookup, DoctorNetwork, HostCommand } from "./types";
 
 export { formatReport, reportExitCode, reportJson, type DoctorReport } from "./report";
@@ -70,11 +70,15 @@ export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise
       });
       continue;
     }
-    results.push(...(await starttlsChecks(node, smtp, probes.network, probes.now)));
+    const handshake = await probes.network.starttls(smtp, node.host.hostname);
+    results.push(...starttlsChecks(node, smtp, handshake, probes.now));
+    const dane = await daneCheck(node, smtp, handshake, probes.lookup);
+    if (dane !== undefined) results.push(dane);
     results.push(await tlsFloorCheck(node, smtp, probes.network));
     if (node.submission?.enabled) {
       const submission = { address, port: probes.ports.submission };
-      results.push(...(await starttlsChecks(node, submission, probes.network, probes.now)));
+      const submissionHandshake = await probes.network.starttls(submission, node.host.hostname);
+      results.push(...starttlsChecks(node, submission, submissionHandshake, probes.now));
       results.push(await tlsFloorCheck(node, submission, probes.network));
     }
     results.push(await openRelayCheck(node, smtp, probes.network));

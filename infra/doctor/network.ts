@@ -1,5 +1,6 @@
 // The real network probes behind DoctorNetwork: a bare SMTP client over node:net, STARTTLS with node:tls. Every
 // wait is bounded: a filtered port or a server that never answers becomes a result, not a hang.
+import { X509Certificate } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { request } from "node:https";
 import {
@@ -120,6 +121,8 @@ function summary(cert: PeerCertificate): CertificateSummary {
     issuer: typeof cert.issuer?.CN === "string" ? cert.issuer.CN : JSON.stringify(cert.issuer ?? {}),
     names: dnsNames.length > 0 ? dnsNames : cn !== undefined ? [cn.toLowerCase()] : [],
     validTo: new Date(cert.valid_to),
+    certificateDer: cert.raw,
+    publicKeyDer: new X509Certificate(cert.raw).publicKey.export({ type: "spki", format: "der" }),
   };
 }
 

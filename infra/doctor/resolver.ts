@@ -1,8 +1,11 @@
 // node:dns answers as doctor's checks read them: one canonical text per record, so a check compares what the
 // renderer's DnsRecord says with what the world serves without knowing each type's answer shape. Any name
 // server can be asked (`--resolver`), so doctor runs against the lab's resolver as against the public one.
+import { randomInt } from "node:crypto";
+import { createSocket } from "node:dgram";
 import { Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
+import { decodeAnswer, encodeQuery, tlsaText, TYPE_TLSA } from "./dns-wire";
 import { ResolverUnreachableError, type DnsLookup } from "./types";
 
 /** Answer codes that mean "there is no such record", as opposed to "could not find out". */
@@ -30,11 +33,68 @@ export function parseResolverAddress(value: string): string {
 
 type CaaAnswer = { critical: number } & Record<string, string | number>;
 
+/** `ip`, `ip:port` or `[ip6]:port` (getServers' forms) as address and port. */
+function splitServer(server: string): { address: string; port: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(server);
+  if (bracketed) return { address: bracketed[1]!, port: Number(bracketed[2] ?? 53) };
+  if (isIP(server) !== 0) return { address: server, port: 53 };
+  const [address, port] = server.split(":");
+  return { address: address!, port: Number(port ?? 53) };
+}
+
+/** One UDP query to one server; undefined when it does not answer within `timeoutMs`. */
+function udpQuery(
+  server: string,
+  name: string,
+  type: number,
+  timeoutMs: number,
+): Promise<ReturnType<typeof decodeAnswer> | undefined> {
+  const { address, port } = splitServer(server);
+  const id = randomInt(0x10000);
+  return new Promise((resolve, reject) => {
+    const socket = createSocket(isIP(address) === 6 ? "udp6" : "udp4");
+    const done = (finish: () => void) => {
+      clearTimeout(timer);
+      socket.close();
+      finish();
+    };
+    const timer = setTimeout(() => done(() => resolve(undefined)), timeoutMs);
+    socket.on("error", () => done(() => resolve(undefined)));
+    socket.on("message", (packet) => {
+      try {
+        const answer = decodeAnswer(packet);
+        // Not the answer to this query (a late one to an earlier query): keep waiting.
+        if (answer.id !== id) return;
+        done(() => resolve(answer));
+      } catch (error) {
+        done(() => reject(error as Error));
+      }
+    });
+    socket.send(encodeQuery(id, name, type), port, address);
+  });
+}
+
 /** A resolver at `servers` (the system's when empty), answering every type doctor compares in canonical text. */
 export function dnsLookup(servers: string[] = [], options: { timeoutMs?: number } = {}): DnsLookup {
   const resolver = new Resolver({ timeout: options.timeoutMs ?? 3_000, tries: 2 });
   if (servers.length > 0) resolver.setServers(servers);
   const described = servers.length > 0 ? servers.join(", ") : `the system's name servers (${resolver.getServers().join(", ")})`;
+
+  const timeoutMs = options.timeoutMs ?? 3_000;
+  /** node:dns (Node 20) cannot ask for TLSA: a query of doctor's own, to the same servers, in order. */
+  const tlsa = async (name: string): Promise<string[]> => {
+    for (const server of servers.length > 0 ? servers : resolver.getServers()) {
+      const answer = await udpQuery(server, name, TYPE_TLSA, timeoutMs);
+      if (answer === undefined) continue;
+      if (answer.truncated) throw new Error(`TLSA ${name}: answer truncated (doctor asks over UDP only)`);
+      if (answer.rcode === 3) return [];
+      if (answer.rcode !== 0) throw new Error(`TLSA ${name}: rcode ${answer.rcode}`);
+      return answer.records.filter((r) => r.type === TYPE_TLSA).map((r) => tlsaText(r.data));
+    }
+    const error = new Error(`no answer for TLSA ${name}`) as NodeJS.ErrnoException;
+    error.code = "ETIMEOUT";
+    throw error;
+  };
 
   const answer = async (name: string, type: string): Promise<string[]> => {
     switch (type) {
@@ -51,6 +111,8 @@ export function dnsLookup(servers: string[] = [], options: { timeoutMs?: number 
         return (await resolver.resolvePtr(name)).map(withoutDot);
       case "NS":
         return (await resolver.resolveNs(name)).map(withoutDot);
+      case "TLSA":
+        return tlsa(name);
       case "CAA":
         return (await resolver.resolveCaa(name)).map((caa) => {
           const { critical, ...rest } = caa as unknown as CaaAnswer;

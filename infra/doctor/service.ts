@@ -2,7 +2,8 @@
 // time left, no TLS below 1.2, no relaying for strangers, and nothing but mail listening from outside.
 import { FIREWALL_SCRIPT, loopbackOnlyPorts } from "../render/firewall";
 import type { GatewayNode } from "../model/types";
-import type { CertificateSummary, CheckResult, DoctorNetwork, SmtpTarget } from "./types";
+import { createHash } from "node:crypto";
+import type { CertificateSummary, CheckResult, DnsLookup, DoctorNetwork, SmtpTarget, TlsHandshake } from "./types";
 
 const DAY_MS = 86_400_000;
 /** certbot renews 30 days before expiry: under 21 days left, renewal has been failing for over a week. */
@@ -24,17 +25,11 @@ const renewFix = (node: GatewayNode): string =>
   `run \`certbot renew\` on ${node.host.hostname} and read /var/log/letsencrypt/letsencrypt.log; the certificate is ${node.tls.certFile}`;
 
 /**
- * STARTTLS on `target`: a handshake at all, a chain that verifies, the node's host name in the certificate, and
+ * STARTTLS on `target` (one handshake, made by the caller so the TLSA check reads the same one): a handshake at all, a chain that verifies, the node's host name in the certificate, and
  * the days left. Three rows from one handshake, so a person sees which of them is wrong.
  */
-export async function starttlsChecks(
-  node: GatewayNode,
-  target: SmtpTarget,
-  network: DoctorNetwork,
-  now: Date,
-): Promise<CheckResult[]> {
+export function starttlsChecks(node: GatewayNode, target: SmtpTarget, handshake: TlsHandshake, now: Date): CheckResult[] {
   const subject = `STARTTLS ${where(target)}`;
-  const handshake = await network.starttls(target, node.host.hostname);
   if (handshake.kind !== "handshake") {
     return [
       {
@@ -205,4 +200,68 @@ export async function closedPortChecks(node: GatewayNode, address: string, netwo
     }
   }
   return results;
+}
+
+/** What a TLSA record's data must equal for `cert`: selector 0 whole certificate / 1 public key, matching 0 raw / 1 SHA-256 / 2 SHA-512. */
+function tlsaData(cert: CertificateSummary, selector: number, matching: number): string | undefined {
+  const source = selector === 0 ? cert.certificateDer : selector === 1 ? cert.publicKeyDer : undefined;
+  if (source === undefined) return undefined;
+  if (matching === 0) return Buffer.from(source).toString("hex");
+  if (matching === 1) return createHash("sha256").update(source).digest("hex");
+  if (matching === 2) return createHash("sha512").update(source).digest("hex");
+  return undefined;
+}
+
+/**
+ * DANE (RFC 7672): when `_25._tcp.<host>` has TLSA records, one must match what port 25 serves — usage 3 (and 1)
+ * the leaf, usage 2 (and 0) a certificate above it — or a DANE-validating sender defers all mail to the node.
+ * Undefined when none is published (nothing to match; the record checks say whether one is expected).
+ */
+export async function daneCheck(
+  node: GatewayNode,
+  target: SmtpTarget,
+  handshake: TlsHandshake,
+  lookup: DnsLookup,
+): Promise<CheckResult | undefined> {
+  const name = `_25._tcp.${node.host.hostname}`;
+  const subject = `TLSA ${name} vs ${where(target)}`;
+  let records: string[];
+  try {
+    records = await lookup(name, "TLSA");
+  } catch (error) {
+    if ((error as Error).name === "ResolverUnreachableError") throw error;
+    return {
+      group: "tls",
+      subject,
+      status: "fail",
+      detail: `lookup failed: ${(error as Error).message}`,
+      fix: "check the zone's name servers and DNSSEC at the DNS provider",
+    };
+  }
+  if (records.length === 0) return undefined;
+  if (handshake.kind !== "handshake") {
+    return {
+      group: "tls",
+      subject,
+      status: "fail",
+      detail: `TLSA published, but no TLS handshake on ${where(target)} (${handshake.kind})`,
+      fix: "see the STARTTLS check above",
+    };
+  }
+  const matches = records.filter((record) => {
+    const [usage, selector, matching, data] = record.split(" ");
+    const candidates = usage === "3" || usage === "1" ? handshake.chain.slice(0, 1) : handshake.chain.slice(1);
+    return candidates.some((cert) => tlsaData(cert, Number(selector), Number(matching)) === data?.toLowerCase());
+  });
+  if (matches.length > 0)
+    return { group: "tls", subject, status: "ok", detail: `${matches[0]!.slice(0, 24)}… matches the served certificate` };
+  const leaf = handshake.chain[0];
+  const served = leaf ? tlsaData(leaf, 1, 1) : undefined;
+  return {
+    group: "tls",
+    subject,
+    status: "fail",
+    detail: `no TLSA record matches the certificate served (its key: 3 1 1 ${served ?? "?"}); published: ${records.join(", ")}`,
+    fix: `DANE senders defer all mail to ${node.host.hostname}: publish TLSA ${name} 3 1 1 ${served ?? "<sha256 of the served key>"} (\`pulumi up\`), or serve the key the record names (certbot --reuse-key keeps it across renewals)`,
+  };
 }

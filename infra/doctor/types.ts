@@ -43,6 +43,9 @@ export interface CertificateSummary {
   /** DNS names the certificate is valid for: its subjectAltName DNS entries (its CN when it has none). */
   names: string[];
   validTo: Date;
+  /** What a TLSA record's selector 0 (the whole certificate) and 1 (its SubjectPublicKeyInfo) hash. */
+  certificateDer?: Uint8Array;
+  publicKeyDer?: Uint8Array;
 }
 
 export type TlsHandshake =

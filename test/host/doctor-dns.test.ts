@@ -110,9 +110,10 @@ describe("doctor's DNS checks through a real name server", () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  async function serve(records: DnsRecord[], ptrOverride: Record<string, string> = {}) {
+  async function serve(records: DnsRecord[], ptrOverride: Record<string, string> = {}, extraLines = "") {
     await knot?.stop();
-    knot = await startKnot(join(root, "knot"), { [DOMAIN]: renderZoneFile(DOMAIN, records), ...reverseZones(ptrOverride) });
+    const zone = renderZoneFile(DOMAIN, records) + extraLines;
+    knot = await startKnot(join(root, "knot"), { [DOMAIN]: zone, ...reverseZones(ptrOverride) });
     return dnsLookup([`127.0.0.1:${knot.port}`]);
   }
 
@@ -148,6 +149,20 @@ describe("doctor's DNS checks through a real name server", () => {
       "TXT default._domainkey.brightchain.org (v=DKIM1): missing",
       "PTR 203.0.113.10: PTR names static.203-0-113-10.provider.example; expected mail.brightchain.org",
     ]);
+  });
+
+  it("TLSA, which node:dns cannot ask for on Node 20: doctor's own query reads it back as dig prints it", async () => {
+    const digest = "ab".repeat(32);
+    const lookup = await serve(
+      published,
+      {},
+      `_25._tcp.mail 3600 IN TLSA 3 1 1 ${digest}\n_25._tcp.mail 3600 IN TLSA 2 1 1 ${"cd".repeat(32)}\n`,
+    );
+    expect((await lookup(`_25._tcp.mail.${DOMAIN}`, "TLSA")).sort()).toEqual([`2 1 1 ${"cd".repeat(32)}`, `3 1 1 ${digest}`]);
+    expect(await lookup(`_25._tcp.mail2.${DOMAIN}`, "TLSA")).toEqual([]);
+    expect(await lookup(`_25._tcp.nosuch.${DOMAIN}`, "TLSA")).toEqual([]);
+    const nobody = dnsLookup([`127.0.0.1:${await freePort()}`], { timeoutMs: 300 });
+    await expect(nobody(`_25._tcp.mail.${DOMAIN}`, "TLSA")).rejects.toBeInstanceOf(ResolverUnreachableError);
   });
 
   it("a name server that is not there: ResolverUnreachableError (doctor exits 2), not every record missing", async () => {

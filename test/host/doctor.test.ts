@@ -10,6 +10,7 @@
 // (this machine is loopback, which the rendered mynetworks trusts); a certificate valid 2 days, so the expiry
 // check's ✗ is seen on a real handshake.
 import { execFile } from "node:child_process";
+import { createHash, X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { join } from "node:path";
@@ -19,7 +20,7 @@ import { doctorNode, formatReport, reportExitCode, type DnsLookup, type HostComm
 import { lookupProbeCheck } from "../../infra/doctor/host";
 import { doctorNetwork } from "../../infra/doctor/network";
 import { mtaStsPolicyCheck } from "../../infra/doctor/mta-sts";
-import { closedPortChecks, openRelayCheck, starttlsChecks, tlsFloorCheck } from "../../infra/doctor/service";
+import { closedPortChecks, daneCheck, openRelayCheck, starttlsChecks, tlsFloorCheck } from "../../infra/doctor/service";
 import type { CheckResult } from "../../infra/doctor/types";
 import type { GatewayNode } from "../../infra/model/types";
 import { dnsRecords, ptrExpectations } from "../../infra/render/dns";
@@ -81,10 +82,14 @@ describe("gateway doctor against real Postfix on loopback", () => {
   let plaintext: PostfixInstance;
   let policyServer: HttpsServer;
   let policyBody: string;
+  let primaryCertPem: string;
   let primaryNode: GatewayNode;
   let relayNode: GatewayNode;
   let network: ReturnType<typeof doctorNetwork>;
   const at = (instance: PostfixInstance) => ({ address: "127.0.0.1", port: instance.smtpPort });
+  /** The STARTTLS rows for one real handshake with `instance`. */
+  const tlsRows = async (node: GatewayNode, instance: PostfixInstance, probe = network) =>
+    starttlsChecks(node, at(instance), await probe.starttls(at(instance), node.host.hostname), new Date());
 
   beforeAll(async () => {
     root = scratchDir("doctor-host-");
@@ -95,6 +100,7 @@ describe("gateway doctor against real Postfix on loopback", () => {
       return createSelfSignedCert(join(root, name), name, { subjectAltName: `DNS:${name}` });
     };
     const primaryCert = await certFor("mail.brightchain.org");
+    primaryCertPem = readFileSync(primaryCert.certFile, "utf8");
     const relayCert = await certFor("mail2.brightchain.org");
     const policyCert = await certFor("mta-sts.brightchain.org");
 
@@ -157,7 +163,7 @@ describe("gateway doctor against real Postfix on loopback", () => {
   });
 
   it("STARTTLS on the rendered primary: chain trusted (the test CA given), the host's name, expiry ✗ at 1 day left", async () => {
-    const checks = await starttlsChecks(primaryNode, at(primary), network, new Date());
+    const checks = await tlsRows(primaryNode, primary);
     expect(checks.map((c) => [c.subject.replace(/\d+$/, "PORT").replace(/:\d+ /, ":PORT "), c.status])).toEqual([
       ["STARTTLS 127.0.0.1:PORT chain", "ok"],
       ["STARTTLS 127.0.0.1:PORT name", "ok"],
@@ -168,10 +174,10 @@ describe("gateway doctor against real Postfix on loopback", () => {
   });
 
   it("without the test CA the self-signed chain is ✗; another node's certificate is ✗ on name", async () => {
-    const untrusted = await starttlsChecks(primaryNode, at(primary), doctorNetwork(), new Date());
+    const untrusted = await tlsRows(primaryNode, primary, doctorNetwork());
     expect(untrusted[0]).toMatchObject({ status: "fail" });
     expect(untrusted[0]!.detail).toContain("SELF_SIGNED");
-    const wrongName = await starttlsChecks(primaryNode, at(relay), network, new Date());
+    const wrongName = await tlsRows(primaryNode, relay);
     expect(wrongName[0]).toMatchObject({ status: "ok" });
     expect(wrongName[1]).toMatchObject({
       status: "fail",
@@ -179,8 +185,22 @@ describe("gateway doctor against real Postfix on loopback", () => {
     });
   });
 
+  it("DANE: a TLSA 3 1 1 of the served key ✓, one of another key ✗ (the lab's TLSA mismatch)", async () => {
+    const handshake = await network.starttls(at(primary), primaryNode.host.hostname);
+    const key = new X509Certificate(primaryCertPem).publicKey.export({ type: "spki", format: "der" });
+    const served = `3 1 1 ${createHash("sha256").update(key).digest("hex")}`;
+    const tlsa =
+      (record: string): DnsLookup =>
+      (name, type) =>
+        Promise.resolve(type === "TLSA" && name === "_25._tcp.mail.brightchain.org" ? [record] : []);
+    expect(await daneCheck(primaryNode, at(primary), handshake, tlsa(served))).toMatchObject({ status: "ok" });
+    const stale = await daneCheck(primaryNode, at(primary), handshake, tlsa(`3 1 1 ${"00".repeat(32)}`));
+    expect(stale).toMatchObject({ status: "fail" });
+    expect(stale!.fix).toContain(`publish TLSA _25._tcp.mail.brightchain.org ${served}`);
+  });
+
   it("a Postfix offering no STARTTLS: one ✗ saying so", async () => {
-    const checks = await starttlsChecks(primaryNode, at(plaintext), network, new Date());
+    const checks = await tlsRows(primaryNode, plaintext);
     expect(checks).toHaveLength(1);
     expect(checks[0]).toMatchObject({ status: "fail", detail: "no-starttls: EHLO reply does not list STARTTLS (250)" });
   });

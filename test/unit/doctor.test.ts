@@ -1,6 +1,6 @@
 // gateway doctor's checks over a fake zone, fake SMTP/TLS probes and a fake host: each check seen good and bad,
 // the table and JSON, and the exit codes. The real network and a real Postfix: test/host/doctor.test.ts.
-import { generateKeyPairSync } from "node:crypto";
+import { createHash, generateKeyPairSync } from "node:crypto";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../../infra/cli/dispatch";
@@ -9,7 +9,15 @@ import { dropBacklogCheck, hostDkimKey, lookupProbeCheck, queueCheck } from "../
 import { doctorNode, runDoctor, type NodeProbes } from "../../infra/doctor";
 import { formatReport, reportExitCode, reportJson } from "../../infra/doctor/report";
 import { parseResolverAddress } from "../../infra/doctor/resolver";
-import { certificateNames, closedPortChecks, openRelayCheck, starttlsChecks, tlsFloorCheck } from "../../infra/doctor/service";
+import { decodeAnswer, DnsWireError, encodeQuery, tlsaText, TYPE_TLSA } from "../../infra/doctor/dns-wire";
+import {
+  certificateNames,
+  closedPortChecks,
+  daneCheck,
+  openRelayCheck,
+  starttlsChecks,
+  tlsFloorCheck,
+} from "../../infra/doctor/service";
 import {
   ResolverUnreachableError,
   type CheckResult,
@@ -333,9 +341,87 @@ describe("MTA-STS policy", () => {
   });
 });
 
+describe("DANE: TLSA against the served certificate", () => {
+  const leafKey = Buffer.from("the leaf's SubjectPublicKeyInfo");
+  const issuerKey = Buffer.from("the issuer's SubjectPublicKeyInfo");
+  const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+  const handshake: TlsHandshake = {
+    ...goodHandshake,
+    chain: [
+      { ...cert(["mail.brightchain.org"], 60), publicKeyDer: leafKey },
+      { ...cert(["R11"], 600), publicKeyDer: issuerKey },
+    ],
+  };
+  const tlsa = (records: string[]) => lookupOf({ "TLSA _25._tcp.mail.brightchain.org": records });
+
+  it("3 1 1 of the leaf's key ✓, 2 1 1 of the issuer's ✓, none published: no check", async () => {
+    expect(await daneCheck(examplePrimary, target, handshake, tlsa([`3 1 1 ${sha256(leafKey)}`]))).toMatchObject({
+      status: "ok",
+    });
+    expect(await daneCheck(examplePrimary, target, handshake, tlsa([`2 1 1 ${sha256(issuerKey)}`]))).toMatchObject({
+      status: "ok",
+    });
+    expect(await daneCheck(examplePrimary, target, handshake, tlsa([]))).toBeUndefined();
+  });
+
+  it("a TLSA for another key ✗ naming the served key's record; the issuer's key as 3 1 1 ✗", async () => {
+    const mismatch = await daneCheck(examplePrimary, target, handshake, tlsa([`3 1 1 ${sha256(Buffer.from("old key"))}`]));
+    expect(mismatch).toMatchObject({ status: "fail" });
+    expect(mismatch!.fix).toContain(`publish TLSA _25._tcp.mail.brightchain.org 3 1 1 ${sha256(leafKey)}`);
+    expect((await daneCheck(examplePrimary, target, handshake, tlsa([`3 1 1 ${sha256(issuerKey)}`])))!.status).toBe("fail");
+  });
+
+  it("TLSA published but no handshake ✗", async () => {
+    const check = await daneCheck(
+      examplePrimary,
+      target,
+      { kind: "failed", reason: "ECONNREFUSED" },
+      tlsa([`3 1 1 ${sha256(leafKey)}`]),
+    );
+    expect(check).toMatchObject({ status: "fail" });
+  });
+});
+
+describe("the TLSA wire format", () => {
+  /** An answer to `query` carrying `rdata` as TLSA records, the owner name compressed to the question's. */
+  function answerTo(query: Buffer, rdata: Buffer[], flags = 0x8180): Buffer {
+    const header = Buffer.from(query.subarray(0, 12));
+    header.writeUInt16BE(flags, 2);
+    header.writeUInt16BE(rdata.length, 6);
+    const records = rdata.map((data) => {
+      const fixed = Buffer.alloc(12);
+      fixed.writeUInt16BE(0xc00c, 0);
+      fixed.writeUInt16BE(TYPE_TLSA, 2);
+      fixed.writeUInt16BE(1, 4);
+      fixed.writeUInt32BE(3600, 6);
+      fixed.writeUInt16BE(data.length, 10);
+      return Buffer.concat([fixed, data]);
+    });
+    return Buffer.concat([header, query.subarray(12), ...records]);
+  }
+  const digest = Buffer.alloc(32, 0xab);
+
+  it("a query and its answer round-trip to dig's text", () => {
+    const query = encodeQuery(0x1234, "_25._tcp.mail.brightchain.org", TYPE_TLSA);
+    const answer = decodeAnswer(answerTo(query, [Buffer.concat([Buffer.from([3, 1, 1]), digest])]));
+    expect(answer).toMatchObject({ id: 0x1234, rcode: 0, truncated: false });
+    expect(answer.records.map((r) => tlsaText(r.data))).toEqual([`3 1 1 ${digest.toString("hex")}`]);
+  });
+
+  it("hostile answers are errors, never partial answers", () => {
+    const query = encodeQuery(1, "_25._tcp.mail.brightchain.org", TYPE_TLSA);
+    const good = answerTo(query, [Buffer.concat([Buffer.from([3, 1, 1]), digest])]);
+    expect(() => decodeAnswer(good.subarray(0, good.length - 5))).toThrow(DnsWireError);
+    expect(() => decodeAnswer(good.subarray(0, 8))).toThrow(/shorter than a DNS header/);
+    expect(() => decodeAnswer(query)).toThrow(/a query, not an answer/);
+    expect(() => tlsaText(Buffer.from([3, 1]))).toThrow(/at least 4 expected/);
+    expect(() => encodeQuery(1, `${"a".repeat(64)}.example`, TYPE_TLSA)).toThrow(/label of 64 bytes/);
+  });
+});
+
 describe("STARTTLS: chain, name, expiry", () => {
   it("a trusted certificate for the host, 60 days left: three ✓", async () => {
-    expect(statuses(await starttlsChecks(examplePrimary, target, fakeNetwork({}), NOW))).toEqual({
+    expect(statuses(await starttlsChecks(examplePrimary, target, goodHandshake, NOW))).toEqual({
       "STARTTLS 203.0.113.10:25 chain": "ok",
       "STARTTLS 203.0.113.10:25 name": "ok",
       "STARTTLS 203.0.113.10:25 expiry": "ok",
@@ -343,8 +429,7 @@ describe("STARTTLS: chain, name, expiry", () => {
   });
 
   it("untrusted chain ✗, another name ✗, expiry ! at 14 days and ✗ when expired", async () => {
-    const run = (handshake: TlsHandshake) =>
-      starttlsChecks(examplePrimary, target, fakeNetwork({ starttls: () => handshake }), NOW);
+    const run = (handshake: TlsHandshake) => starttlsChecks(examplePrimary, target, handshake, NOW);
     const selfSigned = await run({ ...goodHandshake, authorized: false, authorizationError: "DEPTH_ZERO_SELF_SIGNED_CERT" });
     expect(only(selfSigned, "STARTTLS 203.0.113.10:25 chain")).toMatchObject({ status: "fail" });
     expect(only(selfSigned, "STARTTLS 203.0.113.10:25 chain").detail).toContain("DEPTH_ZERO_SELF_SIGNED_CERT");
@@ -357,20 +442,15 @@ describe("STARTTLS: chain, name, expiry", () => {
   });
 
   it("no STARTTLS offered, or nothing answering: one ✗ saying which", async () => {
-    const none = await starttlsChecks(
+    const none = starttlsChecks(
       examplePrimary,
       target,
-      fakeNetwork({ starttls: () => ({ kind: "no-starttls", reason: "EHLO reply does not list STARTTLS (250)" }) }),
+      { kind: "no-starttls", reason: "EHLO reply does not list STARTTLS (250)" },
       NOW,
     );
     expect(none).toHaveLength(1);
     expect(none[0]!.fix).toContain("smtpd_tls_cert_file");
-    const down = await starttlsChecks(
-      examplePrimary,
-      target,
-      fakeNetwork({ starttls: () => ({ kind: "failed", reason: "ECONNREFUSED" }) }),
-      NOW,
-    );
+    const down = starttlsChecks(examplePrimary, target, { kind: "failed", reason: "ECONNREFUSED" }, NOW);
     expect(down[0]!.fix).toContain("systemctl status postfix");
   });
 
