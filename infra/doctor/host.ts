@@ -11,6 +11,22 @@ export const QUEUE_WARN_COUNT = 100;
 /** The inbound processor hands a message off within seconds; one waiting longer than this is stuck. */
 export const DROP_WARN_AGE_SECONDS = 600;
 
+/**
+ * One trivial command first: when SSH itself fails (unreachable, the host key not the pinned one, no key
+ * accepted), that is the one finding, not the same failure repeated by every host check.
+ */
+export async function hostReachCheck(node: GatewayNode, run: HostCommand): Promise<CheckResult | undefined> {
+  const result = await run("true");
+  if (result.exitCode === 0) return undefined;
+  return {
+    group: "host",
+    subject: `ssh ${node.host.hostname}`,
+    status: "fail",
+    detail: `cannot run commands on the host (exit ${result.exitCode}): ${result.stderr.trim() || "no message"}; host checks skipped`,
+    fix: 'check gateway:ssh (host, port, user), that the host still has the pinned gateway:ssh.hostKey (docs/deploy.md, "Pin the host key"), and --identity',
+  };
+}
+
 export type HostKeyResult = { kind: "key"; recordText: string } | { kind: "check"; check: CheckResult };
 
 /** The DKIM public key file opendkim-genkey wrote on the host, as the TXT text the zone must serve. */

@@ -10,7 +10,7 @@ import type { GatewayNode } from "../model/types";
 import { shellQuote } from "../plan/shell";
 import { dnsRecords } from "../render/dns";
 import { dkimPresenceCheck, ptrChecks, recordChecks } from "./dns";
-import { dropBacklogCheck, hostDkimKey, lookupProbeCheck, queueCheck } from "./host";
+import { dropBacklogCheck, hostDkimKey, hostReachCheck, lookupProbeCheck, queueCheck } from "./host";
 import { mtaStsPolicyCheck } from "./mta-sts";
 import { doctorNetwork } from "./network";
 import type { DoctorReport } from "./report";
@@ -45,8 +45,16 @@ export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise
   const context = { publishHint: probes.publishHint };
   const ownsDkim = node.role === "primary";
   let dkimKey: string | undefined;
-  if (probes.host && ownsDkim) {
-    const key = await hostDkimKey(node, probes.host);
+  let host = probes.host;
+  if (host) {
+    const unreachable = await hostReachCheck(node, host);
+    if (unreachable !== undefined) {
+      results.push(unreachable);
+      host = undefined;
+    }
+  }
+  if (host && ownsDkim) {
+    const key = await hostDkimKey(node, host);
     if (key.kind === "key") dkimKey = key.recordText;
     else results.push(key.check);
   }
@@ -85,10 +93,10 @@ export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise
     results.push(...(await closedPortChecks(node, address, probes.network)));
   }
 
-  if (probes.host) {
-    results.push(await lookupProbeCheck(node, probes.host));
-    results.push(await queueCheck(node, probes.host, probes.now));
-    if (node.role === "primary") results.push(await dropBacklogCheck(node, probes.host, probes.now));
+  if (host) {
+    results.push(await lookupProbeCheck(node, host));
+    results.push(await queueCheck(node, host, probes.now));
+    if (node.role === "primary") results.push(await dropBacklogCheck(node, host, probes.now));
   }
   return results;
 }

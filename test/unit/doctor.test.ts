@@ -638,6 +638,7 @@ function probes(overrides: Partial<NodeProbes> = {}): NodeProbes {
 describe("the whole node", () => {
   it("a healthy primary: every check ✓, exit 0, and --on-host compares DKIM p= with the host's key", async () => {
     const host = fakeHost({
+      true: {},
       "cat /etc/dkim/default.txt": { stdout: opendkimTxt(hostKey) },
       "postmap -q": { stdout: "postmaster@brightchain.org\n" },
       postqueue: { stdout: "" },
@@ -651,6 +652,17 @@ describe("the whole node", () => {
     expect(checks.map((c) => c.group)).toEqual(expect.arrayContaining(["dns", "ptr", "tls", "relay", "ports", "host"]));
     expect(only(checks, "TXT default._domainkey.brightchain.org (v=DKIM1)").detail).toContain(hostKey.slice(0, 40));
     expect(reportExitCode({ stack: "primary", host: "mail", checks })).toBe(0);
+  });
+
+  it("SSH failing: one host ✗ naming it, no host check after it, DKIM checked for presence", async () => {
+    const host = fakeHost({ true: { exitCode: 255, stderr: "Host key verification failed." } });
+    const checks = await doctorNode(examplePrimary, probes({ host }));
+    expect(checks.filter((c) => c.group === "host")).toEqual([
+      expect.objectContaining({ subject: "ssh mail.brightchain.org", status: "fail" }),
+    ]);
+    expect(checks.find((c) => c.group === "host")!.detail).toContain("Host key verification failed.");
+    expect(host.scripts).toEqual(["true"]);
+    expect(only(checks, "TXT default._domainkey.brightchain.org (v=DKIM1)").detail).toContain("--on-host compares it");
   });
 
   it("a relay has no SPF/DMARC/DKIM of its own, no 587 and no drop Maildir", async () => {
