@@ -13,8 +13,9 @@ Checks the stack's node as the rest of the internet sees it, and prints one line
          the expected one, DMARC, DKIM (with --on-host: p= equal to the host's key), and any record kind the
          renderer adds
   ptr    reverse DNS of every address names the host, and the host's A/AAAA has the address
-  tls    STARTTLS on 25 (and 587 on a primary): chain trusted, host name in the certificate, days to expiry;
-         TLS 1.1 refused and TLS 1.2 completed
+  policy the MTA-STS policy the _mta-sts record announces, served at https://mta-sts.<domain>/
+  tls    STARTTLS on 25 (and 587 on a primary): chain trusted, host name in the certificate, days to expiry,
+         a published TLSA matching the served certificate; TLS 1.1 refused and TLS 1.2 completed
   relay  a stranger's RCPT TO a foreign domain refused (the probe quits before DATA)
   ports  the loopback-only daemons (lookup socketmap, spamd, OpenDKIM, Rspamd) refuse connections from here
   host   with --on-host, over SSH with the pinned host key (gateway:ssh.hostKey): the lookup service answers
