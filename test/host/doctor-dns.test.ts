@@ -3,10 +3,11 @@
 // and reverse zones for the fleet's addresses. Every record and PTR check is ✓ on the correct zones; the lab's
 // DNS faults (SPF without the relay, the DKIM record deleted, the primary's PTR changed) turn exactly their
 // checks ✗. Also what the resolver answers for a name that does not exist, and for a server that is not there.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptrChecks, recordChecks } from "../../infra/doctor/dns";
 import { dnsLookup } from "../../infra/doctor/resolver";
@@ -163,6 +164,45 @@ describe("doctor's DNS checks through a real name server", () => {
     expect(await lookup(`_25._tcp.nosuch.${DOMAIN}`, "TLSA")).toEqual([]);
     const nobody = dnsLookup([`127.0.0.1:${await freePort()}`], { timeoutMs: 300 });
     await expect(nobody(`_25._tcp.mail.${DOMAIN}`, "TLSA")).rejects.toBeInstanceOf(ResolverUnreachableError);
+  });
+
+  it("`gateway doctor --stack primary --resolver … --json` end to end: DNS rows ✓ through Knot, nothing listening ✗, exit 1", async () => {
+    // Nothing listens on this loopback alias: every SMTP check fails fast with ECONNREFUSED.
+    const nowhere = "127.25.3.11";
+    await serve(published, {}, `mta-sts 3600 IN A ${nowhere}\n`);
+    const repo = resolve(__dirname, "../..");
+    const args = ["bin/gateway.cjs", "doctor", "--stack", "primary", "--resolver", `127.0.0.1:${knot!.port}`];
+    const run = async (extra: string[]) => {
+      try {
+        const { stdout } = await promisify(execFile)(process.execPath, [...args, ...extra], { cwd: repo, encoding: "utf8" });
+        return { code: 0, stdout };
+      } catch (error) {
+        const failed = error as { code: number; stdout: string; stderr: string };
+        return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+      }
+    };
+    const json = await run(["--address", `mail.brightchain.org=${nowhere}`, "--json"]);
+    expect(json.code, JSON.stringify(json)).toBe(1);
+    const report = JSON.parse(json.stdout) as { ok: boolean; checks: CheckResult[] };
+    expect(report.ok).toBe(false);
+    expect(failed(report.checks.filter((c) => c.group === "dns" || c.group === "ptr"))).toEqual([]);
+    expect(report.checks.find((c) => c.group === "policy")).toMatchObject({
+      status: "fail",
+      detail: expect.stringContaining("ECONNREFUSED"),
+    });
+    expect(report.checks.find((c) => c.subject === `STARTTLS ${nowhere}:25`)).toMatchObject({
+      status: "fail",
+      detail: "failed: ECONNREFUSED",
+    });
+    expect(report.checks.filter((c) => c.group === "ports").every((c) => c.status === "ok")).toBe(true);
+    const table = await run(["--address", `mail.brightchain.org=${nowhere}`]);
+    expect(table.code).toBe(1);
+    const lines = table.stdout.split("\n");
+    expect(lines[0]).toBe("doctor primary (mail.brightchain.org)");
+    expect(lines[1]).toMatch(/^ {2}✓ {2}dns /);
+    const starttls = lines.findIndex((line) => line.includes(`STARTTLS ${nowhere}:25 `));
+    expect(lines[starttls]).toMatch(/^ {2}✗ {2}tls +STARTTLS \S+ +failed: ECONNREFUSED$/);
+    expect(lines[starttls + 1]).toMatch(/^ {7}fix: nothing answers SMTP at /);
   });
 
   it("a name server that is not there: ResolverUnreachableError (doctor exits 2), not every record missing", async () => {
