@@ -86,33 +86,35 @@ export async function lookupProbeCheck(node: GatewayNode, run: HostCommand): Pro
   };
 }
 
-interface QueueEntry {
-  queue_name?: string;
-  arrival_time?: number;
-}
+/**
+ * Counted on the host, so a relay holding 50,000 messages for a down primary sends three numbers back, not its
+ * whole queue: messages, deferred ones, the oldest arrival (0 when empty).
+ */
+const QUEUE_SCRIPT = [
+  "queue=$(postqueue -j) || exit $?",
+  `printf '%s\\n' "$queue" | awk '/^[{]/ { n++ } /"queue_name": *"deferred"/ { d++ }`,
+  `  match($0, /"arrival_time": *[0-9]+/) { t = substr($0, RSTART, RLENGTH); sub(/^[^0-9]*/, "", t); if (o == "" || t + 0 < o) o = t + 0 }`,
+  `  END { printf "%d %d %d\\n", n, d, o }'`,
+].join("\n");
 
 /** Postfix's queue (`postqueue -j`): how many messages, how many deferred, the oldest. */
 export async function queueCheck(node: GatewayNode, run: HostCommand, now: Date): Promise<CheckResult> {
   const subject = "postfix queue";
-  const result = await run("postqueue -j");
-  if (result.exitCode !== 0) {
+  const result = await run(QUEUE_SCRIPT);
+  const counts = /^(\d+) (\d+) (\d+)$/.exec(result.stdout.trim());
+  if (result.exitCode !== 0 || counts === null) {
     return {
       group: "host",
       subject,
       status: "fail",
-      detail: `postqueue -j failed (exit ${result.exitCode}): ${result.stderr.trim()}`,
+      detail: `postqueue -j failed (exit ${result.exitCode}): ${result.stderr.trim() || result.stdout.trim()}`,
       fix: `is Postfix running on ${node.host.hostname}? \`systemctl status postfix\``,
     };
   }
-  const entries = result.stdout
-    .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => JSON.parse(line) as QueueEntry);
-  const deferred = entries.filter((e) => e.queue_name === "deferred").length;
-  const oldest = Math.min(...entries.map((e) => e.arrival_time ?? Infinity));
-  const age = Number.isFinite(oldest) ? `, oldest ${Math.round((now.getTime() / 1000 - oldest) / 60)} min` : "";
-  const detail = `${entries.length} queued, ${deferred} deferred${age}`;
-  if (entries.length < QUEUE_WARN_COUNT) return { group: "host", subject, status: "ok", detail };
+  const [queued, deferred, oldest] = counts.slice(1).map(Number) as [number, number, number];
+  const age = queued > 0 && oldest > 0 ? `, oldest ${Math.round((now.getTime() / 1000 - oldest) / 60)} min` : "";
+  const detail = `${queued} queued, ${deferred} deferred${age}`;
+  if (queued < QUEUE_WARN_COUNT) return { group: "host", subject, status: "ok", detail };
   return {
     group: "host",
     subject,
@@ -129,10 +131,12 @@ export async function queueCheck(node: GatewayNode, run: HostCommand, now: Date)
 export async function dropBacklogCheck(node: GatewayNode, run: HostCommand, now: Date): Promise<CheckResult> {
   const subject = `drop ${node.drop.mailDropDir}/new`;
   const newDir = `${node.drop.mailDropDir}/new`;
+  // Counted on the host (a backlog can be 100,000 files): "waiting COUNT OLDEST-MTIME", then "errors COUNT".
   const script = [
-    `find ${shellQuote(newDir)} -maxdepth 1 -type f ! -name '.*' -printf '%T@\\n'`,
+    `for d in ${shellQuote(newDir)} ${shellQuote(node.drop.errorDir)}; do [ -d "$d" ] || { echo "$d: no such directory" >&2; exit 1; }; done`,
+    `find ${shellQuote(newDir)} -maxdepth 1 -type f ! -name '.*' -printf '%T@\\n' | sort -n | awk 'NR == 1 { o = $1 } END { printf "waiting %d %d\\n", NR, o }'`,
     `echo errors $(find ${shellQuote(node.drop.errorDir)} -type f | wc -l)`,
-  ].join(" && ");
+  ].join("\n");
   const result = await run(script);
   if (result.exitCode !== 0) {
     return {
@@ -143,11 +147,11 @@ export async function dropBacklogCheck(node: GatewayNode, run: HostCommand, now:
       fix: "`pulumi up` creates the spool tree; `gateway drift` names what differs",
     };
   }
-  const lines = result.stdout.trim().split("\n");
-  const errors = Number(/^errors (\d+)$/.exec(lines.pop() ?? "")?.[1] ?? 0);
-  const times = lines.filter((l) => l !== "").map(Number);
-  const oldestSeconds = times.length > 0 ? Math.round(now.getTime() / 1000 - Math.min(...times)) : 0;
-  const detail = `${times.length} waiting${times.length > 0 ? `, oldest ${oldestSeconds} s` : ""}; ${errors} in ${node.drop.errorDir}`;
+  const waiting = /^waiting (\d+) ([\d.]+)$/m.exec(result.stdout);
+  const errors = Number(/^errors (\d+)$/m.exec(result.stdout)?.[1] ?? 0);
+  const count = Number(waiting?.[1] ?? 0);
+  const oldestSeconds = count > 0 ? Math.round(now.getTime() / 1000 - Number(waiting![2])) : 0;
+  const detail = `${count} waiting${count > 0 ? `, oldest ${oldestSeconds} s` : ""}; ${errors} in ${node.drop.errorDir}`;
   if (oldestSeconds > DROP_WARN_AGE_SECONDS) {
     return {
       group: "host",

@@ -17,19 +17,22 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { doctorNode, formatReport, reportExitCode, type DnsLookup, type HostCommand } from "../../infra/doctor";
-import { lookupProbeCheck } from "../../infra/doctor/host";
+import { dropBacklogCheck, lookupProbeCheck, queueCheck } from "../../infra/doctor/host";
 import { doctorNetwork } from "../../infra/doctor/network";
 import { mtaStsPolicyCheck } from "../../infra/doctor/mta-sts";
 import { closedPortChecks, daneCheck, openRelayCheck, starttlsChecks, tlsFloorCheck } from "../../infra/doctor/service";
 import type { CheckResult } from "../../infra/doctor/types";
 import type { GatewayNode } from "../../infra/model/types";
 import { dnsRecords, ptrExpectations } from "../../infra/render/dns";
+import { DROP_SERVICE } from "../../infra/render/postfix";
 import { MTA_STS_POLICY_PATH, mtaStsPolicyText } from "../../infra/render/mta-sts";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 import {
   freePort,
   renderedPostfixOptions,
+  sendMail,
   startPostfix,
+  waitFor,
   withTestDropSpool,
   type PostfixInstance,
 } from "../helpers/postfix-server";
@@ -41,19 +44,25 @@ const run = promisify(execFile);
 const POLICY_ADDRESS = "127.25.3.9";
 
 /** A HostCommand on this machine: what --on-host runs over SSH, run here against the loopback daemons. */
-const localHost: HostCommand = async (script) => {
-  try {
-    const { stdout, stderr } = await run("sh", ["-c", script], { encoding: "utf8" });
-    return { exitCode: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return {
-      exitCode: typeof failed.code === "number" ? failed.code : 1,
-      stdout: failed.stdout ?? "",
-      stderr: failed.stderr ?? "",
-    };
-  }
-};
+/**
+ * A HostCommand on this machine: what --on-host runs over SSH, run here against the loopback daemons; Postfix's
+ * commands find the test instance through MAIL_CONFIG.
+ */
+const localHost =
+  (environment: Record<string, string> = {}): HostCommand =>
+  async (script) => {
+    try {
+      const { stdout, stderr } = await run("sh", ["-c", script], { encoding: "utf8", env: { ...process.env, ...environment } });
+      return { exitCode: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string };
+      return {
+        exitCode: typeof failed.code === "number" ? failed.code : 1,
+        stdout: failed.stdout ?? "",
+        stderr: failed.stderr ?? "",
+      };
+    }
+  };
 
 /** The zone a correct deployment serves: the renderer's records and the PTRs, as the resolver adapter answers. */
 function servedZone(nodes: GatewayNode[]): DnsLookup {
@@ -268,10 +277,10 @@ describe("gateway doctor against real Postfix on loopback", () => {
   });
 
   it("lookup probe with the real postmap: the socketmap answering ✓, stopped ✗", async () => {
-    const up = await lookupProbeCheck(primaryNode, localHost);
+    const up = await lookupProbeCheck(primaryNode, localHost());
     expect(up, up.detail).toMatchObject({ status: "ok" });
     const stopped = await freePort();
-    const down = await lookupProbeCheck({ ...primaryNode, lookup: { ...primaryNode.lookup, port: stopped } }, localHost);
+    const down = await lookupProbeCheck({ ...primaryNode, lookup: { ...primaryNode.lookup, port: stopped } }, localHost());
     expect(down.status).toBe("fail");
     expect(down.detail).toMatch(/connect to 127\.0\.0\.1:\d+: Connection refused/);
   });
@@ -300,5 +309,31 @@ describe("gateway doctor against real Postfix on loopback", () => {
       expect.arrayContaining([`STARTTLS 127.0.0.1:${primary.smtpPort} expiry`, `closed 127.0.0.1:${socketmap.port}`]),
     );
     expect(reportExitCode(report)).toBe(1);
+  });
+
+  it("queue and drop backlog on the real primary: a deferred message counted, then delivered into new/ and counted there", async () => {
+    const onPrimary = localHost({ MAIL_CONFIG: primary.configDir });
+    await primary.setMainCf({ defer_transports: DROP_SERVICE });
+    const sent = await sendMail({ port: primary.smtpPort, from: "sender@example.net", to: ["alice@brightchain.org"] });
+    expect(sent.message?.code, JSON.stringify(sent)).toBe(250);
+    await waitFor("the message in the deferred queue", async () =>
+      (await primary.queue()).some((m) => m.queue_name === "deferred"),
+    );
+    expect(await queueCheck(primaryNode, onPrimary, new Date())).toMatchObject({
+      status: "ok",
+      detail: expect.stringMatching(/^1 queued, 1 deferred, oldest [01] min$/),
+    });
+    expect((await dropBacklogCheck(primaryNode, onPrimary, new Date())).detail).toMatch(/^0 waiting; 0 in /);
+
+    await primary.setMainCf({ defer_transports: "" });
+    await primary.flushQueue();
+    await primary.waitForQueueEmpty();
+    expect((await queueCheck(primaryNode, onPrimary, new Date())).detail).toBe("0 queued, 0 deferred");
+    const drop = await dropBacklogCheck(primaryNode, onPrimary, new Date());
+    expect(drop).toMatchObject({ status: "ok", detail: expect.stringMatching(/^1 waiting, oldest \d+ s; 0 in /) });
+    // The same message an hour on, never handed off: the inbound processor is stuck.
+    const later = await dropBacklogCheck(primaryNode, onPrimary, new Date(Date.now() + 3_600_000));
+    expect(later.status).toBe("fail");
+    expect(later.fix).toContain("systemctl status brightchain-inbound");
   });
 });

@@ -575,40 +575,31 @@ describe("on the host", () => {
     expect(down.fix).toContain("systemctl status brightchain-lookup");
   });
 
+  // The scripts count on the host and print a few numbers (parsed here); test/host/doctor.test.ts runs them.
   it("queue: a few ✓, a backlog !, postqueue failing ✗", async () => {
-    const line = (queue: string) => JSON.stringify({ queue_name: queue, arrival_time: NOW.getTime() / 1000 - 600 });
-    const few = await queueCheck(
-      examplePrimary,
-      fakeHost({ postqueue: { stdout: `${line("deferred")}\n${line("active")}\n` } }),
-      NOW,
-    );
-    expect(few).toMatchObject({ status: "ok", detail: "2 queued, 1 deferred, oldest 10 min" });
-    const many = await queueCheck(
-      exampleRelay,
-      fakeHost({ postqueue: { stdout: Array(150).fill(line("deferred")).join("\n") } }),
-      NOW,
-    );
+    const queue = (stdout: string, node = examplePrimary, exitCode = 0) =>
+      queueCheck(
+        node,
+        fakeHost({ "queue=": { stdout, exitCode, stderr: exitCode ? "postqueue: fatal: Queue report unavailable" : "" } }),
+        NOW,
+      );
+    const tenMinutesAgo = NOW.getTime() / 1000 - 600;
+    expect(await queue(`2 1 ${tenMinutesAgo}\n`)).toMatchObject({ status: "ok", detail: "2 queued, 1 deferred, oldest 10 min" });
+    expect(await queue("0 0 0\n")).toMatchObject({ status: "ok", detail: "0 queued, 0 deferred" });
+    const many = await queue(`150 150 ${tenMinutesAgo}\n`, exampleRelay);
     expect(many.status).toBe("warn");
     expect(many.fix).toContain("mail.brightchain.org is unreachable");
-    expect(
-      (
-        await queueCheck(
-          examplePrimary,
-          fakeHost({ postqueue: { exitCode: 1, stderr: "postqueue: fatal: Queue report unavailable" } }),
-          NOW,
-        )
-      ).status,
-    ).toBe("fail");
+    expect((await queue("", examplePrimary, 75)).status).toBe("fail");
   });
 
   it("drop Maildir: empty ✓, a message stuck ✗, files in errors/ !", async () => {
     const now = NOW.getTime() / 1000;
-    const drop = (stdout: string) => dropBacklogCheck(examplePrimary, fakeHost({ find: { stdout } }), NOW);
-    expect((await drop("errors 0\n")).status).toBe("ok");
-    expect((await drop(`${now - 5}\nerrors 0\n`)).status).toBe("ok");
-    const stuck = await drop(`${now - 3600}\n${now - 5}\nerrors 0\n`);
+    const drop = (stdout: string) => dropBacklogCheck(examplePrimary, fakeHost({ "for d": { stdout } }), NOW);
+    expect((await drop("waiting 0 0\nerrors 0\n")).status).toBe("ok");
+    expect((await drop(`waiting 1 ${now - 5}\nerrors 0\n`)).status).toBe("ok");
+    const stuck = await drop(`waiting 2 ${now - 3600}\nerrors 0\n`);
     expect(stuck).toMatchObject({ status: "fail", detail: "2 waiting, oldest 3600 s; 0 in /var/spool/brightchain/errors" });
-    expect((await drop("errors 3\n")).status).toBe("warn");
+    expect((await drop("waiting 0 0\nerrors 3\n")).status).toBe("warn");
   });
 });
 
@@ -641,8 +632,8 @@ describe("the whole node", () => {
       true: {},
       "cat /etc/dkim/default.txt": { stdout: opendkimTxt(hostKey) },
       "postmap -q": { stdout: "postmaster@brightchain.org\n" },
-      postqueue: { stdout: "" },
-      find: { stdout: "errors 0\n" },
+      "queue=": { stdout: "0 0 0\n" },
+      "for d": { stdout: "waiting 0 0\nerrors 0\n" },
     });
     const checks = await doctorNode(examplePrimary, probes({ host }));
     expect(
