@@ -39,6 +39,8 @@ const COMMAND = "command:remote:Command";
 /** A dynamic resource (HostState): its provider travels serialized in the `__provider` input. */
 const DYNAMIC = /^pulumi-nodejs:dynamic[/:]/;
 const PROVIDER_KEY = "__provider";
+/** Where a command's delete is kept in the engine's state for the destroy. */
+const RECORDED_DELETE = "recordedDelete";
 /** Outputs of a dynamic resource the engine keeps between runs: never a secret (those come from the inputs). */
 const DYNAMIC_KEPT_OUTPUTS = ["state", "dkimRecordText"];
 const COPY = "command:remote:CopyToRemote";
@@ -221,8 +223,15 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
         if (job.destroy) {
           // `pulumi destroy`: nothing is created or read; a command the state knows and that has a delete is
           // deleted once every resource is registered, in reverse order of creation.
-          if (args.type === COMMAND && previous !== undefined && typeof plain.delete === "string" && plain.delete !== "")
-            pendingDeletes.push({ name: args.name, plain, connection: parseRemoteConnection(args.name, plain.connection) });
+          // Pulumi deletes with the delete command its state recorded at the last up, not the program's current
+          // one (a destroy after a config change still stops what that up started); the connection is today's.
+          const recordedDelete = previous?.outputs[RECORDED_DELETE];
+          if (args.type === COMMAND && typeof recordedDelete === "string" && recordedDelete !== "")
+            pendingDeletes.push({
+              name: args.name,
+              plain: { ...plain, delete: recordedDelete },
+              connection: parseRemoteConnection(args.name, plain.connection),
+            });
           if (previous !== undefined)
             reports.push({
               type: args.type,
@@ -335,7 +344,16 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
           report.finishedAt = Date.now();
           report.seconds = (report.finishedAt - started) / 1000;
           progress(`[${job.stack}] ${connection.host} ${args.name}: done in ${report.seconds.toFixed(1)} s`);
-          state.resources[key] = { type: args.type, name: args.name, inputsHash: current.hash, inputs: current.inputs, outputs };
+          // The delete a destroy will run, kept in the clear only when the resource holds no secret.
+          const deleteCommand =
+            typeof plain.delete === "string" && plain.logging !== "none" ? { [RECORDED_DELETE]: plain.delete } : {};
+          state.resources[key] = {
+            type: args.type,
+            name: args.name,
+            inputsHash: current.hash,
+            inputs: current.inputs,
+            outputs: { ...outputs, ...deleteCommand },
+          };
           writeDeployState(job.stateFile, state);
           return { id, state: { ...plain, ...outputs } };
         } catch (error) {

@@ -155,7 +155,9 @@ export function hostTeardown(
   options: { keepDkimKey?: boolean } = {},
 ): string {
   const allFiles = planFiles(node, files, artifacts);
-  return teardownCommand(node, allFiles, planServices(node, allFiles), options.keepDkimKey ?? false);
+  // Also what an earlier configuration may have started (another spam engine): a destroy stops all of ours.
+  const switchable = SWITCHABLE.flatMap((component) => componentProfile(node, component).removal.services);
+  return teardownCommand(node, allFiles, [...planServices(node, allFiles), ...switchable], options.keepDkimKey ?? false);
 }
 
 /**

@@ -225,6 +225,21 @@ export function verifyCommand(node: GatewayNode, services: string[]): string {
 }
 
 /**
+ * Stops and disables one unit for good, and fails if it still runs. A unit systemd generates from a SysV script
+ * (spamass-milter on Debian) runs with KillMode=process: when the script's stop misses its daemon, the unit stays
+ * active (seen on a Debian 12 node switched to Rspamd), so every process left in the unit is killed too.
+ */
+const STOP_UNIT_FUNCTION = [
+  "stop_unit() {",
+  '  systemctl cat "$1" >/dev/null 2>&1 || return 0',
+  '  systemctl disable --now "$1" >/dev/null 2>&1 || true',
+  '  if systemctl is-active --quiet "$1"; then systemctl kill "$1" 2>/dev/null || true; systemctl stop "$1" 2>/dev/null || true; fi',
+  '  n=0; while systemctl is-active --quiet "$1" && [ "$n" -lt 20 ]; do sleep 1; n=$((n + 1)); done',
+  '  if systemctl is-active --quiet "$1"; then echo "$1 still runs after stop and kill" >&2; return 1; fi',
+  "}",
+].join("\n");
+
+/**
  * What `pulumi destroy` runs on the host (the teardown resource's delete): our services stopped and disabled,
  * every file the plan installed removed, secrets shredded first, our certificate's lineage deleted so certbot
  * stops renewing it. Kept on purpose: the spool and the store (they may hold mail not yet handed on), the firewall
@@ -232,13 +247,15 @@ export function verifyCommand(node: GatewayNode, services: string[]): string {
  */
 export function teardownCommand(node: GatewayNode, files: HostFile[], services: string[], keepDkimKey: boolean): string {
   // certbot's timer belongs to the package and renews whatever else the host holds; only our lineage goes.
-  const units = ["postfix", ...services.filter((unit) => !unit.endsWith(".timer"))];
+  const units = ["postfix", ...new Set(services.filter((unit) => !unit.endsWith(".timer")))];
   const secret = files.filter((file) => file.secret).map((file) => shellQuote(file.path));
   const plain = files.filter((file) => !file.secret).map((file) => shellQuote(file.path));
   const { privateKey, txtRecord } = dkimKeyPaths(node);
   const lines = [
     "set -u",
-    `for unit in ${units.map(shellQuote).join(" ")}; do systemctl disable --now "$unit" 2>/dev/null || true; done`,
+    STOP_UNIT_FUNCTION,
+    // Every unit is tried even when one fails; the step fails at the end if any still runs.
+    `failed=""; for unit in ${units.map(shellQuote).join(" ")}; do stop_unit "$unit" || failed="$failed $unit"; done`,
     ...(secret.length > 0 ? [`for f in ${secret.join(" ")}; do [ -e "$f" ] && shred -u "$f"; done`] : []),
     `rm -f ${plain.join(" ")}`,
     ...(keepDkimKey
@@ -246,6 +263,7 @@ export function teardownCommand(node: GatewayNode, files: HostFile[], services: 
       : [`[ -e ${shellQuote(privateKey)} ] && shred -u ${shellQuote(privateKey)}`, `rm -f ${shellQuote(txtRecord)}`]),
     `certbot delete --non-interactive --cert-name ${shellQuote(node.host.hostname)} >/dev/null 2>&1 || true`,
     "systemctl daemon-reload",
+    'if [ -n "$failed" ]; then echo "still running:$failed" >&2; exit 1; fi',
     `echo "stopped and disabled ${units.join(" ")}; removed ${files.length} files${keepDkimKey ? "; kept the DKIM key" : ""}; kept the spool, the store, the firewall rules and the packages"`,
   ];
   return lines.join("\n");
@@ -260,11 +278,7 @@ export function teardownCommand(node: GatewayNode, files: HostFile[], services: 
 export function retireCommand(units: string[], files: string[]): string {
   const lines = ["set -eu"];
   if (units.length > 0)
-    lines.push(
-      `for unit in ${units.map(shellQuote).join(" ")}; do`,
-      '  if systemctl cat "$unit" >/dev/null 2>&1; then systemctl disable --now "$unit" 2>/dev/null; fi',
-      "done",
-    );
+    lines.push(STOP_UNIT_FUNCTION, `for unit in ${units.map(shellQuote).join(" ")}; do stop_unit "$unit"; done`);
   if (files.length > 0)
     lines.push(`for f in ${files.map(shellQuote).join(" ")}; do if [ -e "$f" ]; then shred -u "$f"; fi; done`);
   return lines.join("\n");

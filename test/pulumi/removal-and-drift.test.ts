@@ -37,21 +37,26 @@ describe("removal", () => {
     const remove = named(primary, "primary-teardown").inputs.delete as string;
     for (const unit of ["postfix", "brightchain-lookup", "brightchain-inbound", "opendkim", "dovecot"])
       expect(remove).toContain(unit);
-    expect(remove).toMatch(/systemctl disable --now "\$unit"/);
+    expect(remove).toMatch(/systemctl disable --now "\$1"/);
+    expect(remove).toMatch(/systemctl kill "\$1"/);
     expect(remove).toMatch(/shred -u "\$f"/);
     expect(remove).toContain("/etc/dkim/default.private");
     expect(remove).toContain("certbot delete --non-interactive --cert-name mail.brightchain.org");
     expect(remove).not.toMatch(/rm -[a-z]*r/);
   });
 
-  it("follows the plan: another spam engine's units and files are in its delete (its triggers, [], never change)", () => {
+  it("stops every spam engine's units whichever the node runs (an earlier up may have started the other), and removes the files of its own", () => {
     const files = (node: GatewayNode) => hostFiles(node, exampleSecrets);
     const withRspamd: GatewayNode = { ...examplePrimary, spam: { ...examplePrimary.spam, engine: "rspamd" } };
     const spamassassin = hostTeardown(examplePrimary, files(examplePrimary));
     const rspamd = hostTeardown(withRspamd, files(withRspamd));
-    expect(spamassassin).toMatch(/\bspamd\b/);
-    expect(spamassassin).not.toMatch(/\brspamd\b/);
-    expect(rspamd).toMatch(/\brspamd\b/);
+    for (const teardown of [spamassassin, rspamd]) {
+      const units = /for unit in ([^;]+); do stop_unit/.exec(teardown)![1]!.split(" ");
+      expect(units).toEqual(expect.arrayContaining(["postfix", "spamd", "spamass-milter", "rspamd"]));
+    }
+    expect(spamassassin).toContain("/etc/default/spamd");
+    expect(rspamd).not.toContain("/etc/default/spamd");
+    expect(rspamd).toContain("/etc/rspamd/local.d/");
   });
 });
 
