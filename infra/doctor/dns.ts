@@ -139,7 +139,9 @@ async function presenceCheck(
 ): Promise<CheckResult> {
   const served = await lookup(record.name, record.type);
   const value = expectedValue(record);
-  if (served.some((s) => sameValue(record.type, s, value))) return { group: "dns", subject, status: "ok", detail: value };
+  if (served.some((s) => sameValue(record.type, s, value))) {
+    return { group: "dns", subject, status: "ok", detail: subject.endsWith(value) ? "present" : value };
+  }
   return {
     group: "dns",
     subject,
@@ -180,23 +182,25 @@ export async function recordChecks(
   const done = new Set<string>();
   for (const record of records) {
     const key = `${record.type} ${record.name}`;
+    // A problem row says why the record exists: the renderer's purpose, as Mail-in-a-Box's status page does.
+    const push = (result: CheckResult) => results.push(result.status === "ok" ? result : { ...result, why: record.purpose });
     const tag = record.type === "TXT" ? versionTag(record.content) : undefined;
     if (tag !== undefined) {
-      results.push(await guarded(key, () => versionedTxtCheck(record, tag, lookup, context)));
+      push(await guarded(key, () => versionedTxtCheck(record, tag, lookup, context)));
       continue;
     }
     if (done.has(key)) continue;
     const sameSet = records.filter((r) => r.type === record.type && r.name === record.name);
     if (record.type === "A" || record.type === "AAAA") {
       done.add(key);
-      results.push(await guarded(key, () => addressCheck(sameSet, lookup, context)));
+      push(await guarded(key, () => addressCheck(sameSet, lookup, context)));
     } else if (record.type === "MX") {
       done.add(key);
-      results.push(await guarded(key, () => mxCheck(node, sameSet, lookup, context)));
+      push(await guarded(key, () => mxCheck(node, sameSet, lookup, context)));
     } else {
       // Several values at one name (CAA issue and iodef) are told apart by their value.
       const subject = sameSet.length > 1 ? `${key} ${expectedValue(record)}` : key;
-      results.push(await guarded(subject, () => presenceCheck(record, subject, lookup, context)));
+      push(await guarded(subject, () => presenceCheck(record, subject, lookup, context)));
     }
   }
   return results;

@@ -33,6 +33,7 @@ export function formatReport(report: DoctorReport): string {
       `  ${MARK[check.status]}  ${check.group.padEnd(groupWidth)}  ${check.subject.padEnd(subjectWidth)}  ${cut(check.detail)}`,
     );
     if (check.status !== "ok" && check.fix !== undefined) lines.push(`       fix: ${check.fix}`);
+    if (check.status !== "ok" && check.why !== undefined) lines.push(`       why: ${check.why}`);
   }
   lines.push(summaryLine(report.checks));
   return `${lines.join("\n")}\n`;

@@ -15,6 +15,8 @@ export interface CheckResult {
   detail: string;
   /** For fail and warn: what to do about it. */
   fix?: string;
+  /** For a problem with a published record: why the record exists (DnsRecord.purpose). */
+  why?: string;
 }
 
 /**

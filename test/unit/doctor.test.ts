@@ -148,6 +148,7 @@ describe("DNS records against the renderer's list", () => {
     expect(relayMissing.status).toBe("fail");
     expect(relayMissing.detail).toContain(`expected "${expected}"`);
     expect(relayMissing.fix).toContain(`set TXT brightchain.org "${expected}"`);
+    expect(relayMissing.why).toBe(records.find((r) => r.content === expected)!.purpose);
     const two = await spf([expected, "v=spf1 include:_spf.google.com ~all"]);
     expect(two.status).toBe("fail");
     expect(two.detail).toContain("2 records of this kind");
@@ -689,6 +690,7 @@ describe("the report", () => {
       status: "fail",
       detail: "missing",
       fix: 'set TXT brightchain.org "v=spf1 -all"',
+      why: "SPF: only the gateway nodes may send as this domain.",
     },
     { group: "tls", subject: "STARTTLS 203.0.113.10:25 expiry", status: "warn", detail: "14 days left", fix: "certbot renew" },
   ];
@@ -701,6 +703,7 @@ describe("the report", () => {
         "  ✓  dns  MX brightchain.org               10 mail.brightchain.org",
         "  ✗  dns  TXT brightchain.org (v=spf1)     missing",
         '       fix: set TXT brightchain.org "v=spf1 -all"',
+        "       why: SPF: only the gateway nodes may send as this domain.",
         "  !  tls  STARTTLS 203.0.113.10:25 expiry  14 days left",
         "       fix: certbot renew",
         "3 checks: 1 ✓, 1 ✗, 1 !",
