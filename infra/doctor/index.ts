@@ -1,6 +1,6 @@
 // `gateway doctor`: what is wrong with a deployed node, seen from outside as a sending server sees it (DNS, PTR,
-// STARTTLS, the TLS floor, open relay, ports that must be closed) and, with an SSH connection, from the host
-// itself. Every check is a function over injected lookups and probes (types.ts); this file picks the node's
+// the MTA-STS policy, STARTTLS and TLSA, the TLS floor, open relay, ports that must be closed) and, with an SSH
+// connection, from the host itself. Every check is a function over injected lookups and probes (types.ts); this file picks the node's
 // checks, and runDoctor wires them to the stack's configuration and the real network.
 import { isIP } from "node:net";
 import type { RemoteConnection } from "../deploy/ssh";
