@@ -532,6 +532,12 @@ export const gatewayEntries = {
   ),
   dkimKeyBits: describe(opt(oneOf(["2048", "4096"] as const), "2048"), "domain", "RSA key size: 2048 or 4096"),
   dkimKeyDir: describe(opt(absolutePath(), "/etc/dkim"), "domain", "directory of the DKIM key on the host"),
+  dkimKeepKeyOnDestroy: describe(
+    opt(boolean),
+    "node",
+    "keep the DKIM private key on the host when `pulumi destroy` takes the node down (a node rebuilt there under the same selector keeps its published record valid)",
+    "`false`: the key is shredded with the node's other secrets",
+  ),
   spamProbableScore: describe(opt(score, "5.0"), "domain", "score tagged and filed as spam"),
   spamDefiniteScore: describe(
     opt(score, "10.0"),
@@ -813,7 +819,12 @@ function toStack(c: Entries): GatewayStack {
       user: "brightchain",
       group: "brightchain",
     },
-    dkim: { selector: c.dkimSelector, keyDir: c.dkimKeyDir, keyBits: Number(c.dkimKeyBits) as 2048 | 4096 },
+    dkim: {
+      selector: c.dkimSelector,
+      keyDir: c.dkimKeyDir,
+      keyBits: Number(c.dkimKeyBits) as 2048 | 4096,
+      ...(c.dkimKeepKeyOnDestroy === true ? { keepKeyOnDestroy: true } : {}),
+    },
     dmarc: c.dmarc,
     tls: {
       challenge: c.acmeChallenge,

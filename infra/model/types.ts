@@ -61,11 +61,13 @@ export interface DropSettings {
 }
 
 export interface DkimSettings {
-  /** DNS selector; must match GATEWAY_DKIM_SELECTOR. */
+  /** DNS selector. */
   selector: string;
   /** Directory holding <selector>.private (generated on the host; never leaves it) and <selector>.txt. */
   keyDir: string;
   keyBits: 2048 | 4096;
+  /** `pulumi destroy` leaves the private key on the host (gateway:dkimKeepKeyOnDestroy); otherwise it is shredded. */
+  keepKeyOnDestroy?: boolean;
 }
 
 export interface DmarcSettings {

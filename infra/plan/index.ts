@@ -148,16 +148,11 @@ function planServices(node: GatewayNode, files: HostFile[]): string[] {
 }
 
 /** The command `pulumi destroy` runs on the host: see teardownCommand. */
-export function hostTeardown(
-  node: GatewayNode,
-  files: HostFile[],
-  artifacts: RuntimeArtifact[] = [],
-  options: { keepDkimKey?: boolean } = {},
-): string {
+export function hostTeardown(node: GatewayNode, files: HostFile[], artifacts: RuntimeArtifact[] = []): string {
   const allFiles = planFiles(node, files, artifacts);
   // Also what an earlier configuration may have started (another spam engine): a destroy stops all of ours.
   const switchable = SWITCHABLE.flatMap((component) => componentProfile(node, component).removal.services);
-  return teardownCommand(node, allFiles, [...planServices(node, allFiles), ...switchable], options.keepDkimKey ?? false);
+  return teardownCommand(node, allFiles, [...planServices(node, allFiles), ...switchable], node.dkim.keepKeyOnDestroy ?? false);
 }
 
 /**

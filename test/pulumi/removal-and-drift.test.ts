@@ -7,7 +7,8 @@ import type { GatewayNode } from "../../infra/model/types";
 import { hostTeardown } from "../../infra/plan";
 import { hostFiles } from "../../infra/render";
 import { examplePrimary, exampleSecrets } from "../fixtures/nodes";
-import { runProgram, type MockedProgram, type RegisteredResource } from "../helpers/pulumi-program";
+import { parseGatewayConfig } from "../../infra/model/config";
+import { runProgram, stackConfig, type MockedProgram, type RegisteredResource } from "../helpers/pulumi-program";
 
 let primary: MockedProgram;
 beforeAll(async () => {
@@ -57,6 +58,18 @@ describe("removal", () => {
     expect(spamassassin).toContain("/etc/default/spamd");
     expect(rspamd).not.toContain("/etc/default/spamd");
     expect(rspamd).toContain("/etc/rspamd/local.d/");
+  });
+});
+
+describe("gateway:dkimKeepKeyOnDestroy", () => {
+  it("keeps the DKIM private key out of the teardown when set, and only then", () => {
+    const { config } = stackConfig("primary");
+    const kept = parseGatewayConfig({ ...config, "gateway:dkimKeepKeyOnDestroy": "true" });
+    expect(kept.dkim.keepKeyOnDestroy).toBe(true);
+    const remove = hostTeardown(kept, hostFiles(kept, exampleSecrets));
+    expect(remove).not.toContain("/etc/dkim/default.private");
+    expect(remove).toContain("kept the DKIM key");
+    expect(named(primary, "primary-teardown").inputs.delete).toContain("shred -u /etc/dkim/default.private");
   });
 });
 
