@@ -20,22 +20,36 @@ const flat = pulumi.runtime.allConfig();
 const { node, secrets, ssh } = parseGatewayStack(flat, { deploy: true });
 const privateKey = new pulumi.Config("gateway").getSecret("sshPrivateKey");
 
-// Address records first (an http-01 certificate needs them), mail records once the node verified.
-const dns = new GatewayDns(`${pulumi.getStack()}-dns`, { node, zoneName: node.domain });
+// Resource names without the stack's name: the stack is already in every URN, and a name that changed with it
+// would make a renamed stack create a second node and then delete the first (its teardown included). Stacks
+// deployed before carry the stack's name in their resources: `previousNames` aliases them, so they upgrade in place.
+const stack = pulumi.getStack();
 
-const host = new GatewayHost(pulumi.getStack(), {
-  node,
-  files: hostFiles(node, secrets),
-  directories: hostDirectories(node),
-  artifacts: readRuntimeArtifacts(
-    process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist"),
-    "GATEWAY_RUNTIME_DIST",
-  ),
-  connection: { host: ssh.host, user: ssh.user, port: ssh.port, hostKey: ssh.hostKey, ...(privateKey ? { privateKey } : {}) },
-  sshPort: ssh.port,
-  sudo: ssh.user !== "root",
-  certificateAfter: dns.addressRecords,
-});
+// Address records first (an http-01 certificate needs them), mail records once the node verified.
+const dns = new GatewayDns(
+  "dns",
+  { node, zoneName: node.domain, previousName: `${stack}-dns` },
+  { aliases: [{ name: `${stack}-dns` }] },
+);
+
+const host = new GatewayHost(
+  "node",
+  {
+    previousName: stack,
+    node,
+    files: hostFiles(node, secrets),
+    directories: hostDirectories(node),
+    artifacts: readRuntimeArtifacts(
+      process.env.GATEWAY_RUNTIME_DIST ?? path.join(__dirname, "..", "runtime", "dist"),
+      "GATEWAY_RUNTIME_DIST",
+    ),
+    connection: { host: ssh.host, user: ssh.user, port: ssh.port, hostKey: ssh.hostKey, ...(privateKey ? { privateKey } : {}) },
+    sshPort: ssh.port,
+    sudo: ssh.user !== "root",
+    certificateAfter: dns.addressRecords,
+  },
+  { aliases: [{ name: stack }] },
+);
 
 dns.publishMailRecords({
   after: [host.verifyCommand],

@@ -13,6 +13,8 @@ export interface GatewayDnsArgs {
   node: GatewayNode;
   /** The Cloudflare zone holding the records, e.g. brightchain.org. */
   zoneName: string;
+  /** The component's name in stacks deployed before: each record is aliased from `<previousName>-<record>`. */
+  previousName?: string;
 }
 
 export interface MailRecordsArgs {
@@ -99,6 +101,7 @@ export class GatewayDns extends pulumi.ComponentResource {
   dkimRecord?: pulumi.Output<DnsRecord>;
   private readonly node: GatewayNode;
   private readonly componentName: string;
+  private readonly previousName?: string;
   /** The zone's account, which owns Workers. */
   private readonly accountId: pulumi.Output<string>;
 
@@ -106,6 +109,7 @@ export class GatewayDns extends pulumi.ComponentResource {
     super("brightchain:gateway:GatewayDns", name, {}, opts);
     this.node = args.node;
     this.componentName = name;
+    if (args.previousName !== undefined) this.previousName = args.previousName;
     const zone = cloudflare.getZoneOutput({ filter: { name: args.zoneName } }, { parent: this });
     this.zoneId = zone.zoneId;
     this.accountId = zone.account.id;
@@ -173,6 +177,7 @@ export class GatewayDns extends pulumi.ComponentResource {
     const resource = new cloudflare.DnsRecord(`${this.componentName}-${childName}`, recordArgs(this.zoneId, record), {
       parent: this,
       dependsOn: after,
+      ...(this.previousName !== undefined ? { aliases: [{ name: `${this.previousName}-${childName}` }] } : {}),
     });
     this.records[childName] = resource;
     return resource;

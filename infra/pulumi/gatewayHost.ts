@@ -40,6 +40,8 @@ export interface GatewayHostArgs {
    * ACME http-01 validation resolves (a first deploy would otherwise race its own DNS).
    */
   certificateAfter?: pulumi.Input<pulumi.Resource>[];
+  /** The component's name in stacks deployed before: each child is aliased from `<previousName>-<child>`. */
+  previousName?: string;
 }
 
 /**
@@ -95,6 +97,8 @@ export class GatewayHost extends pulumi.ComponentResource {
     // remove the file its replacement had just written. One resource whose triggers never change holds the whole
     // node's removal instead; a changed plan changes its delete by an update (`:`), never a replacement.
     const asRoot = (text: string): string => (args.sudo ? `sudo -n sh -c ${shellQuote(text)}` : text);
+    const previously = (child: string): pulumi.CustomResourceOptions =>
+      args.previousName !== undefined ? { aliases: [{ name: `${args.previousName}-${child}` }] } : {};
     this.teardown = new command.remote.Command(
       `${name}-teardown`,
       {
@@ -105,7 +109,7 @@ export class GatewayHost extends pulumi.ComponentResource {
         triggers: [],
         addPreviousOutputInEnv: false,
       },
-      { parent: this },
+      { parent: this, ...previously("teardown") },
     );
     this.commands = {};
     const lanes = laneDependencies(this.steps, MAX_STEPS_IN_FLIGHT);
@@ -125,6 +129,7 @@ export class GatewayHost extends pulumi.ComponentResource {
       if (step.stdin !== undefined) commandArgs.stdin = keep(step.stdin);
       this.commands[step.id] = new command.remote.Command(`${name}-${step.id}`, commandArgs, {
         parent: this,
+        ...previously(step.id),
         dependsOn: [
           ...[...step.after, ...(lanes.has(step.id) ? [lanes.get(step.id)!] : [])].map((id) => this.commands[id]!),
           ...(step.id === STEP_CERTIFICATE ? (args.certificateAfter ?? []) : []),

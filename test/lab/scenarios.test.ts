@@ -199,24 +199,22 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
   it("ran every remote command of both stacks on the first apply, in the program's dependency order", () => {
     for (const { stack } of STACKS) {
       // The teardown (its delete is the destroy) runs beside the steps, outside their order.
-      const commands = first[stack]!.resources.filter(
-        (r) => r.type === "command:remote:Command" && r.name !== `${stack}-teardown`,
-      );
+      const commands = first[stack]!.resources.filter((r) => r.type === "command:remote:Command" && r.name !== `node-teardown`);
       expect(commands.length).toBeGreaterThan(20);
       expect(commands.every((r) => r.action === "create")).toBe(true);
       // Every step started only after each step it depends on (the plan's `after`, the program's dependsOn) ended.
       const byName = new Map(commands.map((r) => [r.name, r]));
       for (const step of labHostPlan(stack)) {
-        const resource = byName.get(`${stack}-${step.id}`)!;
+        const resource = byName.get(`node-${step.id}`)!;
         expect(resource, step.id).toBeDefined();
         for (const dependency of step.after) {
           expect(resource.startedAt!, `${step.id} after ${dependency}`).toBeGreaterThanOrEqual(
-            byName.get(`${stack}-${dependency}`)!.finishedAt!,
+            byName.get(`node-${dependency}`)!.finishedAt!,
           );
         }
       }
-      expect(commands[0]!.name).toBe(`${stack}-os-release`);
-      expect(commands.at(-1)!.name).toBe(`${stack}-verify`);
+      expect(commands[0]!.name).toBe(`node-os-release`);
+      expect(commands.at(-1)!.name).toBe(`node-verify`);
     }
   });
 

@@ -108,7 +108,7 @@ describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
       const { error, postfixInstalled } = mismatched[stack]!;
       expect(error).toBeInstanceOf(DeployStepError);
       const failure = (error as DeployStepError).failure;
-      expect(failure.step).toBe(`${stack}-os-release`);
+      expect(failure.step).toBe(`node-os-release`);
       const found = SWAPPED[host]!;
       const configured = otherRelease(host);
       // The host's own name for its release (PRETTY_NAME), then the configured one.
@@ -117,7 +117,7 @@ describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
           `host runs Debian GNU/Linux ${RELEASES[found].versionId} \\(${RELEASES[found].codename}\\), gateway:os says ${configured}`,
         ),
       );
-      expect((error as Error).message).toContain(`step "${stack}-os-release" failed`);
+      expect((error as Error).message).toContain(`step "node-os-release" failed`);
       // Nothing after the first step ran: not even the packages.
       expect(postfixInstalled).toBe(false);
     },
@@ -127,10 +127,10 @@ describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
     for (const { stack } of STACKS) {
       // The teardown (its delete is the destroy) is created beside the steps, outside their order.
       const commands = deployed[stack]!.resources.filter(
-        (r) => r.type === "command:remote:Command" && r.name !== `${stack}-teardown`,
+        (r) => r.type === "command:remote:Command" && r.name !== `node-teardown`,
       );
-      expect(commands[0]!.name).toBe(`${stack}-os-release`);
-      expect(commands.at(-1)!.name).toBe(`${stack}-verify`);
+      expect(commands[0]!.name).toBe(`node-os-release`);
+      expect(commands.at(-1)!.name).toBe(`node-verify`);
       expect(commands.every((r) => r.action === "create")).toBe(true);
     }
   });
@@ -151,7 +151,7 @@ describe("turning a component off, then destroy (pulumi destroy as the lab engin
         progress: () => undefined,
       }),
     );
-    expect(switched.executed.map((r) => r.name)).toEqual(expect.arrayContaining(["primary-retire-components", "primary-verify"]));
+    expect(switched.executed.map((r) => r.name)).toEqual(expect.arrayContaining(["node-retire-components", "node-verify"]));
     const states = await on(
       "mail",
       'for u in spamd spamass-milter rspamd; do echo "$u $(systemctl is-active $u) $(systemctl is-enabled $u)"; done; true',
@@ -175,7 +175,7 @@ describe("turning a component off, then destroy (pulumi destroy as the lab engin
       const destroyed = await timer.timed(`destroy ${stack}`, () =>
         deployStackToLab({ stack, projectDir: repo, runtimeDist: dist, destroy: true, progress: () => undefined }),
       );
-      expect(destroyed.resources.find((r) => r.name === `${stack}-teardown`)?.action).toBe("delete");
+      expect(destroyed.resources.find((r) => r.name === `node-teardown`)?.action).toBe("delete");
       const units = await on(
         host,
         "systemctl list-units --all --plain --no-legend 'postfix*' 'brightchain-*' 'opendkim*' 'spamd*' 'spamass-milter*' 'rspamd*' 'dovecot*' | awk '$4 == \"running\" || $3 == \"active\" { print $1 }'",

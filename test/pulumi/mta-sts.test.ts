@@ -28,14 +28,14 @@ const position = (name: string): number => run.resources.indexOf(named(name));
 
 describe("primary stack: MTA-STS, TLS-RPT and CAA records", () => {
   it("_mta-sts TXT carries the id of the policy served, _smtp._tls TXT the configured report address", () => {
-    expect(named("primary-dns-txt-mta-sts-brightchain-org").inputs).toMatchObject({
+    expect(named("dns-txt-mta-sts-brightchain-org").inputs).toMatchObject({
       type: "TXT",
       name: "_mta-sts.brightchain.org",
       content: `"v=STSv1; id=${POLICY_ID}"`,
       zoneId: ZONE_ID,
       ttl: 3600,
     });
-    expect(named("primary-dns-txt-smtp-tls-brightchain-org").inputs).toMatchObject({
+    expect(named("dns-txt-smtp-tls-brightchain-org").inputs).toMatchObject({
       type: "TXT",
       name: "_smtp._tls.brightchain.org",
       content: '"v=TLSRPTv1; rua=mailto:tls-reports@brightchain.org"',
@@ -46,25 +46,25 @@ describe("primary stack: MTA-STS, TLS-RPT and CAA records", () => {
     const caa = run.resources.filter((r) => r.type === DNS_RECORD && r.inputs.type === "CAA");
     expect(caa.map((r) => [r.name, r.inputs.name, r.inputs.data, r.inputs.content])).toEqual([
       [
-        "primary-dns-caa-issue-mail-brightchain-org",
+        "dns-caa-issue-mail-brightchain-org",
         "mail.brightchain.org",
         { flags: 0, tag: "issue", value: "letsencrypt.org" },
         undefined,
       ],
       [
-        "primary-dns-caa-iodef-mail-brightchain-org",
+        "dns-caa-iodef-mail-brightchain-org",
         "mail.brightchain.org",
         { flags: 0, tag: "iodef", value: "mailto:security@brightchain.org" },
         undefined,
       ],
       [
-        "primary-dns-caa-issue-mail2-brightchain-org",
+        "dns-caa-issue-mail2-brightchain-org",
         "mail2.brightchain.org",
         { flags: 0, tag: "issue", value: "letsencrypt.org" },
         undefined,
       ],
       [
-        "primary-dns-caa-iodef-mail2-brightchain-org",
+        "dns-caa-iodef-mail2-brightchain-org",
         "mail2.brightchain.org",
         { flags: 0, tag: "iodef", value: "mailto:security@brightchain.org" },
         undefined,
@@ -75,18 +75,18 @@ describe("primary stack: MTA-STS, TLS-RPT and CAA records", () => {
   });
 
   it("CAA before the certificate step (a wrong CA fails this deploy, not a renewal); MTA-STS and TLS-RPT after verification", () => {
-    const certificate = position("primary-certificate");
+    const certificate = position("node-certificate");
     for (const r of run.resources.filter((r) => r.type === DNS_RECORD && r.inputs.type === "CAA"))
       expect(position(r.name), r.name).toBeLessThan(certificate);
-    const verify = position("primary-verify");
-    expect(position("primary-dns-txt-mta-sts-brightchain-org")).toBeGreaterThan(verify);
-    expect(position("primary-dns-txt-smtp-tls-brightchain-org")).toBeGreaterThan(verify);
+    const verify = position("node-verify");
+    expect(position("dns-txt-mta-sts-brightchain-org")).toBeGreaterThan(verify);
+    expect(position("dns-txt-smtp-tls-brightchain-org")).toBeGreaterThan(verify);
   });
 });
 
 describe("primary stack: the MTA-STS Worker", () => {
   it("a module Worker whose source holds the policy, under a name derived from the domain", () => {
-    const script = named("primary-dns-mta-sts-script");
+    const script = named("dns-mta-sts-script");
     expect(script.type).toBe(WORKERS_SCRIPT);
     expect(script.inputs).toMatchObject({ scriptName: "mta-sts-brightchain-org", mainModule: "mta-sts.mjs" });
     expect(script.inputs.content as string).toContain(`const POLICY = ${JSON.stringify(POLICY)};`);
@@ -94,16 +94,16 @@ describe("primary stack: the MTA-STS Worker", () => {
   });
 
   it("routed from mta-sts.<domain> by a custom domain in the zone, and announced only once both exist", () => {
-    const domain = named("primary-dns-mta-sts-domain");
+    const domain = named("dns-mta-sts-domain");
     expect(domain.type).toBe(CUSTOM_DOMAIN);
     expect(domain.inputs).toMatchObject({
       hostname: "mta-sts.brightchain.org",
       service: "mta-sts-brightchain-org",
       zoneId: ZONE_ID,
     });
-    const announced = position("primary-dns-txt-mta-sts-brightchain-org");
-    expect(position("primary-dns-mta-sts-script")).toBeLessThan(announced);
-    expect(position("primary-dns-mta-sts-domain")).toBeLessThan(announced);
+    const announced = position("dns-txt-mta-sts-brightchain-org");
+    expect(position("dns-mta-sts-script")).toBeLessThan(announced);
+    expect(position("dns-mta-sts-domain")).toBeLessThan(announced);
   });
 
   it("one Worker per primary stack; a relay's GatewayDns registers none and no MTA-STS, TLS-RPT or CAA record", async () => {

@@ -16,19 +16,14 @@ const position = (name: string): number => {
 
 describe("primary stack: DNS ordered against the host", () => {
   it("publishes the MX, SPF, DMARC and DKIM records only after the node's verification", () => {
-    const verify = position("primary-verify");
-    for (const name of [
-      "primary-dns-mx-brightchain-org",
-      "primary-dns-txt-brightchain-org",
-      "primary-dns-txt-dmarc-brightchain-org",
-      "primary-dns-dkim",
-    ])
+    const verify = position("node-verify");
+    for (const name of ["dns-mx-brightchain-org", "dns-txt-brightchain-org", "dns-txt-dmarc-brightchain-org", "dns-dkim"])
       expect(position(name), name).toBeGreaterThan(verify);
   });
 
   it("publishes the address records before the certificate step that needs them", () => {
-    const certificate = position("primary-certificate");
-    expect(position("primary-dns-a-mail-brightchain-org")).toBeLessThan(certificate);
-    expect(position("primary-dns-aaaa-mail-brightchain-org")).toBeLessThan(certificate);
+    const certificate = position("node-certificate");
+    expect(position("dns-a-mail-brightchain-org")).toBeLessThan(certificate);
+    expect(position("dns-aaaa-mail-brightchain-org")).toBeLessThan(certificate);
   });
 });

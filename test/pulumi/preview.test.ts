@@ -6,10 +6,10 @@ import { runProgram } from "../helpers/pulumi-program";
 
 describe("primary stack: preview with every command output unknown", () => {
   it("registers the DKIM record with its name and type known", async () => {
-    const preview = await runProgram("primary", {}, { preview: { until: "primary-dns-dkim" } });
-    const dkim = preview.resources.find((r) => r.name === "primary-dns-dkim")!;
+    const preview = await runProgram("primary", {}, { preview: { until: "dns-dkim" } });
+    const dkim = preview.resources.find((r) => r.name === "dns-dkim")!;
     expect(dkim.inputs.name).toBe("default._domainkey.brightchain.org");
     expect(dkim.inputs.type).toBe("TXT");
-    expect(preview.resources.filter((r) => r.type === "command:remote:Command").at(-1)?.name).toBe("primary-verify");
+    expect(preview.resources.filter((r) => r.type === "command:remote:Command").at(-1)?.name).toBe("node-verify");
   });
 });

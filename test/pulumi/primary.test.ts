@@ -98,7 +98,7 @@ describe("primary stack: host steps", () => {
         .sort(),
     ).toEqual(
       plan()
-        .map((s) => `primary-${s.id}`)
+        .map((s) => `node-${s.id}`)
         .sort(),
     );
     expect(run.resources.filter((r) => r.type === "command:remote:CopyToRemote")).toEqual([]);
@@ -108,20 +108,20 @@ describe("primary stack: host steps", () => {
     const order = commands().map((c) => c.name);
     for (const step of plan()) {
       for (const dep of step.after) {
-        expect(order.indexOf(`primary-${dep}`), `${step.id} after ${dep}`).toBeLessThan(order.indexOf(`primary-${step.id}`));
+        expect(order.indexOf(`node-${dep}`), `${step.id} after ${dep}`).toBeLessThan(order.indexOf(`node-${step.id}`));
       }
     }
   });
 
   it("each command is self-contained: the plan's command, its stdin and its triggers, over the stack's SSH connection", () => {
     const byName = new Map(commands().map((c) => [c.name, c]));
-    const mainCf = byName.get("primary-file-etc-postfix-main-cf")!;
+    const mainCf = byName.get("node-file-etc-postfix-main-cf")!;
     expect(mainCf.inputs.create).toContain('mv -f "$tmp" /etc/postfix/main.cf');
     expect(mainCf.inputs.stdin).toContain("myhostname = mail.brightchain.org");
     expect(mainCf.inputs.addPreviousOutputInEnv).toBe(false);
     expect(mainCf.inputs.connection).toMatchObject({ host: "203.0.113.10", user: "root", port: 22 });
-    expect(byName.get("primary-postfix-check")!.inputs.create).toContain("postfix check");
-    expect(commands().at(-1)!.name).toBe("primary-verify");
+    expect(byName.get("node-postfix-check")!.inputs.create).toContain("postfix check");
+    expect(commands().at(-1)!.name).toBe("node-verify");
   });
 
   it("pins the configured host key on every command's connection", () => {
@@ -137,9 +137,7 @@ describe("primary stack: host steps", () => {
     const secretFiles = hostFiles(examplePrimary, exampleSecrets).filter((f) => f.secret);
     expect(secretFiles.length).toBeGreaterThan(0);
     for (const file of secretFiles) {
-      const c = commands().find(
-        (r) => r.name === `primary-file-${file.path.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "")}`,
-      )!;
+      const c = commands().find((r) => r.name === `node-file-${file.path.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "")}`)!;
       expect(c.secretInputs).toEqual(expect.arrayContaining(["stdin", "create", "triggers"]));
       expect(c.inputs.logging).toBe("none");
     }
@@ -162,7 +160,7 @@ describe("primary stack: nothing derived from a secret in a non-secret input", (
     expect(derived.size).toBeGreaterThan(6);
     // The service steps the secret files notify, and the verification, do carry those hashes: as secrets.
     const carriers = commands().filter((c) => c.secretInputs.includes("triggers") && !c.secretInputs.includes("stdin"));
-    expect(carriers.map((c) => c.name)).toEqual(expect.arrayContaining(["primary-service-dovecot", "primary-verify"]));
+    expect(carriers.map((c) => c.name)).toEqual(expect.arrayContaining(["node-service-dovecot", "node-verify"]));
     for (const resource of run.resources) {
       for (const [input, value] of Object.entries(resource.inputs)) {
         if (resource.secretInputs.includes(input)) continue;

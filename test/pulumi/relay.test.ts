@@ -57,11 +57,11 @@ describe("relay stack: host steps", () => {
       { name: "brightchain-lookup.cjs", content: "" },
     ]);
     const names = commands().map((c) => c.name);
-    expect([...names].sort()).toEqual(plan.map((s) => `relay-${s.id}`).sort());
-    expect(names).not.toContain("relay-dkim-key");
-    expect(names).not.toContain("relay-service-dovecot");
-    expect(names).toContain("relay-service-rspamd");
-    const packages = commands().find((c) => c.name === "relay-packages")!.inputs.create as string;
+    expect([...names].sort()).toEqual(plan.map((s) => `node-${s.id}`).sort());
+    expect(names).not.toContain("node-dkim-key");
+    expect(names).not.toContain("node-service-dovecot");
+    expect(names).toContain("node-service-rspamd");
+    const packages = commands().find((c) => c.name === "node-packages")!.inputs.create as string;
     expect(packages).toMatch(/apt-get install .*rspamd/);
     expect(packages).not.toContain("dovecot");
   });

@@ -25,8 +25,8 @@ const named = (run: MockedProgram, name: string): RegisteredResource => {
 describe("removal", () => {
   it("gives the teardown alone a delete, with triggers that never change, so it is updated, never replaced", () => {
     const withDelete = commands(primary).filter((r) => typeof r.inputs.delete === "string");
-    expect(withDelete.map((r) => r.name)).toEqual(["primary-teardown"]);
-    const teardown = named(primary, "primary-teardown");
+    expect(withDelete.map((r) => r.name)).toEqual(["node-teardown"]);
+    const teardown = named(primary, "node-teardown");
     expect(teardown.inputs.triggers).toEqual([]);
     expect(teardown.inputs.create).toBe(":");
     expect(teardown.inputs.update).toBe(":");
@@ -35,7 +35,7 @@ describe("removal", () => {
   });
 
   it("stops and disables every unit of ours, shreds the secret files, removes the DKIM key, keeps the spool", () => {
-    const remove = named(primary, "primary-teardown").inputs.delete as string;
+    const remove = named(primary, "node-teardown").inputs.delete as string;
     for (const unit of ["postfix", "brightchain-lookup", "brightchain-inbound", "opendkim", "dovecot"])
       expect(remove).toContain(unit);
     expect(remove).toMatch(/systemctl disable --now "\$1"/);
@@ -69,16 +69,16 @@ describe("gateway:dkimKeepKeyOnDestroy", () => {
     const remove = hostTeardown(kept, hostFiles(kept, exampleSecrets));
     expect(remove).not.toContain("/etc/dkim/default.private");
     expect(remove).toContain("kept the DKIM key");
-    expect(named(primary, "primary-teardown").inputs.delete).toContain("shred -u /etc/dkim/default.private");
+    expect(named(primary, "node-teardown").inputs.delete).toContain("shred -u /etc/dkim/default.private");
   });
 });
 
 describe("drift: the HostState resource", () => {
   it("is registered after the verification, with the connection, the hashes and the repair steps secret", () => {
     const names = primary.resources.map((r) => r.name);
-    const hostState = named(primary, "primary-host-state");
+    const hostState = named(primary, "node-host-state");
     expect(hostState.type).toBe("pulumi-nodejs:dynamic/brightchain:HostState");
-    expect(names.indexOf("primary-host-state")).toBeGreaterThan(names.indexOf("primary-verify"));
+    expect(names.indexOf("node-host-state")).toBeGreaterThan(names.indexOf("node-verify"));
     expect(hostState.secretInputs).toEqual(expect.arrayContaining(["connection", "stdin", "steps"]));
     expect(hostState.secretInputs).not.toContain("checks");
     expect((hostState.inputs.connection as { hostKey?: string }).hostKey).toMatch(/^ssh-ed25519 /);
@@ -87,14 +87,14 @@ describe("drift: the HostState resource", () => {
   });
 
   it("wants exactly what the plan deployed, check by check", () => {
-    const state = named(primary, "primary-host-state").inputs.state as Record<string, string>;
+    const state = named(primary, "node-host-state").inputs.state as Record<string, string>;
     expect(state["file /etc/postfix/main.cf"]).toBe("content as deployed, 0644 root:root");
     expect(state["service brightchain-lookup"]).toBe("enabled, active");
     expect(state["dkim key /etc/dkim/default.private"]).toBe("present, 0600 opendkim:opendkim");
   });
 
   it("publishes the DKIM record from the host state, so a key a repair generates again is published", () => {
-    const dkim = named(primary, "primary-dns-dkim");
+    const dkim = named(primary, "dns-dkim");
     expect(String(dkim.inputs.content)).toContain("p=");
   });
 });

@@ -230,7 +230,7 @@ describe("deploy engine: a failing step", () => {
       await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
       await expect(deploy).rejects.toThrow(
         new RegExp(
-          `^deploy relay: host 127\\.0\\.0\\.1, step "relay-os-release" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*/etc/os-release[^]*\`\\nexit code 255\\nkex_exchange_identification`,
+          `^deploy relay: host 127\\.0\\.0\\.1, step "node-os-release" failed: \`ssh -p ${port} root@127\\.0\\.0\\.1 -- set -eu\\n[^]*/etc/os-release[^]*\`\\nexit code 255\\nkex_exchange_identification`,
         ),
       );
       // Like Pulumi, what does not depend on the host (the relay's A record) is created, served at once; the MX
