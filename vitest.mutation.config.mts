@@ -6,6 +6,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/unit/**/*.test.ts", "test/pulumi/**/*.test.ts"],
+    // Serializes a Pulumi dynamic provider (closure serialization through the inspector), which fails on
+    // Stryker's instrumented code ("Trace events are unavailable"); it tests infra/pulumi, outside the mutated folders.
+    exclude: ["test/unit/host-state.test.ts"],
     pool: "forks",
     testTimeout: 20_000,
   },
