@@ -3,7 +3,17 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "runtime/dist/**", "runtime/node_modules/**", "bin/**", "**/*.cjs"] },
+  {
+    ignores: [
+      "node_modules/**",
+      "runtime/dist/**",
+      "runtime/node_modules/**",
+      "bin/**",
+      "**/*.cjs",
+      ".stryker-tmp/**",
+      "reports/**",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
