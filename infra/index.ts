@@ -68,6 +68,33 @@ export const records = pulumi.all(
 );
 /** The DKIM TXT text published (primary only). */
 export const dkimRecord = dns.dkimRecord?.apply((r) => ({ name: r.name, type: r.type, content: r.content }));
+/**
+ * DNSSEC (primary stack): the DS record the registrar must publish, as one line and as the fields a registrar's
+ * form asks for. The zone is signed at once; it is trusted only once the registrar publishes this DS.
+ */
+export const dnssec = dns.dnssec
+  ? pulumi
+      .all([
+        dns.dnssec.status,
+        dns.dnssec.ds,
+        dns.dnssec.keyTag,
+        dns.dnssec.algorithm,
+        dns.dnssec.digestType,
+        dns.dnssec.digest,
+        dns.dnssec.flags,
+        dns.dnssec.publicKey,
+      ])
+      .apply(([status, ds, keyTag, algorithm, digestType, digest, flags, publicKey]) => ({
+        status,
+        ds,
+        keyTag,
+        algorithm,
+        digestType,
+        digest,
+        flags,
+        publicKey,
+      }))
+  : undefined;
 /** Cloudflare cannot set PTR records: ask the address's owner for exactly these. */
 export const ptrExpectations = expectedPtrRecords(node);
 /** The final verification's report: Postfix listening, recipient lookup answering. */

@@ -519,6 +519,11 @@ export const gatewayEntries = {
     "{issuer, accountUri?, iodef?}: CAA on each node's name: the one CA allowed to issue for it (with accountUri, on the primary's name, only the primary's ACME account), and where the CA reports a refused request",
     "issuer `letsencrypt.org` when gateway:acmeServer is Let's Encrypt's; otherwise none and no CAA record",
   ),
+  dnssec: describe(
+    opt(boolean, "true"),
+    "domain",
+    "sign the zone at Cloudflare (DNSSEC) from the primary's stack; the DS record to give the registrar is the stack output `dnssec.ds` (docs/dnssec-dane.md). Turning it off later leaves the zone signed: remove the DS at the registrar first",
+  ),
   dkimSelector: describe(
     opt(
       text(
@@ -855,6 +860,7 @@ function toStack(c: Entries): GatewayStack {
   // The domain-wide mail security records are the primary stack's, like SPF and DMARC.
   if (c.role === "primary") {
     node.mtaSts = { mode: c.mtaSts.mode, maxAgeSeconds: c.mtaSts.maxAge };
+    node.dnssec = c.dnssec;
     if (c.tlsRpt.rua.length > 0) node.tlsRpt = { rua: c.tlsRpt.rua };
     const issuer = c.caa.issuer ?? (isLetsEncrypt(c.acmeServer) ? "letsencrypt.org" : undefined);
     if (issuer !== undefined) {

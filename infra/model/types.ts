@@ -178,6 +178,11 @@ export interface GatewayNode {
   tlsRpt?: TlsRptSettings;
   /** Present on the primary when the issuing CA is known (Let's Encrypt's ACME server, or gateway:caa.issuer). */
   caa?: CaaSettings;
+  /**
+   * Present on the primary: whether its stack turns DNSSEC on for the zone (gateway:dnssec). The DS record the
+   * registrar needs is a stack output; without it at the registrar the zone is signed but not yet trusted.
+   */
+  dnssec?: boolean;
   /** message_size_limit and GATEWAY_MAX_MESSAGE_SIZE, bytes (guide: 26214400). */
   maxMessageSize: number;
   /** Networks Postfix trusts to relay without auth: loopback only by default. */

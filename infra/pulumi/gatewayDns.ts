@@ -93,6 +93,11 @@ export class GatewayDns extends pulumi.ComponentResource {
   readonly records: Record<string, cloudflare.DnsRecord>;
   /** The records the certificate step waits for: the node's A/AAAA and (primary) the fleet's CAA. */
   readonly addressRecords: cloudflare.DnsRecord[];
+  /**
+   * DNSSEC on the zone (primary stack, gateway:dnssec): Cloudflare signs it and computes the DS record the
+   * registrar must publish; undefined on relays and when turned off.
+   */
+  readonly dnssec?: cloudflare.ZoneDnssec;
   /** The Worker serving the MTA-STS policy; undefined when this stack publishes none (relays). */
   mtaStsWorker?: MtaStsWorker;
   /** What was published, as data: name, type, content, priority. */
@@ -114,6 +119,16 @@ export class GatewayDns extends pulumi.ComponentResource {
     this.zoneId = zone.zoneId;
     this.accountId = zone.account.id;
     this.records = {};
+    if (args.node.role === "primary" && args.node.dnssec === true) {
+      this.dnssec = new cloudflare.ZoneDnssec(
+        `${name}-dnssec`,
+        { zoneId: this.zoneId, status: "active" },
+        // Never turned off by a delete (a destroy, or gateway:dnssec false): while the registrar still publishes
+        // the DS record, an unsigned zone is bogus to every validating resolver and the whole domain, mail and
+        // web, stops resolving for them. Turning it off is the registrar's step first (docs/dnssec-dane.md).
+        { parent: this, retainOnDelete: true },
+      );
+    }
     const addresses = dnsRecords(args.node).filter(beforeCertificate);
     this.addressRecords = addresses.map((record) => this.add(pulumi.output(record), recordResourceName(record), []));
     this.published = pulumi.output(addresses);

@@ -24,6 +24,18 @@ export interface RegisteredResource {
 export const REPO_ROOT = join(__dirname, "..", "..");
 export const ZONE_ID = "zone-brightchain-org";
 
+/** What Cloudflare answers for a zone whose DNSSEC was just turned on (algorithm 13, SHA-256 digest). */
+export const MOCK_DNSSEC = {
+  status: "pending",
+  ds: "brightchain.org. 3600 IN DS 2371 13 2 C2B5D8C1E3B0A7E1F1F8BDB1B0B3C9E8B1A9E1E4F0E7B2D7C4A1B9E6D3F2A5C8",
+  keyTag: 2371,
+  algorithm: "13",
+  digestType: "2",
+  digest: "C2B5D8C1E3B0A7E1F1F8BDB1B0B3C9E8B1A9E1E4F0E7B2D7C4A1B9E6D3F2A5C8",
+  flags: 257,
+  publicKey: "mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==",
+};
+
 /** Resolves an Output in a mock run (apply runs once the value is known). */
 export function outputValue<T>(output: pulumi.Input<T> | undefined): Promise<T> {
   return new Promise((resolve) => pulumi.output(output as pulumi.Input<T>).apply((v) => resolve(v as T)));
@@ -94,6 +106,8 @@ export async function runProgram(
         }
         resources.push({ type: args.type, name: args.name, inputs, secretInputs });
         const state: Record<string, unknown> = { ...inputs };
+        if (args.type === "cloudflare:index/zoneDnssec:ZoneDnssec" && options.preview === undefined)
+          Object.assign(state, MOCK_DNSSEC);
         if (args.type === "command:remote:Command" && options.preview === undefined) {
           state.stdout = args.name.endsWith("-dkim-key") ? dkimTxt : "";
           state.stderr = "";
