@@ -42,7 +42,7 @@ vi.mock("node:fs", async (importOriginal) => {
       if (code !== undefined) throw errno(code, `rename '${String(from)}'`);
       return real.renameSync(from, to);
     },
-    openSync: (path: fs.PathLike, flags?: fs.OpenMode, mode?: fs.Mode) => {
+    openSync: (path: fs.PathLike, flags: fs.OpenMode = "r", mode?: fs.Mode) => {
       const fd = real.openSync(path, flags, mode);
       const code = fsyncFailures.get(copySources.get(String(path)) ?? "");
       if (code !== undefined) failingDescriptors.set(fd, code);
