@@ -105,3 +105,52 @@ describe("spam verdict from the engine's headers", () => {
     expect(await verdictOf(forged, "spamassassin")).toMatchObject({ folder: "spam", score: 7.2 });
   });
 });
+
+describe("spam verdict: each header an engine writes, on its own", () => {
+  const verdict = (engine: "spamassassin" | "rspamd", ...lines: string[]) =>
+    spamVerdict(headerFields(Buffer.from(`Delivered-To: alice@brightchain.org\r\n${lines.join("\r\n")}\r\n\r\n`)), engine, 5);
+
+  it.each([
+    ["spamassassin", "X-Spam-Status: Yes, score=7.2 required=5.0", 7.2],
+    ["spamassassin", "X-Spam-Status: Yes, Score=7.2 required=5.0", 7.2],
+    ["spamassassin", "X-Spam-Score: 6.5", 6.5],
+    ["rspamd", "X-Spamd-Result: default: True [8.00 / 15.00]", 8],
+    ["rspamd", "X-Rspamd-Score: 9.5", 9.5],
+    ["rspamd", "X-Spam-Score: 7.20 / 15.00", 7.2],
+    ["rspamd", "X-Spam-Status: Yes, score=6.10", 6.1],
+    ["rspamd", "X-Spam-Status: Yes, SCORE=6.10", 6.1],
+  ] as const)("%s: %s is read as %d", (engine, line, score) => {
+    expect(verdict(engine, line)).toEqual({
+      folder: "spam",
+      score,
+      reason: `${engine} score ${score} >= GATEWAY_SPAM_PROBABLE 5`,
+      unscanned: false,
+    });
+  });
+
+  it("says why a scored message stays in inbox", () => {
+    expect(verdict("spamassassin", "X-Spam-Score: 1.5")).toEqual({
+      folder: "inbox",
+      score: 1.5,
+      reason: "spamassassin score 1.5 < GATEWAY_SPAM_PROBABLE 5",
+      unscanned: false,
+    });
+  });
+
+  it("says which engine's header is missing when a message was not scanned", () => {
+    expect(verdict("spamassassin", "Subject: hi")).toEqual({
+      folder: "inbox",
+      reason: "no spamassassin score header: the message was not scanned",
+      unscanned: true,
+    });
+  });
+
+  it("skips an engine header without a score and reads the next one", () => {
+    expect(verdict("spamassassin", "X-Spam-Status: No, tests=NONE", "X-Spam-Score: 2.5")).toMatchObject({ score: 2.5 });
+  });
+
+  it("lets the highest score win whichever order the headers come in", () => {
+    expect(verdict("rspamd", "X-Rspamd-Score: -20", "X-Rspamd-Score: 7")).toMatchObject({ folder: "spam", score: 7 });
+    expect(verdict("rspamd", "X-Rspamd-Score: 7", "X-Rspamd-Score: -20")).toMatchObject({ folder: "spam", score: 7 });
+  });
+});
