@@ -67,6 +67,19 @@ export const GATEWAY_ENV = {
     readers: ["brightchain-lookup"],
     description: "deadline for one registry answer; slower is TEMP, so Postfix defers instead of hanging",
   },
+  GATEWAY_METRICS_HOST: {
+    type: { kind: "host" },
+    default: "127.0.0.1",
+    readers: ["brightchain-lookup", "brightchain-inbound"],
+    description:
+      "address the daemons' Prometheus endpoints listen on: loopback unless gateway:metrics.scrapers names a network (docs/monitoring.md)",
+  },
+  GATEWAY_LOOKUP_METRICS_PORT: {
+    type: { kind: "integer", min: 1, max: 65535 },
+    default: "9526",
+    readers: ["brightchain-lookup"],
+    description: "TCP port of brightchain-lookup's GET /metrics (gateway:metrics.lookupPort)",
+  },
   GATEWAY_REGISTRY_FILE: {
     type: { kind: "path" },
     whenUnset: "GATEWAY_REGISTRY_URL is asked",
@@ -128,6 +141,12 @@ export const GATEWAY_ENV = {
     default: "64",
     readers: ["brightchain-inbound"],
     description: "messages handed off at once",
+  },
+  GATEWAY_INBOUND_METRICS_PORT: {
+    type: { kind: "integer", min: 1, max: 65535 },
+    default: "9527",
+    readers: ["brightchain-inbound"],
+    description: "TCP port of brightchain-inbound's GET /metrics (gateway:metrics.inboundPort)",
   },
   GATEWAY_POSTFIX_HOST: {
     type: { kind: "host" },

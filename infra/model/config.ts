@@ -110,10 +110,12 @@ const STRUCTURED_ACCEPTED: Record<(typeof STRUCTURED_KEYS)[number], string> = {
   mtaSts: '{"mode":"testing|enforce|none","maxAge":604800}',
   tlsRpt: '{"rua":["mailto:tls-reports@brightchain.org"]}',
   caa: '{"issuer":"letsencrypt.org","accountUri":"https://…/acme/acct/…","iodef":"mailto:…"}',
+  dane: '{"enabled":true,"lineage":"mail.brightchain.org","nextLineage":"…","previousLineage":"…"}',
   mynetworks: 'a list of networks in Postfix syntax, e.g. ["127.0.0.0/8","[::1]/128"]',
   recipients: 'a list of addresses in gateway:domain, e.g. ["alice@brightchain.org"]',
   ssh: '{"host":"203.0.113.10","user":"root","port":22,"hostKey":"ssh-ed25519 …"}',
   submissionUsers: 'a list of {username, password}, e.g. [{"username":"brightchain-node","password":"…"}]',
+  metrics: '{"lookupPort":9526,"inboundPort":9527,"postfixPort":9154,"scrapers":["203.0.113.0/24"]}',
 };
 
 /**

@@ -409,6 +409,66 @@ const ssh = object(
     user: v.optional(text("a login name such as root or deploy", POSIX_USER), "root"),
     port: v.optional(integer(1, 65535), "22"),
     hostKey: v.optional(
+const SCRAPER_ACCEPTED = "an IPv4 or IPv6 network in CIDR form such as 203.0.113.0/24 or 2001:db8::/64";
+/** A network as ufw and firewalld take it in a source rule: unbracketed, the prefix length always written. */
+function isScraperNetwork(s: string): boolean {
+  const match = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(s);
+  if (match === null) return false;
+  const prefix = Number(match[2]);
+  if (isIPv4(match[1]!)) return prefix <= 32;
+  return isIPv6(match[1]!) && prefix <= 128;
+}
+const scraperNetwork = leaf(SCRAPER_ACCEPTED, isScraperNetwork, (s) => s.toLowerCase(), {
+  type: "string",
+  pattern: "^[0-9A-Fa-f:.]+/\\d{1,3}$",
+});
+/** A /0 admits the whole Internet to the metrics, which name every queue size and error count of the node. */
+const isEverywhere = (network: string) => network.endsWith("/0");
+
+const METRICS_ACCEPTED =
+  '{"lookupPort":9526,"inboundPort":9527,"postfixPort":9154,"scrapers":["203.0.113.0/24"],"allowAnyScraper":false}';
+const metrics = v.pipe(
+  object(
+    {
+      lookupPort: v.optional(integer(1, 65535), "9526"),
+      inboundPort: v.optional(integer(1, 65535), "9527"),
+      // prometheus-postfix-exporter's own default port, as every Postfix dashboard expects it.
+      postfixPort: v.optional(integer(1, 65535), "9154"),
+      scrapers: v.optional(
+        v.pipe(
+          v.array(scraperNetwork, `a list of networks, e.g. ["203.0.113.0/24"]`),
+          v.metadata({ json: { type: "array", items: { type: "string" } } } satisfies FieldMetadata),
+        ),
+        [],
+      ),
+      allowAnyScraper: v.optional(boolean, "false"),
+    },
+    METRICS_ACCEPTED,
+  ),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const value = dataset.value;
+    value.scrapers.forEach((network, i) => {
+      if (isEverywhere(network) && !value.allowAnyScraper)
+        addIssue({
+          message: `a network narrower than /0 (${network} lets anyone on the Internet read the node's metrics; set gateway:metrics.allowAnyScraper true to mean it)`,
+          input: network,
+          path: at(value, "scrapers", i),
+        });
+    });
+    const ports: [string, number][] = [
+      ["lookupPort", value.lookupPort],
+      ["inboundPort", value.inboundPort],
+      ["postfixPort", value.postfixPort],
+    ];
+    ports.forEach(([key, port], i) => {
+      const clash = ports.slice(0, i).find(([, other]) => other === port);
+      if (clash !== undefined)
+        addIssue({ message: `a port other than gateway:metrics.${clash[0]} (${port})`, input: port, path: at(value, key) });
+    });
+  }),
+);
+
       v.pipe(
         v.union([v.string(), v.number()], HOST_KEY_HOWTO),
         v.transform(String),
@@ -605,6 +665,12 @@ export const gatewayEntries = {
           RECIPIENTS_ACCEPTED,
         ),
         v.check((l) => l.length > 0, RECIPIENTS_ACCEPTED),
+  metrics: describe(
+    opt(metrics, {}),
+    "domain",
+    "{lookupPort, inboundPort, postfixPort, scrapers, allowAnyScraper}: the Prometheus endpoints of brightchain-lookup, brightchain-inbound and prometheus-postfix-exporter (docs/monitoring.md). They listen on 127.0.0.1 and the firewall refuses them from outside, unless scrapers lists the networks allowed to scrape (a /0 also needs allowAnyScraper: true)",
+    "`{lookupPort: 9526, inboundPort: 9527, postfixPort: 9154, scrapers: []}`: loopback only",
+  ),
         v.metadata({ json: { type: "array", minItems: 1, items: { type: "string" } } } satisfies FieldMetadata),
       ),
     ),
@@ -723,6 +789,7 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
   const inFleet = names && `a host name listed in gateway:fleet (${names.join(", ")})`;
 
   if (names && ok("primaryHostname") && !names.includes(c.primaryHostname)) problem(inFleet!, "primaryHostname");
+  "metrics",
   if (names && ok("hostname") && !names.includes(c.hostname)) problem(inFleet!, "hostname");
   else if (ok("role", "hostname", "primaryHostname")) {
     if (c.role === "primary" && c.hostname !== c.primaryHostname)
@@ -753,6 +820,12 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
   if (ok("caa", "acmeServer") && c.caa.accountUri !== undefined && (c.caa.issuer !== undefined || isLetsEncrypt(c.acmeServer))) {
     const server = new URL(c.acmeServer).origin;
     if (new URL(c.caa.accountUri).origin !== server)
+  if (ok("metrics", "lookupPort")) {
+    for (const key of ["lookupPort", "inboundPort", "postfixPort"] as const)
+      if (c.metrics[key] === c.lookupPort)
+        problem(`a port other than gateway:lookupPort (${c.lookupPort}), which the socketmap listens on`, "metrics", key);
+  }
+
       problem(`an account URL on the ACME server gateway:acmeServer (${server}/…)`, "caa", "accountUri");
   }
 
@@ -881,6 +954,14 @@ function toStack(c: Entries): GatewayStack {
 const entries = v.object(gatewayEntries, objectMessage(gatewayEntries, "a mapping of gateway: keys"));
 
 /** The whole stack configuration: every key, the rules between them, then the model. */
+    metrics: {
+      listenHost:
+        c.metrics.scrapers.length === 0 ? "127.0.0.1" : c.metrics.scrapers.some((n) => n.includes(":")) ? "::" : "0.0.0.0",
+      lookupPort: c.metrics.lookupPort,
+      inboundPort: c.metrics.inboundPort,
+      postfixPort: c.metrics.postfixPort,
+      scrapers: c.metrics.scrapers,
+    },
 export const GatewayConfigSchema = v.pipe(entries, crossFieldRules, v.transform(toStack));
 
 /**

@@ -137,6 +137,22 @@ export interface RelaySettings {
   forwardTo: string;
   /** How long the backup MX keeps mail while the primary is down (Postfix time, e.g. "10d"). */
   queueLifetime: string;
+export interface MetricsSettings {
+  /**
+   * Where the Prometheus endpoints listen: 127.0.0.1 unless `scrapers` names a network, then every address
+   * (0.0.0.0, or :: when a scraper network is IPv6) with the firewall admitting only those networks.
+   */
+  listenHost: string;
+  /** brightchain-lookup's GET /metrics (9526). */
+  lookupPort: number;
+  /** brightchain-inbound's GET /metrics (9527); the primary only runs it. */
+  inboundPort: number;
+  /** Debian's prometheus-postfix-exporter: Postfix's queues by showq (9154, the exporter's own default). */
+  postfixPort: number;
+  /** Networks allowed to scrape from outside, as ufw/firewalld take them (203.0.113.0/24, 2001:db8::/64). */
+  scrapers: string[];
+}
+
 }
 
 export interface RuntimeSettings {
@@ -180,6 +196,8 @@ export interface GatewayNode {
   caa?: CaaSettings;
   /**
    * Present on the primary: whether its stack turns DNSSEC on for the zone (gateway:dnssec). The DS record the
+  /** The Prometheus endpoints (gateway:metrics). */
+  metrics: MetricsSettings;
    * registrar needs is a stack output; without it at the registrar the zone is signed but not yet trusted.
    */
   dnssec?: boolean;

@@ -60,6 +60,8 @@ function modelValues(node: GatewayNode, secrets?: GatewaySecrets): Record<Gatewa
     GATEWAY_LOOKUP_PORT: String(node.lookup.port),
     GATEWAY_LOOKUP_CACHE_TTL: String(node.lookup.cacheTtlSeconds),
     GATEWAY_LOOKUP_TIMEOUT_MS: undefined,
+    GATEWAY_METRICS_HOST: node.metrics.listenHost,
+    GATEWAY_LOOKUP_METRICS_PORT: String(node.metrics.lookupPort),
     GATEWAY_REGISTRY_FILE: registry.kind === "file" ? registry.path : undefined,
     GATEWAY_REGISTRY_URL: registry.kind === "http" ? registry.url : undefined,
     GATEWAY_MAIL_DROP_DIR: node.drop.mailDropDir,
@@ -70,6 +72,7 @@ function modelValues(node: GatewayNode, secrets?: GatewaySecrets): Record<Gatewa
     GATEWAY_STORE_DIR: node.runtime.storeDir,
     GATEWAY_NODE_URL: node.runtime.nodeUrl,
     GATEWAY_INBOUND_CONCURRENCY: undefined,
+    GATEWAY_INBOUND_METRICS_PORT: String(node.metrics.inboundPort),
     // By name: STARTTLS is verified against the certificate, which names the host, not 127.0.0.1.
     GATEWAY_POSTFIX_HOST: node.host.hostname,
     GATEWAY_POSTFIX_PORT: undefined,

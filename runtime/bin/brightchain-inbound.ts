@@ -4,9 +4,11 @@
 // restart-loop on it; SIGTERM finishes the messages in flight and exits 0.
 import { ConfigError, loadInboundConfig, type InboundConfig } from "../src/config";
 import { HttpNodeSink } from "../src/inbound/http-node-sink";
+import { inboundMetrics } from "../src/inbound/inbound-metrics";
 import { InboundProcessor, type InboundLogger } from "../src/inbound/inbound-processor";
 import { oneLine } from "../src/inbound/log-text";
 import type { Sink } from "../src/inbound/sink";
+import { MetricsEndpoint, daemonRegistry } from "../src/metrics/metrics-endpoint";
 import { ContentAddressedStore } from "../src/store/content-addressed-store";
 
 const EX_CONFIG = 78;
@@ -45,6 +47,13 @@ async function main(): Promise<void> {
     throw error;
   }
 
+  const metricsRegistry = daemonRegistry();
+  const observer = inboundMetrics(metricsRegistry, {
+    mailDropDir: config.mailDropDir,
+    errorDir: config.errorDir,
+    inFlight: () => processor.inFlight,
+  });
+  // Read by the metrics only when scraped, after this line has run.
   const processor = new InboundProcessor({
     mailDropDir: config.mailDropDir,
     errorDir: config.errorDir,
@@ -55,15 +64,16 @@ async function main(): Promise<void> {
     maxMessageSize: config.maxMessageSize,
     concurrency: config.inboundConcurrency,
     logger,
+    observer,
   });
+  const metrics = new MetricsEndpoint({ registry: metricsRegistry, host: config.metricsHost, port: config.metricsPort });
 
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info(`${signal}: finishing messages in flight`);
-    void processor
-      .stop()
+    void Promise.all([processor.stop(), metrics.close()])
       .then(() => opened.sink.close())
       .then(() => {
         const { delivered, failed, retried } = processor.counts;
@@ -78,6 +88,8 @@ async function main(): Promise<void> {
   logger.info(
     `watching ${config.mailDropDir}/new → ${opened.description} (concurrency ${config.inboundConcurrency}, spam engine ${config.spamEngine})`,
   );
+  // After intake started: mail is handed off whether or not the metrics port can be had (GATEWAY_INBOUND_METRICS_PORT).
+  metrics.serve((line) => (line.startsWith("cannot") ? logger.error(line) : logger.info(line)));
 }
 
 main().catch((error: unknown) => {

@@ -3,7 +3,9 @@
 // logs one line per event to stderr, which journald keeps.
 import { ConfigError, loadLookupConfig, type LookupConfig } from "../src/config";
 import { FileRegistry, HttpRegistry, RegistryFileError, type RecipientRegistry } from "../src/lookup/registry";
+import { lookupMetrics } from "../src/lookup/lookup-metrics";
 import { RecipientLookupService, escapeForLog } from "../src/lookup/server";
+import { MetricsEndpoint, daemonRegistry } from "../src/metrics/metrics-endpoint";
 
 /** sysexits.h EX_CONFIG: systemd shows it, and Restart=on-failure with RestartPreventExitStatus=78 stops looping. */
 const EX_CONFIG = 78;
@@ -54,6 +56,9 @@ async function main(): Promise<void> {
     process.exit(EX_CONFIG);
   }
 
+  const metricsRegistry = daemonRegistry();
+  const observer = lookupMetrics(metricsRegistry, () => service.openConnections);
+  // Read by the metrics only when scraped, after this line has run.
   const service = new RecipientLookupService({
     registry,
     domains: config.emailDomains,
@@ -61,7 +66,9 @@ async function main(): Promise<void> {
     port: config.lookupPort,
     lookupTimeoutMs: config.lookupTimeoutMs,
     log,
+    observer,
   });
+  const metrics = new MetricsEndpoint({ registry: metricsRegistry, host: config.metricsHost, port: config.metricsPort });
   try {
     await service.listen();
   } catch (error) {
@@ -72,13 +79,15 @@ async function main(): Promise<void> {
     process.exit(EX_CONFIG);
   }
   log(`serving socketmap "virtual" for ${config.emailDomains.join(", ")} on ${config.lookupHost}:${service.port}`);
+  // After the socketmap: Postfix is answered whether or not the metrics port can be had (GATEWAY_LOOKUP_METRICS_PORT).
+  metrics.serve(log);
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: finishing in-flight lookups`);
-    void service.close().then(() => {
+    void Promise.all([service.close(), metrics.close()]).then(() => {
       registry.close();
       log("stopped");
       process.exit(0);

@@ -18,6 +18,8 @@ export interface LookupConfig {
   lookupTimeoutMs: number;
   registryFile?: string;
   registryUrl?: string;
+  metricsHost: string;
+  metricsPort: number;
 }
 
 export interface InboundConfig {
@@ -31,6 +33,8 @@ export interface InboundConfig {
   storeDir: string;
   nodeUrl?: string;
   inboundConcurrency: number;
+  metricsHost: string;
+  metricsPort: number;
 }
 
 export interface SendConfig {
@@ -56,6 +60,8 @@ export function loadLookupConfig(env: Env = process.env): LookupConfig {
     lookupTimeoutMs: read("GATEWAY_LOOKUP_TIMEOUT_MS"),
     registryFile: read("GATEWAY_REGISTRY_FILE"),
     registryUrl: read("GATEWAY_REGISTRY_URL"),
+    metricsHost: read("GATEWAY_METRICS_HOST"),
+    metricsPort: read("GATEWAY_LOOKUP_METRICS_PORT"),
   };
 }
 
@@ -71,6 +77,8 @@ export function loadInboundConfig(env: Env = process.env): InboundConfig {
     storeDir: read("GATEWAY_STORE_DIR"),
     nodeUrl: read("GATEWAY_NODE_URL"),
     inboundConcurrency: read("GATEWAY_INBOUND_CONCURRENCY"),
+    metricsHost: read("GATEWAY_METRICS_HOST"),
+    metricsPort: read("GATEWAY_INBOUND_METRICS_PORT"),
   };
 }
 

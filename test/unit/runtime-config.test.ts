@@ -12,6 +12,8 @@ describe("the runtime's loaders", () => {
       lookupTimeoutMs: 2000,
       registryFile: undefined,
       registryUrl: undefined,
+      metricsHost: "127.0.0.1",
+      metricsPort: 9526,
     });
     expect(loadInboundConfig({ EMAIL_DOMAIN: "brightchain.org", GATEWAY_SPAM_ENGINE: "rspamd" })).toEqual({
       emailDomains: ["brightchain.org"],
@@ -23,6 +25,8 @@ describe("the runtime's loaders", () => {
       storeDir: "/var/spool/brightchain/store",
       nodeUrl: undefined,
       inboundConcurrency: 64,
+      metricsHost: "127.0.0.1",
+      metricsPort: 9527,
     });
     expect(loadStoreConfig({})).toEqual({ storeDir: "/var/spool/brightchain/store" });
     expect(loadSendConfig({ GATEWAY_POSTFIX_HOST: "mail.brightchain.org" })).toEqual({

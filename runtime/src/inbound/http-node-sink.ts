@@ -13,7 +13,7 @@ import { createReadStream, openSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { DROP_OPEN_FLAGS } from "./message-file";
-import { SinkError, type Handoff, type Sink } from "./sink";
+import { SinkError, type DeliveryResult, type Handoff, type Sink } from "./sink";
 
 export interface HttpNodeSinkOptions {
   nodeUrl: string;
@@ -32,7 +32,7 @@ export class HttpNodeSink implements Sink {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
-  deliver(handoff: Handoff): Promise<void> {
+  deliver(handoff: Handoff): Promise<DeliveryResult> {
     const url = new URL(`messages/${handoff.sha3}`, this.base);
     url.searchParams.set("recipient", handoff.recipient);
     url.searchParams.set("folder", handoff.folder);
@@ -51,7 +51,7 @@ export class HttpNodeSink implements Sink {
     } catch (error) {
       return Promise.reject(new SinkError(`${where}: ${(error as Error).message}`, false));
     }
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<DeliveryResult>((resolve, reject) => {
       const send = url.protocol === "https:" ? httpsRequest : httpRequest;
       const req = send(url, { method: "PUT", headers, timeout: this.timeoutMs });
       const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
@@ -73,7 +73,7 @@ export class HttpNodeSink implements Sink {
           clearTimeout(deadline);
           const status = res.statusCode ?? 0;
           if ((status >= 200 && status < 300) || status === 409) {
-            resolve();
+            resolve(status === 409 ? "duplicate" : "stored");
             return;
           }
           const text = Buffer.concat(chunks).toString("utf8").slice(0, MAX_ERROR_TEXT).trim();

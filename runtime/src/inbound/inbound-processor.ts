@@ -50,6 +50,26 @@ export interface InboundProcessorOptions {
   retryMaxMs?: number;
   /** Names held at once (queued, in flight, waiting for a retry); default TRACKED_NAMES_LIMIT. */
   trackedNamesLimit?: number;
+  /** Told how each hand-off ended (inbound-metrics.ts); nothing when absent. */
+  observer?: InboundObserver;
+}
+
+/**
+ * How one attempt at a drop file ended: `stored` and `duplicate` (the sink already held it) went to cur/,
+ * `refused` to errors/, `retried` stays in new/ for another attempt (the sink failed for now, or errors/ could not
+ * take a refused file).
+ */
+export type HandOffOutcome = "stored" | "duplicate" | "refused" | "retried";
+
+/** What the processor reports as it works; every call is O(1) and never does I/O. */
+export interface InboundObserver {
+  handedOff(outcome: HandOffOutcome): void;
+  /** A retry's timer fired and the file is taken again. */
+  retryStarted(): void;
+  /** The sink itself failed (not the file): permanent is a refusal for good, otherwise it is retried. */
+  sinkFailed(permanent: boolean): void;
+  /** errors/ could not take a refused file (reason file or move failed). */
+  errorsDirFailed(): void;
 }
 
 type Outcome =
@@ -146,6 +166,11 @@ export class InboundProcessor {
       warn: (message) => logger.warn(oneLine(message)),
       error: (message) => logger.error(oneLine(message)),
     };
+  }
+
+  /** Drop files being handed off right now. */
+  get inFlight(): number {
+    return this.running.size;
   }
 
   /** Names held against the intake limit: queued, in flight, or waiting for the sink. */
@@ -270,20 +295,31 @@ export class InboundProcessor {
   }
 
   private async handOff(name: string, path: string | Buffer): Promise<Outcome> {
+    const observer = this.options.observer;
     try {
       const handoff = await this.prepare(name, path);
       if (handoff === undefined) return "gone";
-      await this.options.sink.deliver(handoff);
+      let result;
+      try {
+        result = await this.options.sink.deliver(handoff);
+      } catch (error) {
+        observer?.sinkFailed(error instanceof SinkError && error.permanent);
+        throw error;
+      }
       // Synchronous: a µs-scale rename costs less than the thread-pool round trip of its async form.
       renameSync(path, entryPath(this.curDir, name.includes(":2,") ? name : `${name}:2,`));
       this.movedOut.add(name);
       this.counts.delivered += 1;
+      observer?.handedOff(result === "duplicate" ? "duplicate" : "stored");
       return "delivered";
     } catch (error) {
       if (error instanceof UnprocessableMessageError || (error instanceof SinkError && error.permanent)) {
-        return this.moveToErrors(name, path, error.message);
+        const outcome = await this.moveToErrors(name, path, error.message);
+        observer?.handedOff(outcome === "failed" ? "refused" : "retried");
+        return outcome;
       }
       this.scheduleRetry(name, "temporary failure", error instanceof Error ? error.message : String(error));
+      observer?.handedOff("retried");
       return "retrying";
     }
   }
@@ -334,6 +370,7 @@ export class InboundProcessor {
     try {
       await this.fileInErrors(name, path, target, reason);
     } catch (error) {
+      this.options.observer?.errorsDirFailed();
       const failure = `${reason}; ${this.options.errorDir} could not take it: ${(error as Error).message}`;
       if (!this.parked.has(name) && this.parked.size >= this.trackedNamesLimit) {
         if (!this.errorsOverflow) {
@@ -396,6 +433,7 @@ export class InboundProcessor {
     const timer = setTimeout(() => {
       this.retryTimers.delete(name);
       if (this.stopping) return;
+      this.options.observer?.retryStarted();
       this.queue.push(name);
       this.pump();
     }, delay);

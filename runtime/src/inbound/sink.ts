@@ -20,9 +20,15 @@ export interface Handoff {
   rawPath: string | Buffer;
 }
 
+/**
+ * What a hand-off found: the message is new to the sink, or the sink already held (sha3, recipient), as after a
+ * crash between the hand-off and the move to cur/. Undefined counts as stored: a sink that cannot tell says nothing.
+ */
+export type DeliveryResult = "stored" | "duplicate";
+
 export interface Sink {
   /** Resolves once the message is durably accepted. Must be idempotent per (sha3, recipient). */
-  deliver(handoff: Handoff): Promise<void>;
+  deliver(handoff: Handoff): Promise<DeliveryResult | void>;
   close(): Promise<void>;
 }
 

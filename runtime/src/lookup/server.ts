@@ -3,7 +3,9 @@
 // port. Every input is hostile: lengths are capped before buffering, a connection that breaks framing is closed
 // alone, and only a failing registry produces TEMP.
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 import { parseRecipientKey } from "./address";
+import type { LookupObserver } from "./lookup-metrics";
 import type { RecipientRegistry } from "./registry";
 
 export interface LookupServiceOptions {
@@ -38,6 +40,8 @@ export interface LookupServiceOptions {
   /** How long a SIGTERM shutdown waits for in-flight answers before dropping connections. */
   shutdownGraceMs?: number;
   log?: (line: string) => void;
+  /** Told of every answer and of the connection limit's work (lookup-metrics.ts); nothing when absent. */
+  observer?: LookupObserver;
 }
 
 export type LookupReply =
@@ -285,8 +289,10 @@ class LookupConnection {
 
   private request(payload: string, frame: (text: string) => string, text: (reply: LookupReply) => string): void {
     this.lastActivity = this.service.nextActivity();
+    const started = performance.now();
     const answer = this.service.answer(payload);
     if (!(answer instanceof Promise)) {
+      this.service.answered(answer, started);
       if (this.owed.length === 0) this.immediate += frame(text(answer));
       else this.owed.push({ text: frame(text(answer)) });
       return;
@@ -294,6 +300,7 @@ class LookupConnection {
     const slot: Slot = { text: undefined };
     this.owed.push(slot);
     void answer.then((reply) => {
+      this.service.answered(reply, started);
       slot.text = frame(text(reply));
       this.flush();
     });
@@ -398,12 +405,14 @@ export class RecipientLookupService {
           `at the connection limit (${this.maxConnections}), every connection awaiting an answer: refused one from ${from}`,
         );
         socket.destroy();
+        this.options.observer?.refused();
         return;
       }
       this.connectionLimit.note(
         `at the connection limit (${this.maxConnections}): closed the longest-idle connection of ${victim.peer} for one from ${from}`,
       );
       victim.destroy();
+      this.options.observer?.evicted();
       this.forget(victim);
     }
     const connection = new LookupConnection(socket, this);
@@ -427,6 +436,11 @@ export class RecipientLookupService {
       }
     }
     return victim;
+  }
+
+  /** Reports one answer and its time from `started` (performance.now() when the request was complete). */
+  answered(reply: LookupReply, started: number): void {
+    this.options.observer?.answered(reply.status, (performance.now() - started) / 1000);
   }
 
   /** A number that grows with every request: orders connections by when they were last used. */

@@ -26,7 +26,7 @@ import { closeSync, constants, fstatSync, fsync, linkSync, openSync, readSync, r
 import { copyFile, mkdir, open, readdir, readFile, rm, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Folder } from "../inbound/spam-verdict";
-import { SinkError, type Handoff, type Sink } from "../inbound/sink";
+import { SinkError, type DeliveryResult, type Handoff, type Sink } from "../inbound/sink";
 
 export interface StoreIndexEntry {
   sha3: string;
@@ -117,7 +117,7 @@ type Placement =
   | { kind: "copied"; temporary: Temporary };
 
 export class ContentAddressedStore implements Sink {
-  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly inFlight = new Map<string, Promise<DeliveryResult>>();
   private pending: PendingCommit[] = [];
   private committing = false;
   private copies = 0;
@@ -153,7 +153,7 @@ export class ContentAddressedStore implements Sink {
     }
   }
 
-  deliver(handoff: Handoff): Promise<void> {
+  deliver(handoff: Handoff): Promise<DeliveryResult> {
     const key = handoffKey(handoff.sha3, handoff.recipient);
     // Two drop files with the same bytes for the same recipient (Postfix delivered a retry twice) share one
     // hand-off instead of racing to append two index lines.
@@ -169,10 +169,10 @@ export class ContentAddressedStore implements Sink {
     return work;
   }
 
-  private async store(handoff: Handoff): Promise<void> {
+  private async store(handoff: Handoff): Promise<DeliveryResult> {
     const target = objectPath(this.storeDir, handoff.sha3);
     const placement = await this.place(handoff, target);
-    if (placement.kind === "present" && this.indexContains(handoff.sha3, handoff.recipient, placement.since)) return;
+    if (placement.kind === "present" && this.indexContains(handoff.sha3, handoff.recipient, placement.since)) return "duplicate";
     const entry: StoreIndexEntry = {
       sha3: handoff.sha3,
       recipient: handoff.recipient,
@@ -189,6 +189,7 @@ export class ContentAddressedStore implements Sink {
       this.pending.push({ placement, target, line: `${JSON.stringify(entry)}\n`, resolve, reject });
       if (!this.committing) void this.commit();
     });
+    return "stored";
   }
 
   private async place(handoff: Handoff, target: string): Promise<Placement> {
