@@ -212,13 +212,13 @@ describe("timers", () => {
   });
 
   it("restarts the request deadline when a segment completes one request and starts the next", async () => {
-    const { port, logged } = await serve({ requestDeadlineMs: 600, idleTimeoutMs: 60_000 });
+    const { port, logged } = await serve({ requestDeadlineMs: 1_000, idleTimeoutMs: 60_000 });
     const c = client(port);
     const request = netstring("virtual known@brightchain.org");
     await c.write(request.subarray(0, 10));
-    await sleep(400);
+    await sleep(600);
     await c.write(Buffer.concat([request.subarray(10), request.subarray(0, 10)]));
-    await sleep(400);
+    await sleep(600);
     await c.write(request.subarray(10));
     expect(await c.replies(2)).toEqual(["OK known@brightchain.org", "OK known@brightchain.org"]);
     expect(c.closed).toBe(false);
