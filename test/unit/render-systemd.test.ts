@@ -1,6 +1,13 @@
 import { releaseOs } from "../../infra/model/releases";
 import { describe, expect, it } from "vitest";
-import { postfixDaemonUnit, renderPostfixDropIn, runtimeUnitFiles } from "../../infra/render/systemd";
+import {
+  postfixDaemonUnit,
+  remotePeer,
+  renderPostfixDropIn,
+  runtimeUnitFiles,
+  unitAddressFamilies,
+  unitIpAllowList,
+} from "../../infra/render/systemd";
 import { examplePrimary, exampleRelay, nodeMatrix } from "../fixtures/nodes";
 import type { GatewayNode } from "../../infra/model/types";
 
@@ -31,7 +38,6 @@ describe("runtime systemd units", () => {
         "PrivateDevices=yes",
         "CapabilityBoundingSet=",
         "SystemCallFilter=@system-service",
-        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "WantedBy=multi-user.target",
       ]) {
         expect(lines).toContain(line);
@@ -40,6 +46,76 @@ describe("runtime systemd units", () => {
       expect(lines.some((l) => l.startsWith("MemoryMax="))).toBe(true);
       expect(lines).not.toContain("MemoryDenyWriteExecute=yes");
     }
+  });
+
+  // Each option below lowered systemd-analyze security (docs/hardening.md) and was proven on Debian 12's and 13's
+  // systemd with Debian's Node: a mistake here shows as SIGSYS or EPERM in the journal, so each has its own line.
+  const local = (name: string) => unit(examplePrimary, name);
+  describe.each(["brightchain-lookup.service", "brightchain-inbound.service"])("%s hardening", (name) => {
+    it("SystemCallFilter: @system-service, then without @privileged and @resources, EPERM for the rest", () => {
+      const lines = local(name);
+      expect(lines).toContain("SystemCallFilter=@system-service");
+      expect(lines).toContain("SystemCallFilter=~@privileged @resources");
+      expect(lines.indexOf("SystemCallFilter=~@privileged @resources")).toBeGreaterThan(
+        lines.indexOf("SystemCallFilter=@system-service"),
+      );
+      expect(lines).toContain("SystemCallErrorNumber=EPERM");
+      expect(lines).toContain("SystemCallArchitectures=native");
+    });
+    it("PrivateUsers=yes", () => expect(local(name)).toContain("PrivateUsers=yes"));
+    it("PrivateIPC=yes", () => expect(local(name)).toContain("PrivateIPC=yes"));
+    it("no AF_UNIX with the file registry and the embedded store", () =>
+      expect(local(name)).toContain("RestrictAddressFamilies=AF_INET AF_INET6"));
+    it("IPAddressDeny=any, IPAddressAllow=localhost", () => {
+      expect(local(name)).toContain("IPAddressDeny=any");
+      expect(local(name)).toContain("IPAddressAllow=localhost");
+    });
+    it("CapabilityBoundingSet= and AmbientCapabilities= empty", () => {
+      expect(local(name)).toContain("CapabilityBoundingSet=");
+      expect(local(name)).toContain("AmbientCapabilities=");
+    });
+    it.each([
+      "NoNewPrivileges=yes",
+      "ProtectSystem=strict",
+      "ProtectHome=yes",
+      "PrivateTmp=yes",
+      "PrivateDevices=yes",
+      "PrivateMounts=yes",
+      "ProtectKernelTunables=yes",
+      "ProtectKernelModules=yes",
+      "ProtectKernelLogs=yes",
+      "ProtectControlGroups=yes",
+      "ProtectClock=yes",
+      "ProtectHostname=yes",
+      "ProtectProc=invisible",
+      "ProcSubset=pid",
+      "RestrictNamespaces=yes",
+      "RestrictRealtime=yes",
+      "RestrictSUIDSGID=yes",
+      "LockPersonality=yes",
+      "RemoveIPC=yes",
+    ])("%s", (line) => expect(local(name)).toContain(line));
+    it("no MemoryDenyWriteExecute: V8's JIT needs writable executable pages", () =>
+      expect(local(name).some((line) => line.startsWith("MemoryDenyWriteExecute="))).toBe(false));
+  });
+
+  it("UMask: 0077 for the lookup, which writes nothing; 0027 for the inbound processor's group-readable spool", () => {
+    expect(local("brightchain-lookup.service")).toContain("UMask=0077");
+    expect(local("brightchain-inbound.service")).toContain("UMask=0027");
+  });
+
+  it("classifies a remote peer's URL: an IP literal is allowed by address, a host name cannot be", () => {
+    expect(remotePeer(undefined)).toEqual({ kind: "none" });
+    expect(remotePeer("http://localhost:8080")).toEqual({ kind: "none" });
+    expect(remotePeer("https://203.0.113.7/api")).toEqual({ kind: "address", address: "203.0.113.7" });
+    expect(remotePeer("https://[2001:db8::7]:8443")).toEqual({ kind: "address", address: "2001:db8::7" });
+    expect(remotePeer("https://node.brightchain.org")).toEqual({ kind: "name", host: "node.brightchain.org" });
+    expect(unitIpAllowList({ kind: "none" })).toEqual(["localhost"]);
+    expect(unitIpAllowList({ kind: "address", address: "2001:db8::7" })).toEqual(["localhost", "2001:db8::7"]);
+    expect(unitIpAllowList({ kind: "name", host: "node.brightchain.org" })).toBeUndefined();
+    expect(unitAddressFamilies({ kind: "none" })).toEqual(["AF_INET", "AF_INET6"]);
+    expect(unitAddressFamilies({ kind: "address", address: "203.0.113.7" })).toEqual(["AF_INET", "AF_INET6"]);
+    expect(unitAddressFamilies({ kind: "name", host: "node.brightchain.org" })).toEqual(["AF_INET", "AF_INET6", "AF_UNIX"]);
   });
 
   it("runs the inbound processor on the primary only: a relay has no drop Maildir", () => {
@@ -92,7 +168,27 @@ describe("runtime systemd units", () => {
       lookup: { ...examplePrimary.lookup, registry: { kind: "http", url: "https://node.brightchain.org/registry" } },
       runtime: { ...examplePrimary.runtime, nodeUrl: "https://node.brightchain.org" },
     };
-    expect(unit(remote, "brightchain-lookup.service")).not.toContain("IPAddressDeny=any");
-    expect(unit(remote, "brightchain-inbound.service")).not.toContain("IPAddressDeny=any");
+    for (const name of ["brightchain-lookup.service", "brightchain-inbound.service"]) {
+      // A host name: no address to allow, and name resolution may need nscd's or systemd-resolved's socket.
+      expect(unit(remote, name)).not.toContain("IPAddressDeny=any");
+      expect(unit(remote, name).some((line) => line.startsWith("IPAddressAllow="))).toBe(false);
+      expect(unit(remote, name)).toContain("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX");
+    }
+  });
+
+  it("allows a node API named by IP address, and only it besides loopback", () => {
+    const byAddress: GatewayNode = {
+      ...examplePrimary,
+      lookup: { ...examplePrimary.lookup, registry: { kind: "http", url: "http://[2001:db8::7]:8080/registry" } },
+      runtime: { ...examplePrimary.runtime, nodeUrl: "http://203.0.113.7:8080" },
+    };
+    const lookup = unit(byAddress, "brightchain-lookup.service");
+    expect(lookup).toContain("IPAddressDeny=any");
+    expect(lookup).toContain("IPAddressAllow=localhost 2001:db8::7");
+    expect(lookup).toContain("RestrictAddressFamilies=AF_INET AF_INET6");
+    const inbound = unit(byAddress, "brightchain-inbound.service");
+    expect(inbound).toContain("IPAddressDeny=any");
+    expect(inbound).toContain("IPAddressAllow=localhost 203.0.113.7");
+    expect(inbound).toContain("RestrictAddressFamilies=AF_INET AF_INET6");
   });
 });
