@@ -394,21 +394,6 @@ function reducedHostKey(text: string): string {
   return `${type} ${blob}`;
 }
 
-const ssh = object(
-  {
-    host: v.optional(
-      leaf(
-        "a host name or an IPv4/IPv6 address",
-        (s) => HOSTNAME.test(s) || isIPv4(s) || isIPv6(s),
-        (s) => s,
-        {
-          type: "string",
-        },
-      ),
-    ),
-    user: v.optional(text("a login name such as root or deploy", POSIX_USER), "root"),
-    port: v.optional(integer(1, 65535), "22"),
-    hostKey: v.optional(
 const SCRAPER_ACCEPTED = "an IPv4 or IPv6 network in CIDR form such as 203.0.113.0/24 or 2001:db8::/64";
 /** A network as ufw and firewalld take it in a source rule: unbracketed, the prefix length always written. */
 function isScraperNetwork(s: string): boolean {
@@ -469,6 +454,21 @@ const metrics = v.pipe(
   }),
 );
 
+const ssh = object(
+  {
+    host: v.optional(
+      leaf(
+        "a host name or an IPv4/IPv6 address",
+        (s) => HOSTNAME.test(s) || isIPv4(s) || isIPv6(s),
+        (s) => s,
+        {
+          type: "string",
+        },
+      ),
+    ),
+    user: v.optional(text("a login name such as root or deploy", POSIX_USER), "root"),
+    port: v.optional(integer(1, 65535), "22"),
+    hostKey: v.optional(
       v.pipe(
         v.union([v.string(), v.number()], HOST_KEY_HOWTO),
         v.transform(String),
@@ -644,6 +644,12 @@ export const gatewayEntries = {
   ),
   lookupPort: describe(opt(integer(1, 65535), "2526"), "domain", "loopback port of the recipient socketmap"),
   lookupCacheTtl: describe(opt(integer(0, 86_400), "300"), "domain", "seconds the lookup service caches an answer"),
+  metrics: describe(
+    opt(metrics, {}),
+    "domain",
+    "{lookupPort, inboundPort, postfixPort, scrapers, allowAnyScraper}: the Prometheus endpoints of brightchain-lookup, brightchain-inbound and prometheus-postfix-exporter (docs/monitoring.md). They listen on 127.0.0.1 and the firewall refuses them from outside, unless scrapers lists the networks allowed to scrape (a /0 also needs allowAnyScraper: true)",
+    "`{lookupPort: 9526, inboundPort: 9527, postfixPort: 9154, scrapers: []}`: loopback only",
+  ),
   registry: describe(
     opt(
       leaf(
@@ -665,12 +671,6 @@ export const gatewayEntries = {
           RECIPIENTS_ACCEPTED,
         ),
         v.check((l) => l.length > 0, RECIPIENTS_ACCEPTED),
-  metrics: describe(
-    opt(metrics, {}),
-    "domain",
-    "{lookupPort, inboundPort, postfixPort, scrapers, allowAnyScraper}: the Prometheus endpoints of brightchain-lookup, brightchain-inbound and prometheus-postfix-exporter (docs/monitoring.md). They listen on 127.0.0.1 and the firewall refuses them from outside, unless scrapers lists the networks allowed to scrape (a /0 also needs allowAnyScraper: true)",
-    "`{lookupPort: 9526, inboundPort: 9527, postfixPort: 9154, scrapers: []}`: loopback only",
-  ),
         v.metadata({ json: { type: "array", minItems: 1, items: { type: "string" } } } satisfies FieldMetadata),
       ),
     ),
@@ -767,6 +767,7 @@ export const STRUCTURED_KEYS = [
   "recipients",
   "ssh",
   "submissionUsers",
+  "metrics",
 ] as const satisfies readonly GatewayConfigKey[];
 
 type Entries = v.InferOutput<v.ObjectSchema<typeof gatewayEntries, undefined>>;
@@ -789,13 +790,18 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
   const inFleet = names && `a host name listed in gateway:fleet (${names.join(", ")})`;
 
   if (names && ok("primaryHostname") && !names.includes(c.primaryHostname)) problem(inFleet!, "primaryHostname");
-  "metrics",
   if (names && ok("hostname") && !names.includes(c.hostname)) problem(inFleet!, "hostname");
   else if (ok("role", "hostname", "primaryHostname")) {
     if (c.role === "primary" && c.hostname !== c.primaryHostname)
       problem(`the primary's host name gateway:primaryHostname (${c.primaryHostname}) when gateway:role is primary`, "hostname");
     if (c.role === "relay" && c.hostname === c.primaryHostname)
       problem(`a fleet host other than the primary (${c.primaryHostname}) when gateway:role is relay`, "hostname");
+  }
+
+  if (ok("metrics", "lookupPort")) {
+    for (const key of ["lookupPort", "inboundPort", "postfixPort"] as const)
+      if (c.metrics[key] === c.lookupPort)
+        problem(`a port other than gateway:lookupPort (${c.lookupPort}), which the socketmap listens on`, "metrics", key);
   }
 
   if (ok("role", "mxPriority") && c.mxPriority !== undefined) {
@@ -820,12 +826,6 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
   if (ok("caa", "acmeServer") && c.caa.accountUri !== undefined && (c.caa.issuer !== undefined || isLetsEncrypt(c.acmeServer))) {
     const server = new URL(c.acmeServer).origin;
     if (new URL(c.caa.accountUri).origin !== server)
-  if (ok("metrics", "lookupPort")) {
-    for (const key of ["lookupPort", "inboundPort", "postfixPort"] as const)
-      if (c.metrics[key] === c.lookupPort)
-        problem(`a port other than gateway:lookupPort (${c.lookupPort}), which the socketmap listens on`, "metrics", key);
-  }
-
       problem(`an account URL on the ACME server gateway:acmeServer (${server}/…)`, "caa", "accountUri");
   }
 
@@ -921,6 +921,14 @@ function toStack(c: Entries): GatewayStack {
     },
     maxMessageSize: c.maxMessageSize,
     mynetworks: c.mynetworks,
+    metrics: {
+      listenHost:
+        c.metrics.scrapers.length === 0 ? "127.0.0.1" : c.metrics.scrapers.some((n) => n.includes(":")) ? "::" : "0.0.0.0",
+      lookupPort: c.metrics.lookupPort,
+      inboundPort: c.metrics.inboundPort,
+      postfixPort: c.metrics.postfixPort,
+      scrapers: c.metrics.scrapers,
+    },
     runtime: {
       installDir: c.runtimeInstallDir,
       envFile: "/etc/brightchain/gateway.env",
@@ -954,14 +962,6 @@ function toStack(c: Entries): GatewayStack {
 const entries = v.object(gatewayEntries, objectMessage(gatewayEntries, "a mapping of gateway: keys"));
 
 /** The whole stack configuration: every key, the rules between them, then the model. */
-    metrics: {
-      listenHost:
-        c.metrics.scrapers.length === 0 ? "127.0.0.1" : c.metrics.scrapers.some((n) => n.includes(":")) ? "::" : "0.0.0.0",
-      lookupPort: c.metrics.lookupPort,
-      inboundPort: c.metrics.inboundPort,
-      postfixPort: c.metrics.postfixPort,
-      scrapers: c.metrics.scrapers,
-    },
 export const GatewayConfigSchema = v.pipe(entries, crossFieldRules, v.transform(toStack));
 
 /**

@@ -125,18 +125,6 @@ export interface LookupSettings {
   registry: RecipientRegistry;
 }
 
-export interface SubmissionSettings {
-  /** Port 587 with STARTTLS + SASL (primary only). */
-  enabled: boolean;
-  /** SASL backend Postfix asks: Dovecot's auth socket. */
-  saslBackend: "dovecot";
-}
-
-export interface RelaySettings {
-  /** Host the relay forwards accepted mail to: the primary's hostname. */
-  forwardTo: string;
-  /** How long the backup MX keeps mail while the primary is down (Postfix time, e.g. "10d"). */
-  queueLifetime: string;
 export interface MetricsSettings {
   /**
    * Where the Prometheus endpoints listen: 127.0.0.1 unless `scrapers` names a network, then every address
@@ -153,6 +141,18 @@ export interface MetricsSettings {
   scrapers: string[];
 }
 
+export interface SubmissionSettings {
+  /** Port 587 with STARTTLS + SASL (primary only). */
+  enabled: boolean;
+  /** SASL backend Postfix asks: Dovecot's auth socket. */
+  saslBackend: "dovecot";
+}
+
+export interface RelaySettings {
+  /** Host the relay forwards accepted mail to: the primary's hostname. */
+  forwardTo: string;
+  /** How long the backup MX keeps mail while the primary is down (Postfix time, e.g. "10d"). */
+  queueLifetime: string;
 }
 
 export interface RuntimeSettings {
@@ -184,6 +184,8 @@ export interface GatewayNode {
   dmarc: DmarcSettings;
   tls: TlsSettings;
   lookup: LookupSettings;
+  /** The Prometheus endpoints (gateway:metrics). */
+  metrics: MetricsSettings;
   /** Present on the primary only. */
   submission?: SubmissionSettings;
   /** Present on relays only. */
@@ -196,8 +198,6 @@ export interface GatewayNode {
   caa?: CaaSettings;
   /**
    * Present on the primary: whether its stack turns DNSSEC on for the zone (gateway:dnssec). The DS record the
-  /** The Prometheus endpoints (gateway:metrics). */
-  metrics: MetricsSettings;
    * registrar needs is a stack output; without it at the registrar the zone is signed but not yet trusted.
    */
   dnssec?: boolean;
