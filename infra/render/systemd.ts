@@ -38,8 +38,10 @@ interface RuntimeUnit {
   memoryMax: string;
   nodeOptions: string[];
   extraUnit: string[];
-  /** The service's one peer off this host (the node API), from its URL; Postfix and the scraper are loopback. */
+  /** The service's one peer off this host (the node API), from its URL; Postfix is on loopback. */
   remote: RemotePeer;
+  /** Networks that may reach the service besides loopback: the Prometheus scrapers (gateway:metrics.scrapers). */
+  scrapers: string[];
   /** 0077 when the service writes nothing anyone else should read. */
   umask: "0027" | "0077";
 }
@@ -59,10 +61,14 @@ export function remotePeer(url: string | undefined): RemotePeer {
   return isIP(host) === 0 ? { kind: "name", host } : { kind: "address", address: host };
 }
 
-/** IPAddressAllow= after IPAddressDeny=any, or undefined: no IP filter for a peer known by name only. */
-export function unitIpAllowList(remote: RemotePeer): string[] | undefined {
+/**
+ * IPAddressAllow= after IPAddressDeny=any, or undefined: no IP filter for a peer known by name only. The
+ * scrapers' networks are there because the filter drops their packets before the metrics endpoint sees them,
+ * whatever the firewall admits.
+ */
+export function unitIpAllowList(remote: RemotePeer, scrapers: readonly string[] = []): string[] | undefined {
   if (remote.kind === "name") return undefined;
-  return remote.kind === "address" ? ["localhost", remote.address] : ["localhost"];
+  return ["localhost", ...(remote.kind === "address" ? [remote.address] : []), ...scrapers];
 }
 
 /**
@@ -76,7 +82,7 @@ export function unitAddressFamilies(remote: RemotePeer): string[] {
 }
 
 function renderUnit(node: GatewayNode, unit: RuntimeUnit): string {
-  const allow = unitIpAllowList(unit.remote);
+  const allow = unitIpAllowList(unit.remote, unit.scrapers);
   const lines = [
     "# Rendered by brightchain-gateway from the node model; local edits are overwritten.",
     "[Unit]",
@@ -153,6 +159,7 @@ export function renderLookupUnit(node: GatewayNode): string {
     memoryMax: "256M",
     nodeOptions: [],
     remote: remotePeer(node.lookup.registry.kind === "http" ? node.lookup.registry.url : undefined),
+    scrapers: node.metrics.scrapers,
     umask: "0077",
     // smtpd asks the socketmap for every RCPT TO; until it answers, Postfix defers all inbound mail.
     extraUnit: [`Before=${postfixDaemonUnit(node)}`],
@@ -167,6 +174,7 @@ export function renderInboundUnit(node: GatewayNode): string {
     memoryMax: "512M",
     nodeOptions: INBOUND_NODE_OPTIONS,
     remote: remotePeer(node.runtime.nodeUrl),
+    scrapers: node.metrics.scrapers,
     umask: "0027",
     extraUnit: [],
   });

@@ -64,6 +64,18 @@ describe("runtime units under systemd-analyze", () => {
     expect(verify.status).toBe(0);
   });
 
+  it("verify accepts an IP allow list with a node API address and scraper networks of both families", () => {
+    const dir = renderedUnitDir({
+      ...examplePrimary,
+      lookup: { ...examplePrimary.lookup, registry: { kind: "http", url: "http://[2001:db8::7]:8080/registry" } },
+      runtime: { ...examplePrimary.runtime, nodeUrl: "http://203.0.113.7:8080" },
+      metrics: { ...examplePrimary.metrics, listenHost: "::", scrapers: ["198.51.100.0/24", "2001:db8:5::/64"] },
+    });
+    const verify = analyze(dir, ["verify", "./brightchain-lookup.service", "./brightchain-inbound.service"]);
+    expect(verify.output).toBe("");
+    expect(verify.status).toBe(0);
+  });
+
   it("the Postfix drop-in loads cleanly onto Debian's postfix@-.service", () => {
     const dir = renderedUnitDir(examplePrimary);
     const verify = analyze(dir, ["verify", postfixDaemonUnit(examplePrimary)]);

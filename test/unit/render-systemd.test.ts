@@ -113,6 +113,7 @@ describe("runtime systemd units", () => {
     expect(unitIpAllowList({ kind: "none" })).toEqual(["localhost"]);
     expect(unitIpAllowList({ kind: "address", address: "2001:db8::7" })).toEqual(["localhost", "2001:db8::7"]);
     expect(unitIpAllowList({ kind: "name", host: "node.brightchain.org" })).toBeUndefined();
+    expect(unitIpAllowList({ kind: "name", host: "node.brightchain.org" }, ["203.0.113.0/24"])).toBeUndefined();
     expect(unitAddressFamilies({ kind: "none" })).toEqual(["AF_INET", "AF_INET6"]);
     expect(unitAddressFamilies({ kind: "address", address: "203.0.113.7" })).toEqual(["AF_INET", "AF_INET6"]);
     expect(unitAddressFamilies({ kind: "name", host: "node.brightchain.org" })).toEqual(["AF_INET", "AF_INET6", "AF_UNIX"]);
@@ -174,6 +175,23 @@ describe("runtime systemd units", () => {
       expect(unit(remote, name).some((line) => line.startsWith("IPAddressAllow="))).toBe(false);
       expect(unit(remote, name)).toContain("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX");
     }
+  });
+
+  it("lets the metrics scrapers' networks through the IP filter the firewall opened for them", () => {
+    const scraped: GatewayNode = {
+      ...examplePrimary,
+      metrics: { ...examplePrimary.metrics, listenHost: "::", scrapers: ["203.0.113.0/24", "2001:db8:5::/64"] },
+    };
+    for (const name of ["brightchain-lookup.service", "brightchain-inbound.service"]) {
+      expect(unit(scraped, name)).toContain("IPAddressDeny=any");
+      expect(unit(scraped, name)).toContain("IPAddressAllow=localhost 203.0.113.0/24 2001:db8:5::/64");
+      // The endpoint listens on :: for an IPv6 scraper network.
+      expect(unit(scraped, name)).toContain("RestrictAddressFamilies=AF_INET AF_INET6");
+    }
+    const byAddress: GatewayNode = { ...scraped, runtime: { ...scraped.runtime, nodeUrl: "http://198.51.100.9" } };
+    expect(unit(byAddress, "brightchain-inbound.service")).toContain(
+      "IPAddressAllow=localhost 198.51.100.9 203.0.113.0/24 2001:db8:5::/64",
+    );
   });
 
   it("allows a node API named by IP address, and only it besides loopback", () => {
