@@ -479,6 +479,19 @@ async function main(): Promise<void> {
     compare(results, "ours", "socketmap", "brightchain-inbound and its store"),
   ];
   for (const line of comparisons.flat()) console.log(line);
+  console.log("CPU per message by component, median over the rounds (ms):");
+  for (const variant of variants) {
+    const runs = results.filter((r) => r.variant === variant);
+    const part = (name: string, cpu: (r: RoundResult) => Cpu | undefined) =>
+      runs.some((r) => cpu(r) !== undefined)
+        ? `, ${name} ${ms(median(runs.map((r) => total(cpu(r)))))} (user ${ms(median(runs.map((r) => cpu(r)!.user)))} + sys ${ms(median(runs.map((r) => cpu(r)!.system)))})`
+        : "";
+    console.log(
+      `  ${variant.padEnd(9)} postfix ${ms(median(runs.map((r) => r.postfixCpu)))}` +
+        part("lookup", (r) => r.lookupCpu) +
+        part("inbound", (r) => r.inboundCpu),
+    );
+  }
 }
 
 main().then(
