@@ -3,7 +3,7 @@
 // backpressure on a client that owes many answers, which connection the limit evicts, shutdown, and what is
 // logged. test/unit/lookup-daemon.test.ts runs several of these against the daemon in a child process, where a
 // mutation run cannot see them; test/unit/lookup-protocol.test.ts covers the ordinary answers.
-import { createServer, type Server } from "node:net";
+import { connect, createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { RecipientRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService, escapeForLog, type LookupServiceOptions } from "../../runtime/src/lookup/server";
@@ -348,6 +348,33 @@ describe("answers", () => {
 });
 
 describe("backpressure", () => {
+  it("stops reading a client that does not read its answers, and reads on once it does", async () => {
+    // Long answers from a registry that answers at once: 30,000 of them (7 MB) overflow the sockets' buffers, so
+    // the service must stop reading, then resume when its socket drains.
+    const canonical = `known${"x".repeat(200)}@brightchain.org`;
+    const longAnswers: RecipientRegistry = { find: () => canonical, close: () => undefined };
+    const { port } = await serve({ registry: longAnswers });
+    const count = 30_000;
+    const reply = netstring(`OK ${canonical}`);
+    const greedy = connect(port, "127.0.0.1");
+    greedy.on("error", () => undefined);
+    await new Promise((resolve) => greedy.once("connect", resolve));
+    greedy.write(Buffer.concat(Array.from({ length: count }, () => netstring("virtual known@brightchain.org"))));
+    // Nothing read for a while: the service fills the buffers and has to stop.
+    await sleep(500);
+    let received = 0;
+    let last = Buffer.alloc(0);
+    greedy.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+      last = Buffer.concat([last, chunk]).subarray(-reply.length);
+    });
+    const deadline = Date.now() + 15_000;
+    while (received < count * reply.length && Date.now() < deadline) await sleep(20);
+    greedy.destroy();
+    expect(received).toBe(count * reply.length);
+    expect(last.equals(reply)).toBe(true);
+  }, 30_000);
+
   it("stops reading a client once 256 answers are owed (the default), and reads on once they are written", async () => {
     const held = heldRegistry();
     const { port } = await serve({ registry: held.registry, lookupTimeoutMs: 60_000 });
@@ -480,6 +507,8 @@ describe("connections", () => {
       lookupTimeoutMs: 500,
     });
     await expect(service.listen()).rejects.toMatchObject({ code: "EADDRINUSE" });
+    const { port, service: listening } = await serve();
+    expect(listening.port).toBe(port);
   });
 });
 
