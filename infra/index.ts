@@ -54,6 +54,7 @@ const host = new GatewayHost(
 dns.publishMailRecords({
   after: [host.verifyCommand],
   ...(host.dkimRecordText ? { dkimRecordText: host.dkimRecordText } : {}),
+  ...(host.daneKeysText ? { daneKeysText: host.daneKeysText } : {}),
 });
 
 export const hostname = node.host.hostname;

@@ -4,7 +4,7 @@
 import type { DnsRecord, DnsRecordType } from "../model/types";
 import { caaContent, caaFields, renderZoneFile } from "../render/dns";
 
-const RECORD_TYPES: readonly DnsRecordType[] = ["A", "AAAA", "MX", "TXT", "CAA"];
+const RECORD_TYPES: readonly DnsRecordType[] = ["A", "AAAA", "MX", "TXT", "CAA", "TLSA"];
 
 /** The lab DNS server's own name in every SOA/NS it serves (the lab's default zones use the same). */
 export const LAB_NAMESERVER = "ns.lab.test";
@@ -41,6 +41,22 @@ function caaFromCloudflareData(resource: string, data: unknown): string {
   return caaContent(caaFields(caaContent({ flags, tag, value })));
 }
 
+/** GatewayDns gives Cloudflare a TLSA record as `data` {usage, selector, matchingType, certificate}. */
+function tlsaFromCloudflareData(resource: string, data: unknown): string {
+  const { usage, selector, matchingType, certificate } = (data ?? {}) as Record<string, unknown>;
+  if (
+    typeof usage !== "number" ||
+    typeof selector !== "number" ||
+    typeof matchingType !== "number" ||
+    typeof certificate !== "string" ||
+    !/^[0-9a-fA-F]+$/.test(certificate)
+  )
+    throw new Error(
+      `${resource}: TLSA data is ${JSON.stringify(data)}; accepted: {usage, selector, matchingType, certificate: hex}`,
+    );
+  return `${usage} ${selector} ${matchingType} ${certificate.toLowerCase()}`;
+}
+
 /** A cloudflare.DnsRecord's inputs as the record the renderers know, named for the error a bad one gives. */
 export function dnsRecordFromCloudflareInputs(resource: string, inputs: Record<string, unknown>): DnsRecord {
   const type = inputs.type;
@@ -50,7 +66,12 @@ export function dnsRecordFromCloudflareInputs(resource: string, inputs: Record<s
   const name = inputs.name;
   if (typeof name !== "string" || name === "")
     throw new Error(`${resource}: name is ${JSON.stringify(name)}; accepted: a fully qualified name`);
-  const content = type === "CAA" && inputs.data !== undefined ? caaFromCloudflareData(resource, inputs.data) : inputs.content;
+  const content =
+    type === "CAA" && inputs.data !== undefined
+      ? caaFromCloudflareData(resource, inputs.data)
+      : type === "TLSA" && inputs.data !== undefined
+        ? tlsaFromCloudflareData(resource, inputs.data)
+        : inputs.content;
   if (typeof content !== "string" || content === "")
     throw new Error(`${resource}: content is ${JSON.stringify(content)}; accepted: the record's value`);
   const ttl = typeof inputs.ttl === "number" ? inputs.ttl : 1;

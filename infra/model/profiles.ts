@@ -28,8 +28,9 @@ type Family = "debian-like" | "rhel";
 /** Debian 12, Debian 13 and Ubuntu 24.04 share every name here; RHEL (with EPEL) differs. */
 const PROFILE_ROWS: Record<Exclude<Component, "certbot">, Record<Family, Row>> = {
   postfix: {
-    "debian-like": { packages: ["postfix"], services: [] },
-    rhel: { packages: ["postfix"], services: [] },
+    // dig: the deploy's checks ask the zone's authoritative servers before a switch (DANE key, DKIM selector).
+    "debian-like": { packages: ["postfix", "bind9-dnsutils"], services: [] },
+    rhel: { packages: ["postfix", "bind-utils"], services: [] },
   },
   opendkim: {
     "debian-like": { packages: ["opendkim", "opendkim-tools"], services: ["opendkim"] },

@@ -354,6 +354,21 @@ const caa = object(
   '{"issuer":"letsencrypt.org","accountUri":"https://…/acme/acct/…","iodef":"mailto:…"}',
 );
 
+const LINEAGE_ACCEPTED =
+  "a certbot lineage name of lower-case letters, digits, dots and hyphens, such as mail.brightchain.org-2027";
+const lineage = text(LINEAGE_ACCEPTED, /^[a-z0-9](?:[a-z0-9.-]{0,98}[a-z0-9])?$/);
+
+const dane = object(
+  {
+    enabled: v.optional(boolean, "true"),
+    // The lineage Postfix serves; its key is the one DANE senders check. Default: the host name.
+    lineage: v.optional(lineage),
+    nextLineage: v.optional(lineage),
+    previousLineage: v.optional(lineage),
+  },
+  '{"enabled":true,"lineage":"mail.brightchain.org","nextLineage":"…","previousLineage":"…"}',
+);
+
 /** Let's Encrypt's production and staging ACME servers both check CAA for the issuer name letsencrypt.org. */
 function isLetsEncrypt(acmeServer: string): boolean {
   return new URL(acmeServer).hostname.endsWith(".api.letsencrypt.org");
@@ -584,6 +599,12 @@ export const gatewayEntries = {
     "domain",
     "sign the zone at Cloudflare (DNSSEC) from the primary's stack; the DS record to give the registrar is the stack output `dnssec.ds` (docs/dnssec-dane.md). Turning it off later leaves the zone signed: remove the DS at the registrar first",
   ),
+  dane: describe(
+    opt(dane, {}),
+    "node",
+    "{enabled, lineage, nextLineage?, previousLineage?}: DANE TLSA `3 1 1` at `_25._tcp.<hostname>` for the key of the certbot lineage Postfix serves (issued with --reuse-key, so renewals keep it); a key rollover publishes nextLineage's first, then serves it (lineage) with the old one as previousLineage until a later up (docs/dnssec-dane.md)",
+    "`{enabled: true, lineage: <hostname>}`",
+  ),
   dkimSelector: describe(
     opt(
       text(
@@ -763,6 +784,7 @@ export const STRUCTURED_KEYS = [
   "mtaSts",
   "tlsRpt",
   "caa",
+  "dane",
   "mynetworks",
   "recipients",
   "ssh",
@@ -827,6 +849,20 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
     const server = new URL(c.acmeServer).origin;
     if (new URL(c.caa.accountUri).origin !== server)
       problem(`an account URL on the ACME server gateway:acmeServer (${server}/…)`, "caa", "accountUri");
+  }
+
+  if (ok("dane", "hostname")) {
+    const served = c.dane.lineage ?? c.hostname;
+    if (c.dane.nextLineage === served)
+      problem(`a lineage other than the one served (${served}): the next key's own lineage`, "dane", "nextLineage");
+    if (c.dane.previousLineage === served)
+      problem(`a lineage other than the one served (${served}): the lineage served before the switch`, "dane", "previousLineage");
+    else if (c.dane.previousLineage !== undefined && c.dane.previousLineage === c.dane.nextLineage)
+      problem(
+        "a lineage other than gateway:dane.nextLineage: a key is either about to be served or was served",
+        "dane",
+        "previousLineage",
+      );
   }
 
   if (ok("role", "submission") && c.role === "relay" && c.submission === true)
@@ -908,8 +944,9 @@ function toStack(c: Entries): GatewayStack {
       challenge: c.acmeChallenge,
       acmeEmail: c.acmeEmail ?? `postmaster@${c.domain}`,
       acmeServer: c.acmeServer,
-      certFile: `/etc/letsencrypt/live/${c.hostname}/fullchain.pem`,
-      keyFile: `/etc/letsencrypt/live/${c.hostname}/privkey.pem`,
+      certName: c.dane.lineage ?? c.hostname,
+      certFile: `/etc/letsencrypt/live/${c.dane.lineage ?? c.hostname}/fullchain.pem`,
+      keyFile: `/etc/letsencrypt/live/${c.dane.lineage ?? c.hostname}/privkey.pem`,
     },
     lookup: {
       port: c.lookupPort,
@@ -935,6 +972,11 @@ function toStack(c: Entries): GatewayStack {
       storeDir: c.storeDir ?? `${spoolDir}/store`,
     },
   };
+  if (c.dane.enabled) {
+    node.dane = {};
+    if (c.dane.nextLineage !== undefined) node.dane.nextLineage = c.dane.nextLineage;
+    if (c.dane.previousLineage !== undefined) node.dane.previousLineage = c.dane.previousLineage;
+  }
   if (c.nodeUrl !== undefined) node.runtime.nodeUrl = c.nodeUrl.replace(/\/+$/, "");
   if (c.role === "primary") node.submission = { enabled: c.submission ?? true, saslBackend: "dovecot" };
   else node.relay = { forwardTo: c.primaryHostname, queueLifetime: c.relayQueueLifetime };

@@ -84,7 +84,9 @@ export interface TlsSettings {
   acmeEmail: string;
   /** ACME directory URL (Let's Encrypt production by default; the lab points it at pebble). */
   acmeServer: string;
-  /** Path of the certificate chain Postfix serves: /etc/letsencrypt/live/<hostname>/fullchain.pem. */
+  /** The certbot lineage Postfix serves (gateway:dane.lineage, default the host name): its directory under live/. */
+  certName: string;
+  /** Path of the certificate chain Postfix serves: /etc/letsencrypt/live/<certName>/fullchain.pem. */
   certFile: string;
   keyFile: string;
 }
@@ -93,6 +95,16 @@ export interface MtaStsSettings {
   mode: MtaStsMode;
   /** Seconds a sender caches the policy (RFC 8461 caps it at 31557600). */
   maxAgeSeconds: number;
+}
+
+/**
+ * DANE TLSA for port 25 (gateway:dane), present when enabled: the served lineage's key always has a record; a
+ * rollover adds the next lineage's (issued and published before it is served) or the previous one's (kept until
+ * a later up once the switch is done).
+ */
+export interface DaneSettings {
+  nextLineage?: string;
+  previousLineage?: string;
 }
 
 export interface TlsRptSettings {
@@ -194,6 +206,8 @@ export interface GatewayNode {
   mtaSts?: MtaStsSettings;
   /** Present on the primary when gateway:tlsRpt lists a report URI: a TLS-RPT record without one says nothing. */
   tlsRpt?: TlsRptSettings;
+  /** Present when gateway:dane.enabled (the default): this node's `_25._tcp` TLSA records. */
+  dane?: DaneSettings;
   /** Present on the primary when the issuing CA is known (Let's Encrypt's ACME server, or gateway:caa.issuer). */
   caa?: CaaSettings;
   /**
@@ -231,7 +245,7 @@ export interface HostFile {
   notify: string[];
 }
 
-export type DnsRecordType = "A" | "AAAA" | "MX" | "TXT" | "CAA";
+export type DnsRecordType = "A" | "AAAA" | "MX" | "TXT" | "CAA" | "TLSA";
 
 export interface DnsRecord {
   /** Fully qualified owner name, no trailing dot: brightchain.org, _dmarc.brightchain.org. */
@@ -239,7 +253,7 @@ export interface DnsRecord {
   type: DnsRecordType;
   /**
    * A/AAAA: address; MX: target host; TXT: the text, unquoted (renderers split/quote as the target needs);
-   * CAA: the presentation form `0 issue "letsencrypt.org"`, as dig prints it.
+   * CAA: the presentation form `0 issue "letsencrypt.org"`, as dig prints it; TLSA: `3 1 1 <lower-case hex>`.
    */
   content: string;
   /** MX only. */

@@ -28,6 +28,8 @@ import {
   verifyCommand,
 } from "./steps";
 import { hostStateSpec, type HostStateSpec } from "./hostState";
+import { daneKeys, daneKeysCommand, daneSwitchCheckCommand } from "./dane";
+import { MAIN_CF_PATH } from "../render/postfix";
 import type { HostStep, RuntimeArtifact } from "./types";
 
 export type { HostStep, RuntimeArtifact } from "./types";
@@ -41,6 +43,8 @@ export const STEP_DIRECTORIES = "directories";
 export const STEP_RECIPIENT_REGISTRY = "recipient-registry";
 export const STEP_DKIM_KEY = "dkim-key";
 export const STEP_CERTIFICATE = "certificate";
+export const STEP_DANE_KEYS = "dane-keys";
+export const STEP_DANE_SWITCH = "dane-switch-check";
 export const STEP_FIREWALL = "firewall";
 export const STEP_POSTFIX_CHECK = "postfix-check";
 export const STEP_POSTFIX_RELOAD = "postfix-reload";
@@ -253,6 +257,19 @@ export function hostPlan(
     triggers: [sha256(dirs)],
   });
 
+  // Before main.cf names the new lineage: Postfix's processes read main.cf as they start, so installing it is
+  // the switch, not the reload that follows.
+  const daneSwitch = daneSwitchCheckCommand(node);
+  if (daneSwitch !== undefined) {
+    add({
+      id: STEP_DANE_SWITCH,
+      description: `check that every authoritative server of ${node.domain} serves the TLSA records of ${node.tls.certName} and ${node.dane?.previousLineage} before Postfix serves ${node.tls.certName}`,
+      command: daneSwitch,
+      after: [STEP_PACKAGES],
+      triggers: [sha256(daneSwitch)],
+    });
+  }
+
   const hashesByService = new Map<string, string[]>();
   const stepsByService = new Map<string, string[]>();
   for (const file of allFiles) {
@@ -264,7 +281,7 @@ export function hostPlan(
       command: installFileCommand(file),
       stdin: installFileStdin(file),
       secret: file.secret ?? false,
-      after: [STEP_DIRECTORIES],
+      after: [STEP_DIRECTORIES, ...(daneSwitch !== undefined && file.path === MAIN_CF_PATH ? [STEP_DANE_SWITCH] : [])],
       triggers: [trigger],
     });
     for (const service of file.notify) {
@@ -325,6 +342,21 @@ export function hostPlan(
     triggers: [sha256(certificate)],
   });
   prerequisites.push(STEP_CERTIFICATE);
+
+  if (daneKeys(node).length > 0) {
+    const keys = daneKeysCommand(node);
+    add({
+      id: STEP_DANE_KEYS,
+      description: `print the SHA-256 of each DANE key (${daneKeys(node)
+        .map((k) => k.lineage)
+        .join(", ")}) for the TLSA records`,
+      command: keys,
+      // Read-only: the TLSA records are built from its stdout, so an update prints it again.
+      update: keys,
+      after: [STEP_CERTIFICATE],
+      triggers: [sha256(keys), sha256(certificate)],
+    });
+  }
 
   const services = planServices(node, allFiles);
   const serviceStepIds: string[] = [];

@@ -5,7 +5,7 @@ import { OS_RELEASES, releaseFacts } from "../model/releases";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { dkimKeyPaths, dkimKeygenCommand, dkimMilterEndpoint } from "../render/opendkim";
 import { spamMilterEndpoint } from "../render/spam";
-import { certbotIssueCommand } from "../render/tls";
+import { certbotIssueCommand, reuseKeyCommand } from "../render/tls";
 import { octalMode, sha256, shellQuote } from "./shell";
 
 /**
@@ -120,13 +120,25 @@ export function dkimRecordReadCommand(node: GatewayNode): string {
 /**
  * The TLS renderer's certbot issue (a no-op while the certificate is valid), then a check that the files
  * main.cf names exist: a certbot that "succeeds" into another lineage must not let Postfix start without them.
+ * A DANE rollover's next lineage is issued here too, so its key exists (and its TLSA is published) before any
+ * configuration serves it. Every lineage renews onto its own key (reuse_key), whatever issued it.
  */
 export function certificateCommand(node: GatewayNode): string {
+  const next = node.dane?.nextLineage;
   return [
     "set -eu",
     certbotIssueCommand(node),
+    reuseKeyCommand(node.tls.certName),
     `test -s ${shellQuote(node.tls.certFile)}`,
     `test -s ${shellQuote(node.tls.keyFile)}`,
+    ...(next !== undefined
+      ? [
+          certbotIssueCommand(node, next),
+          reuseKeyCommand(next),
+          `test -s ${shellQuote(`/etc/letsencrypt/live/${next}/fullchain.pem`)}`,
+          `test -s ${shellQuote(`/etc/letsencrypt/live/${next}/privkey.pem`)}`,
+        ]
+      : []),
   ].join("\n");
 }
 

@@ -4,7 +4,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import type { DnsRecord, GatewayNode } from "../model/types";
-import { caaFields, dnsRecords, txtCharacterStrings, type CaaFields } from "../render/dns";
+import { caaFields, dnsRecords, tlsaRecords, txtCharacterStrings, type CaaFields } from "../render/dns";
+import { daneKeys } from "../plan/dane";
 import { mtaStsPolicyText } from "../render/mta-sts";
 import { pathSlug } from "../plan/shell";
 import { MtaStsWorker } from "./mtaStsWorker";
@@ -28,6 +29,16 @@ export interface MailRecordsArgs {
    * relays: the primary's stack owns the DKIM record.
    */
   dkimRecordText?: pulumi.Input<string>;
+  /** The DANE key step's stdout (`<lineage> <sha256>` lines, GatewayHost.daneKeysText): this node's TLSA records. */
+  daneKeysText?: pulumi.Input<string>;
+}
+
+/** A TLSA record's four fields, as Cloudflare's API takes them. */
+export interface TlsaFields {
+  usage: number;
+  selector: number;
+  matchingType: number;
+  certificate: string;
 }
 
 /**
@@ -41,10 +52,19 @@ export function cloudflareContent(record: DnsRecord): string {
     .join(" ");
 }
 
-/** Cloudflare takes a CAA record as its fields, not as text; every other type has none. */
-export function cloudflareData(record: DnsRecord): CaaFields | undefined {
-  return record.type === "CAA" ? caaFields(record.content) : undefined;
+/** Cloudflare takes CAA and TLSA records as their fields, not as text; every other type has none. */
+export function cloudflareData(record: DnsRecord): CaaFields | TlsaFields | undefined {
+  if (record.type === "CAA") return caaFields(record.content);
+  if (record.type !== "TLSA") return undefined;
+  const match = /^(\d) (\d) (\d) ([0-9a-f]+)$/.exec(record.content);
+  if (!match)
+    throw new Error(
+      `TLSA content ${JSON.stringify(record.content)} is not accepted; accepted: <usage> <selector> <matching> <hex>`,
+    );
+  return { usage: Number(match[1]), selector: Number(match[2]), matchingType: Number(match[3]), certificate: match[4]! };
 }
+
+const hasFields = (type: string): boolean => type === "CAA" || type === "TLSA";
 
 /**
  * Stable child name: a record's identity is its type and owner name (a stack owns one MX, one SPF …), and for
@@ -60,11 +80,11 @@ function recordArgs(zoneId: pulumi.Input<string>, record: pulumi.Output<DnsRecor
     zoneId,
     name: record.name,
     type: record.type,
-    content: record.apply((r) => (r.type === "CAA" ? undefined : cloudflareContent(r))),
+    content: record.apply((r) => (hasFields(r.type) ? undefined : cloudflareContent(r))),
     // Decided by the type alone for every other record: the DKIM record's content is unknown until the host
     // answers, and an unknown `data` would preview as a change of a field that record never has.
     data: record.type.apply((t) =>
-      t === "CAA" ? record.apply(cloudflareData) : pulumi.output<CaaFields | undefined>(undefined),
+      hasFields(t) ? record.apply(cloudflareData) : pulumi.output<CaaFields | TlsaFields | undefined>(undefined),
     ),
     ttl: record.ttl,
     priority: record.apply((r) => r.priority),
@@ -179,6 +199,25 @@ export class GatewayDns extends pulumi.ComponentResource {
       this.add(record as pulumi.Output<DnsRecord>, "dkim", args.after);
       this.dkimRecord = dkim;
       published = withKey;
+    }
+    if (args.daneKeysText !== undefined && daneKeys(this.node).length > 0) {
+      // One resource per lineage, named after it: a rollover adds and removes records, and the switch itself
+      // changes none of them (only their purpose), so the set served never passes through a state without the
+      // key Postfix shows. Their content waits for the host; their names and type do not.
+      const node = this.node;
+      const tlsa = pulumi.output(args.daneKeysText).apply((text) => tlsaRecords(node, text));
+      daneKeys(node).forEach(({ lineage }, index) => {
+        const record = tlsa.apply((records) => records[index]!);
+        const known = pulumi.output({
+          name: `_25._tcp.${node.host.hostname}`,
+          type: "TLSA",
+          content: record.content,
+          ttl: record.ttl,
+          purpose: record.purpose,
+        });
+        this.add(known as pulumi.Output<DnsRecord>, `tlsa-${pathSlug(lineage)}`, args.after);
+      });
+      published = pulumi.all([published, tlsa]).apply(([records, extra]) => [...records, ...extra]);
     }
     this.published = published;
     this.registerOutputs({ zoneId: this.zoneId, published: this.published });

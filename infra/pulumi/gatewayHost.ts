@@ -8,6 +8,7 @@ import * as command from "@pulumi/command";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import {
   STEP_CERTIFICATE,
+  STEP_DANE_KEYS,
   STEP_DKIM_KEY,
   STEP_VERIFY,
   hostPlan,
@@ -78,6 +79,8 @@ export class GatewayHost extends pulumi.ComponentResource {
   readonly commands: Record<string, command.remote.Command>;
   /** stdout of the DKIM key step: opendkim-genkey's <selector>.txt. Undefined on nodes that sign nothing. */
   readonly dkimRecordText?: pulumi.Output<string>;
+  /** stdout of the DANE key step (`<lineage> <sha256>` lines); undefined with gateway:dane.enabled false. */
+  readonly daneKeysText?: pulumi.Output<string>;
   /** stdout of the final verification, once the node listens and answers lookups. */
   readonly verified: pulumi.Output<string>;
   /** The final verification itself: what mail records wait for. */
@@ -157,6 +160,7 @@ export class GatewayHost extends pulumi.ComponentResource {
     );
     // Through the host state: a DKIM key a repair had to generate again is published with its new public half.
     this.dkimRecordText = dkimStep ? this.hostState.dkimRecordText : undefined;
-    this.registerOutputs({ dkimRecordText: this.dkimRecordText, verified: this.verified });
+    this.daneKeysText = this.commands[STEP_DANE_KEYS]?.stdout;
+    this.registerOutputs({ dkimRecordText: this.dkimRecordText, daneKeysText: this.daneKeysText, verified: this.verified });
   }
 }

@@ -2,6 +2,7 @@
 // the primary owns its A/AAAA, MX 10 and the domain-wide SPF, DMARC, DKIM, MTA-STS, TLS-RPT and CAA; each relay
 // owns its A/AAAA and MX.
 import type { CaaSettings, DnsRecord, GatewayNode, PtrExpectation, TlsRptSettings } from "../model/types";
+import { daneKeys, parseDaneKeys, tlsaContent, tlsaName } from "../plan/dane";
 import { mtaStsPolicyText, mtaStsRecordText } from "./mta-sts";
 
 /** One hour: long enough to cache, short enough that a re-addressed node is reachable the same day. */
@@ -181,6 +182,27 @@ export function dnsRecords(node: GatewayNode, dkimPublicKey?: string): DnsRecord
   return records;
 }
 
+const DANE_ROLE_PURPOSE = {
+  current: "the key Postfix serves on port 25",
+  next: "the next key, published before Postfix serves it (rollover)",
+  previous: "the key served before the rollover, kept until a later up removes it",
+} as const;
+
+/**
+ * The node's `_25._tcp` TLSA records, one per lineage daneKeys names and in its order, from the DANE key step's
+ * stdout (`<lineage> <sha256>` lines). Each stack owns its own node's records.
+ */
+export function tlsaRecords(node: GatewayNode, daneKeysText: string): DnsRecord[] {
+  const hashes = parseDaneKeys(node, daneKeysText);
+  return daneKeys(node).map(({ lineage, role }) => ({
+    name: tlsaName(node),
+    type: "TLSA" as const,
+    content: tlsaContent(hashes.get(lineage)!),
+    ttl: RECORD_TTL,
+    purpose: `DANE: ${DANE_ROLE_PURPOSE[role]} (certbot lineage ${lineage}); valid only once the zone is DNSSEC-signed.`,
+  }));
+}
+
 export function ipv4ReverseName(address: string): string {
   return `${address.split(".").reverse().join(".")}.in-addr.arpa`;
 }
@@ -264,6 +286,7 @@ export function renderZoneFile(origin: string, records: DnsRecord[], options: Zo
         lines.push(`${head}\t${record.priority ?? 10}\t${record.content}.`);
         break;
       case "CAA":
+      case "TLSA":
         lines.push(`${head}\t${record.content}`);
         break;
       case "TXT": {

@@ -26,9 +26,11 @@ export function certbotRenewTimer(node: GatewayNode): string {
 
 /**
  * The exact `certbot certonly` a host step runs. Idempotent: --keep-until-expiring leaves a valid certificate
- * alone, and --cert-name pins the lineage directory to /etc/letsencrypt/live/<hostname>, the path main.cf names.
+ * alone, and --cert-name pins the lineage directory to /etc/letsencrypt/live/<lineage> (default the host name),
+ * the path main.cf names. --reuse-key: every renewal keeps the lineage's key, so the DANE TLSA record published
+ * for it stays true (docs/dnssec-dane.md); a new key is a new lineage, published before it is served.
  */
-export function certbotIssueCommand(node: GatewayNode): string {
+export function certbotIssueCommand(node: GatewayNode, lineage: string = node.tls.certName): string {
   const host = node.host.hostname;
   const common = [
     "certbot certonly",
@@ -36,8 +38,9 @@ export function certbotIssueCommand(node: GatewayNode): string {
     "--agree-tos",
     `-m ${shellWord(node.tls.acmeEmail)}`,
     `--server ${shellWord(node.tls.acmeServer)}`,
-    `--cert-name ${shellWord(host)}`,
+    `--cert-name ${shellWord(lineage)}`,
     "--keep-until-expiring",
+    "--reuse-key",
     `-d ${shellWord(host)}`,
   ];
   const challenge =
@@ -50,6 +53,27 @@ export function certbotIssueCommand(node: GatewayNode): string {
         ]
       : ["--preferred-challenges http", "--standalone"];
   return [...common, ...challenge].join(" ");
+}
+
+/** Where certbot keeps a lineage's renewal settings, the ones `certbot renew` (the timer) reads. */
+export function renewalConfPath(lineage: string): string {
+  return `/etc/letsencrypt/renewal/${lineage}.conf`;
+}
+
+/**
+ * Makes the lineage's renewal settings say reuse_key = True. certbot writes --reuse-key into them only when it
+ * issues or renews; a lineage issued before, and still valid (--keep-until-expiring does nothing), would renew
+ * onto a fresh key at the timer's next run and leave its TLSA record naming a key no longer served.
+ */
+export function reuseKeyCommand(lineage: string): string {
+  const conf = shellWord(renewalConfPath(lineage));
+  return [
+    `if ! grep -qx 'reuse_key = True' ${conf}; then`,
+    `  sed -i '/^reuse_key *=/d' ${conf}`,
+    `  grep -q '^\\[renewalparams\\]' ${conf} || printf '\\n[renewalparams]\\n' >> ${conf}`,
+    `  sed -i '/^\\[renewalparams\\]/a reuse_key = True' ${conf}`,
+    "fi",
+  ].join("\n");
 }
 
 /**

@@ -2,6 +2,7 @@
 // every resource it registers. The program is imported only after setMocks: a static import would run it
 // before the mocks exist and silently register nothing. One stack per test file (vitest isolates files).
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,6 +36,20 @@ export const MOCK_DNSSEC = {
   flags: 257,
   publicKey: "mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+KkxLbxILfDLUT0rAK9iUzy1L53eKGQ==",
 };
+
+/**
+ * What the DANE key step prints on a host, for the lineages its command reads: `<lineage> <sha256>`, the hash
+ * standing in for the key's SubjectPublicKeyInfo digest (a fixed function of the lineage name: mockDaneHash).
+ */
+export function mockDaneKeys(command: string): string {
+  return [...command.matchAll(/\/etc\/letsencrypt\/live\/([^/\s']+)\/privkey\.pem/g)]
+    .map((m) => `${m[1]} ${mockDaneHash(m[1]!)}`)
+    .join("\n");
+}
+
+export function mockDaneHash(lineage: string): string {
+  return createHash("sha256").update(`spki of ${lineage}`).digest("hex");
+}
 
 /** Resolves an Output in a mock run (apply runs once the value is known). */
 export function outputValue<T>(output: pulumi.Input<T> | undefined): Promise<T> {
@@ -109,7 +124,11 @@ export async function runProgram(
         if (args.type === "cloudflare:index/zoneDnssec:ZoneDnssec" && options.preview === undefined)
           Object.assign(state, MOCK_DNSSEC);
         if (args.type === "command:remote:Command" && options.preview === undefined) {
-          state.stdout = args.name.endsWith("-dkim-key") ? dkimTxt : "";
+          state.stdout = args.name.endsWith("-dkim-key")
+            ? dkimTxt
+            : args.name.endsWith("-dane-keys")
+              ? mockDaneKeys(String((inputs as { create?: unknown }).create))
+              : "";
           state.stderr = "";
         }
         return { id: `${args.name}-id`, state };

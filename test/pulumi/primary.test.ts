@@ -27,7 +27,7 @@ const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:inde
 const commands = () => run.resources.filter((r) => r.type === "command:remote:Command" && !r.name.endsWith("-teardown"));
 
 describe("primary stack: DNS at Cloudflare", () => {
-  it("publishes A, AAAA, MX 10, SPF, DMARC, DKIM, MTA-STS, TLS-RPT and CAA in the zone looked up by name — and nothing else", () => {
+  it("publishes A, AAAA, MX 10, SPF, DMARC, DKIM, MTA-STS, TLS-RPT, CAA and its TLSA in the zone looked up by name — and nothing else", () => {
     const summary = dnsRecords()
       .map((r) => `${r.inputs.type} ${r.inputs.name}`)
       .sort();
@@ -39,6 +39,7 @@ describe("primary stack: DNS at Cloudflare", () => {
       "CAA mail2.brightchain.org",
       "CAA mail2.brightchain.org",
       "MX brightchain.org",
+      "TLSA _25._tcp.mail.brightchain.org",
       "TXT _dmarc.brightchain.org",
       "TXT _mta-sts.brightchain.org",
       "TXT _smtp._tls.brightchain.org",
@@ -240,7 +241,7 @@ describe("primary stack: triggers follow content", () => {
       // A connection change is an update, and an update runs this instead of the step: nothing, or a reprint.
       expect(typeof inputs.update, id).toBe("string");
       const nothing = inputs.stdin === undefined ? ":" : "cat >/dev/null";
-      const reprints = ["dkim-key", "verify"].includes(id);
+      const reprints = ["dkim-key", "dane-keys", "verify"].includes(id);
       expect(inputs.update === nothing || reprints, `${id} updates with ${String(inputs.update)}`).toBe(true);
       // Every change of what the step runs is a trigger change, which replaces (re-runs) it instead.
       expect(inputs.triggers as string[], id).toContain(

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { hostPlan } from "../../infra/plan";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { exampleRelay, exampleSecrets } from "../fixtures/nodes";
-import { ZONE_ID, hostCommandInputs, outputValue, runProgram, type MockedProgram } from "../helpers/pulumi-program";
+import { ZONE_ID, hostCommandInputs, mockDaneHash, outputValue, runProgram, type MockedProgram } from "../helpers/pulumi-program";
 
 let run: MockedProgram;
 beforeAll(async () => {
@@ -16,7 +16,7 @@ const dnsRecords = () => run.resources.filter((r) => r.type === "cloudflare:inde
 const commands = () => run.resources.filter((r) => r.type === "command:remote:Command" && !r.name.endsWith("-teardown"));
 
 describe("relay stack: DNS at Cloudflare", () => {
-  it("owns only its A and its MX 20 (IPv4-only: no AAAA); SPF, DMARC and DKIM belong to the primary's stack", () => {
+  it("owns only its A, its MX 20 and its own TLSA (IPv4-only: no AAAA); SPF, DMARC and DKIM belong to the primary's stack", () => {
     expect(dnsRecords().map((r) => r.inputs)).toEqual([
       expect.objectContaining({
         type: "A",
@@ -32,6 +32,12 @@ describe("relay stack: DNS at Cloudflare", () => {
         priority: 20,
         zoneId: ZONE_ID,
       }),
+      expect.objectContaining({
+        type: "TLSA",
+        name: "_25._tcp.mail2.brightchain.org",
+        data: { usage: 3, selector: 1, matchingType: 1, certificate: mockDaneHash("mail2.brightchain.org") },
+        zoneId: ZONE_ID,
+      }),
     ]);
     expect(dnsRecords().filter((r) => r.inputs.type === "TXT")).toEqual([]);
   });
@@ -40,6 +46,7 @@ describe("relay stack: DNS at Cloudflare", () => {
     expect(await outputValue(run.program.records)).toEqual([
       { name: "mail2.brightchain.org", type: "A", content: "203.0.113.20", priority: undefined },
       { name: "brightchain.org", type: "MX", content: "mail2.brightchain.org", priority: 20 },
+      { name: "_25._tcp.mail2.brightchain.org", type: "TLSA", content: undefined, priority: undefined },
     ]);
     expect(run.program.dkimRecord).toBeUndefined();
     expect(run.program.ptrExpectations).toEqual([

@@ -151,6 +151,7 @@ describe("packages", () => {
   it("relay on Debian: Rspamd; no Dovecot (no submission port), no OpenDKIM (relays sign nothing)", () => {
     expect(requiredPackages(exampleRelay)).toEqual([
       "postfix",
+      "bind9-dnsutils",
       "rspamd",
       "certbot",
       "python3-certbot-dns-cloudflare",
