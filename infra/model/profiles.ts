@@ -4,7 +4,8 @@
 import type { OsRelease } from "./releases";
 import type { GatewayNode } from "./types";
 
-export type Component = "postfix" | "opendkim" | "spamassassin" | "rspamd" | "dovecot" | "certbot" | "firewall" | "runtime";
+export type Component =
+  "postfix" | "opendkim" | "spamassassin" | "rspamd" | "dovecot" | "certbot" | "firewall" | "runtime" | "postfix-exporter";
 
 export interface ComponentProfile {
   component: Component;
@@ -56,6 +57,14 @@ const PROFILE_ROWS: Record<Exclude<Component, "certbot">, Record<Family, Row>> =
     "debian-like": { packages: ["ufw"], services: [], removal: { services: [], packages: [] } },
     rhel: { packages: ["firewalld"], services: [], removal: { services: [], packages: [] } },
   },
+  "postfix-exporter": {
+    // Postfix's queue sizes for Prometheus, read from showq (docs/monitoring.md). Debian 12 and 13 both ship
+    // 0.3.0 (kumina/postfix_exporter), built without journal support, so the package pulls in rsyslog for
+    // /var/log/mail.log; its unit runs as prometheus with SupplementaryGroups=adm postdrop.
+    "debian-like": { packages: ["prometheus-postfix-exporter"], services: ["prometheus-postfix-exporter"] },
+    // Neither RHEL nor EPEL packages it: nodeComponents leaves it out there (and on Ubuntu).
+    rhel: { packages: [], services: [] },
+  },
   runtime: {
     // Debian's own nodejs (18 on Debian 12, 20 on Debian 13): security fixes arrive with the host's updates
     // (docs/runtime.md says why not a pinned Node). The runtime is built for Node 18.
@@ -94,6 +103,9 @@ function nodeComponents(node: GatewayNode): Component[] {
   if (node.spam.engine !== "none") components.push(node.spam.engine);
   if (node.submission?.enabled) components.push("dovecot");
   components.push("certbot", "firewall", "runtime");
+  // Checked on Debian 12 and 13 only (0.3.0-4 and 0.3.0-5, same flags); Ubuntu carries it in universe, which a
+  // host may not enable, and RHEL not at all.
+  if (node.os.distro === "debian") components.push("postfix-exporter");
   return components;
 }
 

@@ -6,7 +6,7 @@
 // Pure: the Pulumi adapter (a dynamic resource whose Read runs the script), the lab engine and `gateway drift`
 // all use these functions, and none of them adds a check of its own.
 import { dkimKeyPaths, opendkimEnabled } from "../render/opendkim";
-import { FIREWALL_SCRIPT, loopbackOnlyPorts, openPorts, type FirewallPort } from "../render/firewall";
+import { FIREWALL_SCRIPT, openPorts, rejectedPorts, scraperRules, type FirewallPort } from "../render/firewall";
 import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { octalMode, sha256, shellQuote } from "./shell";
 import type { HostStep } from "./types";
@@ -49,7 +49,8 @@ export function expectedUfwRules(node: GatewayNode, sshPort: number): string[] {
   return [
     ufwRule("allow", sshPort),
     ...openPorts(node).map((p) => ufwRule("allow", p.port)),
-    ...loopbackOnlyPorts(node).map((p) => ufwRule("reject", p.port)),
+    ...rejectedPorts(node).map((p) => ufwRule("reject", p.port)),
+    ...scraperRules(node).map((rule) => `allow from ${rule.network} to any port ${rule.port} proto tcp`),
   ].sort();
 }
 

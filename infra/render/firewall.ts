@@ -2,6 +2,7 @@
 // Inbound is refused by default with REJECT, not DROP: a sender (or an operator's probe) gets an immediate
 // answer instead of waiting out a 30-second connect timeout.
 import type { GatewayNode, HostFile } from "../model/types";
+import { metricsEndpoints } from "./metrics";
 import { OPENDKIM_PORT } from "./opendkim";
 import { RSPAMD_CONTROLLER_PORT, RSPAMD_PROXY_PORT, SPAMD_PORT } from "./spam";
 import { acmeInboundPorts } from "./tls";
@@ -28,13 +29,86 @@ export function openPorts(node: GatewayNode): FirewallPort[] {
   return ports;
 }
 
-/** Daemons that listen on 127.0.0.1 only; refused from outside as well, in case one is ever bound wider. */
-export function loopbackOnlyPorts(node: GatewayNode): FirewallPort[] {
+/** Mail daemons that listen on 127.0.0.1 only; refused from outside as well, in case one is ever bound wider. */
+function daemonPorts(node: GatewayNode): FirewallPort[] {
   return [
     { port: node.lookup.port, why: "recipient lookup socketmap" },
     { port: SPAMD_PORT, why: "spamd" },
     { port: OPENDKIM_PORT, why: "OpenDKIM milter" },
     { port: [RSPAMD_PROXY_PORT, RSPAMD_CONTROLLER_PORT], why: "Rspamd proxy, normal and controller workers" },
+  ];
+}
+
+/**
+ * Every port nobody outside the node may reach (what `gateway doctor` probes): the mail daemons' and, unless
+ * gateway:metrics.scrapers names a network that may reach them, the metrics endpoints'.
+ */
+export function loopbackOnlyPorts(node: GatewayNode): FirewallPort[] {
+  return [...daemonPorts(node), ...(node.metrics.scrapers.length === 0 ? metricsEndpoints(node) : [])];
+}
+
+/**
+ * The reject rules: the daemons' ports, and the metrics ports always, whose scraper allow rules come first
+ * (scraperRules). The metrics rules' comment does not depend on whether scrapers are set, so adding one changes
+ * no reject rule.
+ */
+export function rejectedPorts(node: GatewayNode): FirewallPort[] {
+  return [
+    ...daemonPorts(node).map((p) => ({ ...p, why: `${p.why}, loopback only` })),
+    ...metricsEndpoints(node).map((p) => ({ ...p, why: `${p.why}, loopback and metrics scrapers only` })),
+  ];
+}
+
+export interface ScraperRule {
+  network: string;
+  port: number;
+  why: string;
+}
+
+/** gateway:metrics.scrapers × every metrics port: the only way in to a metrics endpoint from outside. */
+export function scraperRules(node: GatewayNode): ScraperRule[] {
+  return node.metrics.scrapers.flatMap((network) =>
+    metricsEndpoints(node).map((endpoint) => ({ network, port: endpoint.port, why: endpoint.why })),
+  );
+}
+
+const SCRAPER_COMMENT = "brightchain: metrics scraper";
+const scraperTag = (rule: ScraperRule) => `${rule.network} port ${rule.port}`;
+
+/**
+ * ufw: each scraper's allow rule is prepended, so it precedes the port's reject rule even when added on a later
+ * run (an appended one would come after it and never match). Its comment names the network and port, so a rule
+ * for a network or port no longer configured is found and deleted by that name.
+ */
+function ufwScraperLines(node: GatewayNode): string[] {
+  const rules = scraperRules(node);
+  const wanted = rules.map((rule) => `'${scraperTag(rule)}'`);
+  return [
+    `ufw status numbered | sed -n 's/^\\[ *\\([0-9][0-9]*\\)\\].*# ${SCRAPER_COMMENT} \\(.*\\)$/\\1 \\2/p' | sort -rn |`,
+    `  while read -r rule wanted; do case "$wanted" in ${wanted.length > 0 ? `${wanted.join("|")}) ;; ` : ""}*) ufw --force delete "$rule" >/dev/null ;; esac; done`,
+    ...rules.map(
+      (rule) =>
+        `ufw prepend allow from ${rule.network} to any port ${rule.port} proto tcp comment '${SCRAPER_COMMENT} ${scraperTag(rule)}'`,
+    ),
+  ];
+}
+
+/**
+ * firewalld: a rich rule at priority -10 is evaluated before the port's reject rule (priority 0). Ours are the
+ * only ones at -10, so one no longer rendered is found by its priority and removed.
+ */
+function firewalldScraperRule(rule: ScraperRule): string {
+  const family = rule.network.includes(":") ? "ipv6" : "ipv4";
+  return `rule priority="-10" family="${family}" source address="${rule.network}" port port="${rule.port}" protocol="tcp" accept`;
+}
+
+function firewalldScraperLines(node: GatewayNode): string[] {
+  const rules = scraperRules(node).map(firewalldScraperRule);
+  const wanted = rules.map((rule) => `'${rule}'`);
+  return [
+    `fw_list --list-rich-rules | grep '^rule priority="-10" ' |`,
+    `  while IFS= read -r rule; do case "$rule" in ${wanted.length > 0 ? `${wanted.join("|")}) ;; ` : ""}*) fw --remove-rich-rule="$rule" ;; esac; done`,
+    ...rules.map((rule) => `fw --add-rich-rule='${rule}'  # metrics scraper`),
   ];
 }
 
@@ -72,7 +146,8 @@ function renderUfwScript(node: GatewayNode): string {
     ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map(
       (port) => `ufw --force delete allow ${port}/tcp >/dev/null 2>&1 || true`,
     ),
-    ...loopbackOnlyPorts(node).map((p) => `ufw reject ${ufwPort(p.port)}/tcp comment 'brightchain: ${p.why}, loopback only'`),
+    ...ufwScraperLines(node),
+    ...rejectedPorts(node).map((p) => `ufw reject ${ufwPort(p.port)}/tcp comment 'brightchain: ${p.why}'`),
     "ufw --force enable",
     "",
   ];
@@ -93,15 +168,18 @@ function renderFirewalldScript(node: GatewayNode): string {
     "set -eu",
     "if firewall-cmd --state >/dev/null 2>&1; then",
     '  fw() { firewall-cmd --permanent --zone=public "$@" >/dev/null; }',
+    '  fw_list() { firewall-cmd --permanent --zone=public "$@"; }',
     "  running=yes",
     "else",
     '  fw() { firewall-offline-cmd --zone=public "$@" >/dev/null; }',
+    '  fw_list() { firewall-offline-cmd --zone=public "$@"; }',
     "  running=no",
     "fi",
     `fw --add-port=${SSH_PORT}/tcp  # SSH administration`,
     ...open.map((p) => `fw --add-port=${firewalldPort(p.port)}/tcp  # ${p.why}`),
     ...CONDITIONAL_PORTS.filter((port) => !openNumbers.has(port)).map((port) => `fw --remove-port=${port}/tcp`),
-    ...loopbackOnlyPorts(node).map(
+    ...firewalldScraperLines(node),
+    ...rejectedPorts(node).map(
       (p) => `fw --add-rich-rule='rule port port="${firewalldPort(p.port)}" protocol="tcp" reject'  # ${p.why}`,
     ),
     'if [ "$running" = yes ]; then firewall-cmd --reload >/dev/null; fi',

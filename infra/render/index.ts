@@ -4,6 +4,7 @@ import type { GatewayNode, GatewaySecrets, HostDirectory, HostFile } from "../mo
 import { dovecotFiles } from "./dovecot";
 import { firewallFiles } from "./firewall";
 import { gatewayEnvFiles } from "./gateway-env";
+import { metricsFiles } from "./metrics";
 import { opendkimFiles } from "./opendkim";
 import { postfixFiles } from "./postfix";
 import { registryFiles } from "./registry";
@@ -42,6 +43,7 @@ export function hostFiles(node: GatewayNode, secrets: GatewaySecrets): HostFile[
     ...runtimeUnitFiles(node),
     ...gatewayEnvFiles(node, secrets),
     ...registryFiles(node),
+    ...metricsFiles(node),
   ];
   assertUniquePaths(files.map((f) => f.path));
   return files.sort(byPath);

@@ -9,6 +9,7 @@ import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
+import { expectedUfwRules } from "../../infra/plan/hostState";
 import { renderFirewallScript } from "../../infra/render/firewall";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 import { makeTempRoot } from "../helpers/render-to-dir";
@@ -23,7 +24,8 @@ const third = 1 + (parseInt(suffix.slice(0, 2), 16) % 250);
 const fourth = 4 * (parseInt(suffix.slice(2, 4), 16) % 63);
 const hostAddress = `10.233.${third}.${fourth + 1}`;
 const nsAddress = `10.233.${third}.${fourth + 2}`;
-const probedPorts = [22, 25, 80, 587, 783, 2526, 8891, 11332, 11334];
+const probedPorts = [22, 25, 80, 587, 783, 2526, 8891, 11332, 11334, 9526, 9527, 9154];
+const metricsPorts = [9526, 9527, 9154];
 
 const { root: work, remove: removeWork } = makeTempRoot("bc-fw");
 let listeners: ChildProcess | undefined;
@@ -103,6 +105,9 @@ describe("ufw script in a network namespace", () => {
       8891: "refused",
       11332: "refused",
       11334: "refused",
+      9526: "refused",
+      9527: "refused",
+      9154: "refused",
     });
     // Inside the namespace the loopback daemons stay reachable on 127.0.0.1.
     inNamespace("nc -z -w 2 127.0.0.1 2526 && nc -z -w 2 127.0.0.1 11332");
@@ -122,6 +127,27 @@ describe("ufw script in a network namespace", () => {
     const repaired = await reachable();
     expect([repaired[80], repaired[22], repaired[25], repaired[587]]).toEqual(["refused", "open", "open", "open"]);
     expect(inNamespace("ufw show added")).not.toMatch(/ 80 /);
+  });
+
+  it("gateway:metrics.scrapers opens the metrics ports to that network only, again on a second run, and closes them when removed", async () => {
+    const metricsOf = (result: Record<number, string>) => metricsPorts.map((port) => result[port]);
+    // Added after the port's reject rule exists: the prepended allow must still come first.
+    applyUfw(examplePrimary);
+    const scraped: GatewayNode = { ...examplePrimary, metrics: { ...examplePrimary.metrics, scrapers: [`${hostAddress}/32`] } };
+    applyUfw(scraped);
+    expect(metricsOf(await reachable())).toEqual(["open", "open", "open"]);
+    const rules = inNamespace("iptables-save | grep -v '^#'; ip6tables-save | grep -v '^#'");
+    expect(applyUfw(scraped)).toBe(rules);
+    // What the drift check expects is what ufw holds: the read-back of its host-state script, run here.
+    const added = inNamespace(`ufw show added | sed -n "s/^ufw //p" | sed "s/ comment '.*'$//" | LC_ALL=C sort`);
+    expect(added.trim().split("\n")).toEqual(expectedUfwRules(scraped, 22));
+    // Another network only: this host is refused again, and the rule for the old network is gone.
+    applyUfw({ ...examplePrimary, metrics: { ...examplePrimary.metrics, scrapers: ["198.51.100.0/24"] } });
+    expect(metricsOf(await reachable())).toEqual(["refused", "refused", "refused"]);
+    expect(inNamespace("ufw show added")).not.toContain(hostAddress);
+    applyUfw(examplePrimary);
+    expect(inNamespace("ufw show added")).not.toContain("metrics scraper");
+    expect((await reachable())[25]).toBe("open");
   });
 
   it("http-01 opens 80; turning the node into a relay closes 587 and 80 again", async () => {
@@ -148,7 +174,39 @@ describe("firewalld script (offline)", () => {
       expect(zone).toMatch(/ports: 22\/tcp 25\/tcp 587\/tcp\n/);
       expect(zone).toContain('rule port port="2526" protocol="tcp" reject');
       expect(zone).toContain('rule port port="11332-11334" protocol="tcp" reject');
+      expect(zone).toContain('rule port port="9526" protocol="tcp" reject');
       expect(zone).toMatch(/target: default/);
+    } finally {
+      remove();
+    }
+  });
+
+  it("scraper rules: added before the reject, kept on a second run, the ones no longer configured removed", () => {
+    const { root, remove } = makeTempRoot("bc-firewalld");
+    try {
+      cpSync("/etc/firewalld", join(root, "firewalld"), { recursive: true });
+      const rhel: GatewayNode = { ...examplePrimary, os: releaseOs("rhel-9") };
+      const withScrapers = (scrapers: string[]): GatewayNode => ({ ...rhel, metrics: { ...rhel.metrics, scrapers } });
+      const apply = (node: GatewayNode): string => {
+        writeFileSync(join(root, "brightchain-firewall"), renderFirewallScript(node));
+        return sh(
+          `unshare -m --propagation private sh -c 'mount --bind ${root}/firewalld /etc/firewalld && ` +
+            `sh ${root}/brightchain-firewall && firewall-offline-cmd --check-config >/dev/null && ` +
+            `firewall-offline-cmd --zone=public --list-rich-rules'`,
+        );
+      };
+      const scraper = (network: string, port: number, family = "ipv4") =>
+        `rule priority="-10" family="${family}" source address="${network}" port port="${port}" protocol="tcp" accept`;
+      const first = apply(withScrapers(["203.0.113.0/24", "2001:db8::/64"]));
+      for (const port of [9526, 9527]) {
+        expect(first).toContain(scraper("203.0.113.0/24", port));
+        expect(first).toContain(scraper("2001:db8::/64", port, "ipv6"));
+      }
+      expect(apply(withScrapers(["203.0.113.0/24", "2001:db8::/64"]))).toBe(first);
+      const narrowed = apply(withScrapers(["198.51.100.0/24"]));
+      expect(narrowed.match(/priority="-10"/g)).toHaveLength(2);
+      expect(narrowed).toContain(scraper("198.51.100.0/24", 9526));
+      expect(apply(rhel)).not.toContain('priority="-10"');
     } finally {
       remove();
     }

@@ -532,7 +532,9 @@ describe("open relay", () => {
 describe("ports that must be closed", () => {
   it("every loopback-only port refused: ✓ each; one open: ✗ naming the daemon", async () => {
     const closed = await closedPortChecks(examplePrimary, "203.0.113.10", fakeNetwork({}));
-    expect(closed.map((r) => r.subject)).toEqual([2526, 783, 8891, 11332, 11333, 11334].map((p) => `closed 203.0.113.10:${p}`));
+    expect(closed.map((r) => r.subject)).toEqual(
+      [2526, 783, 8891, 11332, 11333, 11334, 9526, 9527, 9154].map((p) => `closed 203.0.113.10:${p}`),
+    );
     expect(closed.every((r) => r.status === "ok")).toBe(true);
     const open = await closedPortChecks(examplePrimary, "2001:db8::10", fakeNetwork({ open: [2526] }));
     expect(only(open, "closed [2001:db8::10]:2526")).toMatchObject({

@@ -158,6 +158,7 @@ describe("packages", () => {
       "ufw",
       "nodejs",
       "ca-certificates",
+      "prometheus-postfix-exporter",
     ]);
   });
 
