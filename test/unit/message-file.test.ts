@@ -229,6 +229,12 @@ describe("entries in new/ that are not message files", () => {
     const link = join(dir, "a-link");
     symlinkSync("/etc/passwd", link);
     expect(await refusal(scanMessageFile(link, MiB))).toBe('a symbolic link to "/etc/passwd": links in new/ are never followed');
+    // A target that is not UTF-8 is named by its bytes, one character each (latin1), not as U+FFFD.
+    const oddLink = join(dir, "a-link-to-latin1");
+    symlinkSync(Buffer.from("/tmp/caf\xe9", "latin1"), oddLink);
+    expect(await refusal(scanMessageFile(oddLink, MiB))).toBe(
+      'a symbolic link to "/tmp/caf\u00e9": links in new/ are never followed',
+    );
     // Replaced by something else between the open and the readlink: the open's answer is still the reason.
     const gone = join(dir, "a-link-gone-since");
     faults.openErrors.set(gone, "ELOOP");
