@@ -349,12 +349,12 @@ describe("answers", () => {
 
 describe("backpressure", () => {
   it("stops reading a client that does not read its answers, and reads on once it does", async () => {
-    // Long answers from a registry that answers at once: 30,000 of them (7 MB) overflow the sockets' buffers, so
+    // Long answers from a registry that answers at once: 100,000 of them (23 MB) overflow the sockets' buffers, so
     // the service must stop reading, then resume when its socket drains.
     const canonical = `known${"x".repeat(200)}@brightchain.org`;
     const longAnswers: RecipientRegistry = { find: () => canonical, close: () => undefined };
     const { port } = await serve({ registry: longAnswers });
-    const count = 30_000;
+    const count = 100_000;
     const reply = netstring(`OK ${canonical}`);
     const greedy = connect(port, "127.0.0.1");
     greedy.on("error", () => undefined);
