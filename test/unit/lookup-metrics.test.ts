@@ -2,7 +2,8 @@
 // answer is counted under its own label and timed, open connections and evictions are what the service did.
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { lookupMetrics } from "../../runtime/src/lookup/lookup-metrics";
+import { Histogram, Registry } from "prom-client";
+import { LOOKUP_DURATION_BUCKETS, lookupMetrics } from "../../runtime/src/lookup/lookup-metrics";
 import type { RecipientRegistry } from "../../runtime/src/lookup/registry";
 import { RecipientLookupService, encodeNetstring } from "../../runtime/src/lookup/server";
 import { MetricsEndpoint, daemonRegistry } from "../../runtime/src/metrics/metrics-endpoint";
@@ -133,6 +134,26 @@ describe("brightchain-lookup metrics", () => {
     await waitUntil("the endpoint to listen", () => lines.length === 2);
     expect(lines[1]).toBe(`serving metrics on http://127.0.0.1:${port}/metrics (listening now)`);
     expect((await scrape(port)).status).toBe(200);
+  });
+
+  it("print the latency histogram exactly as prom-client's own Histogram prints the same observations", async () => {
+    const ours = new Registry();
+    const observer = lookupMetrics(ours, () => 0);
+    const reference = new Registry();
+    const histogram = new Histogram({
+      name: "brightchain_lookup_duration_seconds",
+      help: "Time from a complete request to its answer, registry included",
+      buckets: LOOKUP_DURATION_BUCKETS,
+      registers: [reference],
+    });
+    // On a bound (le is inclusive), between bounds, past the last, and the smallest.
+    for (const seconds of [0.00005, 0.0003, 0.0003, 0.7, 9, 0.000001]) {
+      observer.answered("OK", seconds);
+      histogram.observe(seconds);
+    }
+    const series = (text: string) => text.split("\n").filter((line) => line.includes("brightchain_lookup_duration_seconds"));
+    expect(series(await ours.metrics())).toEqual(series(await reference.metrics()));
+    expect(series(await ours.metrics())).toContain('brightchain_lookup_duration_seconds_bucket{le="0.00005"} 2');
   });
 
   it("serve /metrics only, to GET and HEAD, with Node's process metrics beside the service's", async () => {
