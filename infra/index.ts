@@ -8,6 +8,8 @@ import { readRuntimeArtifacts } from "./plan/artifacts";
 import { GatewayDns, GatewayHost } from "./pulumi";
 import { hostDirectories, hostFiles } from "./render";
 import { ptrExpectations as expectedPtrRecords } from "./render/dns";
+import { STEP_DKIM_KEY, STEP_DKIM_SERVED } from "./plan";
+import { dkimRotationAt } from "./plan/dkim-rotation";
 
 /**
  * The runtime programs built by `npm run build --workspace runtime`. GATEWAY_RUNTIME_DIST points elsewhere
@@ -17,7 +19,11 @@ const flat = pulumi.runtime.allConfig();
 // One parse, so `pulumi preview` lists every problem at once, the pinned host key and the secrets the node's
 // files carry included. Rendering needs the plain secrets; every file that carries one is flagged secret and
 // GatewayHost keeps it so.
-const { node, secrets, ssh } = parseGatewayStack(flat, { deploy: true });
+const parsed = parseGatewayStack(flat, { deploy: true });
+// One decision per run: a rotation's previous DKIM record is kept through gateway:dkimPrevious.keepUntil, and the
+// first up after that day plans and publishes without it.
+const node = dkimRotationAt(parsed.node, new Date());
+const { secrets, ssh } = parsed;
 const privateKey = new pulumi.Config("gateway").getSecret("sshPrivateKey");
 
 // Resource names without the stack's name: the stack is already in every URN, and a name that changed with it
@@ -31,6 +37,11 @@ const dns = new GatewayDns(
   { node, zoneName: node.domain, previousName: `${stack}-dns` },
   { aliases: [{ name: `${stack}-dns` }] },
 );
+
+// Mid-rotation the new DKIM record is published from the key step's stdout while the host is being set up, and
+// the step that waits for the zone to serve it depends on that record: created once the host's commands exist.
+let earlyDkim: (resources: pulumi.Resource[]) => void = () => undefined;
+const earlyDkimPublished = new Promise<pulumi.Resource[]>((resolve) => (earlyDkim = resolve));
 
 const host = new GatewayHost(
   "node",
@@ -47,14 +58,20 @@ const host = new GatewayHost(
     sshPort: ssh.port,
     sudo: ssh.user !== "root",
     certificateAfter: dns.addressRecords,
+    stepAfter: { [STEP_DKIM_SERVED]: earlyDkimPublished },
   },
   { aliases: [{ name: stack }] },
 );
+
+const dkimKeyStep = host.commands[STEP_DKIM_KEY];
+const early = dkimKeyStep ? dns.publishDkimEarly(dkimKeyStep.stdout) : undefined;
+earlyDkim(early ? [early] : []);
 
 dns.publishMailRecords({
   after: [host.verifyCommand],
   ...(host.dkimRecordText ? { dkimRecordText: host.dkimRecordText } : {}),
   ...(host.daneKeysText ? { daneKeysText: host.daneKeysText } : {}),
+  ...(host.dkimPreviousText ? { dkimPreviousText: host.dkimPreviousText } : {}),
 });
 
 export const hostname = node.host.hostname;

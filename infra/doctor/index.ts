@@ -9,6 +9,7 @@ import { GatewayConfigError, parseGatewayStack, readStackConfigFiles, type FlatC
 import type { GatewayNode } from "../model/types";
 import { shellQuote } from "../plan/shell";
 import { dnsRecords } from "../render/dns";
+import { dmarcReportAuthorizationChecks } from "./dmarc-report";
 import { dkimPresenceCheck, ptrChecks, recordChecks } from "./dns";
 import { dropBacklogCheck, hostDkimKey, hostReachCheck, lookupProbeCheck, queueCheck } from "./host";
 import { mtaStsPolicyCheck } from "./mta-sts";
@@ -61,6 +62,8 @@ export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise
   const records = dnsRecords(node, dkimKey);
   results.push(...(await recordChecks(node, records, probes.lookup, context)));
   if (ownsDkim && dkimKey === undefined) results.push(await dkimPresenceCheck(node, probes.lookup, context));
+  // The primary's stack owns DMARC, so it answers for where the reports go.
+  if (node.role === "primary") results.push(...(await dmarcReportAuthorizationChecks(node, probes.lookup)));
   results.push(...(await ptrChecks(node, probes.lookup)));
   const policy = await mtaStsPolicyCheck(node, records, probes.lookup, probes.network, context);
   if (policy !== undefined) results.push(policy);

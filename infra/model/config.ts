@@ -111,6 +111,7 @@ const STRUCTURED_ACCEPTED: Record<(typeof STRUCTURED_KEYS)[number], string> = {
   tlsRpt: '{"rua":["mailto:tls-reports@brightchain.org"]}',
   caa: '{"issuer":"letsencrypt.org","accountUri":"https://…/acme/acct/…","iodef":"mailto:…"}',
   dane: '{"enabled":true,"lineage":"mail.brightchain.org","nextLineage":"…","previousLineage":"…"}',
+  dkimPrevious: '{"selector":"default","keepUntil":"2026-03-31"}',
   mynetworks: 'a list of networks in Postfix syntax, e.g. ["127.0.0.0/8","[::1]/128"]',
   recipients: 'a list of addresses in gateway:domain, e.g. ["alice@brightchain.org"]',
   ssh: '{"host":"203.0.113.10","user":"root","port":22,"hostKey":"ssh-ed25519 …"}',

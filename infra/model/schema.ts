@@ -354,6 +354,27 @@ const caa = object(
   '{"issuer":"letsencrypt.org","accountUri":"https://…/acme/acct/…","iodef":"mailto:…"}',
 );
 
+const SELECTOR_ACCEPTED = "a DNS label of lower-case letters, digits and hyphens, such as default or mail2026";
+const SELECTOR = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** A calendar day that exists: 2026-02-30 is refused, not rolled over into March. */
+function isDay(s: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(s)) return false;
+  const day = new Date(`${s}T00:00:00Z`);
+  return !Number.isNaN(day.getTime()) && day.toISOString().slice(0, 10) === s;
+}
+
+const dkimPrevious = object(
+  {
+    selector: text(SELECTOR_ACCEPTED, SELECTOR),
+    keepUntil: leaf("a day as YYYY-MM-DD (UTC), such as 2026-03-31: the last day the previous record is kept", isDay, (s) => s, {
+      type: "string",
+      format: "date",
+    }),
+  },
+  '{"selector":"default","keepUntil":"2026-03-31"}',
+);
+
 const LINEAGE_ACCEPTED =
   "a certbot lineage name of lower-case letters, digits, dots and hyphens, such as mail.brightchain.org-2027";
 const lineage = text(LINEAGE_ACCEPTED, /^[a-z0-9](?:[a-z0-9.-]{0,98}[a-z0-9])?$/);
@@ -616,6 +637,12 @@ export const gatewayEntries = {
     "domain",
     "DKIM selector",
   ),
+  dkimPrevious: describe(
+    opt(dkimPrevious),
+    "domain",
+    "{selector, keepUntil}: a DKIM rotation's previous selector; its record stays published through keepUntil (YYYY-MM-DD, UTC) and the first up after removes it. Signing switches to gateway:dkimSelector only once every authoritative server serves its record (docs/dkim-rotation.md)",
+    "none: no rotation under way",
+  ),
   dkimKeyBits: describe(opt(oneOf(["2048", "4096"] as const), "2048"), "domain", "RSA key size: 2048 or 4096"),
   dkimKeyDir: describe(opt(absolutePath(), "/etc/dkim"), "domain", "directory of the DKIM key on the host"),
   dkimKeepKeyOnDestroy: describe(
@@ -785,6 +812,7 @@ export const STRUCTURED_KEYS = [
   "tlsRpt",
   "caa",
   "dane",
+  "dkimPrevious",
   "mynetworks",
   "recipients",
   "ssh",
@@ -850,6 +878,13 @@ const crossFieldRules = v.rawCheck<Entries>(({ dataset, addIssue }) => {
     if (new URL(c.caa.accountUri).origin !== server)
       problem(`an account URL on the ACME server gateway:acmeServer (${server}/…)`, "caa", "accountUri");
   }
+
+  if (ok("dkimPrevious", "dkimSelector") && c.dkimPrevious !== undefined && c.dkimPrevious.selector === c.dkimSelector)
+    problem(
+      `a selector other than gateway:dkimSelector (${c.dkimSelector}): the one signed with before the rotation`,
+      "dkimPrevious",
+      "selector",
+    );
 
   if (ok("dane", "hostname")) {
     const served = c.dane.lineage ?? c.hostname;
@@ -938,6 +973,7 @@ function toStack(c: Entries): GatewayStack {
       keyDir: c.dkimKeyDir,
       keyBits: Number(c.dkimKeyBits) as 2048 | 4096,
       ...(c.dkimKeepKeyOnDestroy === true ? { keepKeyOnDestroy: true } : {}),
+      ...(c.dkimPrevious !== undefined ? { previous: c.dkimPrevious } : {}),
     },
     dmarc: c.dmarc,
     tls: {

@@ -60,6 +60,13 @@ export interface DropSettings {
   group: string;
 }
 
+/** A rotation's previous selector (gateway:dkimPrevious): its record stays published through keepUntil. */
+export interface DkimPrevious {
+  selector: string;
+  /** YYYY-MM-DD (UTC): the last day the record is kept; the first `up` after removes it. */
+  keepUntil: string;
+}
+
 export interface DkimSettings {
   /** DNS selector. */
   selector: string;
@@ -68,6 +75,8 @@ export interface DkimSettings {
   keyBits: 2048 | 4096;
   /** `pulumi destroy` leaves the private key on the host (gateway:dkimKeepKeyOnDestroy); otherwise it is shredded. */
   keepKeyOnDestroy?: boolean;
+  /** Mid-rotation: the selector signed with before this one (gateway:dkimPrevious). */
+  previous?: DkimPrevious;
 }
 
 export interface DmarcSettings {

@@ -7,7 +7,7 @@ import { componentProfile, nodeProfiles, runsComponent, type Component } from ".
 import type { GatewayNode, GatewaySecrets, HostDirectory, HostFile } from "../model/types";
 import { hostFiles } from "../render";
 import { FIREWALL_SCRIPT, firewallApplyCommand } from "../render/firewall";
-import { opendkimEnabled } from "../render/opendkim";
+import { OPENDKIM_CONF_PATH, opendkimEnabled } from "../render/opendkim";
 import { packagesCommand } from "./packages";
 import { pathSlug, sha256 } from "./shell";
 import {
@@ -29,6 +29,7 @@ import {
 } from "./steps";
 import { hostStateSpec, type HostStateSpec } from "./hostState";
 import { daneKeys, daneKeysCommand, daneSwitchCheckCommand } from "./dane";
+import { dkimPreviousRecordCommand, dkimRotating, dkimServedCheckCommand } from "./dkim-rotation";
 import { MAIN_CF_PATH } from "../render/postfix";
 import type { HostStep, RuntimeArtifact } from "./types";
 
@@ -43,6 +44,8 @@ export const STEP_DIRECTORIES = "directories";
 export const STEP_RECIPIENT_REGISTRY = "recipient-registry";
 export const STEP_DKIM_KEY = "dkim-key";
 export const STEP_CERTIFICATE = "certificate";
+export const STEP_DKIM_PREVIOUS = "dkim-previous-key";
+export const STEP_DKIM_SERVED = "dkim-selector-served";
 export const STEP_DANE_KEYS = "dane-keys";
 export const STEP_DANE_SWITCH = "dane-switch-check";
 export const STEP_FIREWALL = "firewall";
@@ -270,6 +273,42 @@ export function hostPlan(
     });
   }
 
+  const addDkimKey = (): void => {
+    const dkim = dkimKeyCommand(node);
+    add({
+      id: STEP_DKIM_KEY,
+      description: `generate the DKIM key ${node.dkim.selector} on the host if absent and print its public record`,
+      command: dkim,
+      // The DNS record is built from this step's stdout: print the key again, generate nothing.
+      update: dkimRecordReadCommand(node),
+      after: [STEP_DIRECTORIES],
+      triggers: [sha256(dkim)],
+    });
+  };
+  // Mid-rotation the new key comes before the files: its record is published from the key step's output while
+  // the host is still being set up, and opendkim.conf (which signs with it) waits until the zone serves it.
+  const rotating = opendkimEnabled(node) && dkimRotating(node);
+  if (rotating) {
+    addDkimKey();
+    const served = dkimServedCheckCommand(node);
+    add({
+      id: STEP_DKIM_SERVED,
+      description: `wait until every authoritative server of ${node.domain} serves the DKIM record of ${node.dkim.selector}, before OpenDKIM signs with it`,
+      command: served,
+      after: [STEP_DKIM_KEY, STEP_PACKAGES],
+      triggers: [sha256(served), sha256(dkimKeyCommand(node))],
+    });
+    const previous = dkimPreviousRecordCommand(node);
+    add({
+      id: STEP_DKIM_PREVIOUS,
+      description: `print the record of the previous DKIM selector ${node.dkim.previous!.selector}, kept published until ${node.dkim.previous!.keepUntil}`,
+      command: previous,
+      update: previous,
+      after: [STEP_DIRECTORIES],
+      triggers: [sha256(previous)],
+    });
+  }
+
   const hashesByService = new Map<string, string[]>();
   const stepsByService = new Map<string, string[]>();
   for (const file of allFiles) {
@@ -281,7 +320,11 @@ export function hostPlan(
       command: installFileCommand(file),
       stdin: installFileStdin(file),
       secret: file.secret ?? false,
-      after: [STEP_DIRECTORIES, ...(daneSwitch !== undefined && file.path === MAIN_CF_PATH ? [STEP_DANE_SWITCH] : [])],
+      after: [
+        STEP_DIRECTORIES,
+        ...(daneSwitch !== undefined && file.path === MAIN_CF_PATH ? [STEP_DANE_SWITCH] : []),
+        ...(rotating && file.path === OPENDKIM_CONF_PATH ? [STEP_DKIM_SERVED] : []),
+      ],
       triggers: [trigger],
     });
     for (const service of file.notify) {
@@ -306,16 +349,7 @@ export function hostPlan(
     prerequisites.push(STEP_RECIPIENT_REGISTRY);
   }
   if (opendkimEnabled(node)) {
-    const dkim = dkimKeyCommand(node);
-    add({
-      id: STEP_DKIM_KEY,
-      description: `generate the DKIM key ${node.dkim.selector} on the host if absent and print its public record`,
-      command: dkim,
-      // The DNS record is built from this step's stdout: print the key again, generate nothing.
-      update: dkimRecordReadCommand(node),
-      after: [STEP_DIRECTORIES],
-      triggers: [sha256(dkim)],
-    });
+    if (!rotating) addDkimKey();
     prerequisites.push(STEP_DKIM_KEY);
   }
 

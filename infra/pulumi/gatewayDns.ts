@@ -4,7 +4,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import type { DnsRecord, GatewayNode } from "../model/types";
-import { caaFields, dnsRecords, tlsaRecords, txtCharacterStrings, type CaaFields } from "../render/dns";
+import { caaFields, dkimPreviousRecord, dnsRecords, tlsaRecords, txtCharacterStrings, type CaaFields } from "../render/dns";
+import { dkimRotating } from "../plan/dkim-rotation";
 import { daneKeys } from "../plan/dane";
 import { mtaStsPolicyText } from "../render/mta-sts";
 import { pathSlug } from "../plan/shell";
@@ -29,6 +30,8 @@ export interface MailRecordsArgs {
    * relays: the primary's stack owns the DKIM record.
    */
   dkimRecordText?: pulumi.Input<string>;
+  /** Mid-rotation: the previous selector's `<selector>.txt` as read back from the primary (its kept record). */
+  dkimPreviousText?: pulumi.Input<string>;
   /** The DANE key step's stdout (`<lineage> <sha256>` lines, GatewayHost.daneKeysText): this node's TLSA records. */
   daneKeysText?: pulumi.Input<string>;
 }
@@ -95,6 +98,15 @@ function recordArgs(zoneId: pulumi.Input<string>, record: pulumi.Output<DnsRecor
 }
 
 /**
+ * A DKIM record's child name: one per selector, so a rotation adds the new selector's record beside the old one
+ * instead of renaming it (which would remove the old record at once). The oldest record published carries the
+ * alias of the name stacks used before, `dkim`, so upgrading renames nothing at Cloudflare.
+ */
+export function dkimChildName(selector: string): string {
+  return `dkim-${pathSlug(selector)}`;
+}
+
+/**
  * What a certificate's issuance reads: the node's A/AAAA (an http-01 validation resolves them) and CAA (the CA
  * checks it). Published first, so a CAA naming the wrong CA or account fails the deploy's certificate step
  * instead of the renewal two months later.
@@ -127,6 +139,8 @@ export class GatewayDns extends pulumi.ComponentResource {
   private readonly node: GatewayNode;
   private readonly componentName: string;
   private readonly previousName?: string;
+  /** Mid-rotation: the new selector's record, published early (publishDkimEarly). */
+  private earlyDkim?: pulumi.Output<DnsRecord>;
   /** The zone's account, which owns Workers. */
   private readonly accountId: pulumi.Output<string>;
 
@@ -182,11 +196,28 @@ export class GatewayDns extends pulumi.ComponentResource {
       this.add(pulumi.output(record), recordResourceName(record), after);
     }
     let published = pulumi.output(fixed);
-    if (args.dkimRecordText !== undefined && this.node.role === "primary") {
+    const node = this.node;
+    if (this.earlyDkim !== undefined) {
+      // Mid-rotation: the new selector's record went out with publishDkimEarly; the previous one's stays.
+      published = pulumi.all([published, this.earlyDkim]).apply(([records, dkim]) => [...records, dkim]);
+      if (args.dkimPreviousText !== undefined) {
+        const previous = pulumi.output(args.dkimPreviousText).apply((text) => dkimPreviousRecord(node, text));
+        const name = `${node.dkim.previous!.selector}._domainkey.${node.domain}`;
+        const record = pulumi.output({
+          name,
+          type: "TXT",
+          content: previous.content,
+          ttl: previous.ttl,
+          purpose: previous.purpose,
+        });
+        // The record the stack published before the rotation: it keeps its resource (alias of the old name).
+        this.add(record as pulumi.Output<DnsRecord>, dkimChildName(node.dkim.previous!.selector), args.after, ["dkim"]);
+        published = pulumi.all([published, previous]).apply(([records, kept]) => [...records, kept]);
+      }
+    } else if (args.dkimRecordText !== undefined && this.node.role === "primary") {
       // The DKIM record is the one dnsRecords adds once it is given the key read back from the host. Its name
       // and type are known before the key is: only its content waits for the host, so a preview shows an
       // unknown content, not a replaced record.
-      const node = this.node;
       const withKey = pulumi.output(args.dkimRecordText).apply((text) => dnsRecords(node, text));
       const name = `${node.dkim.selector}._domainkey.${node.domain}`;
       const dkim = withKey.apply((records) => {
@@ -196,7 +227,7 @@ export class GatewayDns extends pulumi.ComponentResource {
         return extra[0]!;
       });
       const record = pulumi.output({ name, type: "TXT", content: dkim.content, ttl: dkim.ttl, purpose: dkim.purpose });
-      this.add(record as pulumi.Output<DnsRecord>, "dkim", args.after);
+      this.add(record as pulumi.Output<DnsRecord>, dkimChildName(node.dkim.selector), args.after, ["dkim"]);
       this.dkimRecord = dkim;
       published = withKey;
     }
@@ -223,15 +254,46 @@ export class GatewayDns extends pulumi.ComponentResource {
     this.registerOutputs({ zoneId: this.zoneId, published: this.published });
   }
 
-  private add(record: pulumi.Output<DnsRecord>, childName: string, after: pulumi.Input<pulumi.Resource>[]): cloudflare.DnsRecord {
+  /**
+   * Mid-rotation (gateway:dkimPrevious kept): the new selector's record from the key step's stdout, published at
+   * once rather than after the node verified, because the host waits for the zone to serve it before OpenDKIM
+   * signs with it (dkim-selector-served). Returns the record that wait depends on; undefined when not rotating.
+   */
+  publishDkimEarly(dkimKeyText: pulumi.Input<string>): cloudflare.DnsRecord | undefined {
+    if (!dkimRotating(this.node)) return undefined;
+    const node = this.node;
+    const name = `${node.dkim.selector}._domainkey.${node.domain}`;
+    const dkim = pulumi.output(dkimKeyText).apply((text) => {
+      const found = dnsRecords(node, text).find((r) => r.type === "TXT" && r.name === name);
+      if (found === undefined) throw new Error(`expected the DKIM record ${name} from the key read back`);
+      return found;
+    });
+    const record = pulumi.output({ name, type: "TXT", content: dkim.content, ttl: dkim.ttl, purpose: dkim.purpose });
+    this.earlyDkim = dkim;
+    this.dkimRecord = dkim;
+    return this.add(record as pulumi.Output<DnsRecord>, dkimChildName(node.dkim.selector), []);
+  }
+
+  private add(
+    record: pulumi.Output<DnsRecord>,
+    childName: string,
+    after: pulumi.Input<pulumi.Resource>[],
+    formerNames: string[] = [],
+  ): cloudflare.DnsRecord {
     if (this.records[childName])
       throw new Error(
         `two DNS records map to the resource ${this.componentName}-${childName}; each type and name (and CAA tag) may appear once per stack`,
       );
+    const aliases = [
+      ...formerNames.map((former) => ({ name: `${this.componentName}-${former}` })),
+      ...(this.previousName !== undefined
+        ? [childName, ...formerNames].map((former) => ({ name: `${this.previousName}-${former}` }))
+        : []),
+    ];
     const resource = new cloudflare.DnsRecord(`${this.componentName}-${childName}`, recordArgs(this.zoneId, record), {
       parent: this,
       dependsOn: after,
-      ...(this.previousName !== undefined ? { aliases: [{ name: `${this.previousName}-${childName}` }] } : {}),
+      ...(aliases.length > 0 ? { aliases } : {}),
     });
     this.records[childName] = resource;
     return resource;

@@ -10,6 +10,7 @@ import {
   STEP_CERTIFICATE,
   STEP_DANE_KEYS,
   STEP_DKIM_KEY,
+  STEP_DKIM_PREVIOUS,
   STEP_VERIFY,
   hostPlan,
   hostState,
@@ -41,6 +42,11 @@ export interface GatewayHostArgs {
    * ACME http-01 validation resolves (a first deploy would otherwise race its own DNS).
    */
   certificateAfter?: pulumi.Input<pulumi.Resource>[];
+  /**
+   * Resources a step waits for that only exist once this component's own outputs do: mid-rotation, the new DKIM
+   * record built from the key step's stdout, which dkim-selector-served waits for. Settled after construction.
+   */
+  stepAfter?: Record<string, Promise<pulumi.Resource[]>>;
   /** The component's name in stacks deployed before: each child is aliased from `<previousName>-<child>`. */
   previousName?: string;
 }
@@ -79,6 +85,8 @@ export class GatewayHost extends pulumi.ComponentResource {
   readonly commands: Record<string, command.remote.Command>;
   /** stdout of the DKIM key step: opendkim-genkey's <selector>.txt. Undefined on nodes that sign nothing. */
   readonly dkimRecordText?: pulumi.Output<string>;
+  /** Mid-rotation: stdout of the step printing the previous DKIM selector's record file. */
+  readonly dkimPreviousText?: pulumi.Output<string>;
   /** stdout of the DANE key step (`<lineage> <sha256>` lines); undefined with gateway:dane.enabled false. */
   readonly daneKeysText?: pulumi.Output<string>;
   /** stdout of the final verification, once the node listens and answers lookups. */
@@ -130,13 +138,17 @@ export class GatewayHost extends pulumi.ComponentResource {
         logging: step.secret ? "none" : "stdoutAndStderr",
       };
       if (step.stdin !== undefined) commandArgs.stdin = keep(step.stdin);
+      const dependsOn: pulumi.Input<pulumi.Resource>[] = [
+        ...[...step.after, ...(lanes.has(step.id) ? [lanes.get(step.id)!] : [])].map((id) => this.commands[id]!),
+        ...(step.id === STEP_CERTIFICATE ? (args.certificateAfter ?? []) : []),
+      ];
+      const later = args.stepAfter?.[step.id];
+      const waitFor: pulumi.Input<pulumi.Input<pulumi.Resource>[]> =
+        later === undefined ? dependsOn : later.then((resources) => [...dependsOn, ...resources]);
       this.commands[step.id] = new command.remote.Command(`${name}-${step.id}`, commandArgs, {
         parent: this,
         ...previously(step.id),
-        dependsOn: [
-          ...[...step.after, ...(lanes.has(step.id) ? [lanes.get(step.id)!] : [])].map((id) => this.commands[id]!),
-          ...(step.id === STEP_CERTIFICATE ? (args.certificateAfter ?? []) : []),
-        ],
+        dependsOn: waitFor,
         additionalSecretOutputs: step.secret ? ["stdin", "stdout", "stderr"] : [],
       });
     }
@@ -161,6 +173,7 @@ export class GatewayHost extends pulumi.ComponentResource {
     // Through the host state: a DKIM key a repair had to generate again is published with its new public half.
     this.dkimRecordText = dkimStep ? this.hostState.dkimRecordText : undefined;
     this.daneKeysText = this.commands[STEP_DANE_KEYS]?.stdout;
+    this.dkimPreviousText = this.commands[STEP_DKIM_PREVIOUS]?.stdout;
     this.registerOutputs({ dkimRecordText: this.dkimRecordText, daneKeysText: this.daneKeysText, verified: this.verified });
   }
 }

@@ -182,6 +182,23 @@ export function dnsRecords(node: GatewayNode, dkimPublicKey?: string): DnsRecord
   return records;
 }
 
+/**
+ * A DKIM rotation's previous selector, its record kept through keepUntil so mail signed before the switch still
+ * verifies wherever it is read late (a forwarded message, a mailbox re-checking it).
+ */
+export function dkimPreviousRecord(node: GatewayNode, previousTxt: string): DnsRecord {
+  const previous = node.dkim.previous;
+  if (previous === undefined)
+    throw new Error(`gateway:dkimPrevious is not set on ${node.host.hostname}: no previous DKIM record`);
+  return {
+    name: `${previous.selector}._domainkey.${node.domain}`,
+    type: "TXT",
+    content: dkimRecordText(previousTxt),
+    ttl: RECORD_TTL,
+    purpose: `DKIM public key of the previous selector ${previous.selector}, kept until ${previous.keepUntil} for mail signed before the rotation.`,
+  };
+}
+
 const DANE_ROLE_PURPOSE = {
   current: "the key Postfix serves on port 25",
   next: "the next key, published before Postfix serves it (rollover)",

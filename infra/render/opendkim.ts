@@ -8,6 +8,7 @@ import { runsComponent } from "../model/profiles";
 import type { GatewayNode, HostFile } from "../model/types";
 
 export const OPENDKIM_PORT = 8891;
+export const OPENDKIM_CONF_PATH = "/etc/opendkim.conf";
 
 export interface DkimKeyPaths {
   keyDir: string;
@@ -110,7 +111,7 @@ export function opendkimFiles(node: GatewayNode): HostFile[] {
   if (!opendkimEnabled(node)) return [];
   return [
     {
-      path: "/etc/opendkim.conf",
+      path: OPENDKIM_CONF_PATH,
       mode: 0o644,
       owner: "root",
       group: "root",

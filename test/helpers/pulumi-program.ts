@@ -51,6 +51,13 @@ export function mockDaneHash(lineage: string): string {
   return createHash("sha256").update(`spki of ${lineage}`).digest("hex");
 }
 
+let previousDkim: string | undefined;
+/** The previous selector's record file a rotating primary's dkim-previous-key step prints (one key per file). */
+export function previousDkimTxt(): string {
+  previousDkim ??= generateDkimTxt("previous", "brightchain.org");
+  return previousDkim;
+}
+
 /** Resolves an Output in a mock run (apply runs once the value is known). */
 export function outputValue<T>(output: pulumi.Input<T> | undefined): Promise<T> {
   return new Promise((resolve) => pulumi.output(output as pulumi.Input<T>).apply((v) => resolve(v as T)));
@@ -126,9 +133,11 @@ export async function runProgram(
         if (args.type === "command:remote:Command" && options.preview === undefined) {
           state.stdout = args.name.endsWith("-dkim-key")
             ? dkimTxt
-            : args.name.endsWith("-dane-keys")
-              ? mockDaneKeys(String((inputs as { create?: unknown }).create))
-              : "";
+            : args.name.endsWith("-dkim-previous-key")
+              ? previousDkimTxt()
+              : args.name.endsWith("-dane-keys")
+                ? mockDaneKeys(String((inputs as { create?: unknown }).create))
+                : "";
           state.stderr = "";
         }
         return { id: `${args.name}-id`, state };

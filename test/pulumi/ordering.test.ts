@@ -17,7 +17,7 @@ const position = (name: string): number => {
 describe("primary stack: DNS ordered against the host", () => {
   it("publishes the MX, SPF, DMARC and DKIM records only after the node's verification", () => {
     const verify = position("node-verify");
-    for (const name of ["dns-mx-brightchain-org", "dns-txt-brightchain-org", "dns-txt-dmarc-brightchain-org", "dns-dkim"])
+    for (const name of ["dns-mx-brightchain-org", "dns-txt-brightchain-org", "dns-txt-dmarc-brightchain-org", "dns-dkim-default"])
       expect(position(name), name).toBeGreaterThan(verify);
   });
 

@@ -6,8 +6,8 @@ import { runProgram } from "../helpers/pulumi-program";
 
 describe("primary stack: preview with every command output unknown", () => {
   it("registers the DKIM record with its name and type known", async () => {
-    const preview = await runProgram("primary", {}, { preview: { until: "dns-dkim" } });
-    const dkim = preview.resources.find((r) => r.name === "dns-dkim")!;
+    const preview = await runProgram("primary", {}, { preview: { until: "dns-dkim-default" } });
+    const dkim = preview.resources.find((r) => r.name === "dns-dkim-default")!;
     expect(dkim.inputs.name).toBe("default._domainkey.brightchain.org");
     expect(dkim.inputs.type).toBe("TXT");
     expect(preview.resources.filter((r) => r.type === "command:remote:Command").at(-1)?.name).toBe("node-verify");

@@ -94,7 +94,7 @@ describe("drift: the HostState resource", () => {
   });
 
   it("publishes the DKIM record from the host state, so a key a repair generates again is published", () => {
-    const dkim = named(primary, "dns-dkim");
+    const dkim = named(primary, "dns-dkim-default");
     expect(String(dkim.inputs.content)).toContain("p=");
   });
 });
