@@ -272,7 +272,17 @@ export function teardownCommand(node: GatewayNode, files: HostFile[], services: 
     `rm -f ${plain.join(" ")}`,
     ...(keepDkimKey
       ? []
-      : [`[ -e ${shellQuote(privateKey)} ] && shred -u ${shellQuote(privateKey)}`, `rm -f ${shellQuote(txtRecord)}`]),
+      : [
+          `[ -e ${shellQuote(privateKey)} ] && shred -u ${shellQuote(privateKey)}`,
+          `rm -f ${shellQuote(txtRecord)}`,
+          // Mid-rotation the previous selector's key is on the host too.
+          ...(node.dkim.previous !== undefined
+            ? [
+                `[ -e ${shellQuote(`${dkimKeyPaths(node).keyDir}/${node.dkim.previous.selector}.private`)} ] && shred -u ${shellQuote(`${dkimKeyPaths(node).keyDir}/${node.dkim.previous.selector}.private`)}`,
+                `rm -f ${shellQuote(`${dkimKeyPaths(node).keyDir}/${node.dkim.previous.selector}.txt`)}`,
+              ]
+            : []),
+        ]),
     `certbot delete --non-interactive --cert-name ${shellQuote(node.host.hostname)} >/dev/null 2>&1 || true`,
     "systemctl daemon-reload",
     'if [ -n "$failed" ]; then echo "still running:$failed" >&2; exit 1; fi',

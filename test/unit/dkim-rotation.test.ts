@@ -6,7 +6,15 @@ import { describe, expect, it } from "vitest";
 import { dmarcReportAuthorizationChecks, foreignReportDomains } from "../../infra/doctor/dmarc-report";
 import { GatewayConfigError, parseGatewayConfig, readStackConfig, type FlatConfig } from "../../infra/model/config";
 import type { GatewayNode } from "../../infra/model/types";
-import { STEP_DKIM_KEY, STEP_DKIM_PREVIOUS, STEP_DKIM_SERVED, STEP_PACKAGES, fileStepId, hostPlan } from "../../infra/plan";
+import {
+  STEP_DKIM_KEY,
+  STEP_DKIM_PREVIOUS,
+  STEP_DKIM_SERVED,
+  STEP_PACKAGES,
+  fileStepId,
+  hostPlan,
+  hostTeardown,
+} from "../../infra/plan";
 import { dkimPreviousRecordCommand, dkimRotationAt, dkimServedCheckCommand } from "../../infra/plan/dkim-rotation";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { dkimPreviousRecord, dkimRecordText } from "../../infra/render/dns";
@@ -116,6 +124,13 @@ describe("the plan mid-rotation", () => {
     expect(check).toContain("printf 'v=DKIM1; h=sha256; k=rsa; p=%s\\n'");
     expect(check).toContain("OpenDKIM keeps signing with default");
     expect(dkimRecordText("x".repeat(300))).toBe(`v=DKIM1; h=sha256; k=rsa; p=${"x".repeat(300)}`);
+  });
+
+  it("a destroy mid-rotation shreds both selectors' private keys", () => {
+    const teardown = hostTeardown(rotating, hostFiles(rotating, exampleSecrets));
+    expect(teardown).toContain("shred -u /etc/dkim/mail2026.private");
+    expect(teardown).toContain("shred -u /etc/dkim/default.private");
+    expect(hostTeardown(examplePrimary, hostFiles(examplePrimary, exampleSecrets))).not.toContain("mail2026");
   });
 
   it("the kept record: the previous selector's name, its key, why it is there", () => {
