@@ -21,7 +21,10 @@
 // so a noisy neighbour on the shared machine hits both sides of a pair alike; ratios are the median of pairs.
 // CPU: Postfix's is its master's user + system time with its reaped children's (cutime/cstime) plus its live
 // children's, from /proc, before and after the timed batch; each daemon's from its own /proc/PID/stat.
-// BENCH_CPU_PROF=DIR writes the daemons' V8 CPU profiles into DIR.
+// The daemons run as root here (their units run them as the spool's owner: no difference to the work they do), the
+// inbound one with GATEWAY_SPAM_ENGINE=none since no milter adds spam headers; their metrics on free ports.
+// BENCH_CPU_PROF=DIR writes the daemons' V8 CPU profiles into DIR; BENCH_LOOKUP_NICE=N runs brightchain-lookup at
+// that nice value (an experiment: -5 asks whether its wake-up latency on a busy machine is what the lookup costs).
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import {
   chownSync,
@@ -36,7 +39,7 @@ import {
   watch,
   writeFileSync,
 } from "node:fs";
-import { cpus, loadavg } from "node:os";
+import { cpus, loadavg, setPriority } from "node:os";
 import { join, resolve } from "node:path";
 import type { GatewayNode } from "../../infra/model/types";
 import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
@@ -314,6 +317,8 @@ async function runRound(variant: Variant, round: number): Promise<RoundResult> {
       );
       daemons.push(lookup);
       await waitForPort(lookupPort);
+      // An experiment on scheduling, not a default: does the lookup's wake-up latency on a busy host matter?
+      if (process.env.BENCH_LOOKUP_NICE !== undefined) setPriority(lookup.child.pid!, Number(process.env.BENCH_LOOKUP_NICE));
     }
     if (variant === "ours") {
       daemons.push(
