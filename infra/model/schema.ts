@@ -430,16 +430,40 @@ function reducedHostKey(text: string): string {
   return `${type} ${blob}`;
 }
 
-const SCRAPER_ACCEPTED = "an IPv4 or IPv6 network in CIDR form such as 203.0.113.0/24 or 2001:db8::/64";
-/** A network as ufw and firewalld take it in a source rule: unbracketed, the prefix length always written. */
+const SCRAPER_ACCEPTED =
+  "an IPv4 or IPv6 network in CIDR form with no host bits set, such as 203.0.113.0/24, 203.0.113.7/32 or 2001:db8::/64";
+
+/** The address as bits, most significant first: 32 for IPv4, 128 for IPv6. */
+function addressBits(address: string): bigint {
+  if (isIPv4(address)) return address.split(".").reduce((bits, octet) => (bits << 8n) | BigInt(octet), 0n);
+  const [head = "", tail] = address.split("::");
+  const words = (part: string) => (part === "" ? [] : part.split(":"));
+  const written = [
+    ...words(head),
+    ...(tail === undefined ? [] : [...Array(8 - words(head).length - words(tail).length).fill("0"), ...words(tail)]),
+  ];
+  return written.reduce((bits, word) => (bits << 16n) | BigInt(`0x${word}`), 0n);
+}
+
+/**
+ * A network as ufw and firewalld take it in a source rule: unbracketed, the prefix length written, no host bits
+ * (ufw would silently widen 203.0.113.7/24 to the /24; refusing says so), IPv4 only in dotted form.
+ */
 function isScraperNetwork(s: string): boolean {
   const match = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(s);
   if (match === null) return false;
-  const prefix = Number(match[2]);
-  if (isIPv4(match[1]!)) return prefix <= 32;
-  return isIPv6(match[1]!) && prefix <= 128;
+  const [address, prefix] = [match[1]!, Number(match[2])];
+  const width = isIPv4(address) ? 32 : isIPv6(address) && !address.includes(".") ? 128 : 0;
+  if (width === 0 || prefix > width) return false;
+  const hostBits = (1n << BigInt(width - prefix)) - 1n;
+  return (addressBits(address) & hostBits) === 0n;
 }
-const scraperNetwork = leaf(SCRAPER_ACCEPTED, isScraperNetwork, (s) => s.toLowerCase(), {
+/** IPv6 in RFC 5952's canonical text, as ufw, firewalld and ip6tables print it. */
+const canonicalNetwork = (s: string) => {
+  const [address, prefix] = s.split("/") as [string, string];
+  return isIPv4(address) ? s : `${new URL(`http://[${address}]/`).hostname.slice(1, -1)}/${prefix}`;
+};
+const scraperNetwork = leaf(SCRAPER_ACCEPTED, isScraperNetwork, canonicalNetwork, {
   type: "string",
   pattern: "^[0-9A-Fa-f:.]+/\\d{1,3}$",
 });

@@ -50,7 +50,11 @@ export function expectedUfwRules(node: GatewayNode, sshPort: number): string[] {
     ufwRule("allow", sshPort),
     ...openPorts(node).map((p) => ufwRule("allow", p.port)),
     ...rejectedPorts(node).map((p) => ufwRule("reject", p.port)),
-    ...scraperRules(node).map((rule) => `allow from ${rule.network} to any port ${rule.port} proto tcp`),
+    // ufw lists a single host without its /32 (IPv4) or /128 (IPv6).
+    ...scraperRules(node).map(
+      (rule) =>
+        `allow from ${rule.network.replace(rule.network.includes(":") ? /\/128$/ : /\/32$/, "")} to any port ${rule.port} proto tcp`,
+    ),
   ].sort();
 }
 

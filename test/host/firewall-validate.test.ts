@@ -146,7 +146,7 @@ describe("ufw script in a network namespace", () => {
     expect(metricsOf(await reachable())).toEqual(["refused", "refused", "refused"]);
     expect(inNamespace("ufw show added")).not.toContain(hostAddress);
     applyUfw(examplePrimary);
-    expect(inNamespace("ufw show added")).not.toContain("metrics scraper");
+    expect(inNamespace("ufw show added")).not.toContain("allow from");
     expect((await reachable())[25]).toBe("open");
   });
 

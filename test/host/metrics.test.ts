@@ -2,13 +2,18 @@
 // serve a real Postfix: the lookup counts the answers Postfix asked for at RCPT, the processor's backlog gauges
 // follow a drop into new/ and back to 0, and the exporter, started with the rendered options, reads the
 // instance's queue from showq.
-import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
-import { renderPostfixExporterDefaults } from "../../infra/render/metrics";
+import {
+  POSTFIX_EXPORTER_DROP_IN,
+  mailLogCommand,
+  renderPostfixExporterDefaults,
+  renderPostfixExporterDropIn,
+} from "../../infra/render/metrics";
 import { examplePrimary } from "../fixtures/nodes";
 import { dropMessage, dropMessageText, makeDropMaildir } from "../helpers/inbound-drop";
 import { StandInNode } from "../helpers/node-api-stand-in";
@@ -236,5 +241,39 @@ describe("metrics of the bundled daemons behind a real Postfix", () => {
       .filter(([series]) => series.startsWith("postfix_showq_message_age_seconds_count"))
       .reduce((sum, [, value]) => sum + value, 0);
     expect(queued).toBe((await postfix!.queuedIds()).length);
+  });
+
+  it("the exporter stops at start without its log file; the rendered drop-in creates it first and verifies on the packaged unit", () => {
+    const missing = join(root, "log", "mail.log");
+    mkdirSync(dirname(missing));
+    const alone = spawnSync(
+      "/usr/bin/prometheus-postfix-exporter",
+      [`--web.listen-address=127.0.0.1:${ports.exporter + 1}`, `--postfix.logfile_path=${missing}`],
+      { encoding: "utf8", timeout: 20_000 },
+    );
+    expect(alone.status).not.toBe(0);
+    expect(`${alone.stdout}${alone.stderr}`).toContain(`Error opening log source: open ${missing}: no such file or directory`);
+
+    // The drop-in's command, pointed at the test's path: creates it as rsyslog would, then leaves it alone.
+    const create = () =>
+      spawnSync("sh", ["-c", mailLogCommand(missing).replace(/^\/bin\/sh -c /, "eval ")], { encoding: "utf8" });
+    expect(create().status).toBe(0);
+    const created = statSync(missing);
+    expect([created.size, created.mode & 0o777, created.uid]).toEqual([0, 0o640, 0]);
+    expect(spawnSync("getent", ["group", "adm"], { encoding: "utf8" }).stdout.split(":")[2]).toBe(String(created.gid));
+    writeFileSync(missing, "a line rsyslog wrote\n");
+    expect(create().status).toBe(0);
+    expect(readFileSync(missing, "utf8")).toBe("a line rsyslog wrote\n");
+
+    const units = join(root, "units");
+    mkdirSync(join(units, dirname(POSTFIX_EXPORTER_DROP_IN.replace("/etc/systemd/system/", ""))), { recursive: true });
+    writeFileSync(join(units, POSTFIX_EXPORTER_DROP_IN.replace("/etc/systemd/system/", "")), renderPostfixExporterDropIn());
+    const verify = spawnSync("systemd-analyze", ["verify", "prometheus-postfix-exporter.service"], {
+      encoding: "utf8",
+      // Our directory first, then the packaged unit; the trailing ':' adds systemd's defaults.
+      env: { ...process.env, SYSTEMD_UNIT_PATH: `${units}:` },
+    });
+    expect(`${verify.stdout}${verify.stderr}`).toBe("");
+    expect(verify.status).toBe(0);
   });
 });

@@ -9,7 +9,12 @@ import { hostFiles } from "../../infra/render";
 import { expectedUfwRules } from "../../infra/plan/hostState";
 import { loopbackOnlyPorts, renderFirewallScript, scraperRules } from "../../infra/render/firewall";
 import { renderGatewayEnv } from "../../infra/render/gateway-env";
-import { POSTFIX_EXPORTER_DEFAULTS, metricsEndpoints, renderPostfixExporterDefaults } from "../../infra/render/metrics";
+import {
+  POSTFIX_EXPORTER_DEFAULTS,
+  POSTFIX_EXPORTER_DROP_IN,
+  metricsEndpoints,
+  renderPostfixExporterDefaults,
+} from "../../infra/render/metrics";
 import { examplePrimary, exampleRelay, exampleSecrets, nodeMatrix } from "../fixtures/nodes";
 import * as path from "node:path";
 
@@ -62,18 +67,32 @@ describe("gateway:metrics in the schema", () => {
     expect(opted.scrapers).toEqual(["0.0.0.0/0"]);
   });
 
-  it.each(["203.0.113.7", "203.0.113.0/33", "2001:db8::/129", "[2001:db8::]/64", "any", "10.0.0.0/8;reboot"])(
-    "refuses the scraper network %j with what is accepted",
-    (network) => {
-      expect(problems(withMetrics({ scrapers: [network] }))).toEqual([
-        {
-          key: "gateway:metrics.scrapers[0]",
-          value: network,
-          accepted: expect.stringMatching(/^an IPv4 or IPv6 network in CIDR form/),
-        },
-      ]);
-    },
-  );
+  it("keeps IPv6 networks in canonical text, as ufw and firewalld print them", () => {
+    expect(parseGatewayConfig(withMetrics({ scrapers: ["2001:DB8:0:0::/64", "203.0.113.7/32"] })).metrics.scrapers).toEqual([
+      "2001:db8::/64",
+      "203.0.113.7/32",
+    ]);
+  });
+
+  it.each([
+    "203.0.113.7",
+    "203.0.113.0/33",
+    "203.0.113.7/24",
+    "2001:db8::1/64",
+    "2001:db8::/129",
+    "[2001:db8::]/64",
+    "::ffff:203.0.113.0/120",
+    "any",
+    "10.0.0.0/8;reboot",
+  ])("refuses the scraper network %j with what is accepted", (network) => {
+    expect(problems(withMetrics({ scrapers: [network] }))).toEqual([
+      {
+        key: "gateway:metrics.scrapers[0]",
+        value: network,
+        accepted: expect.stringMatching(/^an IPv4 or IPv6 network in CIDR form/),
+      },
+    ]);
+  });
 
   it("refuses two endpoints on one port, and one on the socketmap's", () => {
     expect(problems(withMetrics({ inboundPort: 9526 }))).toEqual([
@@ -94,12 +113,18 @@ describe("metrics endpoints and prometheus-postfix-exporter", () => {
     const ports = metricsEndpoints(node).map((endpoint) => endpoint.port);
     expect(ports).toEqual([9526, ...(node.role === "primary" ? [9527] : []), ...(node.os.distro === "debian" ? [9154] : [])]);
     const exporter = nodeProfiles(node).find((profile) => profile.component === "postfix-exporter");
-    const defaults = hostFiles(node, exampleSecrets).find((file) => file.path === POSTFIX_EXPORTER_DEFAULTS);
+    const files = hostFiles(node, exampleSecrets);
+    const defaults = files.find((file) => file.path === POSTFIX_EXPORTER_DEFAULTS);
+    const dropIn = files.find((file) => file.path === POSTFIX_EXPORTER_DROP_IN);
     if (node.os.distro === "debian") {
       expect(exporter).toMatchObject({ packages: ["prometheus-postfix-exporter"], services: ["prometheus-postfix-exporter"] });
       expect(defaults).toMatchObject({ mode: 0o644, owner: "root", notify: ["prometheus-postfix-exporter"] });
+      expect(dropIn).toMatchObject({ mode: 0o644, owner: "root", notify: ["prometheus-postfix-exporter"] });
+      expect(dropIn!.content).toContain(
+        "\nExecStartPre=+/bin/sh -c 'test -e /var/log/mail.log || install -m 0640 -o root -g adm /dev/null /var/log/mail.log'\n",
+      );
     } else {
-      expect([exporter, defaults]).toEqual([undefined, undefined]);
+      expect([exporter, defaults, dropIn]).toEqual([undefined, undefined, undefined]);
     }
   });
 
@@ -140,6 +165,11 @@ describe("the firewall and scraper networks", () => {
     // The drift check expects the scraper rules ufw holds, beside a reject for every metrics port.
     const rules = expectedUfwRules(withScrapers(exampleRelay, ["203.0.113.0/24"]), 22);
     expect(rules).toContain("allow from 203.0.113.0/24 to any port 9154 proto tcp");
+    // ufw shows a single host without its prefix; an IPv6 /32 is a network and keeps it.
+    const hosts = expectedUfwRules(withScrapers(exampleRelay, ["203.0.113.7/32", "2001:db8::/32", "2001:db8::7/128"]), 22);
+    expect(hosts).toContain("allow from 203.0.113.7 to any port 9526 proto tcp");
+    expect(hosts).toContain("allow from 2001:db8::/32 to any port 9526 proto tcp");
+    expect(hosts).toContain("allow from 2001:db8::7 to any port 9526 proto tcp");
     expect(rules).toContain("reject 9526/tcp");
   });
 
