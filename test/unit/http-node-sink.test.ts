@@ -184,14 +184,13 @@ describe("HttpNodeSink: the answer", () => {
   async function outcome(status: number, body = ""): Promise<string> {
     const { url } = await node((res) => res.writeHead(status, { "content-type": "text/plain" }).end(body));
     try {
-      await new HttpNodeSink({ nodeUrl: url }).deliver(handoff);
-      return "stored";
+      return String(await new HttpNodeSink({ nodeUrl: url }).deliver(handoff));
     } catch (error) {
       return `${(error as SinkError).permanent ? "refused" : "temporary"}: ${(error as Error).message.replace(where(url), "PUT")}`;
     }
   }
 
-  it("2xx and 409 are stored; 3xx, 408, 429 and 5xx temporary; other 4xx refused, with the node's reason", async () => {
+  it("2xx is stored and 409 a duplicate; 3xx, 408, 429 and 5xx temporary; other 4xx refused, with the node's reason", async () => {
     const outcomes: Record<number, string> = {};
     for (const status of [200, 299, 409, 300, 304, 399, 400, 404, 408, 429, 499, 500, 503]) {
       outcomes[status] = await outcome(status, status >= 300 && status !== 304 ? ` reason ${status}\n` : "");
@@ -199,7 +198,7 @@ describe("HttpNodeSink: the answer", () => {
     expect(outcomes).toEqual({
       200: "stored",
       299: "stored",
-      409: "stored",
+      409: "duplicate",
       300: "temporary: PUT: node answered 300: reason 300",
       304: "temporary: PUT: node answered 304",
       399: "temporary: PUT: node answered 399: reason 399",
