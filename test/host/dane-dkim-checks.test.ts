@@ -6,13 +6,14 @@
 // failing, naming the server and its answer, when they are not. kzonecheck accepts that zone.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { X509Certificate, createHash, createPublicKey } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { DnsRecord, GatewayNode } from "../../infra/model/types";
 import { daneKeysCommand, daneSwitchCheckCommand, parseDaneKeys, tlsaContent } from "../../infra/plan/dane";
-import { dkimServedCheckCommand } from "../../infra/plan/dkim-rotation";
+import { dkimPreviousRecordCommand, dkimServedCheckCommand } from "../../infra/plan/dkim-rotation";
 import { dkimPreviousRecord, dnsRecords, renderZoneFile } from "../../infra/render/dns";
+import { dkimKeygenCommand, renderOpendkimConf } from "../../infra/render/opendkim";
 import { reuseKeyCommand } from "../../infra/render/tls";
 import { examplePrimary } from "../fixtures/nodes";
 import { generateDkimTxt } from "../helpers/pulumi-program";
@@ -287,5 +288,48 @@ describe("the checks that ask the zone's authoritative servers, with dig against
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("mail2026._domainkey.brightchain.org TXT: not served by every authoritative server");
     expect(result.stderr).toContain("OpenDKIM keeps signing with default");
+  });
+});
+
+describe("mid-rotation on the primary, with opendkim's own tools", () => {
+  it("the new selector's key from the key step; opendkim -n accepts the config signing with it; the old record read back", () => {
+    // Not under /tmp: opendkim refuses a key or config whose parent directories others can write to.
+    const safe = mkdtempSync("/var/lib/bc-dkim-rotation-test-");
+    onTestFinished(() => rmSync(safe, { recursive: true, force: true }));
+    const keyDir = join(safe, "keys");
+    const at = (selector: string): GatewayNode => ({ ...examplePrimary, dkim: { ...examplePrimary.dkim, keyDir, selector } });
+    // Before: the key the node signed with.
+    expect(spawnSync("/bin/sh", ["-c", dkimKeygenCommand(at("default"))], { encoding: "utf8" }).status).toBe(0);
+    const rotating: GatewayNode = {
+      ...at("mail2026"),
+      dkim: { ...at("mail2026").dkim, previous: { selector: "default", keepUntil: "2999-12-31" } },
+    };
+    const keygen = spawnSync("/bin/sh", ["-c", dkimKeygenCommand(rotating)], { encoding: "utf8" });
+    expect(keygen.stderr).toBe("");
+    expect(keygen.status).toBe(0);
+    const conf = renderOpendkimConf(rotating).replace(/^PidFile\s+.*$/m, `PidFile ${join(safe, "opendkim.pid")}`);
+    expect(conf).toMatch(new RegExp(`^KeyFile\\s+${keyDir}/mail2026\\.private$`, "m"));
+    writeFileSync(join(safe, "opendkim.conf"), conf);
+    const check = spawnSync("opendkim", ["-n", "-x", join(safe, "opendkim.conf")], { encoding: "utf8" });
+    expect(`${check.stdout}${check.stderr}`).toBe("");
+    expect(check.status).toBe(0);
+    const previous = spawnSync("/bin/sh", ["-c", dkimPreviousRecordCommand(rotating)], { encoding: "utf8" });
+    expect(previous.status).toBe(0);
+    expect(dkimPreviousRecord(rotating, previous.stdout).content).toBe(
+      dkimPreviousRecord(rotating, readFileSync(join(keyDir, "default.txt"), "utf8")).content,
+    );
+    const missing = spawnSync(
+      "/bin/sh",
+      [
+        "-c",
+        dkimPreviousRecordCommand({
+          ...rotating,
+          dkim: { ...rotating.dkim, previous: { selector: "gone", keepUntil: "2999-12-31" } },
+        }),
+      ],
+      { encoding: "utf8" },
+    );
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain("no record file for the previous selector gone");
   });
 });
