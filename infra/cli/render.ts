@@ -119,6 +119,10 @@ function zoneNotes(node: GatewayNode): string[] {
           "(the private half never leaves it); `pulumi up` reads the public half back and publishes the TXT record.",
         ]
       : [`SPF, DMARC and DKIM for ${node.domain} belong to the primary stack; this relay owns only its address and MX.`];
+  if (node.dane !== undefined)
+    notes.push(
+      `Not here: TLSA _25._tcp.${node.host.hostname} 3 1 1 <SHA-256 of the key of certbot lineage ${node.tls.certName}>; the key is made on the host, and \`pulumi up\` reads its hash back (docs/dnssec-dane.md).`,
+    );
   for (const ptr of ptrExpectations(node)) {
     notes.push(`PTR (set at the address's provider, not here): ${ptr.reverseName}. -> ${ptr.expectedHostname}.`);
   }
