@@ -74,7 +74,9 @@ describe("gateway render", () => {
     const primaryZone = readFileSync(path.join(primaryOut, "dns.zone"), "utf8");
     const relayZone = readFileSync(path.join(relayOut, "dns.zone"), "utf8");
     expect(primaryZone).toMatch(/; Not here: the DKIM record default\._domainkey\.brightchain\.org/);
-    expect(primaryZone).toMatch(/; Not here: TLSA _25\._tcp\.mail\.brightchain\.org 3 1 1 <SHA-256 of the key of certbot lineage/);
+    expect(primaryZone).toMatch(
+      /; Not here: TLSA _25\._tcp\.mail\.brightchain\.org 3 1 1 <SHA-256 of the key of certbot lineage/,
+    );
     expect(primaryZone).toContain('"v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:203.0.113.20 -all"');
     expect(primaryZone).toMatch(/^_dmarc\t/m);
     expect(relayZone).not.toMatch(/v=spf1|v=DMARC1|v=DKIM1/);
