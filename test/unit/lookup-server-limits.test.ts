@@ -100,6 +100,14 @@ describe("framing", () => {
     expect(c.text()).toBe("OK known@brightchain.org\nNOTFOUND\n");
   });
 
+  it("strips only the CR that ends a probe line, not one inside its key", async () => {
+    const { port } = await serve();
+    const c = client(port);
+    await c.write("virtual kn\rown@brightchain.org\r\nvirtual known@brightchain.org\r\n");
+    await c.until(() => c.text().split("\n").length >= 3);
+    expect(c.text()).toBe("NOTFOUND\nOK known@brightchain.org\n");
+  });
+
   it("keeps a connection netstring once it started so: a line after a netstring breaks it", async () => {
     const { port, logged } = await serve();
     const c = client(port);
