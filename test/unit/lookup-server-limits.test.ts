@@ -471,6 +471,22 @@ describe("connections", () => {
     ]);
   });
 
+  it("at the limit, spares a peer's only connection although it is idle the longest", async () => {
+    const { port, service } = await serve({ maxConnections: 3 });
+    const b1 = client(port);
+    const b2 = client(port);
+    await connectAll(b1, b2);
+    const a1 = client(port, { localAddress: "127.0.0.2" });
+    await connectAll(a1);
+    await b1.until(() => service.openConnections === 3);
+    await ask(b1, 1);
+    await ask(b2, 1);
+    client(port, { localAddress: "127.0.0.3" });
+    await b1.until(() => b1.closed);
+    expect(await a1.stillOpenAfter(100)).toBe(true);
+    expect(b2.closed).toBe(false);
+  });
+
   it("at the limit, a peer's closed connections do not hide those it still holds", async () => {
     const { port, service } = await serve({ maxConnections: 3 });
     const b1 = client(port);
