@@ -57,10 +57,24 @@ vi.mock("node:fs", async (importOriginal) => {
   };
 });
 
+/** When set, the index handle's next fdatasync fails with this code. */
+let indexSyncFailure: string | undefined;
+
 vi.mock("node:fs/promises", async (importOriginal) => {
   const real = await importOriginal<typeof fsPromises>();
   return {
     ...real,
+    open: async (...args: Parameters<typeof fsPromises.open>) => {
+      const handle = await real.open(...args);
+      const datasync = handle.datasync.bind(handle);
+      handle.datasync = async () => {
+        const code = indexSyncFailure;
+        indexSyncFailure = undefined;
+        if (code !== undefined) throw errno(code, "fdatasync index.jsonl");
+        return datasync();
+      };
+      return handle;
+    },
     copyFile: async (source: fs.PathLike, destination: fs.PathLike) => {
       copySources.set(String(destination), key(source));
       const code = copyFailures.get(key(source));
@@ -79,6 +93,7 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "bc-store-failures-"));
   storeDir = join(dir, "store");
   for (const map of [linkFailures, copyFailures, renameFailures, fsyncFailures, failingDescriptors, copySources]) map.clear();
+  indexSyncFailure = undefined;
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -242,5 +257,28 @@ describe("a copy that fails", () => {
     expect(statSync(objectPath(storeDir, failing.sha3), { throwIfNoEntry: false })).toBeUndefined();
     expect(await subjects()).toEqual(["fine"]);
     expect(readFileSync(objectPath(storeDir, fine.sha3))).toEqual(readFileSync(fine.rawPath));
+  });
+});
+
+describe("an index append that fails", () => {
+  it("rejects the hand-off, cuts the line back off, and appends the next one cleanly", async () => {
+    const store = await ContentAddressedStore.open(storeDir);
+    const before = dropFile("before");
+    await store.deliver(before);
+    const indexFile = join(storeDir, "index.jsonl");
+    const goodLength = statSync(indexFile).size;
+    const failing = dropFile("failing");
+    indexSyncFailure = "EIO";
+    await expect(store.deliver(failing)).rejects.toMatchObject({
+      name: "SinkError",
+      permanent: false,
+      message: `store ${storeDir}: EIO: injected, fdatasync index.jsonl`,
+    });
+    expect(statSync(indexFile).size, "the unsynced line is cut back off").toBe(goodLength);
+    await store.deliver(failing);
+    const after = dropFile("after");
+    await store.deliver(after);
+    await store.close();
+    expect(await subjects()).toEqual(["before", "failing", "after"]);
   });
 });
