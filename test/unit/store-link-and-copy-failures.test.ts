@@ -48,6 +48,12 @@ vi.mock("node:fs", async (importOriginal) => {
       if (code !== undefined) failingDescriptors.set(fd, code);
       return fd;
     },
+    fstatSync: (fd: number, options?: fs.StatOptions) => {
+      const code = fstatFailure;
+      fstatFailure = undefined;
+      if (code !== undefined) throw errno(code, `fstat ${fd}`);
+      return real.fstatSync(fd, options);
+    },
     fsync: (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
       const code = failingDescriptors.get(fd);
       if (code === undefined) return real.fsync(fd, callback);
@@ -57,6 +63,8 @@ vi.mock("node:fs", async (importOriginal) => {
   };
 });
 
+/** When set, the next fstat fails with this code (the store calls it only on the index, when opening). */
+let fstatFailure: string | undefined;
 /** When set, the index handle's next fdatasync fails with this code. */
 let indexSyncFailure: string | undefined;
 
@@ -70,6 +78,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
       handle.datasync = async () => {
         const code = indexSyncFailure;
         indexSyncFailure = undefined;
+        fstatFailure = undefined;
         if (code !== undefined) throw errno(code, "fdatasync index.jsonl");
         return datasync();
       };
@@ -280,5 +289,31 @@ describe("an index append that fails", () => {
     await store.deliver(after);
     await store.close();
     expect(await subjects()).toEqual(["before", "failing", "after"]);
+  });
+});
+
+describe("an index that cannot be read when the store opens", () => {
+  it("fails open() naming the error, and leaves no descriptor on the index", async () => {
+    const store = await ContentAddressedStore.open(storeDir);
+    await store.deliver(dropFile("kept"));
+    await store.close();
+    const indexFile = join(storeDir, "index.jsonl");
+    const onIndex = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === indexFile;
+        } catch {
+          return false;
+        }
+      });
+    fstatFailure = "EIO";
+    await expect(ContentAddressedStore.open(storeDir)).rejects.toMatchObject({
+      code: "EIO",
+      message: expect.stringContaining("fstat"),
+    });
+    expect(onIndex()).toEqual([]);
+    const reopened = await ContentAddressedStore.open(storeDir);
+    await reopened.close();
+    expect(await subjects()).toEqual(["kept"]);
   });
 });
