@@ -64,10 +64,10 @@ describe("opendkim.conf, exactly", () => {
 
 describe("the keygen command, exactly", () => {
   it("creates the directory, keeps an existing key, locks the key and publishes the record's file", () => {
-    const node: GatewayNode = { ...examplePrimary, dkim: { selector: "s1", keyDir: "/srv/dkim//", keyBits: 1024 } };
+    const node: GatewayNode = { ...examplePrimary, dkim: { selector: "s1", keyDir: "/srv/dkim//", keyBits: 4096 } };
     expect(dkimKeygenCommand(node).split(" && ")).toEqual([
       "install -d -m 0750 -o opendkim -g opendkim /srv/dkim",
-      "{ test -s /srv/dkim/s1.private || opendkim-genkey -b 1024 -h sha256 -s s1 -d brightchain.org -D /srv/dkim; }",
+      "{ test -s /srv/dkim/s1.private || opendkim-genkey -b 4096 -h sha256 -s s1 -d brightchain.org -D /srv/dkim; }",
       "chown opendkim:opendkim /srv/dkim/s1.private /srv/dkim/s1.txt",
       "chmod 0600 /srv/dkim/s1.private",
       "chmod 0644 /srv/dkim/s1.txt",
