@@ -154,7 +154,7 @@ const opensslFromOutside: OpensslRunner = async (args) => {
  * or in new/; the round reads them in the direction mail flows (outside, relay, primary, new/), so a message
  * that moves on during the round is met again further down. Only then is a count of store entries final.
  */
-async function waitForMailSettled(deadlineMs = 180_000): Promise<void> {
+export async function waitForMailSettled(deadlineMs = 180_000): Promise<void> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     const pending: string[] = [];
@@ -185,6 +185,37 @@ async function waitForMailSettled(deadlineMs = 180_000): Promise<void> {
 async function settledEntries(subject: string): Promise<number> {
   await waitForMailSettled();
   return (await storeEntries()).filter((entry) => entry.subject === subject).length;
+}
+
+/**
+ * brightchain-send on the primary (SASL on 587, as the BrightChain node sends) to bob@outside.test; resolves with
+ * the message as bob's Maildir on outside holds it and the file's path there.
+ */
+export async function sendOutboundToBob(subject: string): Promise<{ message: string; file: string }> {
+  const sent = await on(
+    "mail",
+    `set -a && . ${SEND_ENV_FILE} && set +a && test "$GATEWAY_POSTFIX_USER" = ${shellQuote(LAB_SUBMISSION_USER.username)} && ` +
+      `echo 'hello outside' | node ${RUNTIME_DIR}/brightchain-send.cjs --from alice@brightchain.org --to bob@outside.test --subject ${shellQuote(subject)} 2>&1`,
+  );
+  expect(sent).toMatch(/^accepted for bob@outside\.test: 250 /);
+  const file = (
+    await waitOnHost(
+      "outside",
+      "the message in bob's Maildir",
+      `grep -l -F ${shellQuote(subject)} /home/bob/Maildir/new/* 2>/dev/null`,
+      (_out, code) => code === 0,
+      { deadlineMs: 90_000, diagnose: () => mailLog("mail") },
+    )
+  )
+    .trim()
+    .split("\n")[0]!;
+  return { message: await on("outside", `cat ${shellQuote(file)}`), file };
+}
+
+/** dkimverify (python3-dkim) on outside, which fetches the selector's record from the lab DNS as any receiver. */
+export async function dkimVerifiesOnOutside(file: string): Promise<boolean> {
+  const result = await tryOn("outside", `dkimverify < ${shellQuote(file)} 2>&1`);
+  return result.stdout.includes("signature ok");
 }
 
 /** Registers every scenario; the file's beforeAll must have deployed both stacks and run readyGatewaysForMail. */
@@ -335,31 +366,9 @@ export function describeMailScenarios(timer: LabTimer): void {
   describe("outbound: submission with SASL, DKIM-signed, verified by the receiver against the lab DNS", () => {
     it("delivers brightchain-send's message to outside with a DKIM signature that verifies", async () => {
       await timer.timed("scenario outbound", async () => {
-        const subject = uniqueSubject("outbound");
-        const sent = await on(
-          "mail",
-          `set -a && . ${SEND_ENV_FILE} && set +a && test "$GATEWAY_POSTFIX_USER" = ${shellQuote(LAB_SUBMISSION_USER.username)} && ` +
-            `echo 'hello outside' | node ${RUNTIME_DIR}/brightchain-send.cjs --from alice@brightchain.org --to bob@outside.test --subject ${shellQuote(subject)} 2>&1`,
-        );
-        expect(sent).toMatch(/^accepted for bob@outside\.test: 250 /);
-        const file = (
-          await waitOnHost(
-            "outside",
-            "the message in bob's Maildir",
-            `grep -l -F ${shellQuote(subject)} /home/bob/Maildir/new/* 2>/dev/null`,
-            (_out, code) => code === 0,
-            {
-              deadlineMs: 90_000,
-              diagnose: () => mailLog("mail"),
-            },
-          )
-        )
-          .trim()
-          .split("\n")[0]!;
-        const message = await on("outside", `cat ${shellQuote(file)}`);
+        const { message, file } = await sendOutboundToBob(uniqueSubject("outbound"));
         expect(message).toMatch(/^DKIM-Signature: .*d=brightchain\.org;/m);
-        // dkimverify (python3-dkim) fetches default._domainkey.brightchain.org from the lab DNS.
-        expect(await on("outside", `dkimverify < ${shellQuote(file)} 2>&1`)).toContain("signature ok");
+        expect(await dkimVerifiesOnOutside(file)).toBe(true);
       });
     });
 

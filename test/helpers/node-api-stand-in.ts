@@ -131,18 +131,33 @@ export class StandInNode {
     });
   }
 
-  /** Listens on a free loopback port; `basePath` is the path a node URL carries before the document's paths. */
-  static async start(handler: NodeApiHandler, options: { basePath?: string } = {}): Promise<StandInNode> {
+  /**
+   * Listens on `host` (loopback unless a test serves lab hosts, from the lab bridge's address) and `port` (a free
+   * one unless given: a node that comes back after an outage answers where it did); `basePath` is the path a node
+   * URL carries before the document's paths.
+   */
+  static async start(
+    handler: NodeApiHandler,
+    options: { basePath?: string; host?: string; port?: number } = {},
+  ): Promise<StandInNode> {
     const server = createServer();
     const node = new StandInNode(server, loadNodeApiDocument(), options.basePath ?? "", handler);
     server.on("request", (req, res) => void node.serve(req, res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve);
+    });
     return node;
   }
 
   /** The base URL to give the runtime (GATEWAY_REGISTRY_URL, GATEWAY_NODE_URL). */
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}${this.basePath}`;
+    const { address, port } = this.server.address() as AddressInfo;
+    return `http://${address}:${port}${this.basePath}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
   }
 
   async close(): Promise<void> {
