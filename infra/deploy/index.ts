@@ -8,7 +8,7 @@ import { parse as parseYaml } from "yaml";
 import { readStackConfigFiles, type FlatConfig } from "../model/config";
 import type { DnsRecord } from "../model/types";
 import { LAB_HOSTS, LAB_STATE_DIR } from "../lab/constants";
-import { labPublishZone, labSsh } from "../lab/lab";
+import { labPublishWorker, labPublishZone, labSsh } from "../lab/lab";
 import { labStackConfig } from "./labStack";
 import type { PublishReply, PublishRequest, RunnerJob } from "./runner";
 import { deployStatePath, type DeployFailure, type ResourceReport, type RunnerResult } from "./state";
@@ -22,6 +22,8 @@ export interface DnsTarget {
   /** What the getZone invoke answers as zone id, before the zone's name. */
   zoneIdPrefix: string;
   publishZone: (name: string, text: string) => Promise<void>;
+  /** Serves a Worker script at its custom domain; resolves to the address the domain's record points to. */
+  serveWorker?: (hostname: string, scriptName: string, content: string) => Promise<string>;
 }
 
 export interface DeployStackOptions {
@@ -80,6 +82,7 @@ function runRunner(
   job: RunnerJob,
   progress: (line: string) => void,
   publish: (record: DnsRecord) => Promise<void>,
+  serveWorker: (hostname: string, scriptName: string, content: string) => Promise<string>,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     // tsx loads the TypeScript runner and the program, as bin/gateway.cjs loads the CLI.
@@ -88,9 +91,18 @@ function runRunner(
       cwd: path.dirname(job.programFile),
     });
     child.on("message", (message: PublishRequest) => {
-      if (message.kind !== "publish") return;
-      publish(message.record).then(
-        () => child.connected && child.send({ kind: "published", serial: message.serial } satisfies PublishReply),
+      const done: Promise<string | undefined> =
+        message.kind === "publish"
+          ? publish(message.record).then(() => undefined)
+          : serveWorker(message.hostname, message.scriptName, message.content);
+      done.then(
+        (address) =>
+          child.connected &&
+          child.send({
+            kind: "published",
+            serial: message.serial,
+            ...(address !== undefined ? { address } : {}),
+          } satisfies PublishReply),
         (error: unknown) =>
           child.connected &&
           child.send({
@@ -148,12 +160,19 @@ async function publishZone(
   const merged = mergeZoneRecords(origin, byStack);
   const publishedFile = path.join(dnsDir, `${origin}.zone.json`);
   const previous = existsSync(publishedFile) ? (JSON.parse(readFileSync(publishedFile, "utf8")) as PublishedZone) : undefined;
-  if (previous && JSON.stringify(previous.records) === JSON.stringify(merged)) return false;
+  // The same records in another order are the same zone: a run's records arrive in the order its resources
+  // resolve, which differs between runs (a Worker's address record comes when its custom domain is created).
+  if (previous && sameRecords(previous.records, merged)) return false;
   // Grows with every publish and stays a plausible date-based serial.
   const serial = Math.max((previous?.serial ?? 0) + 1, Math.floor(Date.now() / 1000));
   await target.publishZone(origin, renderLabZone(origin, merged, serial));
   writeFileSync(publishedFile, `${JSON.stringify({ records: merged, serial } satisfies PublishedZone, null, 2)}\n`);
   return true;
+}
+
+function sameRecords(a: readonly DnsRecord[], b: readonly DnsRecord[]): boolean {
+  const canonical = (records: readonly DnsRecord[]) => records.map((record) => JSON.stringify(record)).sort();
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
 }
 
 function readStackRecords(stateDir: string, stack: string): DnsRecord[] {
@@ -220,6 +239,11 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
         progress(line);
       },
       publish,
+      async (hostname, scriptName, content) => {
+        if (options.dnsTarget.serveWorker === undefined)
+          throw new Error(`deploy ${options.stack}: this engine serves no Worker (custom domain ${hostname})`);
+        return options.dnsTarget.serveWorker(hostname, scriptName, content);
+      },
     );
     await publishing.catch(() => undefined);
     if (!existsSync(job.resultFile))
@@ -253,7 +277,11 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
 /** The engine's state for lab deploys: inside the lab's state, so `lab down` forgets it with the hosts. */
 export const LAB_DEPLOY_STATE_DIR = path.join(LAB_STATE_DIR, "deploy");
 
-export const labDnsTarget = (): DnsTarget => ({ zoneIdPrefix: "lab-zone-", publishZone: labPublishZone });
+export const labDnsTarget = (): DnsTarget => ({
+  zoneIdPrefix: "lab-zone-",
+  publishZone: labPublishZone,
+  serveWorker: labPublishWorker,
+});
 
 /**
  * `deployStack` for one of the project's stacks onto its lab host (the lab must be up), with gateway:os set to the

@@ -45,6 +45,8 @@ const RECORDED_DELETE = "recordedDelete";
 const DYNAMIC_KEPT_OUTPUTS = ["state", "dkimRecordText"];
 const COPY = "command:remote:CopyToRemote";
 const DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord";
+const WORKERS_SCRIPT = "cloudflare:index/workersScript:WorkersScript";
+const WORKERS_CUSTOM_DOMAIN = "cloudflare:index/workersCustomDomain:WorkersCustomDomain";
 
 /** Which of a command's inputs runs: create (also for a replacement), update, or delete (destroy). */
 type CommandPhase = "create" | "update" | "delete";
@@ -74,36 +76,44 @@ export function assetContent(resource: string, source: unknown): Buffer {
   );
 }
 
-/** What the runner asks of the engine process, over the IPC channel. */
-export interface PublishRequest {
-  kind: "publish";
-  serial: number;
-  record: DnsRecord;
-}
+/**
+ * What the runner asks of the engine process, over the IPC channel: a DNS record served, or a Worker script served
+ * at its custom domain (the reply then carries the address the domain's record points to).
+ */
+export type PublishRequest =
+  | { kind: "publish"; serial: number; record: DnsRecord }
+  | { kind: "worker"; serial: number; hostname: string; scriptName: string; content: string };
 export interface PublishReply {
   kind: "published";
   serial: number;
+  address?: string;
   error?: string;
 }
 
 let nextRequest = 0;
-const pendingPublishes = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+const pendingPublishes = new Map<number, { resolve: (address?: string) => void; reject: (error: Error) => void }>();
 
-/** Resolves once the engine has the record served by the lab DNS (it owns the zone and its lock-free state). */
-function publishRecord(record: DnsRecord): Promise<void> {
+/** Resolves once the engine has done it (it owns the lab DNS zone, the Workers host and their lock-free state). */
+function askEngine(request: DistributiveOmit<PublishRequest, "serial">): Promise<string | undefined> {
   const serial = ++nextRequest;
   return new Promise((resolve, reject) => {
     pendingPublishes.set(serial, { resolve, reject });
-    process.send!({ kind: "publish", serial, record } satisfies PublishRequest);
+    process.send!({ ...request, serial } as PublishRequest);
   });
 }
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
+
+const publishRecord = async (record: DnsRecord): Promise<void> => {
+  await askEngine({ kind: "publish", record });
+};
 
 process.on("message", (message: PublishReply) => {
   const pending = pendingPublishes.get(message.serial);
   if (message.kind !== "published" || !pending) return;
   pendingPublishes.delete(message.serial);
   if (message.error) pending.reject(new Error(message.error));
-  else pending.resolve();
+  else pending.resolve(message.address);
 });
 
 /**
@@ -155,6 +165,8 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
   const state = readDeployState(job.stateFile, job.stack);
   const reports: ResourceReport[] = [];
   const dnsRecords: DnsRecord[] = [];
+  /** WorkersScript content by script name, for the custom domain that names it as its service. */
+  const workerScripts = new Map<string, string>();
   let failure: DeployFailure | undefined;
   let inFlight = 0;
   const pendingDeletes: PendingDelete[] = [];
@@ -288,6 +300,28 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
             `[${job.stack}] ${args.name}: ${result.action}${result.changed.length ? ` (${result.changed.join(", ")})` : ""}`,
           );
           return { id, state: { ...plain, ...result.outputs } };
+        }
+        if (args.type === WORKERS_SCRIPT) {
+          workerScripts.set(String(plain.scriptName), String(plain.content));
+          return { id, state: plain };
+        }
+        if (args.type === WORKERS_CUSTOM_DOMAIN) {
+          // Served at once, with its address record published, as Cloudflare does for a custom domain.
+          const hostname = String(plain.hostname);
+          const content = workerScripts.get(String(plain.service));
+          if (content === undefined)
+            throw new Error(`${args.name}: service ${JSON.stringify(plain.service)} names no WorkersScript of this stack`);
+          const address = await askEngine({ kind: "worker", hostname, scriptName: String(plain.service), content });
+          const record: DnsRecord = {
+            name: hostname,
+            type: "A",
+            content: address!,
+            ttl: 300,
+            purpose: `the address Cloudflare gives the Worker custom domain ${hostname} (${args.name})`,
+          };
+          dnsRecords.push(record);
+          await publishRecord(record);
+          return { id, state: plain };
         }
         const managed = args.type === COMMAND || args.type === COPY || args.type === DNS_RECORD;
         if (!managed) return { id, state: plain };

@@ -41,14 +41,25 @@ export function renderKnotConfig(paths: LabDnsPaths, zoneNames: readonly string[
     "log:",
     "  - target: stderr",
     "    any: info",
+    // Every lab zone is DNSSEC-signed, as gateway:dnssec has Cloudflare sign the real one: a validating resolver
+    // given the zone's DS as its trust anchor (labZoneTrustAnchor) can check MX and TLSA answers, which DANE needs.
+    // One ECDSA P-256 key (algorithm 13, Cloudflare's) signs each zone; the keys live in the KASP database under
+    // the state directory and are re-used when a zone is reloaded.
+    "policy:",
+    "  - id: lab",
+    "    algorithm: ecdsap256sha256",
+    "    single-type-signing: on",
     "template:",
     "  - id: default",
     `    storage: "${paths.zonesDir}"`,
     '    file: "%s.zone"',
-    // The zone file is the only source of truth: no journal, no writing back, reload replaces the zone whole.
+    // The zone file is the only source of truth: no journal, no writing back, reload replaces the zone whole
+    // (and signs it again).
     "    zonefile-sync: -1",
     "    zonefile-load: whole",
     "    journal-content: none",
+    "    dnssec-signing: on",
+    "    dnssec-policy: lab",
     "zone:",
     ...zoneNames.map((name) => `  - domain: ${name}`),
     "",
@@ -57,6 +68,15 @@ export function renderKnotConfig(paths: LabDnsPaths, zoneNames: readonly string[
 
 function soaHeader(origin: string): string {
   return `$ORIGIN ${origin}.\n$TTL 300\n@ SOA ns.lab.test. hostmaster.lab.test. 1 3600 600 86400 300\n@ NS ns.lab.test.\n`;
+}
+
+/**
+ * lab.test, where the name every lab zone's NS record gives (ns.lab.test) has its address: a host step that asks
+ * a zone's authoritative servers directly (a DKIM or DANE switch waiting for its record) finds them as on the
+ * internet.
+ */
+export function renderNameserverZone(): { name: string; text: string } {
+  return { name: "lab.test", text: `${soaHeader("lab.test")}ns A ${LAB_GATEWAY_IP}\n` };
 }
 
 /** The mirror's names answered with the addresses this machine resolves them to, so guests use the same mirror. */
@@ -152,4 +172,23 @@ export async function publishLabZone(
   const status = await knotc(["zone-status", name]);
   const serial = /serial:\s*(\d+)/.exec(status.stdout)?.[1];
   await waitForZoneServed(paths, name, serial === undefined ? undefined : Number(serial));
+}
+
+/**
+ * The DS record (SHA-256 digest) of a signed lab zone, in presentation form: what a registrar would publish in the
+ * parent zone, and what a lab resolver takes as the zone's trust anchor.
+ */
+export async function labZoneTrustAnchor(paths: LabDnsPaths, name: string): Promise<string> {
+  assertZoneName(name);
+  const result = await runCommand("keymgr", ["-c", paths.config, name, "ds"]);
+  const ds = result.stdout.split("\n").find((line) => /^\S+ DS \d+ 13 2 [0-9a-f]{64}$/.test(line.trim()));
+  if (result.exitCode !== 0 || ds === undefined) {
+    throw new LabStepError(
+      "lab",
+      `read the DS of zone ${name}`,
+      `keymgr -c ${paths.config} ${name} ds`,
+      result.stdout + result.stderr,
+    );
+  }
+  return ds.trim();
 }

@@ -23,6 +23,7 @@ import {
   labDnsPaths,
   publishLabZone,
   renderMirrorZone,
+  renderNameserverZone,
   renderReverseZone,
   startLabDns,
 } from "./dns";
@@ -51,6 +52,7 @@ import {
 } from "./network";
 import { CommandResult, LabStepError, ProgressReporter, consoleProgress, runStep, waitFor } from "./process";
 import { ensureLabPrerequisites } from "./prerequisites";
+import { LAB_WORKERS_ADDRESS, serveLabWorker } from "./workers";
 import { LabState, readLabState, recordedHostRelease, writeLabState } from "./state";
 
 export interface LabUpOptions {
@@ -169,7 +171,8 @@ export async function labUp(options: LabUpOptions = {}): Promise<LabInfo> {
   await createNftTable(mirrorAddresses);
 
   const reverse = renderReverseZone();
-  const servedZones: Record<string, string> = { ...zones, [reverse.name]: reverse.text };
+  const nameserver = renderNameserverZone();
+  const servedZones: Record<string, string> = { ...zones, [reverse.name]: reverse.text, [nameserver.name]: nameserver.text };
   for (const [name, addresses] of Object.entries(mirrors)) servedZones[name] = renderMirrorZone(name, addresses);
   progress(`dns: knot on ${LAB_GATEWAY_IP}:53 serving ${Object.keys(servedZones).join(", ")}`);
   state.zones = servedZones;
@@ -274,6 +277,10 @@ export async function labDown(options: { progress?: ProgressReporter } = {}): Pr
     }),
   );
   for (const parent of state.cgroupParentsCreated ?? []) removeEmptyCgroup(parent);
+  if (state.workers) {
+    progress("workers: stopping the Workers host");
+    await stopLabProcess("lab", "the Workers host", state.workers);
+  }
   if (state.acme) {
     progress("acme: stopping pebble");
     await stopLabProcess("lab", "pebble", state.acme);
@@ -440,6 +447,18 @@ export async function labRecreate(
 }
 
 /** Publishes (replaces or adds) a zone on the lab DNS, e.g. the primary stack's records with its DKIM key. */
+/**
+ * Serves a Worker script at its custom domain (workers.ts), as Cloudflare does once a deploy creates them; returns
+ * the address the custom domain's record must point to.
+ */
+export async function labPublishWorker(hostname: string, scriptName: string, content: string): Promise<string> {
+  const state = requireState();
+  const running = state.workers !== undefined && isLabProcessAlive(state.workers) ? state.workers : undefined;
+  state.workers = await serveLabWorker(running, hostname, scriptName, content);
+  writeLabState(state);
+  return LAB_WORKERS_ADDRESS;
+}
+
 export async function labPublishZone(name: string, text: string): Promise<void> {
   const state = requireState();
   await publishLabZone(labDnsPaths(LAB_STATE_DIR), state.zones, name, text);

@@ -33,6 +33,8 @@ export interface LabState {
   ipForwardBefore?: string;
   dns?: LabProcessRecord;
   acme?: LabProcessRecord;
+  /** The Workers host (workers.ts), started by the first deploy that declares a Worker. */
+  workers?: LabProcessRecord;
   hosts: Record<string, LabHostRecord>;
   /** `machine` cgroup parents that did not exist before the lab; removed on down once empty. */
   cgroupParentsCreated?: string[];

@@ -5,7 +5,7 @@ import { labHostReleases, labStackOverrides, stackLabRelease } from "../../infra
 import { readStackConfigFiles } from "../../infra/model/config";
 import { debianSourcesForGuests, debootstrapMirror, mirrorHostNames } from "../../infra/lab/base";
 import { labHostSpec, LAB_HOSTS } from "../../infra/lab/constants";
-import { assertZoneName, labDnsPaths, renderKnotConfig, renderReverseZone } from "../../infra/lab/dns";
+import { assertZoneName, labDnsPaths, renderKnotConfig, renderNameserverZone, renderReverseZone } from "../../infra/lab/dns";
 import { containerCgroupDirs, labHostPaths, renderHostNetwork, renderSupervisorScript } from "../../infra/lab/hosts";
 import { renderLabNftRuleset } from "../../infra/lab/network";
 import {
@@ -100,6 +100,15 @@ describe("lab plan", () => {
     const reverse = renderReverseZone();
     expect(reverse.name).toBe("0.231.10.in-addr.arpa");
     for (const host of LAB_HOSTS) expect(reverse.text).toContain(`PTR ${host.fqdn}.`);
+  });
+
+  it("signs every zone (DNSSEC, ECDSA P-256 as Cloudflare) and gives the NS name every zone names an address", () => {
+    const config = renderKnotConfig(labDnsPaths("/state"), ["brightchain.org"]);
+    expect(config).toContain("policy:\n  - id: lab\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n");
+    expect(config).toContain("    dnssec-signing: on\n    dnssec-policy: lab\n");
+    const nameserver = renderNameserverZone();
+    expect(nameserver.name).toBe("lab.test");
+    expect(nameserver.text).toMatch(/^ns A 10\.231\.0\.1$/m);
   });
 
   it("names the value and what is accepted when a user gets a name wrong", () => {
