@@ -7,8 +7,9 @@
 // lab down. test/lab/ansible.test.ts runs the same scenarios on nodes the playbook
 // deployed, test/lab/swapped.test.ts on the fleet with the releases swapped.
 import { createHash } from "node:crypto";
-import { spawn } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deployStackToLab, labStackConfig, type DeployResult } from "../../infra/deploy";
@@ -18,7 +19,9 @@ import { formatReport, runDoctor, type DoctorReport } from "../../infra/doctor";
 import { labAcmePaths } from "../../infra/lab/acme";
 import { runLabDemo, type LabDemoResult } from "../../infra/lab/demo";
 import { labSshPaths } from "../../infra/lab/hosts";
-import { labDown, labStatus } from "../../infra/lab/lab";
+import { labDown, labPublishZone, labStatus } from "../../infra/lab/lab";
+import { readLabState } from "../../infra/lab/state";
+import { labWorkerScriptFile } from "../../infra/lab/workers";
 import { waitFor } from "../../infra/lab/process";
 import { parseGatewayConfig, parseGatewaySecrets, readStackConfigFiles } from "../../infra/model/config";
 import type { HostFile } from "../../infra/model/types";
@@ -26,7 +29,7 @@ import { hostPlan, type HostStep } from "../../infra/plan";
 import { readRuntimeArtifacts } from "../../infra/plan/artifacts";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { expectedManifest, hostManifest, type HostManifest, type ManagedPaths } from "../helpers/lab-ansible";
-import { on } from "../helpers/lab-mail";
+import { on, shellQuote } from "../helpers/lab-mail";
 import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
 
 const repo = path.resolve(__dirname, "../..");
@@ -293,17 +296,19 @@ describe("gateway doctor on the fleet engine 1 deployed (DNS through the lab's r
       projectDir: repo,
       configOverrides: { ...lab.overrides, ...lab.secrets },
       resolvers: [LAB_GATEWAY_IP],
-      extraCa: [readFileSync(labAcmePaths(LAB_STATE_DIR).pebbleRoot, "utf8")],
+      // pebble's root (the nodes' certificates) and the lab CA (the Workers host's, like Cloudflare's public one).
+      extraCa: [
+        readFileSync(labAcmePaths(LAB_STATE_DIR).pebbleRoot, "utf8"),
+        readFileSync(labAcmePaths(LAB_STATE_DIR).labCaCert, "utf8"),
+      ],
       ssh: true,
       privateKey: readFileSync(labSshPaths(LAB_STATE_DIR).privateKey, "utf8"),
     });
   };
-  // The lab has no Cloudflare Worker to serve the MTA-STS policy from (docs/mta-sts.md): its one expected ✗.
-  const LAB_GAPS = ["MTA-STS https://mta-sts.brightchain.org/.well-known/mta-sts.txt"];
   const failing = (report: DoctorReport) =>
-    report.checks.filter((c) => c.status !== "ok" && !LAB_GAPS.includes(c.subject)).map((c) => `${c.subject}: ${c.detail}`);
+    report.checks.filter((c) => c.status !== "ok").map((c) => `${c.subject}: ${c.detail}`);
 
-  it("is green right after deploy on both nodes: records by value, PTR, STARTTLS, TLS floor, no open relay, closed ports, the host's lookup and queues", async () => {
+  it("is green right after deploy on both nodes: records by value, the MTA-STS policy the program's Worker serves, PTR, STARTTLS, TLS floor, no open relay, closed ports, the host's lookup and queues", async () => {
     for (const { stack } of STACKS) {
       const report = await doctor(stack);
       expect(failing(report), formatReport(report)).toEqual([]);
@@ -330,12 +335,196 @@ describe("gateway doctor on the fleet engine 1 deployed (DNS through the lab's r
     await waitFor(
       { host: "mail", step: "brightchain-lookup back" },
       60_000,
-      async () =>
-        (await doctor("primary")).checks.every((c) => c.status === "ok" || LAB_GAPS.includes(c.subject)) ? true : undefined,
+      async () => ((await doctor("primary")).checks.every((c) => c.status === "ok") ? true : undefined),
       () => "doctor still reports a problem on mail",
     );
   });
+
+  /** Each fault injected on the live lab turns exactly its own checks ✗, names the cause, and is undone. */
+  const faultsOf = async (stack: string) => failing(await doctor(stack));
+  const subjects = (lines: string[]) => lines.map((line) => line.split(": ")[0]);
+
+  it("names a changed PTR of the primary, and only that", async () => {
+    const faults = await withZoneEdited(
+      "0.231.10.in-addr.arpa",
+      (zone) => zone.replace(/^10 PTR .*$/m, "10 PTR elsewhere.example."),
+      () => faultsOf("primary"),
+    );
+    expect(subjects(faults)).toEqual(["PTR 10.231.0.10"]);
+    expect(faults[0]).toContain("elsewhere.example");
+  });
+
+  it("names a deleted DKIM record, and only that", async () => {
+    const faults = await withZoneEdited(
+      "brightchain.org",
+      (zone) => zone.replace(/^default\._domainkey\s[^)]*\)\n/m, ""),
+      () => faultsOf("primary"),
+    );
+    expect(subjects(faults)).toEqual(["TXT default._domainkey.brightchain.org (v=DKIM1)"]);
+    expect(faults[0]).toMatch(/missing|no record|not published/i);
+  });
+
+  it("names an SPF record that leaves out the relay, and only that", async () => {
+    const faults = await withZoneEdited(
+      "brightchain.org",
+      (zone) => zone.replace(" ip4:10.231.0.20", ""),
+      () => faultsOf("primary"),
+    );
+    expect(subjects(faults)).toEqual(["TXT brightchain.org (v=spf1)"]);
+    expect(faults[0]).toContain("v=spf1 ip4:10.231.0.10 -all");
+  });
+
+  it("names a certificate for the wrong name on 25 and 587, and the TLSA it no longer matches, and nothing else", async () => {
+    const faults = await withCertificateFor(["mail"], "wrong.brightchain.org", () => faultsOf("primary"));
+    // The certificate's key is not the one the TLSA record pins either: DANE senders would refuse it too.
+    expect(subjects(faults).sort()).toEqual(
+      [
+        "STARTTLS 10.231.0.10:25 name",
+        "STARTTLS 10.231.0.10:587 name",
+        "TLSA _25._tcp.mail.brightchain.org vs 10.231.0.10:25",
+      ].sort(),
+    );
+    expect(faults[0]).toContain("certificate is for wrong.brightchain.org, not mail.brightchain.org");
+  });
+
+  it("names an MTA-STS policy served with a wrong MX, and only that", async () => {
+    const script = labWorkerScriptFile("mta-sts.brightchain.org");
+    const served = readFileSync(script, "utf8");
+    expect(served).toContain("mx: mail2.brightchain.org");
+    writeFileSync(script, served.replace("mx: mail2.brightchain.org", "mx: mail3.brightchain.org"));
+    let faults: string[];
+    try {
+      faults = await faultsOf("primary");
+    } finally {
+      writeFileSync(script, served);
+    }
+    expect(subjects(faults)).toEqual(["MTA-STS https://mta-sts.brightchain.org/.well-known/mta-sts.txt"]);
+    expect(faults[0]).toContain(
+      "mx: mail.brightchain.org, mail3.brightchain.org instead of mail.brightchain.org, mail2.brightchain.org",
+    );
+  });
+
+  it("names the lookup's port 2526 reachable from outside, and only that", async () => {
+    // A forwarder on the public address and a hole in front of the firewall's rules (iptables, not ufw: ufw would
+    // turn its own reject rule for the port into the allow, and deleting that would leave the port unmanaged).
+    await on(
+      "mail",
+      `iptables -I INPUT 1 -p tcp --dport 2526 -m comment --comment ${FAULT_COMMENT} -j ACCEPT && { ` +
+        `setsid nohup python3 -c ${shellQuote("import socket\ns=socket.socket()\ns.bind(('10.231.0.10',2526))\ns.listen()\nwhile True: s.accept()[0].close()")} ` +
+        ">/dev/null 2>&1 </dev/null & echo $! > /run/brightchain-fault-listener.pid; }",
+    );
+    let faults: string[];
+    try {
+      faults = await faultsOf("primary");
+    } finally {
+      await on(
+        "mail",
+        `kill $(cat /run/brightchain-fault-listener.pid) && rm /run/brightchain-fault-listener.pid && ` +
+          `iptables -D INPUT -p tcp --dport 2526 -m comment --comment ${FAULT_COMMENT} -j ACCEPT`,
+      );
+    }
+    expect(subjects(faults)).toEqual(["closed 10.231.0.10:2526"]);
+  });
+
+  it("is green again once every fault is undone", async () => {
+    expect(await faultsOf("primary")).toEqual([]);
+    expect(await faultsOf("relay")).toEqual([]);
+  });
 });
+
+/** Marks the one firewall rule a fault inserts, so it is removed by itself. */
+const FAULT_COMMENT = "brightchain-lab-fault";
+
+/** The zone with its SOA serial raised by `by`: Knot serves a reloaded zone only under a new serial. */
+function withSerialRaised(zone: string, by: number): string {
+  return zone.replace(
+    /(\bSOA\s+\S+\s+\S+\s+(?:\(\s*)?)(\d+)/,
+    (_all, head: string, serial: string) => `${head}${Number(serial) + by}`,
+  );
+}
+
+/** Runs `work` while the lab DNS serves `name` edited, then serves the zone as it was. */
+async function withZoneEdited<T>(name: string, edit: (zone: string) => string, work: () => Promise<T>): Promise<T> {
+  const original = readLabState()?.zones[name];
+  if (original === undefined) throw new Error(`the lab serves no zone ${name}`);
+  const edited = edit(original);
+  if (edited === original) throw new Error(`the edit of zone ${name} changed nothing:\n${original}`);
+  await labPublishZone(name, withSerialRaised(edited, 1));
+  try {
+    return await work();
+  } finally {
+    await labPublishZone(name, withSerialRaised(original, 2));
+  }
+}
+
+/** A certificate for `name` from the lab CA, which every lab host and doctor (extraCa) trust like a public CA. */
+function labCaCertificate(name: string): { certificate: string; key: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), "gateway-lab-cert-"));
+  const file = (base: string) => path.join(dir, base);
+  const acme = labAcmePaths(LAB_STATE_DIR);
+  const openssl = (args: string[]) => execFileSync("openssl", args, { stdio: ["ignore", "pipe", "pipe"] });
+  try {
+    writeFileSync(file("leaf.ext"), `subjectAltName=DNS:${name}\nextendedKeyUsage=serverAuth\n`);
+    openssl([
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      `/CN=${name}`,
+      "-keyout",
+      file("leaf.key"),
+      "-out",
+      file("leaf.csr"),
+    ]);
+    openssl([
+      "x509",
+      "-req",
+      "-in",
+      file("leaf.csr"),
+      "-CA",
+      acme.labCaCert,
+      "-CAkey",
+      acme.labCaKey,
+      "-CAcreateserial",
+      "-days",
+      "30",
+      "-extfile",
+      file("leaf.ext"),
+      "-out",
+      file("leaf.crt"),
+    ]);
+    return { certificate: readFileSync(file("leaf.crt"), "utf8"), key: readFileSync(file("leaf.key"), "utf8") };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `work` while Postfix on each host serves a certificate for `name` (trusted, but not the host's name). */
+async function withCertificateFor<T>(hosts: readonly LabHostName[], name: string, work: () => Promise<T>): Promise<T> {
+  const leaf = labCaCertificate(name);
+  const cert = "/etc/postfix/brightchain-fault-cert.pem";
+  const key = "/etc/postfix/brightchain-fault-key.pem";
+  for (const host of hosts) {
+    await on(host, `umask 077 && cat > ${key}`, leaf.key);
+    await on(host, `cat > ${cert}`, leaf.certificate);
+    await on(
+      host,
+      `cp -p /etc/postfix/main.cf /root/main.cf.before-fault && postconf -e smtpd_tls_cert_file=${cert} smtpd_tls_key_file=${key} && postfix reload`,
+    );
+  }
+  try {
+    return await work();
+  } finally {
+    for (const host of hosts)
+      await on(
+        host,
+        `cp -p /root/main.cf.before-fault /etc/postfix/main.cf && rm -f /root/main.cf.before-fault ${cert} ${key} && postfix reload`,
+      );
+  }
+}
 
 describe("drift: the host read back on every apply (HostState) and by `gateway drift`", () => {
   const isHostState = (r: { type: string }) => r.type.startsWith("pulumi-nodejs:dynamic");
