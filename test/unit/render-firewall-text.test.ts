@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { releaseOs } from "../../infra/model/releases";
 import type { GatewayNode } from "../../infra/model/types";
-import { renderFirewallScript } from "../../infra/render/firewall";
+import { firewallFiles, loopbackOnlyPorts, renderFirewallScript } from "../../infra/render/firewall";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 const scrapers = { ...examplePrimary.metrics, scrapers: ["192.0.2.0/24", "2001:db8::/64"] };
@@ -111,6 +111,38 @@ describe("the firewall script, exactly", () => {
       'fw --add-rich-rule=\'rule port port="9526" protocol="tcp" reject\'  # brightchain-lookup metrics, loopback and metrics scrapers only',
       'if [ "$running" = yes ]; then firewall-cmd --reload >/dev/null; fi',
       "",
+    ]);
+  });
+});
+
+describe("the firewall's other outputs", () => {
+  it("an http-01 node opens 80 with the ACME comment and closes nothing it needs; firewalld keeps 587 and 80 open", () => {
+    const http01: GatewayNode = { ...examplePrimary, tls: { ...examplePrimary.tls, challenge: "http-01" } };
+    const ufw = renderFirewallScript(http01);
+    expect(ufw).toContain("\nufw allow 80/tcp comment 'brightchain: ACME http-01 challenge (certbot standalone)'\n");
+    expect(ufw).not.toContain("delete allow");
+    const firewalld = renderFirewallScript({ ...http01, os: releaseOs("rhel-9") });
+    expect(firewalld).toContain("\nfw --add-port=587/tcp  # submission from the BrightChain node\n");
+    expect(firewalld).toContain("\nfw --add-port=80/tcp  # ACME http-01 challenge (certbot standalone)\n");
+    expect(firewalld).not.toContain("--remove-port");
+  });
+
+  it("with a scraper network the metrics ports are no longer loopback-only (doctor stops probing them)", () => {
+    const daemonPorts = [2526, 783, 8891, [11332, 11334]];
+    expect(loopbackOnlyPorts({ ...examplePrimary, metrics: scrapers }).map((p) => p.port)).toEqual(daemonPorts);
+    expect(loopbackOnlyPorts(examplePrimary).map((p) => p.port)).toEqual([...daemonPorts, 9526, 9527, 9154]);
+  });
+
+  it("the script is root's, 0755, and reloads nothing", () => {
+    expect(firewallFiles(examplePrimary)).toEqual([
+      {
+        path: "/usr/local/sbin/brightchain-firewall",
+        mode: 0o755,
+        owner: "root",
+        group: "root",
+        content: renderFirewallScript(examplePrimary),
+        notify: [],
+      },
     ]);
   });
 });

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { releaseOs } from "../../infra/model/releases";
 import type { GatewayNode } from "../../infra/model/types";
-import { gatewayEnvFiles, renderGatewayEnv, renderSendEnv } from "../../infra/render/gateway-env";
+import { gatewayEnvFiles, nodePrograms, renderGatewayEnv, renderSendEnv } from "../../infra/render/gateway-env";
 import { examplePrimary, exampleRelay, exampleSecrets } from "../fixtures/nodes";
 
 describe("gateway.env, exactly", () => {
@@ -107,5 +107,22 @@ describe("the env files", () => {
     expect(meta(files)).toEqual([daemons, { ...send, secret: true }]);
     expect(files[0]!.content).toBe(renderGatewayEnv(examplePrimary));
     expect(files[1]!.content).toBe(renderSendEnv(examplePrimary, exampleSecrets));
+  });
+});
+
+describe("the programs a node runs", () => {
+  it("the lookup everywhere; the processor and the store on the primary; send beside 587", () => {
+    expect(nodePrograms(examplePrimary)).toEqual([
+      "brightchain-lookup",
+      "brightchain-inbound",
+      "brightchain-store",
+      "brightchain-send",
+    ]);
+    expect(nodePrograms({ ...examplePrimary, submission: { enabled: false, saslBackend: "dovecot" } })).toEqual([
+      "brightchain-lookup",
+      "brightchain-inbound",
+      "brightchain-store",
+    ]);
+    expect(nodePrograms(exampleRelay)).toEqual(["brightchain-lookup"]);
   });
 });

@@ -3,7 +3,13 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
-import { mtaStsPolicyHost, mtaStsPolicyId, mtaStsPolicyText, mtaStsRecordText } from "../../infra/render/mta-sts";
+import {
+  mtaStsPolicyHost,
+  mtaStsPolicyId,
+  mtaStsPolicyText,
+  mtaStsRecordText,
+  mtaStsWorkerScript,
+} from "../../infra/render/mta-sts";
 import { registryFiles } from "../../infra/render/registry";
 import { examplePrimary } from "../fixtures/nodes";
 
@@ -26,6 +32,14 @@ describe("MTA-STS, exactly", () => {
     expect(mtaStsPolicyId(`${policy} `)).not.toBe(id);
     expect(mtaStsRecordText(policy)).toBe(`v=STSv1; id=${id}`);
     expect(mtaStsPolicyHost("brightchain.org")).toBe("mta-sts.brightchain.org");
+  });
+});
+
+describe("the Worker's source", () => {
+  it("embeds the policy and its path as JSON string literals", () => {
+    const script = mtaStsWorkerScript('version: STSv1\nmode: "x"\n');
+    expect(script).toContain('\nconst POLICY = "version: STSv1\\nmode: \\"x\\"\\n";\n');
+    expect(script).toContain('\nconst POLICY_PATH = "/.well-known/mta-sts.txt";\n');
   });
 });
 

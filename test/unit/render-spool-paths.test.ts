@@ -3,8 +3,8 @@
 // and the value. Trailing slashes are dropped so Maildir's tmp/new/cur are never written with a double slash.
 import { describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
-import { renderMaildropScript, spoolDirectories } from "../../infra/render/spool";
-import { examplePrimary } from "../fixtures/nodes";
+import { renderMaildropScript, spoolDirectories, spoolFiles } from "../../infra/render/spool";
+import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 const withDrop = (drop: Partial<GatewayNode["drop"]>): GatewayNode => ({
   ...examplePrimary,
@@ -52,5 +52,11 @@ describe("spool paths", () => {
       "/spool/store",
     ]);
     expect(renderMaildropScript(node)).toContain("\ndrop_dir='/spool/in'\n");
+  });
+});
+
+describe("the maildrop script's place", () => {
+  it("a relay gets no script even with transport=pipe: it never delivers locally", () => {
+    expect(spoolFiles({ ...exampleRelay, drop: { ...exampleRelay.drop, transport: "pipe" } })).toEqual([]);
   });
 });
