@@ -99,4 +99,18 @@ describe("refusals", () => {
       );
     }
   });
+
+  it("SHA512-CRYPT matches glibc's reference vector; two accounts are two lines", () => {
+    // crypt("Hello world!", "$6$saltstring") from Ulrich Drepper's SHA-crypt specification.
+    expect(sha512Crypt("Hello world!", "saltstring")).toBe(
+      "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+    );
+    const passwd = renderSubmissionPasswd({
+      submissionUsers: [
+        { username: "one", password: "first password" },
+        { username: "two", password: "second password" },
+      ],
+    });
+    expect(passwd).toMatch(/^one:\{SHA512-CRYPT\}\$6\$[^\n]+\ntwo:\{SHA512-CRYPT\}\$6\$[^\n]+\n$/);
+  });
 });
