@@ -42,7 +42,7 @@ const PROVIDER_KEY = "__provider";
 /** Where a command's delete is kept in the engine's state for the destroy. */
 const RECORDED_DELETE = "recordedDelete";
 /** Outputs of a dynamic resource the engine keeps between runs: never a secret (those come from the inputs). */
-const DYNAMIC_KEPT_OUTPUTS = ["state", "dkimRecordText"];
+const DYNAMIC_KEPT_OUTPUTS = ["state", "dkimRecordSource", "dkimRecordText"];
 const COPY = "command:remote:CopyToRemote";
 const DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord";
 const WORKERS_SCRIPT = "cloudflare:index/workersScript:WorkersScript";

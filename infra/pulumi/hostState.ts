@@ -38,8 +38,14 @@ export interface HostStateProps {
   state: Record<string, string>;
   /** Every step a repair may run, in plan order, with what it needs. */
   steps: Pick<HostStep, "id" | "command" | "stdin" | "secret">[];
-  /** The DKIM step's stdout (the public record) and the command that prints it again after a repair. */
+  /**
+   * The DKIM key step's stdout as this run's program passes it: a new selector or a new key changes it, and that
+   * change alone must reach the output (a diff that looked only at the checks would keep the previous key's text).
+   */
+  dkimRecordSource: string;
+  /** Output: the record published, the key step's stdout or the key a repair generated again. */
   dkimRecordText: string;
+  /** The command that prints the record again after a repair regenerated the key. */
   dkimRecordRead: string;
 }
 
@@ -64,7 +70,7 @@ function wanted(checks: HostCheck[]): Record<string, string> {
 /** Runs the repair for whatever has drifted now, then proves the host is back. Returns the DKIM record text. */
 async function repair(props: HostStateProps): Promise<string> {
   const drifts = hostDrift(props.checks, await observe(props));
-  if (drifts.length === 0) return props.dkimRecordText;
+  if (drifts.length === 0) return props.dkimRecordSource;
   const ids = repairSteps(props.checks, drifts, props.steps as HostStep[]);
   for (const id of ids) {
     const step = props.steps.find((s) => s.id === id)!;
@@ -84,7 +90,7 @@ async function repair(props: HostStateProps): Promise<string> {
     const record = await runRemote(props.connection, asRoot(props, props.dkimRecordRead));
     if (record.exitCode === 0) return record.stdout.replace(/\n$/, "");
   }
-  return props.dkimRecordText;
+  return props.dkimRecordSource;
 }
 
 /** Pulumi's dynamic provider for HostState. Exported for the lab engine, which runs it as `pulumi up --refresh` would. */
@@ -100,9 +106,11 @@ export const hostStateProvider: pulumi.dynamic.ResourceProvider = {
     return { id, props: { ...props, state }, inputs: { ...props, state } };
   },
   async diff(_id: string, olds: HostStateProps, news: HostStateProps) {
-    // A changed connection or plan changes nothing on the host by itself; only a check's value does.
+    // A changed connection or plan changes nothing on the host by itself; only a check's value does, or a key
+    // step that printed another record (a rotation's new selector): without an update the engine would keep the
+    // previous record text as this resource's output, and publish the new selector with the old key.
     const drifted = news.checks.some((check) => olds.state?.[check.name] !== check.expected);
-    return { changes: drifted };
+    return { changes: drifted || olds.dkimRecordSource !== news.dkimRecordSource };
   },
   async update(_id: string, _olds: HostStateProps, news: HostStateProps) {
     const dkimRecordText = await repair(news);
@@ -149,6 +157,7 @@ export class HostState extends pulumi.dynamic.Resource {
               ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
             })),
         ),
+        dkimRecordSource: args.dkimRecordText ?? "",
         dkimRecordText: args.dkimRecordText ?? "",
         dkimRecordRead: args.dkimRecordRead ?? "",
       },

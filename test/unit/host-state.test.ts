@@ -114,18 +114,27 @@ describe("the HostState provider", () => {
         const provider = require(${JSON.stringify(path.join(dir, "provider.js"))}).${serialized.exportName}();
         const props = { connection: { host: "127.0.0.1", port: 1, user: "root", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP6kEPrnVDpntlskcoYMhNKYDm7NwXlPaA1dPHq31tgv" },
           sudo: false, script: ":", stdin: "", checks: [{ name: "service postfix", expected: "enabled, active", repair: [] }],
-          state: { "service postfix": "enabled, active" }, steps: [], dkimRecordText: "", dkimRecordRead: "" };
+          state: { "service postfix": "enabled, active" }, steps: [], dkimRecordSource: "p=OLD", dkimRecordText: "p=OLD", dkimRecordRead: "" };
         (async () => {
           const same = await provider.diff("id", props, props);
           const drifted = await provider.diff("id", { ...props, state: { "service postfix": "disabled, inactive" } }, props);
+          // A rotation: every check as wanted, but the key step printed the new selector's record.
+          const newKey = await provider.diff("id", props, { ...props, dkimRecordSource: "p=NEW", dkimRecordText: "p=NEW" });
           const read = await provider.read("id", props).then(() => "read ok", (e) => String(e.message));
-          console.log(JSON.stringify({ same, drifted, read }));
+          console.log(JSON.stringify({ same, drifted, newKey, read }));
         })();`;
       const run = spawnSync(process.execPath, ["-e", driver], { encoding: "utf8", timeout: 30_000 });
       expect(run.status, run.stderr).toBe(0);
-      const result = JSON.parse(run.stdout) as { same: { changes: boolean }; drifted: { changes: boolean }; read: string };
+      const result = JSON.parse(run.stdout) as {
+        same: { changes: boolean };
+        drifted: { changes: boolean };
+        newKey: { changes: boolean };
+        read: string;
+      };
       expect(result.same.changes).toBe(false);
       expect(result.drifted.changes).toBe(true);
+      // Without this update the engine keeps the old record text and publishes the new selector with the old key.
+      expect(result.newKey.changes).toBe(true);
       expect(result.read).toMatch(/^host state of 127\.0\.0\.1: the observation exited 255/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
