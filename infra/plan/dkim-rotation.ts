@@ -76,7 +76,8 @@ export function dkimServedCheckCommand(node: GatewayNode): string {
     wanted: publishedDkimText(txtRecord),
     hint:
       `OpenDKIM keeps signing with ${node.dkim.previous?.selector ?? "the previous selector"}; ` +
-      "the record is published by this same up: check it at Cloudflare, then run pulumi up again.",
+      "pulumi up publishes the record itself (check it at Cloudflare); with the Ansible playbook, publish the record the " +
+      "key task printed at your DNS provider. Then run again.",
     deadlineSeconds: 300,
   });
 }
