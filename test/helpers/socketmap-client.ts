@@ -1,5 +1,5 @@
 // A raw TCP client for the socketmap service's tests: collects every byte the server writes, parses netstring
-// replies, and notices when the server closes. (test/unit/lookup-protocol.test.ts still has its own copy.)
+// replies, and notices when the server closes. What Postfix (and a person with nc) sees.
 import { connect, type Socket } from "node:net";
 import { encodeNetstring } from "../../runtime/src/lookup/server";
 
@@ -47,6 +47,11 @@ export class SocketmapClient {
     return new Promise((resolve) => this.socket.write(data, () => resolve()));
   }
 
+  /** Ends this side (sends FIN), as a line probe from nc does after its last line. */
+  end(): void {
+    this.socket.end();
+  }
+
   destroy(): void {
     this.socket.destroy();
   }
@@ -73,7 +78,7 @@ export class SocketmapClient {
     return this.received.toString("utf8");
   }
 
-  /** Complete netstring payloads received so far. */
+  /** Complete netstring payloads received so far (parsed incrementally: some tests receive thousands). */
   netstrings(): string[] {
     for (;;) {
       const colon = this.received.indexOf(":", this.parsedUpTo);

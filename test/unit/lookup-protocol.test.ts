@@ -5,96 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { FileRegistry, HttpRegistry, type RecipientRegistry } from "../../runtime/src/lookup/registry";
-import { RecipientLookupService, encodeNetstring } from "../../runtime/src/lookup/server";
-
-const netstring = (payload: string) => Buffer.from(encodeNetstring(payload));
-
-/** A raw client that collects everything the server writes and notices when it closes. */
-class RawClient {
-  private received = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-  readonly ready: Promise<void>;
-  private readonly socket: Socket;
-
-  /** `localAddress` another loopback address (127.0.0.2…), to be a different peer. */
-  constructor(port: number, localAddress?: string) {
-    this.socket = connect({ port, host: "127.0.0.1", localAddress });
-    this.socket.setNoDelay(true);
-    this.ready = new Promise((resolve) => this.socket.once("connect", () => resolve()));
-    this.socket.on("data", (chunk) => {
-      this.received = Buffer.concat([this.received, chunk]);
-      this.wake();
-    });
-    this.socket.on("error", () => undefined);
-    this.socket.on("close", () => {
-      this.closed = true;
-      this.wake();
-    });
-  }
-
-  private wake(): void {
-    for (const waiter of this.waiters.splice(0)) waiter();
-  }
-
-  write(data: string | Buffer): Promise<void> {
-    return new Promise((resolve) => this.socket.write(data, () => resolve()));
-  }
-
-  end(): void {
-    this.socket.end();
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  /** Waits until `predicate` holds for what was received, or fails at the deadline. */
-  async until(predicate: () => boolean, deadlineMs = 5_000): Promise<void> {
-    const deadline = Date.now() + deadlineMs;
-    while (!predicate()) {
-      if (Date.now() > deadline) throw new Error(`deadline: received ${JSON.stringify(this.text())}, closed=${this.closed}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-  }
-
-  text(): string {
-    return this.received.toString("utf8");
-  }
-
-  private parsed: string[] = [];
-  private parsedUpTo = 0;
-
-  /** Complete netstring payloads received so far (parsed incrementally: some tests receive thousands). */
-  netstrings(): string[] {
-    for (;;) {
-      const colon = this.received.indexOf(":", this.parsedUpTo);
-      if (colon < 0) break;
-      const header = this.received.toString("latin1", this.parsedUpTo, colon);
-      if (!/^\d+$/.test(header)) throw new Error(`reply is not a netstring: ${JSON.stringify(header)}`);
-      const end = colon + 1 + Number(header);
-      if (this.received.length < end + 1) break;
-      if (this.received[end] !== 0x2c) throw new Error(`netstring not terminated by a comma at byte ${end}`);
-      this.parsed.push(this.received.toString("utf8", colon + 1, end));
-      this.parsedUpTo = end + 1;
-    }
-    return this.parsed;
-  }
-
-  async replies(count: number): Promise<string[]> {
-    await this.until(() => this.netstrings().length >= count || this.closed);
-    return this.netstrings();
-  }
-}
+import { RecipientLookupService } from "../../runtime/src/lookup/server";
+import { SocketmapClient, netstring } from "../helpers/socketmap-client";
 
 const dir = mkdtempSync(join(tmpdir(), "lookup-protocol-"));
 const registryFile = join(dir, "recipients");
-const clients: RawClient[] = [];
-function client(port: number, localAddress?: string): RawClient {
-  const c = new RawClient(port, localAddress);
+const clients: SocketmapClient[] = [];
+function client(port: number, localAddress?: string): SocketmapClient {
+  const c = new SocketmapClient(port, { localAddress });
   clients.push(c);
   return c;
 }
@@ -424,7 +342,7 @@ describe("socketmap server limits", () => {
     services.push(service);
     return { port: await service.listen(), service };
   }
-  const connected = async (...cs: RawClient[]) => {
+  const connected = async (...cs: SocketmapClient[]) => {
     for (const c of cs) await c.ready;
   };
 
@@ -489,7 +407,7 @@ describe("socketmap server limits", () => {
   });
 
   /** Writes `bytes` one at a time, 100 ms apart, until the server closes the connection; returns how many went. */
-  async function drip(c: RawClient, bytes: Buffer): Promise<number> {
+  async function drip(c: SocketmapClient, bytes: Buffer): Promise<number> {
     await c.ready;
     let sent = 0;
     while (!c.closed && sent < bytes.length) {
