@@ -1,5 +1,5 @@
 // The built brightchain-inbound daemon on real files: kill -9 in the middle of a batch, restart, count.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
+import { killChildren, spawnInboundDaemon, type InboundDaemon } from "../helpers/inbound-daemon";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
 import { StandInNode } from "../helpers/node-api-stand-in";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
@@ -34,41 +35,20 @@ beforeEach(() => {
   makeDropMaildir(dropDir);
 });
 afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await new Promise((resolve) => child.once("exit", resolve));
-    }
-  }
+  await killChildren(children);
   for (const node of nodes.splice(0)) await node.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Daemon {
-  child: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startDaemon(extraEnv: Record<string, string> = {}, nodeOptions: string[] = []): Daemon {
-  const child = spawn(process.execPath, [...nodeOptions, daemonPath], {
-    env: {
-      PATH: process.env.PATH,
-      EMAIL_DOMAIN: "brightchain.org",
-      GATEWAY_MAIL_DROP_DIR: dropDir,
-      GATEWAY_ERROR_DIR: errorDir,
-      GATEWAY_STORE_DIR: storeDir,
-      GATEWAY_SPAM_ENGINE: "none",
-      GATEWAY_INBOUND_CONCURRENCY: "4",
-      ...extraEnv,
-    },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  children.push(child);
-  let stderr = "";
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, stderr: () => stderr, exited };
+function startDaemon(extraEnv: Record<string, string> = {}, nodeOptions: string[] = []): InboundDaemon {
+  const daemon = spawnInboundDaemon(
+    daemonPath,
+    { dropDir, errorDir, storeDir },
+    { GATEWAY_INBOUND_CONCURRENCY: "4", ...extraEnv },
+    { nodeOptions },
+  );
+  children.push(daemon.child);
+  return daemon;
 }
 
 function indexLineCount(): number {

@@ -1,7 +1,7 @@
 // The built brightchain-inbound daemon, as an unprivileged user (nobody, as the unit's brightchain user would
 // be), against what a hostile local process or a bad day leaves in its spool: FIFOs, links, unreadable files,
 // oversized files, mail for other domains, names that forge journal lines, an errors/ it cannot write.
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { readStoreIndex } from "../../runtime/src/store/content-addressed-store";
+import { killChildren, spawnInboundDaemon, type InboundDaemon } from "../helpers/inbound-daemon";
 import { dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
@@ -61,47 +62,23 @@ beforeEach(() => {
   execFileSync("chown", ["-R", `${nobody.uid}:${nobody.gid}`, dir]);
 });
 afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await new Promise((resolve) => child.once("exit", resolve));
-    }
-  }
+  await killChildren(children);
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Daemon {
-  child: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function startDaemon(extraEnv: Record<string, string> = {}): Daemon {
-  const child = spawn(process.execPath, [...INBOUND_NODE_OPTIONS, daemonPath], {
-    env: {
-      PATH: process.env.PATH,
-      EMAIL_DOMAIN: "brightchain.org",
-      GATEWAY_SPAM_ENGINE: "none",
-      GATEWAY_MAX_MESSAGE_SIZE: "26214400",
-      GATEWAY_MAIL_DROP_DIR: dropDir,
-      GATEWAY_ERROR_DIR: errorDir,
-      GATEWAY_STORE_DIR: storeDir,
-      GATEWAY_INBOUND_CONCURRENCY: "8",
-      ...extraEnv,
-    },
-    uid: nobody.uid,
-    gid: nobody.gid,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  children.push(child);
-  let stderr = "";
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, stderr: () => stderr, exited };
+function startDaemon(extraEnv: Record<string, string> = {}): InboundDaemon {
+  const daemon = spawnInboundDaemon(
+    daemonPath,
+    { dropDir, errorDir, storeDir },
+    { GATEWAY_MAX_MESSAGE_SIZE: "26214400", GATEWAY_INBOUND_CONCURRENCY: "8", ...extraEnv },
+    { nodeOptions: INBOUND_NODE_OPTIONS, user: nobody },
+  );
+  children.push(daemon.child);
+  return daemon;
 }
 
 /** SIGTERM, and the exit code, within `ms`: a daemon blocked in a system call never gets that far. */
-async function stopDaemon(daemon: Daemon, ms = 10_000): Promise<number | null> {
+async function stopDaemon(daemon: InboundDaemon, ms = 10_000): Promise<number | null> {
   daemon.child.kill("SIGTERM");
   return Promise.race([
     daemon.exited,
@@ -131,7 +108,7 @@ const newNames = () => readdirSync(newDir());
 const newIsEmpty = () => newNames().length === 0;
 const inCur = (name: string) => existsSync(join(dropDir, "cur", `${name}:2,`));
 const reasonOf = (name: string) => readFileSync(join(errorDir, `${name}.reason`), "utf8");
-const stderrLinesAbout = (daemon: Daemon, text: string) =>
+const stderrLinesAbout = (daemon: InboundDaemon, text: string) =>
   daemon
     .stderr()
     .split("\n")

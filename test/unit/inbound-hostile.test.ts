@@ -29,6 +29,7 @@ import {
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
 import { ContentAddressedStore, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions } from "../helpers/inbound-daemon";
 
 let dir: string;
 let dropDir: string;
@@ -57,20 +58,7 @@ afterEach(async () => {
 });
 
 async function startProcessor(sink: Sink, options: Partial<InboundProcessorOptions> = {}): Promise<InboundProcessor> {
-  const processor = new InboundProcessor({
-    mailDropDir: dropDir,
-    errorDir,
-    sink,
-    spamEngine: "none",
-    spamProbable: 5,
-    servedDomains: ["brightchain.org"],
-    maxMessageSize: 26_214_400,
-    concurrency: 4,
-    logger,
-    retryInitialMs: 10,
-    retryMaxMs: 40,
-    ...options,
-  });
+  const processor = new InboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), ...options });
   await processor.start();
   cleanups.push(async () => {
     await processor.stop();

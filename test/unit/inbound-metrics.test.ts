@@ -10,6 +10,7 @@ import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/si
 import { MetricsEndpoint, daemonRegistry } from "../../runtime/src/metrics/metrics-endpoint";
 import { ContentAddressedStore } from "../../runtime/src/store/content-addressed-store";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions } from "../helpers/inbound-daemon";
 import { sample, scrape, type Scrape } from "../helpers/prometheus-text";
 
 let dir: string;
@@ -34,20 +35,7 @@ async function inboundWithMetrics(sink: Sink) {
   const registry = daemonRegistry();
   const observer = inboundMetrics(registry, { mailDropDir: dropDir, errorDir, inFlight: () => processor.inFlight });
   // Read by the metrics only when scraped, after this line has run.
-  const processor = new InboundProcessor({
-    mailDropDir: dropDir,
-    errorDir,
-    sink,
-    spamEngine: "none",
-    spamProbable: 5,
-    servedDomains: ["brightchain.org"],
-    maxMessageSize: 26_214_400,
-    concurrency: 4,
-    logger,
-    retryInitialMs: 10,
-    retryMaxMs: 40,
-    observer,
-  });
+  const processor = new InboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), observer });
   const endpoint = new MetricsEndpoint({ registry, host: "127.0.0.1", port: 0 });
   const port = await endpoint.listen();
   cleanups.push(async () => {

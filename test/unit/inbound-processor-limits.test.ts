@@ -27,6 +27,7 @@ import {
 } from "../../runtime/src/inbound/inbound-processor";
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions } from "../helpers/inbound-daemon";
 
 const opens = vi.hoisted(() => new Map<string, number>());
 vi.mock("node:fs", async (importOriginal) => {
@@ -67,20 +68,7 @@ afterEach(async () => {
 });
 
 async function startProcessor(sink: Sink, options: Partial<InboundProcessorOptions> = {}): Promise<InboundProcessor> {
-  const processor = new InboundProcessor({
-    mailDropDir: dropDir,
-    errorDir,
-    sink,
-    spamEngine: "none",
-    spamProbable: 5,
-    servedDomains: ["brightchain.org"],
-    maxMessageSize: 26_214_400,
-    concurrency: 4,
-    logger,
-    retryInitialMs: 10,
-    retryMaxMs: 40,
-    ...options,
-  });
+  const processor = new InboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), ...options });
   await processor.start();
   cleanups.push(() => processor.stop());
   return processor;

@@ -7,6 +7,7 @@ import { InboundProcessor, type InboundLogger } from "../../runtime/src/inbound/
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
 import { ContentAddressedStore, objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
 import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions } from "../helpers/inbound-daemon";
 
 let dir: string;
 let dropDir: string;
@@ -35,18 +36,9 @@ async function startProcessor(
   trackedNamesLimit?: number,
 ): Promise<InboundProcessor> {
   const processor = new InboundProcessor({
-    trackedNamesLimit,
-    mailDropDir: dropDir,
-    errorDir,
-    sink,
+    ...inboundTestOptions({ dropDir, errorDir }, sink, logger),
     spamEngine: engine,
-    spamProbable: 5,
-    servedDomains: ["brightchain.org"],
-    maxMessageSize: 26_214_400,
-    concurrency: 4,
-    logger,
-    retryInitialMs: 10,
-    retryMaxMs: 40,
+    trackedNamesLimit,
   });
   await processor.start();
   running.push({
