@@ -72,41 +72,72 @@ async function makeLabCertificates(paths: LabAcmePaths): Promise<void> {
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
   ]);
-  const csr = join(paths.dir, "pebble-listener.csr");
-  await runStep("lab", "create ACME listener key", "openssl", [
+  await signWithLabCa(paths, {
+    dir: paths.dir,
+    base: "pebble-listener",
+    commonName: LAB_GATEWAY_IP,
+    subjectAltName: `IP:${LAB_GATEWAY_IP},DNS:acme.lab.test`,
+  });
+}
+
+/**
+ * A server certificate signed by the lab CA, which every lab host and doctor (extraCa) trust as they would a public
+ * CA: `<base>.key` and `<base>.crt` in `dir`. subjectAltName as openssl writes it: `DNS:name` or `IP:address`, comma
+ * separated.
+ */
+export async function signWithLabCa(
+  paths: Pick<LabAcmePaths, "labCaCert" | "labCaKey">,
+  leaf: { dir: string; base: string; commonName: string; subjectAltName: string },
+): Promise<{ cert: string; key: string }> {
+  const file = (suffix: string) => join(leaf.dir, `${leaf.base}.${suffix}`);
+  await runStep("lab", `key for ${leaf.commonName}`, "openssl", [
     "req",
-    ...ec,
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
     "-keyout",
-    paths.listenerKey,
+    file("key"),
     "-out",
-    csr,
+    file("csr"),
     "-subj",
-    `/CN=${LAB_GATEWAY_IP}`,
+    `/CN=${leaf.commonName}`,
   ]);
-  const extensions = join(paths.dir, "pebble-listener.ext");
-  writeFileSync(extensions, `subjectAltName=IP:${LAB_GATEWAY_IP},DNS:acme.lab.test\nextendedKeyUsage=serverAuth\n`);
-  await runStep("lab", "sign ACME listener certificate", "openssl", [
+  writeFileSync(file("ext"), `subjectAltName=${leaf.subjectAltName}\nextendedKeyUsage=serverAuth\n`);
+  await runStep("lab", `certificate for ${leaf.commonName}`, "openssl", [
     "x509",
     "-req",
     "-in",
-    csr,
+    file("csr"),
     "-CA",
     paths.labCaCert,
     "-CAkey",
     paths.labCaKey,
     "-CAcreateserial",
     "-out",
-    paths.listenerCert,
+    file("crt"),
     "-days",
     "30",
     "-extfile",
-    extensions,
+    file("ext"),
   ]);
+  return { cert: file("crt"), key: file("key") };
 }
 
-function httpsGet(url: string, ca: string): Promise<{ status: number; body: string }> {
+/**
+ * GET `url` trusting `ca`, with the body. `connect` sends the request to another address than the URL's host
+ * (SNI and Host header stay the URL's): a name the lab serves on a shared listener.
+ */
+export function httpsGet(
+  url: string,
+  ca: string,
+  connect?: { host: string; port: number },
+): Promise<{ status: number; body: string }> {
+  const { hostname } = new URL(url);
+  const via = connect ? { host: connect.host, port: connect.port, servername: hostname, headers: { host: hostname } } : {};
   return new Promise((resolve, reject) => {
-    const req = request(url, { ca, timeout: 2_000 }, (response) => {
+    const req = request(url, { ca, timeout: 2_000, ...via }, (response) => {
       let body = "";
       response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
       response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));

@@ -5,12 +5,11 @@
 // engine publishes the custom domain's address record, as Cloudflare does when it creates the custom domain.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { request } from "node:https";
 import { join } from "node:path";
-import { labAcmePaths } from "./acme";
+import { httpsGet, labAcmePaths, signWithLabCa } from "./acme";
 import { LAB_GATEWAY_IP, LAB_STATE_DIR } from "./constants";
 import { readLogTail, startDetached } from "./daemon";
-import { runStep, waitFor } from "./process";
+import { waitFor } from "./process";
 import type { LabProcessRecord } from "./state";
 
 /** Where a custom domain is served: the machine's bridge address, HTTPS's port. */
@@ -83,69 +82,21 @@ function readRoutes(paths: LabWorkersPaths): Record<string, Route> {
 
 /** The lab CA's certificate for one custom domain, made once. */
 async function certificateFor(paths: LabWorkersPaths, hostname: string): Promise<{ cert: string; key: string }> {
-  const acme = labAcmePaths(LAB_STATE_DIR);
   const cert = join(paths.dir, `${hostname}.crt`);
-  const key = join(paths.dir, `${hostname}.key`);
-  if (existsSync(cert)) return { cert, key };
-  const csr = join(paths.dir, `${hostname}.csr`);
-  const extensions = join(paths.dir, `${hostname}.ext`);
-  await runStep("lab", `key for ${hostname}`, "openssl", [
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    csr,
-    "-subj",
-    `/CN=${hostname}`,
-  ]);
-  writeFileSync(extensions, `subjectAltName=DNS:${hostname}\nextendedKeyUsage=serverAuth\n`);
-  await runStep("lab", `certificate for ${hostname}`, "openssl", [
-    "x509",
-    "-req",
-    "-in",
-    csr,
-    "-CA",
-    acme.labCaCert,
-    "-CAkey",
-    acme.labCaKey,
-    "-CAcreateserial",
-    "-out",
-    cert,
-    "-days",
-    "30",
-    "-extfile",
-    extensions,
-  ]);
-  return { cert, key };
+  if (existsSync(cert)) return { cert, key: join(paths.dir, `${hostname}.key`) };
+  return signWithLabCa(labAcmePaths(LAB_STATE_DIR), {
+    dir: paths.dir,
+    base: hostname,
+    commonName: hostname,
+    subjectAltName: `DNS:${hostname}`,
+  });
 }
 
 /** GET https://hostname/ through the Workers host, trusting the lab CA: the route answers once this resolves. */
-function probe(hostname: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: LAB_WORKERS_ADDRESS,
-        port: LAB_WORKERS_PORT,
-        servername: hostname,
-        path: "/",
-        headers: { host: hostname },
-        ca: readFileSync(labAcmePaths(LAB_STATE_DIR).labCaCert, "utf8"),
-        timeout: 2_000,
-      },
-      (response) => {
-        response.resume();
-        resolve(response.statusCode ?? 0);
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end();
-  });
+async function probe(hostname: string): Promise<number> {
+  const ca = readFileSync(labAcmePaths(LAB_STATE_DIR).labCaCert, "utf8");
+  const answer = await httpsGet(`https://${hostname}/`, ca, { host: LAB_WORKERS_ADDRESS, port: LAB_WORKERS_PORT });
+  return answer.status;
 }
 
 /**

@@ -7,7 +7,7 @@
 // lab down. test/lab/ansible.test.ts runs the same scenarios on nodes the playbook
 // deployed, test/lab/swapped.test.ts on the fleet with the releases swapped.
 import { createHash } from "node:crypto";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -16,7 +16,7 @@ import { deployStackToLab, labStackConfig, type DeployResult } from "../../infra
 import { MAX_STEPS_IN_FLIGHT } from "../../infra/pulumi/gatewayHost";
 import { LAB_GATEWAY_IP, LAB_STATE_DIR, type LabHostName } from "../../infra/lab/constants";
 import { formatReport, runDoctor, type DoctorReport } from "../../infra/doctor";
-import { labAcmePaths } from "../../infra/lab/acme";
+import { labAcmePaths, signWithLabCa } from "../../infra/lab/acme";
 import { runLabDemo, type LabDemoResult } from "../../infra/lab/demo";
 import { labSshPaths } from "../../infra/lab/hosts";
 import { labDown, labPublishZone, labStatus } from "../../infra/lab/lab";
@@ -458,45 +458,16 @@ async function withZoneEdited<T>(name: string, edit: (zone: string) => string, w
 }
 
 /** A certificate for `name` from the lab CA, which every lab host and doctor (extraCa) trust like a public CA. */
-function labCaCertificate(name: string): { certificate: string; key: string } {
+async function labCaCertificate(name: string): Promise<{ certificate: string; key: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), "gateway-lab-cert-"));
-  const file = (base: string) => path.join(dir, base);
-  const acme = labAcmePaths(LAB_STATE_DIR);
-  const openssl = (args: string[]) => execFileSync("openssl", args, { stdio: ["ignore", "pipe", "pipe"] });
   try {
-    writeFileSync(file("leaf.ext"), `subjectAltName=DNS:${name}\nextendedKeyUsage=serverAuth\n`);
-    openssl([
-      "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-subj",
-      `/CN=${name}`,
-      "-keyout",
-      file("leaf.key"),
-      "-out",
-      file("leaf.csr"),
-    ]);
-    openssl([
-      "x509",
-      "-req",
-      "-in",
-      file("leaf.csr"),
-      "-CA",
-      acme.labCaCert,
-      "-CAkey",
-      acme.labCaKey,
-      "-CAcreateserial",
-      "-days",
-      "30",
-      "-extfile",
-      file("leaf.ext"),
-      "-out",
-      file("leaf.crt"),
-    ]);
-    return { certificate: readFileSync(file("leaf.crt"), "utf8"), key: readFileSync(file("leaf.key"), "utf8") };
+    const leaf = await signWithLabCa(labAcmePaths(LAB_STATE_DIR), {
+      dir,
+      base: "leaf",
+      commonName: name,
+      subjectAltName: `DNS:${name}`,
+    });
+    return { certificate: readFileSync(leaf.cert, "utf8"), key: readFileSync(leaf.key, "utf8") };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -504,7 +475,7 @@ function labCaCertificate(name: string): { certificate: string; key: string } {
 
 /** Runs `work` while Postfix on each host serves a certificate for `name` (trusted, but not the host's name). */
 async function withCertificateFor<T>(hosts: readonly LabHostName[], name: string, work: () => Promise<T>): Promise<T> {
-  const leaf = labCaCertificate(name);
+  const leaf = await labCaCertificate(name);
   const cert = "/etc/postfix/brightchain-fault-cert.pem";
   const key = "/etc/postfix/brightchain-fault-key.pem";
   for (const host of hosts) {
