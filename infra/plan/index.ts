@@ -156,7 +156,10 @@ function planServices(node: GatewayNode, files: HostFile[]): string[] {
 
 /** The command `pulumi destroy` runs on the host: see teardownCommand. */
 export function hostTeardown(node: GatewayNode, files: HostFile[], artifacts: RuntimeArtifact[] = []): string {
-  const allFiles = planFiles(node, files, artifacts);
+  return teardownOf(node, planFiles(node, files, artifacts));
+}
+
+function teardownOf(node: GatewayNode, allFiles: HostFile[]): string {
   // Also what an earlier configuration may have started (another spam engine): a destroy stops all of ours.
   const switchable = SWITCHABLE.flatMap((component) => componentProfile(node, component).removal.services);
   return teardownCommand(node, allFiles, [...planServices(node, allFiles), ...switchable], node.dkim.keepKeyOnDestroy ?? false);
@@ -174,11 +177,21 @@ export function hostState(
   options: HostPlanOptions = {},
 ): HostStateSpec {
   const allFiles = planFiles(node, files, artifacts);
+  return stateOf(node, allFiles, directories, planSteps(node, files, allFiles, directories, options), options);
+}
+
+function stateOf(
+  node: GatewayNode,
+  allFiles: HostFile[],
+  directories: HostDirectory[],
+  steps: HostStep[],
+  options: HostPlanOptions,
+): HostStateSpec {
   return hostStateSpec({
     node,
     files: allFiles,
     directories,
-    steps: hostPlan(node, files, directories, artifacts, options),
+    steps,
     services: planServices(node, allFiles),
     sshPort: options.sshPort ?? 22,
     contentNotCompared: options.contentNotCompared ?? new Set(),
@@ -195,6 +208,30 @@ export function hostState(
   });
 }
 
+/** What deploying one node takes from the plan: its steps, the host state that checks them, and its teardown. */
+export interface HostDeployment {
+  steps: HostStep[];
+  state: HostStateSpec;
+  /** The command `pulumi destroy` runs on the host (hostTeardown). */
+  teardown: string;
+}
+
+/**
+ * hostPlan, hostState and hostTeardown of one node, from one plan: what a deploy (GatewayHost) needs, each
+ * computed once. The same as calling the three with these arguments.
+ */
+export function hostDeployment(
+  node: GatewayNode,
+  files: HostFile[],
+  directories: HostDirectory[],
+  artifacts: RuntimeArtifact[] = [],
+  options: HostPlanOptions = {},
+): HostDeployment {
+  const allFiles = planFiles(node, files, artifacts);
+  const steps = planSteps(node, files, allFiles, directories, options);
+  return { steps, state: stateOf(node, allFiles, directories, steps, options), teardown: teardownOf(node, allFiles) };
+}
+
 export function hostPlan(
   node: GatewayNode,
   files: HostFile[],
@@ -202,8 +239,17 @@ export function hostPlan(
   artifacts: RuntimeArtifact[] = [],
   options: HostPlanOptions = {},
 ): HostStep[] {
-  const allFiles = planFiles(node, files, artifacts);
+  return planSteps(node, files, planFiles(node, files, artifacts), directories, options);
+}
 
+/** `files` as rendered, `allFiles` with the runtime programs (planFiles). */
+function planSteps(
+  node: GatewayNode,
+  files: HostFile[],
+  allFiles: HostFile[],
+  directories: HostDirectory[],
+  options: HostPlanOptions,
+): HostStep[] {
   const steps: HostStep[] = [];
   // A trigger of a secret step is secret wherever it goes: a service step and the verification reuse them.
   const secretTriggers = new Set<string>();

@@ -12,9 +12,7 @@ import {
   STEP_DKIM_KEY,
   STEP_DKIM_PREVIOUS,
   STEP_VERIFY,
-  hostPlan,
-  hostState,
-  hostTeardown,
+  hostDeployment,
   type HostStep,
   type RuntimeArtifact,
 } from "../plan";
@@ -101,7 +99,9 @@ export class GatewayHost extends pulumi.ComponentResource {
   constructor(name: string, args: GatewayHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("brightchain:gateway:GatewayHost", name, {}, opts);
 
-    this.steps = hostPlan(args.node, args.files, args.directories, args.artifacts, { sshPort: args.sshPort ?? 22 });
+    // One plan for the steps, the host state that reads them back and the teardown.
+    const plan = hostDeployment(args.node, args.files, args.directories, args.artifacts, { sshPort: args.sshPort ?? 22 });
+    this.steps = plan.steps;
     // The key must stay secret in every child's state, whatever form the caller passed it in.
     const connection = pulumi.secret(args.connection);
     // The steps carry no delete of their own: a changed step is replaced create-before-delete, and a delete would
@@ -116,7 +116,7 @@ export class GatewayHost extends pulumi.ComponentResource {
         connection,
         create: ":",
         update: ":",
-        delete: asRoot(hostTeardown(args.node, args.files, args.artifacts)),
+        delete: asRoot(plan.teardown),
         triggers: [],
         addPreviousOutputInEnv: false,
       },
@@ -155,7 +155,7 @@ export class GatewayHost extends pulumi.ComponentResource {
 
     this.verifyCommand = this.commands[STEP_VERIFY]!;
     this.verified = this.verifyCommand.stdout;
-    const state = hostState(args.node, args.files, args.directories, args.artifacts, { sshPort: args.sshPort ?? 22 });
+    const state = plan.state;
     const dkimStep = this.commands[STEP_DKIM_KEY];
     this.hostState = new HostState(
       `${name}-host-state`,
