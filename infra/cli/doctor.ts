@@ -1,17 +1,27 @@
 // `gateway doctor --stack NAME`: one command that says what is wrong with a deployed node (infra/doctor).
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { formatReport, parseResolverAddress, reportExitCode, reportJson, ResolverUnreachableError, runDoctor } from "../doctor";
+import {
+  formatReport,
+  parseResolverAddress,
+  parseTrustAnchor,
+  reportExitCode,
+  reportJson,
+  ResolverUnreachableError,
+  runDoctor,
+} from "../doctor";
 import { parseFlags, UsageError, type CliIo, type CliVerb } from "./verb";
 
 const HELP = `Usage: gateway doctor --stack NAME [--dir PROJECTDIR] [--json] [--resolver IP[:PORT]]
-                      [--address HOST=IP ...] [--ca FILE] [--on-host [--identity FILE]]
+                      [--address HOST=IP ...] [--ca FILE] [--trust-anchor DS ...] [--on-host [--identity FILE]]
 
 Checks the stack's node as the rest of the internet sees it, and prints one line per check (✓ ok, ✗ wrong,
 ! worth a look) with the fix under each ✗ and !:
   dns    every record the stack publishes, with its value: MX set exactly the fleet, A/AAAA, one SPF equal to
          the expected one, DMARC, DKIM (with --on-host: p= equal to the host's key), and any record kind the
          renderer adds
+  dnssec on the primary (gateway:dnssec): the zone's DNSKEY set signed by its own key, the parent's DS matching
+         that key (the fix names the DS to give the registrar), MX signed, and the resolver's AD bit
   ptr    reverse DNS of every address names the host, and the host's A/AAAA has the address
   policy the MTA-STS policy the _mta-sts record announces, served at https://mta-sts.<domain>/
   tls    STARTTLS on 25 (and 587 on a primary): chain trusted, host name in the certificate, days to expiry,
@@ -27,6 +37,8 @@ Checks the stack's node as the rest of the internet sees it, and prints one line
   --resolver IP[:PORT] the name server to ask (repeatable; default: the system's)
   --address HOST=IP    connect to IP for fleet host HOST instead of its configured addresses (repeatable)
   --ca FILE            PEM certificates trusted besides the public roots (a test CA such as the lab's)
+  --trust-anchor DS    a DS record standing in for the parent's, 'brightchain.org. IN DS 2371 13 2 C2B5…'
+                       (repeatable; a zone without a parent to ask, such as the lab's)
   --on-host            also run the host checks over SSH
   --identity FILE      SSH private key for --on-host (default: the SSH agent)
 
@@ -53,6 +65,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     resolver: { type: "string", multiple: true },
     address: { type: "string", multiple: true },
     ca: { type: "string" },
+    "trust-anchor": { type: "string", multiple: true },
     "on-host": { type: "boolean" },
     identity: { type: "string" },
   });
@@ -65,6 +78,14 @@ async function run(args: string[], io: CliIo): Promise<number> {
     resolvers = (flags.resolver ?? []).map(parseResolverAddress);
   } catch (error) {
     throw new UsageError((error as Error).message);
+  }
+  const trustAnchors = flags["trust-anchor"] ?? [];
+  for (const anchor of trustAnchors) {
+    try {
+      parseTrustAnchor(anchor);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
   }
   const readFlagFile = (flag: string, file: string): string => {
     try {
@@ -87,6 +108,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
       ...(flags["on-host"] ? { ssh: true as const } : {}),
       ...(privateKey ? { privateKey } : {}),
       ...(extraCa ? { extraCa } : {}),
+      trustAnchors,
     });
   } catch (error) {
     if (error instanceof ResolverUnreachableError) {
@@ -101,7 +123,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
 
 export const doctorVerb: CliVerb = {
   summary:
-    "check a deployed node from outside (DNS values, PTR, STARTTLS, TLS floor, open relay, closed ports) and, --on-host, over SSH",
+    "check a deployed node from outside (DNS values, the DNSSEC chain, PTR, STARTTLS, TLS floor, open relay, closed ports) and, --on-host, over SSH",
   help: HELP,
   run,
 };

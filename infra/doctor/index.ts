@@ -1,5 +1,5 @@
-// `gateway doctor`: what is wrong with a deployed node, seen from outside as a sending server sees it (DNS, PTR,
-// the MTA-STS policy, STARTTLS and TLSA, the TLS floor, open relay, ports that must be closed) and, with an SSH
+// `gateway doctor`: what is wrong with a deployed node, seen from outside as a sending server sees it (DNS, the
+// DNSSEC chain, PTR, the MTA-STS policy, STARTTLS and TLSA, the TLS floor, open relay, ports that must be closed) and, with an SSH
 // connection, from the host itself. Every check is a function over injected lookups and probes (types.ts); this file picks the node's
 // checks, and runDoctor wires them to the stack's configuration and the real network.
 import { isIP } from "node:net";
@@ -11,20 +11,35 @@ import { shellQuote } from "../plan/shell";
 import { dnsRecords } from "../render/dns";
 import { dmarcReportAuthorizationChecks } from "./dmarc-report";
 import { dkimPresenceCheck, ptrChecks, recordChecks } from "./dns";
+import { dnssecChecks } from "./dnssec";
+import { parseTrustAnchor, type TrustAnchor } from "./dnssec-validate";
 import { dropBacklogCheck, hostDkimKey, hostReachCheck, lookupProbeCheck, queueCheck } from "./host";
 import { mtaStsPolicyCheck } from "./mta-sts";
 import { doctorNetwork } from "./network";
 import type { DoctorReport } from "./report";
-import { dnsLookup } from "./resolver";
+import { dnsLookup, dnssecQuery } from "./resolver";
 import { closedPortChecks, daneCheck, openRelayCheck, starttlsChecks, tlsFloorCheck } from "./service";
-import type { CheckResult, DnsLookup, DoctorNetwork, HostCommand } from "./types";
+import type { CheckResult, DnsLookup, DnssecQuery, DoctorNetwork, HostCommand } from "./types";
 
+export { dsRecordText, parseTrustAnchor, type TrustAnchor } from "./dnssec-validate";
 export { formatReport, reportExitCode, reportJson, type DoctorReport } from "./report";
-export { parseResolverAddress } from "./resolver";
-export { ResolverUnreachableError, type CheckResult, type DnsLookup, type DoctorNetwork, type HostCommand } from "./types";
+export { dnssecQuery, parseResolverAddress } from "./resolver";
+export {
+  ResolverUnreachableError,
+  type CheckResult,
+  type DnsLookup,
+  type DnssecQuery,
+  type DoctorNetwork,
+  type HostCommand,
+  type SecureAnswer,
+} from "./types";
 
 export interface NodeProbes {
   lookup: DnsLookup;
+  /** Queries with the DNSSEC OK bit, for the DNSSEC rows; absent: they are skipped (tests of other checks). */
+  dnssec?: DnssecQuery;
+  /** DS records standing in for the parent's (--trust-anchor). */
+  trustAnchors?: TrustAnchor[];
   network: DoctorNetwork;
   /** Runs a command on the node as root; absent: the host checks are skipped. */
   host?: HostCommand;
@@ -64,6 +79,16 @@ export async function doctorNode(node: GatewayNode, probes: NodeProbes): Promise
   if (ownsDkim && dkimKey === undefined) results.push(await dkimPresenceCheck(node, probes.lookup, context));
   // The primary's stack owns DMARC, so it answers for where the reports go.
   if (node.role === "primary") results.push(...(await dmarcReportAuthorizationChecks(node, probes.lookup)));
+  // The primary's stack signs the zone (gateway:dnssec), so it answers for the chain; the relays' TLSA rely on it.
+  if (node.role === "primary" && probes.dnssec) {
+    results.push(
+      ...(await dnssecChecks(node, probes.dnssec, {
+        trustAnchors: probes.trustAnchors ?? [],
+        now: probes.now,
+        publishHint: probes.publishHint,
+      })),
+    );
+  }
   results.push(...(await ptrChecks(node, probes.lookup)));
   const policy = await mtaStsPolicyCheck(node, records, probes.lookup, probes.network, context);
   if (policy !== undefined) results.push(policy);
@@ -120,8 +145,17 @@ export interface DoctorOptions {
   privateKey?: string;
   /** PEM certificates trusted besides the public roots (the lab's ACME CA). */
   extraCa?: string[];
-  /** Replace the real resolver or network (tests). */
+  /**
+   * DS records in presentation form standing in for the parent's DS set, `brightchain.org. IN DS 2371 13 2 C2B5…`
+   * (parseTrustAnchor; --trust-anchor): for a zone whose parent cannot be asked, as the lab's (labZoneTrustAnchor).
+   */
+  trustAnchors?: string[];
+  /**
+   * Replace the real resolver or network (tests). `lookup` alone replaces the record lookups and skips the DNSSEC
+   * rows (they would ask the real network); give `dnssecQuery` too to run them over it.
+   */
   lookup?: DnsLookup;
+  dnssecQuery?: DnssecQuery;
   network?: DoctorNetwork;
   now?: Date;
 }
@@ -175,9 +209,18 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   } else if (options.ssh !== undefined) {
     host = sshHostCommand(options.ssh);
   }
+  // A malformed one throws parseTrustAnchor's error, naming the value and the form accepted.
+  const trustAnchors = (options.trustAnchors ?? []).map(parseTrustAnchor);
+  for (const anchor of trustAnchors) {
+    if (anchor.zone !== node.domain.toLowerCase())
+      throw new GatewayConfigError("--trust-anchor", anchor.text, `a DS record for the stack's zone ${node.domain}`);
+  }
+  const dnssec = options.dnssecQuery ?? (options.lookup ? undefined : dnssecQuery(options.resolvers ?? []));
   const own = node.host;
   const checks = await doctorNode(node, {
     lookup: options.lookup ?? dnsLookup(options.resolvers ?? []),
+    ...(dnssec ? { dnssec } : {}),
+    trustAnchors,
     network: options.network ?? doctorNetwork({ ...(options.extraCa ? { extraCa: options.extraCa } : {}) }),
     ...(host ? { host } : {}),
     addresses: options.addresses?.[own.hostname] ?? [own.ipv4, ...(own.ipv6 ? [own.ipv6] : [])],

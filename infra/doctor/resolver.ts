@@ -4,9 +4,9 @@
 import { randomInt } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { Resolver } from "node:dns/promises";
-import { isIP } from "node:net";
-import { decodeAnswer, encodeQuery, tlsaText, TYPE_TLSA } from "./dns-wire";
-import { ResolverUnreachableError, type DnsLookup } from "./types";
+import { connect, isIP } from "node:net";
+import { decodeAnswer, DnsWireError, encodeQuery, tlsaText, TYPE_TLSA, type DnsAnswer } from "./dns-wire";
+import { ResolverUnreachableError, type DnsLookup, type DnssecQuery } from "./types";
 
 /** Answer codes that mean "there is no such record", as opposed to "could not find out". */
 const NO_RECORDS = new Set(["ENODATA", "ENOTFOUND"]);
@@ -48,7 +48,8 @@ function udpQuery(
   name: string,
   type: number,
   timeoutMs: number,
-): Promise<ReturnType<typeof decodeAnswer> | undefined> {
+  options: { dnssec?: boolean } = {},
+): Promise<DnsAnswer | undefined> {
   const { address, port } = splitServer(server);
   const id = randomInt(0x10000);
   return new Promise((resolve, reject) => {
@@ -70,8 +71,86 @@ function udpQuery(
         done(() => reject(error as Error));
       }
     });
-    socket.send(encodeQuery(id, name, type), port, address);
+    socket.send(encodeQuery(id, name, type, options), port, address);
   });
+}
+
+/**
+ * The same query over TCP (RFC 7766), for an answer that came truncated over UDP: a DNSKEY set with RSA keys and
+ * signatures can be larger than the EDNS buffer. The length prefix is read, never trusted beyond 65535 bytes.
+ */
+function tcpQuery(
+  server: string,
+  name: string,
+  type: number,
+  timeoutMs: number,
+  options: { dnssec?: boolean },
+): Promise<DnsAnswer> {
+  const { address, port } = splitServer(server);
+  const id = randomInt(0x10000);
+  const query = encodeQuery(id, name, type, options);
+  const framed = Buffer.concat([Buffer.from([query.length >> 8, query.length & 0xff]), query]);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: address, port });
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const done = (finish: () => void) => {
+      clearTimeout(timer);
+      socket.destroy();
+      finish();
+    };
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`no answer over TCP from ${server} within ${timeoutMs} ms`))),
+      timeoutMs,
+    );
+    socket.on("error", (error) => done(() => reject(new Error(`TCP to ${server}: ${error.message}`))));
+    socket.on("connect", () => socket.write(framed));
+    socket.on("data", (chunk) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (received < 2) return;
+      const whole = Buffer.concat(chunks);
+      const length = whole.readUInt16BE(0);
+      if (whole.length < 2 + length) return;
+      try {
+        const answer = decodeAnswer(whole.subarray(2, 2 + length));
+        if (answer.id !== id) throw new DnsWireError(`answer id ${answer.id} is not the query's ${id}`);
+        done(() => resolve(answer));
+      } catch (error) {
+        done(() => reject(error as Error));
+      }
+    });
+    socket.on("end", () => done(() => reject(new Error(`TCP from ${server}: connection closed before a whole answer`))));
+  });
+}
+
+/**
+ * Queries with the DO and AD bits to `servers` (the system's when empty), in order, the first that answers;
+ * over TCP when the UDP answer is truncated. A query node:dns cannot make: it neither sets DO nor returns RRSIGs.
+ */
+export function dnssecQuery(servers: string[] = [], options: { timeoutMs?: number } = {}): DnssecQuery {
+  const timeoutMs = options.timeoutMs ?? 3_000;
+  const candidates = servers.length > 0 ? servers : new Resolver().getServers();
+  return async (name, type) => {
+    for (const server of candidates) {
+      let answer: DnsAnswer | undefined;
+      try {
+        answer = await udpQuery(server, name, type, timeoutMs, { dnssec: true });
+        if (answer?.truncated) answer = await tcpQuery(server, name, type, timeoutMs, { dnssec: true });
+      } catch (error) {
+        throw new Error(`${server} for ${name} type ${type} (asked with DNSSEC OK): ${(error as Error).message}`);
+      }
+      if (answer === undefined) continue;
+      const { address, port } = splitServer(server);
+      return {
+        server: isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`,
+        rcode: answer.rcode,
+        authenticated: answer.authenticated,
+        records: answer.records,
+      };
+    }
+    throw new Error(`no answer from ${candidates.join(", ")} for ${name} type ${type} (asked with DNSSEC OK)`);
+  };
 }
 
 /** A resolver at `servers` (the system's when empty), answering every type doctor compares in canonical text. */

@@ -1,10 +1,11 @@
 // What every doctor check returns, and the functions checks are given to look at the world: DNS answers, SMTP
 // and TLS probes, and a command on the host. Checks are pure over these, so each is unit-tested with fakes.
+import type { DnsRecordData } from "./dns-wire";
 
 export type CheckStatus = "ok" | "fail" | "warn";
 
 /** The part of the gateway a check looks at; the table groups by it. */
-export type CheckGroup = "dns" | "ptr" | "policy" | "tls" | "ports" | "relay" | "host";
+export type CheckGroup = "dns" | "dnssec" | "ptr" | "policy" | "tls" | "ports" | "relay" | "host";
 
 export interface CheckResult {
   group: CheckGroup;
@@ -24,6 +25,22 @@ export interface CheckResult {
  * none. Throws for anything else (SERVFAIL, a timeout); ResolverUnreachableError when no server answers at all.
  */
 export type DnsLookup = (name: string, type: string) => Promise<string[]>;
+
+/** An answer to a query with the DO bit: its records with their RRSIGs, and whether the server validated it. */
+export interface SecureAnswer {
+  /** The name server that answered, `IP:PORT`. */
+  server: string;
+  rcode: number;
+  /** The AD bit: only a validating resolver sets it. */
+  authenticated: boolean;
+  records: DnsRecordData[];
+}
+
+/**
+ * Asks for `type` (a number: dns-wire's TYPE_DNSKEY …) at `name` with the DO and AD bits. Throws when no server
+ * answers or the answer does not parse, naming what was wrong.
+ */
+export type DnssecQuery = (name: string, type: number) => Promise<SecureAnswer>;
 
 /** No configured name server answered: doctor cannot run (exit 2), rather than reporting every record missing. */
 export class ResolverUnreachableError extends Error {
