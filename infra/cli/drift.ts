@@ -2,7 +2,6 @@
 // read-only observation script as the HostState resource `pulumi preview --refresh` reads (infra/plan/hostState.ts),
 // run over SSH with the stack's pinned host key: for a stack deployed with Ansible, and for a drift report a
 // person reads at a glance.
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { labStackConfig } from "../deploy/labStack";
@@ -13,7 +12,6 @@ import {
   HOST_KEY_HOWTO,
   GatewayConfigError,
   parseGatewayConfig,
-  parseGatewaySecrets,
   parseSshConnection,
   readStackConfigFiles,
   type FlatConfig,
@@ -22,6 +20,7 @@ import { formatDrift, hostDrift, hostState, parseObservation, type HostDrift } f
 import { readRuntimeArtifacts } from "../plan/artifacts";
 import { shellQuote } from "../plan/shell";
 import { hostDirectories, hostFiles } from "../render";
+import { missingSecrets, resolveSecrets } from "./secrets";
 import { parseFlags, UsageError, type CliIo, type CliVerb } from "./verb";
 
 const HELP = `Usage: gateway drift --stack NAME [--dir PROJECTDIR] [--identity FILE] [--runtime-dist DIR] [--lab]
@@ -68,25 +67,16 @@ export async function stackDrift(options: StackDriftOptions): Promise<StackDrift
     const lab = labStackConfig(options.stack, options.projectDir);
     flat = { ...values, ...lab.overrides, ...lab.secrets };
     privateKey = readFileSync(labSshPaths(LAB_STATE_DIR).privateKey, "utf8");
-  } else {
-    const env = options.env ?? {};
-    if (env.GATEWAY_RENDER_SUBMISSION_USERS) flat = { ...flat, "gateway:submissionUsers": env.GATEWAY_RENDER_SUBMISSION_USERS };
-    if (env.GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN)
-      flat = { ...flat, "gateway:certbotCloudflareToken": env.GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN };
   }
   if (options.identityFile) privateKey = readFileSync(options.identityFile, "utf8");
   const node = parseGatewayConfig(flat);
   const ssh = parseSshConnection(flat);
   if (ssh.hostKey === undefined) throw new GatewayConfigError("gateway:ssh.hostKey", undefined, HOST_KEY_HOWTO);
-  // A secret not given is rendered as a random marker; a file carrying it is compared by mode and owner only.
-  const marker = `withheld${randomBytes(12).toString("hex")}`;
-  const secrets = parseGatewaySecrets({
-    "gateway:submissionUsers": JSON.stringify([{ username: marker, password: marker }]),
-    "gateway:certbotCloudflareToken": marker,
-    ...flat,
-  });
+  // As for `gateway render` (the lab's own secrets in place of the environment): a secret not given is rendered as
+  // a random marker, and a file carrying one is compared by mode and owner only.
+  const { secrets, standIns } = resolveSecrets(options.lab ? {} : (options.env ?? {}), flat);
   const files = hostFiles(node, secrets);
-  const withheld = new Set(files.filter((file) => file.content.includes(marker)).map((file) => file.path));
+  const withheld = new Set(files.filter((file) => missingSecrets(file, standIns).length > 0).map((file) => file.path));
   const dist = options.runtimeDist ?? path.join(options.projectDir, "runtime", "dist");
   const spec = hostState(node, files, hostDirectories(node), readRuntimeArtifacts(dist, "--runtime-dist"), {
     sshPort: ssh.port,

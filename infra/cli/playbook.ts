@@ -15,7 +15,8 @@ import {
 } from "../model/config";
 import { MissingRuntimeBuildError, readRuntimeArtifacts } from "../plan/artifacts";
 import type { RuntimeArtifact } from "../plan";
-import { renderStack, SECRET_ENVIRONMENT } from "./render";
+import { renderStack } from "./render";
+import { SECRET_ENVIRONMENT } from "./secrets";
 import { parseFlags, UsageError, type CliIo, type CliVerb } from "./verb";
 
 const RUNTIME_DIST_VARIABLE = "GATEWAY_RUNTIME_DIST";

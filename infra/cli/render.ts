@@ -1,19 +1,14 @@
 // `gateway render`: every host file of a stack's node at its host path under an output folder, with a manifest
 // and the stack's DNS records as a zone file — what `pulumi up` would put on the host, for review and diffing.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { GatewayConfigError, parseGatewayConfig, parseGatewaySecrets, readStackConfigFiles } from "../model/config";
-import type { GatewayNode, GatewaySecrets, HostDirectory, HostFile } from "../model/types";
+import { parseGatewayConfig, readStackConfigFiles } from "../model/config";
+import type { GatewayNode, HostDirectory, HostFile } from "../model/types";
 import { dnsRecords, ptrExpectations, renderZoneFile } from "../render/dns";
 import { hostDirectories, hostFiles } from "../render/index";
+import { missingSecrets, resolveSecrets, SECRET_ENVIRONMENT } from "./secrets";
 import { parseFlags, UsageError, type CliIo, type CliVerb } from "./verb";
-
-/** The stack file holds secrets as ciphertext only Pulumi can decrypt, so the CLI takes them from here. */
-export const SECRET_ENVIRONMENT = {
-  submissionUsers: "GATEWAY_RENDER_SUBMISSION_USERS",
-  certbotCloudflareToken: "GATEWAY_RENDER_CERTBOT_CLOUDFLARE_TOKEN",
-} as const;
 
 const HELP = `Usage: gateway render --stack NAME --out DIR [--dir PROJECTDIR]
 
@@ -70,47 +65,6 @@ export interface RenderManifest {
 const octal = (mode: number): string => `0${mode.toString(8).padStart(3, "0")}`;
 const sha256 = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
-interface ResolvedSecrets {
-  secrets: GatewaySecrets;
-  /** Stand-in values for secrets that were not given, with the variable that would supply each. */
-  standIns: { marker: string; variable: string }[];
-}
-
-/**
- * Real secrets from the environment; each missing one replaced by a random marker. Renderers then run as
- * usual, and any file whose text carries a marker is withheld: nothing resembling a real secret is written.
- */
-function resolveSecrets(env: CliIo["env"]): ResolvedSecrets {
-  const flat: Record<string, string> = {};
-  const usersJson = env[SECRET_ENVIRONMENT.submissionUsers];
-  const token = env[SECRET_ENVIRONMENT.certbotCloudflareToken];
-  if (usersJson) flat["gateway:submissionUsers"] = usersJson;
-  if (token) flat["gateway:certbotCloudflareToken"] = token;
-  let parsed: GatewaySecrets;
-  try {
-    parsed = parseGatewaySecrets(flat);
-  } catch (err) {
-    if (!(err instanceof GatewayConfigError)) throw err;
-    const variable = err.key.startsWith("gateway:submissionUsers")
-      ? SECRET_ENVIRONMENT.submissionUsers
-      : SECRET_ENVIRONMENT.certbotCloudflareToken;
-    throw new GatewayConfigError(`${variable} (${err.key})`, err.value, err.accepted);
-  }
-  const standIns: ResolvedSecrets["standIns"] = [];
-  const marker = (variable: string): string => {
-    const value = `withheld${randomBytes(12).toString("hex")}`;
-    standIns.push({ marker: value, variable });
-    return value;
-  };
-  const secrets: GatewaySecrets = {
-    submissionUsers: usersJson
-      ? parsed.submissionUsers
-      : [{ username: marker(SECRET_ENVIRONMENT.submissionUsers), password: marker(SECRET_ENVIRONMENT.submissionUsers) }],
-    certbotCloudflareToken: parsed.certbotCloudflareToken ?? marker(SECRET_ENVIRONMENT.certbotCloudflareToken),
-  };
-  return { secrets, standIns };
-}
-
 function zoneNotes(node: GatewayNode): string[] {
   const notes =
     node.role === "primary"
@@ -164,8 +118,8 @@ export function renderStack(projectDir: string, stack: string, out: string, env:
   const written: HostFile[] = [];
   const withheld: { file: HostFile; variables: string[] }[] = [];
   for (const file of files) {
-    const missing = standIns.filter((s) => file.content.includes(s.marker)).map((s) => s.variable);
-    if (missing.length > 0) withheld.push({ file, variables: [...new Set(missing)] });
+    const missing = missingSecrets(file, standIns);
+    if (missing.length > 0) withheld.push({ file, variables: missing });
     else written.push(file);
   }
 
