@@ -144,7 +144,7 @@ export async function dnssecChecks(node: GatewayNode, query: DnssecQuery, contex
           fix: "the zone's servers do not sign the key set, or the resolver strips signatures: ask an authoritative server of the zone with --resolver",
         });
       } else {
-        const verdicts = verifyRrset(zone, keys, rrsigs, keys, context.now);
+        const verdicts = verifyRrset(zone, rrset, rrsigs, keys, context.now);
         const valid = verdicts.filter((v) => v.kind === "valid");
         for (const v of valid) signingTags.add(v.keyTag);
         const until = valid.length > 0 ? valid.map((v) => v.expiration).sort((a, b) => b.getTime() - a.getTime())[0]! : undefined;
