@@ -20,6 +20,7 @@ import { labAcmePaths, signWithLabCa } from "../../infra/lab/acme";
 import { runLabDemo, type LabDemoResult } from "../../infra/lab/demo";
 import { labSshPaths } from "../../infra/lab/hosts";
 import { labDown, labPublishZone, labStatus } from "../../infra/lab/lab";
+import { labDnsPaths, labZoneTrustAnchor } from "../../infra/lab/dns";
 import { readLabState } from "../../infra/lab/state";
 import { labWorkerScriptFile } from "../../infra/lab/workers";
 import { waitFor } from "../../infra/lab/process";
@@ -289,7 +290,7 @@ describe("deploy engine 1: the Pulumi program's own commands on lab hosts", () =
 });
 
 describe("gateway doctor on the fleet engine 1 deployed (DNS through the lab's resolver, --on-host over SSH)", () => {
-  const doctor = (stack: string) => {
+  const doctor = async (stack: string) => {
     const lab = labStackConfig(stack, repo);
     return runDoctor({
       stack,
@@ -303,10 +304,16 @@ describe("gateway doctor on the fleet engine 1 deployed (DNS through the lab's r
       ],
       ssh: true,
       privateKey: readFileSync(labSshPaths(LAB_STATE_DIR).privateKey, "utf8"),
+      // The lab has no parent zone to hold brightchain.org's DS: knot's DS stands in for the registrar's.
+      trustAnchors: [await labZoneTrustAnchor(labDnsPaths(LAB_STATE_DIR), "brightchain.org")],
     });
   };
+  // knot is authoritative and never validates, so the resolver's verdict (the AD bit) can only be '!' here; the
+  // chain itself (DNSKEY signed, DS against the anchor, MX signed) is doctor's own validation, in the other rows.
+  const resolverVerdict = (check: { subject: string; status: string }) =>
+    check.subject === "AD MX brightchain.org" && check.status === "warn";
   const failing = (report: DoctorReport) =>
-    report.checks.filter((c) => c.status !== "ok").map((c) => `${c.subject}: ${c.detail}`);
+    report.checks.filter((c) => c.status !== "ok" && !resolverVerdict(c)).map((c) => `${c.subject}: ${c.detail}`);
 
   it("is green right after deploy on both nodes: records by value, the MTA-STS policy the program's Worker serves, PTR, STARTTLS, TLS floor, no open relay, closed ports, the host's lookup and queues", async () => {
     for (const { stack } of STACKS) {
@@ -317,10 +324,16 @@ describe("gateway doctor on the fleet engine 1 deployed (DNS through the lab's r
         expect.arrayContaining(["MX brightchain.org", `open relay ${stack === "primary" ? "10.231.0.10" : "10.231.0.20"}:25`]),
       );
       expect(subjects.some((s) => s.startsWith("lookup "))).toBe(true);
-      if (stack === "primary")
+      if (stack === "primary") {
         expect(subjects).toEqual(
           expect.arrayContaining(["TXT brightchain.org (v=spf1)", "TLS ≥ 1.2 10.231.0.10:587", "PTR 10.231.0.10"]),
         );
+        // The signed zone's chain, checked by doctor itself: each row ✓ (failing() above let none through).
+        expect(subjects).toEqual(
+          expect.arrayContaining(["DNSKEY brightchain.org", "DS brightchain.org (trust anchor)", "RRSIG MX brightchain.org"]),
+        );
+        expect(report.checks.find((c) => c.subject === "AD MX brightchain.org")?.detail).toMatch(/not a validating resolver/);
+      }
     }
   });
 
@@ -335,7 +348,7 @@ describe("gateway doctor on the fleet engine 1 deployed (DNS through the lab's r
     await waitFor(
       { host: "mail", step: "brightchain-lookup back" },
       60_000,
-      async () => ((await doctor("primary")).checks.every((c) => c.status === "ok") ? true : undefined),
+      async () => (failing(await doctor("primary")).length === 0 ? true : undefined),
       () => "doctor still reports a problem on mail",
     );
   });
