@@ -58,7 +58,9 @@ export function dkimPreviousRecordCommand(node: GatewayNode): string {
 function publishedDkimText(txtFile: string): string {
   return [
     `p=$(tr -d '\\n' < ${shellQuote(txtFile)} | grep -o '"[^"]*"' | tr -d '"\\n' | tr -d ' \\t' | sed -n 's/.*p=\\([A-Za-z0-9+/=]*\\).*/\\1/p')`,
-    `[ -n "$p" ] && printf 'v=DKIM1; h=sha256; k=rsa; p=%s\\n' "$p"`,
+    // Inside $(…) under set -e a failing test ends the step: say why, or the deploy fails without a word.
+    `[ -n "$p" ] || { echo ${shellQuote(`${txtFile}: no p= key in it, so there is no record to wait for`)} >&2; exit 1; }`,
+    `printf 'v=DKIM1; h=sha256; k=rsa; p=%s\\n' "$p"`,
   ].join("\n");
 }
 
