@@ -1,14 +1,30 @@
 // The inbound daemon as the tests run it: in this process (the processor with the options every inbound unit
 // test starts from) or as the built brightchain-inbound, a child process with its configuration in GATEWAY_*.
 import { spawn, type ChildProcess } from "node:child_process";
-import type { InboundLogger, InboundProcessorOptions } from "../../runtime/src/inbound/inbound-processor";
+import { mkdtempSync, realpathSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { InboundProcessor, type InboundLogger, type InboundProcessorOptions } from "../../runtime/src/inbound/inbound-processor";
 import type { Sink } from "../../runtime/src/inbound/sink";
+import { makeDropMaildir } from "./inbound-drop";
 
 /** Where a test's daemon reads and writes: the drop Maildir, errors/ and the embedded store. */
 export interface InboundLayout {
   dropDir: string;
   errorDir: string;
   storeDir: string;
+}
+
+/**
+ * A fresh temporary folder for one test (prefix names it, for whoever finds one left behind) with the drop
+ * Maildir in it: incoming/{tmp,new,cur}; errors/ and store/ are named, not made (the daemon makes them).
+ * Resolved through symbolic links, so paths compare equal to those the kernel reports for open descriptors.
+ */
+export function makeInboundSpool(prefix: string): InboundLayout & { dir: string } {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)));
+  const layout = { dir, dropDir: join(dir, "incoming"), errorDir: join(dir, "errors"), storeDir: join(dir, "store") };
+  makeDropMaildir(layout.dropDir);
+  return layout;
 }
 
 /**
@@ -33,6 +49,39 @@ export function inboundTestOptions(
     retryInitialMs: 10,
     retryMaxMs: 40,
   };
+}
+
+export interface LoggedLine {
+  level: "info" | "warn" | "error";
+  message: string;
+}
+
+/** A logger that keeps every line in `logs`, which a test empties (`logs.length = 0`) before each case. */
+export function recordingLogger(): { logger: InboundLogger; logs: LoggedLine[] } {
+  const logs: LoggedLine[] = [];
+  const logger: InboundLogger = {
+    info: (message) => logs.push({ level: "info", message }),
+    warn: (message) => logs.push({ level: "warn", message }),
+    error: (message) => logs.push({ level: "error", message }),
+  };
+  return { logger, logs };
+}
+
+/**
+ * Starts a processor with `options` (inboundTestOptions and the test's own) and adds its stop, then its sink's
+ * close, to `cleanups`, for the test's afterEach to run.
+ */
+export async function startInboundProcessor(
+  options: InboundProcessorOptions,
+  cleanups: (() => Promise<void> | void)[],
+): Promise<InboundProcessor> {
+  const processor = new InboundProcessor(options);
+  await processor.start();
+  cleanups.push(async () => {
+    await processor.stop();
+    await options.sink.close();
+  });
+  return processor;
 }
 
 export interface InboundDaemon {

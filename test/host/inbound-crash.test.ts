@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
-import { killChildren, spawnInboundDaemon, type InboundDaemon } from "../helpers/inbound-daemon";
-import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { type InboundDaemon, killChildren, makeInboundSpool, spawnInboundDaemon } from "../helpers/inbound-daemon";
+import { dropMessage, dropMessageText, waitUntil } from "../helpers/inbound-drop";
 import { StandInNode } from "../helpers/node-api-stand-in";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
@@ -28,11 +28,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "bc-inbound-host-"));
-  dropDir = join(dir, "incoming");
-  errorDir = join(dir, "errors");
-  storeDir = join(dir, "store");
-  makeDropMaildir(dropDir);
+  ({ dir, dropDir, errorDir, storeDir } = makeInboundSpool("bc-inbound-host-"));
 });
 afterEach(async () => {
   await killChildren(children);

@@ -25,8 +25,8 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { INBOUND_NODE_OPTIONS } from "../../infra/render/systemd";
 import { readStoreIndex } from "../../runtime/src/store/content-addressed-store";
-import { killChildren, spawnInboundDaemon, type InboundDaemon } from "../helpers/inbound-daemon";
-import { dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
+import { type InboundDaemon, killChildren, makeInboundSpool, spawnInboundDaemon } from "../helpers/inbound-daemon";
+import { dropMessageText, waitUntil } from "../helpers/inbound-drop";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
 const nobody = {
@@ -52,11 +52,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "bc-inbound-hostile-"));
-  dropDir = join(dir, "incoming");
-  errorDir = join(dir, "errors");
-  storeDir = join(dir, "store");
-  makeDropMaildir(dropDir);
+  ({ dir, dropDir, errorDir, storeDir } = makeInboundSpool("bc-inbound-hostile-"));
   mkdirSync(errorDir);
   mkdirSync(storeDir);
   execFileSync("chown", ["-R", `${nobody.uid}:${nobody.gid}`, dir]);

@@ -17,39 +17,24 @@ import {
   writeFileSync,
 } from "node:fs";
 import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import {
-  errorsName,
-  InboundProcessor,
-  type InboundLogger,
-  type InboundProcessorOptions,
-} from "../../runtime/src/inbound/inbound-processor";
+import { errorsName, InboundProcessor, type InboundProcessorOptions } from "../../runtime/src/inbound/inbound-processor";
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
 import { ContentAddressedStore, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
-import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
-import { inboundTestOptions } from "../helpers/inbound-daemon";
+import { dropMessage, dropMessageText, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions, makeInboundSpool, recordingLogger, startInboundProcessor } from "../helpers/inbound-daemon";
 
 let dir: string;
 let dropDir: string;
 let errorDir: string;
 let storeDir: string;
-let logs: { level: "info" | "warn" | "error"; message: string }[];
-const logger: InboundLogger = {
-  info: (message) => logs.push({ level: "info", message }),
-  warn: (message) => logs.push({ level: "warn", message }),
-  error: (message) => logs.push({ level: "error", message }),
-};
+const { logger, logs } = recordingLogger();
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "bc-inbound-hostile-"));
-  dropDir = join(dir, "incoming");
-  errorDir = join(dir, "errors");
-  storeDir = join(dir, "store");
-  makeDropMaildir(dropDir);
-  logs = [];
+  ({ dir, dropDir, errorDir, storeDir } = makeInboundSpool("bc-inbound-hostile-"));
+  logs.length = 0;
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -57,15 +42,8 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startProcessor(sink: Sink, options: Partial<InboundProcessorOptions> = {}): Promise<InboundProcessor> {
-  const processor = new InboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), ...options });
-  await processor.start();
-  cleanups.push(async () => {
-    await processor.stop();
-    await sink.close();
-  });
-  return processor;
-}
+const startProcessor = (sink: Sink, options: Partial<InboundProcessorOptions> = {}): Promise<InboundProcessor> =>
+  startInboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), ...options }, cleanups);
 
 /** A sink that records what it was handed and accepts it. */
 function recordingSink(): Sink & { handed: Handoff[] } {

@@ -1,7 +1,6 @@
 // brightchain-inbound's Prometheus endpoint, scraped over HTTP in-process while the real processor and the
 // embedded store work on a real drop Maildir: the backlog gauges follow new/, the outcomes follow what happened.
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { inboundMetrics, scanDirectory } from "../../runtime/src/inbound/inbound-metrics";
@@ -9,8 +8,8 @@ import { InboundProcessor, type InboundLogger } from "../../runtime/src/inbound/
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
 import { MetricsEndpoint, daemonRegistry } from "../../runtime/src/metrics/metrics-endpoint";
 import { ContentAddressedStore } from "../../runtime/src/store/content-addressed-store";
-import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
-import { inboundTestOptions } from "../helpers/inbound-daemon";
+import { dropMessage, dropMessageText, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions, makeInboundSpool } from "../helpers/inbound-daemon";
 import { sample, scrape, type Scrape } from "../helpers/prometheus-text";
 
 let dir: string;
@@ -20,10 +19,7 @@ const logger: InboundLogger = { info: () => undefined, warn: () => undefined, er
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "bc-inbound-metrics-"));
-  dropDir = join(dir, "incoming");
-  errorDir = join(dir, "errors");
-  makeDropMaildir(dropDir);
+  ({ dir, dropDir, errorDir } = makeInboundSpool("bc-inbound-metrics-"));
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();

@@ -4,30 +4,18 @@
 // for errors/, a stop that leaves no retry behind, the cross-filesystem copy closing what it opened, and the
 // processor's own renames costing no second open. open(2) is counted through node:fs for paths in new/.
 import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  realpathSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   entryPath,
   errorsName,
   InboundProcessor,
-  type InboundLogger,
   type InboundProcessorOptions,
 } from "../../runtime/src/inbound/inbound-processor";
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
-import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
-import { inboundTestOptions } from "../helpers/inbound-daemon";
+import { dropMessage, dropMessageText, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions, makeInboundSpool, recordingLogger, startInboundProcessor } from "../helpers/inbound-daemon";
 
 const opens = vi.hoisted(() => new Map<string, number>());
 vi.mock("node:fs", async (importOriginal) => {
@@ -45,20 +33,12 @@ vi.mock("node:fs", async (importOriginal) => {
 let dir: string;
 let dropDir: string;
 let errorDir: string;
-let logs: { level: string; message: string }[];
-const logger: InboundLogger = {
-  info: (message) => logs.push({ level: "info", message }),
-  warn: (message) => logs.push({ level: "warn", message }),
-  error: (message) => logs.push({ level: "error", message }),
-};
+const { logger, logs } = recordingLogger();
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeEach(() => {
-  dir = realpathSync(mkdtempSync(join(tmpdir(), "bc-inbound-limits-")));
-  dropDir = join(dir, "incoming");
-  errorDir = join(dir, "errors");
-  makeDropMaildir(dropDir);
-  logs = [];
+  ({ dir, dropDir, errorDir } = makeInboundSpool("bc-inbound-limits-"));
+  logs.length = 0;
   opens.clear();
 });
 afterEach(async () => {
@@ -67,12 +47,8 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startProcessor(sink: Sink, options: Partial<InboundProcessorOptions> = {}): Promise<InboundProcessor> {
-  const processor = new InboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), ...options });
-  await processor.start();
-  cleanups.push(() => processor.stop());
-  return processor;
-}
+const startProcessor = (sink: Sink, options: Partial<InboundProcessorOptions> = {}): Promise<InboundProcessor> =>
+  startInboundProcessor({ ...inboundTestOptions({ dropDir, errorDir }, sink, logger), ...options }, cleanups);
 
 /** A sink that holds every hand-off until released, and counts how many it holds at once. */
 function gatedSink(): Sink & { handed: Handoff[]; inFlight: number; maxInFlight: number; open(): void } {

@@ -1,13 +1,12 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { InboundProcessor, type InboundLogger } from "../../runtime/src/inbound/inbound-processor";
 import { SinkError, type Handoff, type Sink } from "../../runtime/src/inbound/sink";
 import { ContentAddressedStore, objectPath, readStoreIndex } from "../../runtime/src/store/content-addressed-store";
-import { dropMessage, dropMessageText, makeDropMaildir, waitUntil } from "../helpers/inbound-drop";
-import { inboundTestOptions } from "../helpers/inbound-daemon";
+import { dropMessage, dropMessageText, waitUntil } from "../helpers/inbound-drop";
+import { inboundTestOptions, makeInboundSpool, startInboundProcessor } from "../helpers/inbound-daemon";
 
 let dir: string;
 let dropDir: string;
@@ -15,18 +14,14 @@ let errorDir: string;
 let storeDir: string;
 const warnings: string[] = [];
 const logger: InboundLogger = { info: () => undefined, warn: (m) => warnings.push(m), error: () => undefined };
-const running: { stop(): Promise<void> }[] = [];
+const running: (() => Promise<void> | void)[] = [];
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "bc-inbound-"));
-  dropDir = join(dir, "incoming");
-  errorDir = join(dir, "errors");
-  storeDir = join(dir, "store");
-  makeDropMaildir(dropDir);
+  ({ dir, dropDir, errorDir, storeDir } = makeInboundSpool("bc-inbound-"));
   warnings.length = 0;
 });
 afterEach(async () => {
-  for (const r of running.splice(0)) await r.stop();
+  for (const stop of running.splice(0)) await stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -35,19 +30,10 @@ async function startProcessor(
   engine: "none" | "spamassassin" = "none",
   trackedNamesLimit?: number,
 ): Promise<InboundProcessor> {
-  const processor = new InboundProcessor({
-    ...inboundTestOptions({ dropDir, errorDir }, sink, logger),
-    spamEngine: engine,
-    trackedNamesLimit,
-  });
-  await processor.start();
-  running.push({
-    stop: async () => {
-      await processor.stop();
-      await sink.close();
-    },
-  });
-  return processor;
+  return startInboundProcessor(
+    { ...inboundTestOptions({ dropDir, errorDir }, sink, logger), spamEngine: engine, trackedNamesLimit },
+    running,
+  );
 }
 
 const newIsEmpty = () => readdirSync(join(dropDir, "new")).length === 0;
