@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import type { GatewayNode } from "../../infra/model/types";
 import { authoritativeCheckCommand, type AuthoritativeCheck } from "../../infra/plan/authoritative";
+import { daneSwitchCheckCommand } from "../../infra/plan/dane";
 import { dkimPreviousRecordCommand, dkimServedCheckCommand } from "../../infra/plan/dkim-rotation";
 import { examplePrimary } from "../fixtures/nodes";
 
@@ -249,5 +250,65 @@ describe("the DKIM steps mid-rotation, run by a shell", () => {
         `${previousTxt}: no record file for the previous selector default; gateway:dkimPrevious.selector must be the selector this host signed with\n`,
       );
     }
+  });
+});
+
+describe("the DANE switch check, run by a shell with real keys", () => {
+  const letsencrypt = join(root, "letsencrypt");
+  const switching: GatewayNode = {
+    ...examplePrimary,
+    dane: { previousLineage: "mail.brightchain.org" },
+    tls: { ...examplePrimary.tls, certName: "mail.brightchain.org-2027" },
+  };
+  /** A certbot lineage's key, and its TLSA 3 1 1 hash as dig prints it: upper case, in groups. */
+  function lineage(name: string): { hex: string; dig: string } {
+    const live = join(letsencrypt, "live", name);
+    mkdirSync(live, { recursive: true });
+    const key = join(live, "privkey.pem");
+    spawnSync("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key]);
+    const der = spawnSync("openssl", ["pkey", "-in", key, "-pubout", "-outform", "DER"]).stdout;
+    const hex = spawnSync("sha256sum", { input: der, encoding: "utf8" }).stdout.slice(0, 64);
+    return { hex, dig: `3 1 1 ${hex.slice(0, 56).toUpperCase()} ${hex.slice(56).toUpperCase()}` };
+  }
+  const command = () => daneSwitchCheckCommand(switching)!.replaceAll("/etc/letsencrypt", letsencrypt);
+
+  it("passes once every server serves both keys' records", () => {
+    const next = lineage("mail.brightchain.org-2027");
+    const previous = lineage("mail.brightchain.org");
+    servers("ns1.example.net.\n", { "ns1.example.net": `${previous.dig}\n${next.dig}\n` });
+    const result = run(command());
+    expect(result.stdout).toBe(
+      "_25._tcp.mail.brightchain.org TLSA: served by every authoritative server of brightchain.org (ns1.example.net)\n",
+    );
+    expect(result.status).toBe(0);
+
+    servers("ns1.example.net.\n", { "ns1.example.net": `${previous.dig}\n` });
+    writeFileSync(join(state, "step"), "60\n");
+    const missing = run(command());
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toBe(
+      "_25._tcp.mail.brightchain.org TLSA: not served by every authoritative server of brightchain.org after 60s; " +
+        `wanted: 3 1 1 ${next.hex}|3 1 1 ${previous.hex}| missing at: ns1.example.net(answered: 3 1 1 ${previous.hex}|). ` +
+        "Postfix keeps serving the key of mail.brightchain.org. Publish mail.brightchain.org-2027's key first: set " +
+        "gateway:dane.nextLineage to mail.brightchain.org-2027 (lineage mail.brightchain.org, no previousLineage), " +
+        "pulumi up, wait two TTLs of the TLSA records, then switch again.\n",
+    );
+  });
+
+  it("a key not on the host stops the check at once, naming it, before any server is asked", () => {
+    rmSync(join(letsencrypt, "live", "mail.brightchain.org"), { recursive: true, force: true });
+    servers("ns1.example.net.\n", {});
+    const result = run(command());
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(
+      `${letsencrypt}/live/mail.brightchain.org/privkey.pem: no such key; the lineage has not been issued on this host\n`,
+    );
+    expect(result.calls).toBe("");
+  });
+});
+
+describe("the DKIM served check outside a rotation", () => {
+  it("says signing stays with the previous selector without naming one", () => {
+    expect(dkimServedCheckCommand(examplePrimary)).toContain("OpenDKIM keeps signing with the previous selector; ");
   });
 });
