@@ -81,7 +81,7 @@ function programFile(projectDir: string): { project: string; file: string } {
 function runRunner(
   job: RunnerJob,
   progress: (line: string) => void,
-  publish: (record: DnsRecord) => Promise<void>,
+  publish: (resource: string, record: DnsRecord) => Promise<void>,
   serveWorker: (hostname: string, scriptName: string, content: string) => Promise<string>,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -93,7 +93,7 @@ function runRunner(
     child.on("message", (message: PublishRequest) => {
       const done: Promise<string | undefined> =
         message.kind === "publish"
-          ? publish(message.record).then(() => undefined)
+          ? publish(message.resource, message.record).then(() => undefined)
           : serveWorker(message.hostname, message.scriptName, message.content);
       done.then(
         (address) =>
@@ -136,7 +136,29 @@ interface PublishedZone {
 }
 
 /** One stack's records keyed by type and name: a record the stack registers again replaces its earlier value. */
-const recordKey = (record: DnsRecord): string => `${record.type} ${record.name}`;
+/** Which resource serves each record of a stack: `dns/<stack>.resources.json`, rewritten after every run. */
+function stackResourcesFile(stateDir: string, stack: string): string {
+  return path.join(stateDir, "dns", `${stack}.resources.json`);
+}
+
+function writeLiveRecords(stateDir: string, stack: string, records: Map<string, DnsRecord>): void {
+  mkdirSync(path.join(stateDir, "dns"), { recursive: true, mode: 0o700 });
+  writeFileSync(stackResourcesFile(stateDir, stack), `${JSON.stringify(Object.fromEntries(records), null, 2)}\n`);
+}
+
+/**
+ * The stack's records as they are served when a run starts, by the resource that serves each. A run's update of a
+ * resource replaces that resource's record and nothing else, as at Cloudflare (one record id per resource): two
+ * records of one name and type (a node's TLSA records mid-rollover, CAA issue and iodef) are two resources.
+ */
+function readLiveRecords(stateDir: string, stack: string): Map<string, DnsRecord> {
+  const file = stackResourcesFile(stateDir, stack);
+  if (existsSync(file)) return new Map(Object.entries(JSON.parse(readFileSync(file, "utf8")) as Record<string, DnsRecord>));
+  // A state written before resources were recorded: each record stays until the run ends, replaced by nothing.
+  return new Map(
+    readStackRecords(stateDir, stack).map((record) => [`(recorded) ${record.type} ${record.name} ${record.content}`, record]),
+  );
+}
 
 /**
  * Serves the zone made of every deployed stack's records, stored per stack in stateDir, when it differs from what
@@ -218,11 +240,14 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
     };
     // While the program runs, each record is served as soon as it is created (the records this stack had
     // before stay until the run ends: a record the program no longer registers is removed only then).
-    const live = new Map(readStackRecords(options.stateDir, options.stack).map((record) => [recordKey(record), record]));
+    const live = readLiveRecords(options.stateDir, options.stack);
+    /** The records this run's resources registered, by resource: what serves the zone after it. */
+    const registered = new Map<string, DnsRecord>();
     let published: string[] = [];
     let publishing = Promise.resolve();
-    const publish = (record: DnsRecord): Promise<void> => {
-      live.set(recordKey(record), record);
+    const publish = (resource: string, record: DnsRecord): Promise<void> => {
+      live.set(resource, record);
+      registered.set(resource, record);
       publishing = publishing.then(async () => {
         if (await publishZone(options.stateDir, options.stack, domain, [...live.values()], options.dnsTarget))
           published = [domain];
@@ -246,6 +271,8 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       },
     );
     await publishing.catch(() => undefined);
+    // What is served now, should the run have failed: the next run starts from it.
+    writeLiveRecords(options.stateDir, options.stack, live);
     if (!existsSync(job.resultFile))
       throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
     const result = JSON.parse(readFileSync(job.resultFile, "utf8")) as RunnerResult;
@@ -259,6 +286,7 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       );
     const records = options.destroy ? [] : result.dnsRecords;
     if (await publishZone(options.stateDir, options.stack, domain, records, options.dnsTarget)) published = [domain];
+    writeLiveRecords(options.stateDir, options.stack, options.destroy ? new Map() : registered);
     const zonesPublished = published;
     for (const zone of zonesPublished) progress(`[${options.stack}] lab DNS: published zone ${zone}`);
     return {

@@ -81,7 +81,7 @@ export function assetContent(resource: string, source: unknown): Buffer {
  * at its custom domain (the reply then carries the address the domain's record points to).
  */
 export type PublishRequest =
-  | { kind: "publish"; serial: number; record: DnsRecord }
+  | { kind: "publish"; serial: number; resource: string; record: DnsRecord }
   | { kind: "worker"; serial: number; hostname: string; scriptName: string; content: string };
 export interface PublishReply {
   kind: "published";
@@ -104,8 +104,9 @@ function askEngine(request: DistributiveOmit<PublishRequest, "serial">): Promise
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 
-const publishRecord = async (record: DnsRecord): Promise<void> => {
-  await askEngine({ kind: "publish", record });
+/** `resource`: the Pulumi resource the record belongs to, as a Cloudflare record id would: its update replaces it. */
+const publishRecord = async (resource: string, record: DnsRecord): Promise<void> => {
+  await askEngine({ kind: "publish", resource, record });
 };
 
 process.on("message", (message: PublishReply) => {
@@ -320,7 +321,7 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
             purpose: `the address Cloudflare gives the Worker custom domain ${hostname} (${args.name})`,
           };
           dnsRecords.push(record);
-          await publishRecord(record);
+          await publishRecord(args.name, record);
           return { id, state: plain };
         }
         const managed = args.type === COMMAND || args.type === COPY || args.type === DNS_RECORD;
@@ -340,7 +341,7 @@ async function run(job: RunnerJob): Promise<RunnerResult> {
           const record = dnsRecordFromCloudflareInputs(args.name, plain);
           dnsRecords.push(record);
           // Live as soon as it is created, as at Cloudflare: the relay's certificate step (http-01) needs its A record.
-          await publishRecord(record);
+          await publishRecord(args.name, record);
         }
         if (action === "same") return { id, state: { ...plain, ...previous!.outputs } };
         if (args.type === DNS_RECORD) {

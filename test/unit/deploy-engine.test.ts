@@ -1,7 +1,7 @@
 // The lab deploy engine's pure parts: Pulumi's diff (what runs on a second run), the ssh command line, the
 // zone the lab DNS serves, and the lab form of the example stacks. The executing half is test/lab/scenarios.test.ts.
 import * as path from "node:path";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as pulumi from "@pulumi/pulumi";
@@ -240,6 +240,54 @@ describe("deploy engine: a failing step", () => {
       expect(published.at(-1)?.text).not.toMatch(/\tMX\t/);
       const recorded = Object.values(readDeployState(path.join(dir, "state", "relay.state.json"), "relay").resources);
       expect(recorded.filter((r) => r.type === "command:remote:Command")).toEqual([]);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps serving each resource's own record while a run publishes another: two TLSA records of one name stay two", async () => {
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    const dir = mkdtempSync(path.join(tmpdir(), "deploy-live-"));
+    const published: { name: string; text: string }[] = [];
+    try {
+      writeFileSync(path.join(dir, "brightchain-lookup.cjs"), "#!/usr/bin/env node\n");
+      // As a DANE rollover's first up leaves it: the served key's TLSA and the next key's, one name, two resources.
+      const tlsa = (digit: string) => ({
+        name: "_25._tcp.mail2.brightchain.org",
+        type: "TLSA",
+        content: `3 1 1 ${digit.repeat(64)}`,
+        ttl: 3600,
+        purpose: "DANE",
+      });
+      const dns = path.join(dir, "state", "dns");
+      mkdirSync(dns, { recursive: true });
+      writeFileSync(path.join(dns, "relay.records.json"), JSON.stringify([tlsa("a"), tlsa("b")]));
+      writeFileSync(
+        path.join(dns, "relay.resources.json"),
+        JSON.stringify({ "dns-tlsa-mail2-brightchain-org": tlsa("a"), "dns-tlsa-mail2-brightchain-org-2027": tlsa("b") }),
+      );
+      const lab = labStackOverrides("relay", readStackConfigFiles(REPO, "relay").values);
+      const deploy = deployStack({
+        stack: "relay",
+        projectDir: REPO,
+        overrides: {
+          ...lab.overrides,
+          "gateway:ssh": JSON.stringify({ host: "127.0.0.1", port, user: "root", hostKey: EXAMPLE_HOST_KEY }),
+        },
+        secrets: lab.secrets,
+        dnsTarget: { zoneIdPrefix: "zone-", publishZone: async (name, text) => void published.push({ name, text }) },
+        stateDir: path.join(dir, "state"),
+        runtimeDist: dir,
+        progress: () => undefined,
+      });
+      await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
+      // The relay's A record was published mid-run; both TLSA records were served beside it.
+      const zone = published.at(-1)!.text;
+      expect(zone).toMatch(/mail2\t3600\tIN\tA\t10\.231\.0\.20/);
+      expect(zone.match(/\tTLSA\t/g)).toHaveLength(2);
     } finally {
       server.close();
       rmSync(dir, { recursive: true, force: true });
