@@ -19,6 +19,7 @@ import {
 } from "../../infra/plan/hostState";
 import type { HostStep } from "../../infra/plan/types";
 import { releaseOs } from "../../infra/model/releases";
+import { FIREWALL_SCRIPT } from "../../infra/render/firewall";
 import { examplePrimary, exampleRelay } from "../fixtures/nodes";
 
 const root = mkdtempSync(join(tmpdir(), "plan-host-state-"));
@@ -297,6 +298,17 @@ describe("the checks a node has", () => {
     expect(() => hostStateSpec(input({ steps: steps.filter((s) => s.id !== "verify") }))).toThrow(
       'host state: repair step "verify" is not in the plan',
     );
+  });
+
+  it("files are checked in path order whatever the order given; the firewall script's repair re-runs the firewall step", () => {
+    const script = file(FIREWALL_SCRIPT, 0o755, "#!/bin/sh\n");
+    const spec = hostStateSpec(input({ files: [file(sasl, 0o600, "x"), script, file(mainCf, 0o644, "y")] }));
+    expect(spec.checks.filter((c) => c.name.startsWith("file ")).map((c) => c.name)).toEqual(
+      [FIREWALL_SCRIPT, mainCf, sasl].sort((a, b) => a.localeCompare(b)).map((path) => `file ${path}`),
+    );
+    expect(spec.checks.find((c) => c.name === `file ${FIREWALL_SCRIPT}`)?.repair).toEqual(["file-sasl", "firewall", "verify"]);
+    // A drift the checks do not know (an older script's line) repairs nothing.
+    expect(repairSteps(spec.checks, [{ check: "gone", expected: "x", observed: "y" }], steps)).toEqual([]);
   });
 
   it("a relay (no OpenDKIM) has no key check; a RHEL node (firewalld) no firewall check", () => {

@@ -83,7 +83,7 @@ describe("the DANE key step's output", () => {
   const node = examplePrimary;
 
   it("takes surrounding spaces and blank lines; refuses a line with more before or after `<lineage> <hash>`", () => {
-    expect(parseDaneKeys(node, `\n  mail.brightchain.org ${H}  \n\n`)).toEqual(new Map([["mail.brightchain.org", H]]));
+    expect(parseDaneKeys(node, `\n  mail.brightchain.org ${H}  \n \t \n`)).toEqual(new Map([["mail.brightchain.org", H]]));
     for (const line of [`x mail.brightchain.org ${H}`, `mail.brightchain.org ${H}a`, `mail.brightchain.org ${H} x`])
       expect(() => parseDaneKeys(node, line)).toThrow(
         `DANE key line ${JSON.stringify(line)} from mail.brightchain.org is not accepted; accepted: "<lineage> <64 lower-case hex>" for mail.brightchain.org`,
