@@ -390,3 +390,48 @@ describe("what a deploy needs", () => {
     );
   });
 });
+
+describe("more of what an operator reads", () => {
+  it("the role's host name rules say which host name is wanted", () => {
+    expect(problems(primary({ "gateway:hostname": "mail2.brightchain.org" }))).toEqual([
+      [
+        "gateway:hostname",
+        "mail2.brightchain.org",
+        "the primary's host name gateway:primaryHostname (mail.brightchain.org) when gateway:role is primary",
+      ],
+    ]);
+    expect(problems(relay({ "gateway:hostname": "mail.brightchain.org" }))).toEqual([
+      [
+        "gateway:hostname",
+        "mail.brightchain.org",
+        "a fleet host other than the primary (mail.brightchain.org) when gateway:role is relay",
+      ],
+    ]);
+  });
+
+  it("an http:// node API is a registry too", () => {
+    expect(accepts(primary({ "gateway:registry": "http://10.0.0.5:8080/api" })).lookup.registry).toStrictEqual({
+      kind: "http",
+      url: "http://10.0.0.5:8080/api",
+    });
+  });
+
+  it("a port inside a structured key is digits only: a space before it is refused", () => {
+    expect(problems(primary({ "gateway:metrics": json({ lookupPort: " 9600" }) }))).toEqual([
+      ["gateway:metrics.lookupPort", " 9600", "an integer from 1 to 65535"],
+    ]);
+  });
+
+  it("a host key after two host fields is not a known_hosts line; without a host key the connection has none", () => {
+    const KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIP6kEPrnVDpntlskcoYMhNKYDm7NwXlPaA1dPHq31tgv";
+    const value = `mail 203.0.113.10 ssh-ed25519 ${KEY}`;
+    expect(problems(primary({ "gateway:ssh": json({ hostKey: value }) }))).toEqual([
+      ["gateway:ssh.hostKey", value, HOST_KEY_HOWTO],
+    ]);
+    expect(Object.keys(parseGatewayStack(primary({ "gateway:ssh": json({ host: "203.0.113.10" }) })).ssh)).toEqual([
+      "host",
+      "user",
+      "port",
+    ]);
+  });
+});
