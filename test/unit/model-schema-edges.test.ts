@@ -416,10 +416,11 @@ describe("more of what an operator reads", () => {
     });
   });
 
-  it("a port inside a structured key is digits only: a space before it is refused", () => {
-    expect(problems(primary({ "gateway:metrics": json({ lookupPort: " 9600" }) }))).toEqual([
-      ["gateway:metrics.lookupPort", " 9600", "an integer from 1 to 65535"],
-    ]);
+  it("a port inside a structured key is digits only: a space before or after it is refused", () => {
+    for (const port of [" 9600", "9600 "])
+      expect(problems(primary({ "gateway:metrics": json({ lookupPort: port }) }))).toEqual([
+        ["gateway:metrics.lookupPort", port, "an integer from 1 to 65535"],
+      ]);
   });
 
   it("a host key after two host fields is not a known_hosts line; without a host key the connection has none", () => {
