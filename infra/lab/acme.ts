@@ -135,7 +135,8 @@ export function httpsGet(
   connect?: { host: string; port: number },
 ): Promise<{ status: number; body: string }> {
   const { hostname } = new URL(url);
-  const via = connect ? { host: connect.host, port: connect.port, servername: hostname, headers: { host: hostname } } : {};
+  // `hostname`, not `host`: request() takes the URL's hostname over an option's host.
+  const via = connect ? { hostname: connect.host, port: connect.port, servername: hostname, headers: { host: hostname } } : {};
   return new Promise((resolve, reject) => {
     const req = request(url, { ca, timeout: 2_000, ...via }, (response) => {
       let body = "";

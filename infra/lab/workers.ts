@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "
 import { join } from "node:path";
 import { httpsGet, labAcmePaths, signWithLabCa } from "./acme";
 import { LAB_GATEWAY_IP, LAB_STATE_DIR } from "./constants";
-import { readLogTail, startDetached } from "./daemon";
+import { readLogTail, startDetached, stopLabProcess } from "./daemon";
 import { waitFor } from "./process";
 import type { LabProcessRecord } from "./state";
 
@@ -130,12 +130,18 @@ export async function serveLabWorker(
     );
   }
   const digest = createHash("sha256").update(content).digest("hex").slice(0, 12);
-  await waitFor(
-    { host: "lab", step: `serve Worker ${scriptName} (${digest}) at https://${hostname}` },
-    20_000,
-    async () => ((await probe(hostname).catch(() => 0)) > 0 ? true : undefined),
-    () => `Workers host log (${paths.log}):\n${readLogTail(paths.log)}`,
-  );
+  try {
+    await waitFor(
+      { host: "lab", step: `serve Worker ${scriptName} (${digest}) at https://${hostname}` },
+      20_000,
+      async () => ((await probe(hostname).catch(() => 0)) > 0 ? true : undefined),
+      () => `Workers host log (${paths.log}):\n${readLogTail(paths.log)}`,
+    );
+  } catch (error) {
+    // A host started here that never answered is not recorded in the lab's state: stop it, or it holds the port.
+    if (running === undefined) await stopLabProcess("lab", "the Workers host", record);
+    throw error;
+  }
   return record;
 }
 
