@@ -30,8 +30,29 @@ import { hostPlan, type HostStep } from "../../infra/plan";
 import { readRuntimeArtifacts } from "../../infra/plan/artifacts";
 import { hostDirectories, hostFiles } from "../../infra/render";
 import { expectedManifest, hostManifest, type HostManifest, type ManagedPaths } from "../helpers/lab-ansible";
-import { on, shellQuote } from "../helpers/lab-mail";
-import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
+import {
+  on,
+  shellQuote,
+  storeEntries,
+  swaksFromOutside,
+  uniqueSubject,
+  waitForStoreEntries,
+  waitOnHost,
+} from "../helpers/lab-mail";
+import {
+  makeOutsideEnforceDane,
+  makeOutsideEnforceMtaSts,
+  undoOutsideDane,
+  undoOutsideMtaSts,
+} from "../helpers/lab-strict-sender";
+import {
+  claimLab,
+  describeMailScenarios,
+  labTimer,
+  readyGatewaysForMail,
+  setUpOutside,
+  waitForMailSettled,
+} from "../helpers/lab-scenarios";
 
 const repo = path.resolve(__dirname, "../..");
 /** What the demo builds (npm run build -w runtime) and deploys. */
@@ -568,6 +589,97 @@ describe("drift: the host read back on every apply (HostState) and by `gateway d
       await on("mail", "openssl rsa -in /etc/dkim/default.private -pubout -outform DER 2>/dev/null | base64 -w0")
     ).trim();
     expect(published).toBe(`v=DKIM1;h=sha256;k=rsa;p=${publicKey}`);
+  });
+});
+
+describe("DANE: a sender that enforces it (outside's unbound validating the signed lab zone, smtp_tls_security_level = dane)", () => {
+  beforeAll(() => makeOutsideEnforceDane("brightchain.org"), 600_000);
+  afterAll(() => undoOutsideDane(), 300_000);
+  const restartValidatingResolver = async () => {
+    // Forgets the cached TLSA answers, unbound's and those Postfix's smtp processes keep for the records' TTL:
+    // the next delivery looks them up again.
+    await on("outside", "systemctl restart unbound && postfix reload");
+    await waitOnHost("outside", "unbound answering", "dig +dnssec @127.0.0.1 brightchain.org MX", (out) =>
+      /;; flags: [^;]*\bad\b/.test(out),
+    );
+  };
+
+  it("serves a validated TLSA 3 1 1 for every MX host, and outside delivers over a DANE-verified connection", async () => {
+    for (const host of ["mail", "mail2"]) {
+      const answer = await on("outside", `dig +dnssec @127.0.0.1 _25._tcp.${host}.brightchain.org TLSA`);
+      expect(answer, host).toMatch(/;; flags: [^;]*\bad\b/);
+      // dig splits the digest into groups: "3 1 1 6CB2…AB CD01…".
+      const digest = /\sTLSA\s+3 1 1 ([0-9A-F ]+)\n/i.exec(answer)?.[1]?.replace(/ /g, "");
+      expect(digest, `${host}\n${answer}`).toMatch(/^[0-9A-F]{64}$/i);
+    }
+    const subject = uniqueSubject("dane");
+    const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: "127.0.0.1", subject });
+    expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
+    await waitForStoreEntries(subject);
+    const log = await on("outside", "journalctl -u 'postfix*' --no-pager -o cat");
+    expect(log).toMatch(/Verified TLS connection established to mail\.brightchain\.org\[10\.231\.0\.10\]:25/);
+  });
+
+  it("defers, never delivering in clear, while the TLSA records do not match; delivers once they do again", async () => {
+    // Nothing else queued on outside: the deferral awaited below can only be this message's.
+    await waitForMailSettled();
+    const subject = uniqueSubject("dane mismatch");
+    const wrongTlsa = (zone: string) =>
+      zone.replace(/(TLSA\s+3\s+1\s+1\s+)[0-9a-fA-F]{64}/g, (_all, head: string) => `${head}${"0".repeat(64)}`);
+    await withZoneEdited("brightchain.org", wrongTlsa, async () => {
+      await restartValidatingResolver();
+      const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: "127.0.0.1", subject });
+      expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
+      const queued = await waitOnHost(
+        "outside",
+        "the message deferred for want of a verified certificate",
+        "postqueue -j",
+        (out) => /"delay_reason": *"[^"]*(not verified|verification failed)/i.test(out),
+        { deadlineMs: 120_000, diagnose: async () => on("outside", "journalctl -u 'postfix*' -n 30 --no-pager -o cat") },
+      );
+      expect(queued).toContain("alice@brightchain.org");
+      expect((await storeEntries()).filter((entry) => entry.subject === subject)).toEqual([]);
+    });
+    await restartValidatingResolver();
+    await on("outside", "postqueue -f");
+    await waitForStoreEntries(subject, 1, 120_000);
+    await waitForMailSettled();
+    expect((await storeEntries()).filter((entry) => entry.subject === subject)).toHaveLength(1);
+  });
+});
+
+describe("MTA-STS: a sender that enforces the policy the program's Worker serves (outside's postfix-mta-sts-resolver)", () => {
+  beforeAll(() => makeOutsideEnforceMtaSts("brightchain.org"), 600_000);
+  afterAll(() => undoOutsideMtaSts(), 300_000);
+
+  it("delivers over a connection verified against the policy's MX names", async () => {
+    const subject = uniqueSubject("mta-sts");
+    const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: "127.0.0.1", subject });
+    expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
+    await waitForStoreEntries(subject);
+    const log = await on("outside", "journalctl -u 'postfix*' --no-pager -o cat --since '-5min'");
+    expect(log).toMatch(/Verified TLS connection established to mail\.brightchain\.org\[10\.231\.0\.10\]:25/);
+  });
+
+  it("defers, never delivering unverified, while the MX hosts serve certificates the policy does not match", async () => {
+    await waitForMailSettled();
+    const subject = uniqueSubject("mta-sts mismatch");
+    await withCertificateFor(["mail", "mail2"], "wrong.brightchain.org", async () => {
+      const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: "127.0.0.1", subject });
+      expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
+      await waitOnHost(
+        "outside",
+        "the message deferred for a certificate the policy does not match",
+        "postqueue -j",
+        (out) => /"delay_reason": *"[^"]*(not verified|verification failed)/i.test(out),
+        { deadlineMs: 120_000, diagnose: async () => on("outside", "journalctl -u 'postfix*' -n 30 --no-pager -o cat") },
+      );
+      expect((await storeEntries()).filter((entry) => entry.subject === subject)).toEqual([]);
+    });
+    await on("outside", "postqueue -f");
+    await waitForStoreEntries(subject, 1, 120_000);
+    await waitForMailSettled();
+    expect((await storeEntries()).filter((entry) => entry.subject === subject)).toHaveLength(1);
   });
 });
 

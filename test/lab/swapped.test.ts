@@ -14,7 +14,16 @@ import { parseGatewayConfig, parseGatewaySecrets, readStackConfigFiles } from ".
 import { RELEASES } from "../../infra/model/releases";
 import { hostFiles } from "../../infra/render";
 import { on, tryOn } from "../helpers/lab-mail";
-import { claimLab, describeMailScenarios, labTimer, readyGatewaysForMail, setUpOutside } from "../helpers/lab-scenarios";
+import {
+  claimLab,
+  describeMailScenarios,
+  dkimVerifiesOnOutside,
+  labTimer,
+  readyGatewaysForMail,
+  sendOutboundToBob,
+  setUpOutside,
+} from "../helpers/lab-scenarios";
+import { uniqueSubject } from "../helpers/lab-mail";
 import { bundleRuntimeEntry } from "../helpers/runtime-bundle";
 
 const repo = path.resolve(__dirname, "../..");
@@ -138,6 +147,53 @@ describe("the swapped fleet: primary on Debian 12, relay on Debian 13", () => {
 
 describe("mail end to end on the swapped fleet", () => {
   describeMailScenarios(timer);
+});
+
+describe("DKIM rotation on the swapped fleet's primary (Debian 12's OpenDKIM): a config change, the old record kept through its overlap", () => {
+  const rotation = (keepUntil: string) => ({
+    "gateway:dkimSelector": "rot2026",
+    "gateway:dkimPrevious": JSON.stringify({ selector: "default", keepUntil }),
+  });
+  const selectorOf = (message: string) => /^DKIM-Signature:[^]*?\bs=([^;\s]+)/m.exec(message)?.[1];
+  const published = async (selector: string) =>
+    (await on("outside", `dig +short TXT ${selector}._domainkey.brightchain.org`)).replace(/["\s]/g, "");
+
+  it("signs with the new selector once its record is served, old mail verifying through the overlap, and drops the old record after it", async () => {
+    const before = await sendOutboundToBob(uniqueSubject("before rotation"));
+    expect(selectorOf(before.message)).toBe("default");
+    expect(await dkimVerifiesOnOutside(before.file)).toBe(true);
+
+    const rotated = await timer.timed("dkim rotation", () =>
+      deployStackToLab({
+        stack: "primary",
+        projectDir: repo,
+        runtimeDist: dist,
+        overrides: rotation("2099-12-31"),
+        progress: () => undefined,
+      }),
+    );
+    expect(rotated.executed.length).toBeGreaterThan(0);
+    expect(await published("rot2026")).toMatch(/^v=DKIM1;.*p=[A-Za-z0-9+/]{200,}/);
+    expect(await published("default")).toMatch(/^v=DKIM1;.*p=[A-Za-z0-9+/]{200,}/);
+    const after = await sendOutboundToBob(uniqueSubject("after rotation"));
+    expect(selectorOf(after.message)).toBe("rot2026");
+    expect(await dkimVerifiesOnOutside(after.file)).toBe(true);
+    // Mail signed before the switch, still in someone's inbox or queue, verifies while the overlap lasts.
+    expect(await dkimVerifiesOnOutside(before.file)).toBe(true);
+
+    await timer.timed("dkim rotation end of overlap", () =>
+      deployStackToLab({
+        stack: "primary",
+        projectDir: repo,
+        runtimeDist: dist,
+        overrides: rotation("2000-01-01"),
+        progress: () => undefined,
+      }),
+    );
+    expect(await published("default")).toBe("");
+    expect(await dkimVerifiesOnOutside(after.file)).toBe(true);
+    expect(await dkimVerifiesOnOutside(before.file)).toBe(false);
+  });
 });
 
 describe("turning a component off, then destroy (pulumi destroy as the lab engine runs it), last on this fleet", () => {
