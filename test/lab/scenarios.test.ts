@@ -646,6 +646,67 @@ describe("DANE: a sender that enforces it (outside's unbound validating the sign
     await waitForMailSettled();
     expect((await storeEntries()).filter((entry) => entry.subject === subject)).toHaveLength(1);
   });
+  it("rolls the key over in three ups (next published, switched, old removed), every message DANE-verified on the way", async () => {
+    const rollover = (dane: Record<string, string>) => async (step: string) => {
+      const deployed = await timer.timed(`dane rollover: ${step}`, () =>
+        deployStackToLab({
+          stack: "primary",
+          projectDir: repo,
+          runtimeDist: dist,
+          overrides: { "gateway:dane": JSON.stringify(dane) },
+          progress: () => undefined,
+        }),
+      );
+      expect(deployed.executed.length, step).toBeGreaterThan(0);
+      // As a sender's caches would after the twice-the-TTL wait the page asks for.
+      await restartValidatingResolver();
+    };
+    const published = async () => {
+      const answer = await on("outside", "dig +dnssec @127.0.0.1 _25._tcp.mail.brightchain.org TLSA");
+      expect(answer).toMatch(/;; flags: [^;]*\bad\b/);
+      return [...answer.matchAll(/\sTLSA\s+3 1 1 ([0-9A-F ]+)\n/gi)].map((m) => m[1]!.replace(/ /g, "").toLowerCase()).sort();
+    };
+    // The SPKI digest of the key port 25 serves: what a TLSA 3 1 1 record must hold.
+    const served = async () =>
+      (
+        await on(
+          "outside",
+          "openssl s_client -connect 10.231.0.10:25 -starttls smtp -servername mail.brightchain.org </dev/null 2>/dev/null | openssl x509 -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1",
+        )
+      ).trim();
+    const verifiedDeliveries = async () =>
+      (await on("outside", "journalctl -u 'postfix*' --no-pager -o cat")).match(
+        /Verified TLS connection established to mail\.brightchain\.org\[10\.231\.0\.10\]:25/g,
+      )?.length ?? 0;
+    const deliversVerified = async (step: string) => {
+      const before = await verifiedDeliveries();
+      const subject = uniqueSubject(`dane rollover ${step}`);
+      const sent = await swaksFromOutside({ to: "alice@brightchain.org", server: "127.0.0.1", subject });
+      expect(sent.transcript, sent.transcript).toMatch(/<[-~] +250 2\.0\.0 Ok: queued/);
+      await waitForStoreEntries(subject);
+      expect(await verifiedDeliveries(), step).toBeGreaterThan(before);
+    };
+
+    const [oldKey] = await published();
+    expect(await served()).toBe(oldKey);
+
+    await rollover({ nextLineage: "mail.brightchain.org-2027" })("1. publish the next key");
+    const both = await published();
+    expect(both).toHaveLength(2);
+    const newKey = both.find((digest) => digest !== oldKey)!;
+    expect(await served(), "Postfix still serves the old key while the next is only published").toBe(oldKey);
+    await deliversVerified("1");
+
+    await rollover({ lineage: "mail.brightchain.org-2027", previousLineage: "mail.brightchain.org" })("2. switch");
+    expect(await published()).toEqual(both);
+    expect(await served(), "the switch serves the key published in step 1").toBe(newKey);
+    await deliversVerified("2");
+
+    await rollover({ lineage: "mail.brightchain.org-2027" })("3. remove the old record");
+    expect(await published()).toEqual([newKey]);
+    expect(await served()).toBe(newKey);
+    await deliversVerified("3");
+  });
 });
 
 describe("MTA-STS: a sender that enforces the policy the program's Worker serves (outside's postfix-mta-sts-resolver)", () => {
