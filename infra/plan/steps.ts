@@ -191,9 +191,10 @@ function milterReadyChecks(node: GatewayNode): string[] {
     .map((endpoint) => {
       const inet = /^inet:[^:]+:(\d+)$/.exec(endpoint);
       if (inet) return `listening ${inet[1]}`;
-      // unix: paths are relative to Postfix's queue directory.
+      // An unchrooted daemon (every one here: render/postfix.ts) takes a relative unix: path from its working
+      // directory, the queue directory, and an absolute one as it is (RHEL's spamass-milter socket in /run).
       const unix = /^unix:(.+)$/.exec(endpoint);
-      if (unix) return `[ -S ${shellQuote(posix.join("/var/spool/postfix", unix[1]!))} ]`;
+      if (unix) return `[ -S ${shellQuote(posix.resolve("/var/spool/postfix", unix[1]!))} ]`;
       throw new Error(`milter endpoint ${JSON.stringify(endpoint)} is neither inet:HOST:PORT nor unix:PATH`);
     });
 }

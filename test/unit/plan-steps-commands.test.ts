@@ -98,6 +98,15 @@ const servicesUp = (units: string) =>
   `services_up() { for u in ${units}; do systemctl is-active --quiet "$u" || return 1; n=$(systemctl show -P NRestarts "$u"); [ "\${n:-0}" = 0 ] || return 1; done; }`;
 
 describe("verifyCommand: the lines", () => {
+  it("RHEL with SpamAssassin: waits for spamass-milter-postfix's socket where it is, not under the queue directory", () => {
+    // The endpoint is absolute (unix:/run/...) and every Postfix daemon runs unchrooted: /run is where smtpd looks.
+    const node = nodeMatrix.find((m) => m.name === "relay-rhel-spamassassin-ipv4only")!.node;
+    const until = verifyCommand(node, [])
+      .split("\n")
+      .find((line) => line.startsWith("until "));
+    expect(until).toBe("until listening 25 && [ -S /run/spamass-milter/postfix/sock ] && lookup_answers; do");
+  });
+
   it("primary (SpamAssassin on Debian, OpenDKIM): 25 and 587, the milter socket and port, the lookup, the services", () => {
     expect(verifyCommand(examplePrimary, ["brightchain-lookup", "certbot.timer"]).split("\n")).toEqual([
       "set -eu",
