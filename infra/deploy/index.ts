@@ -135,49 +135,38 @@ interface PublishedZone {
   serial: number;
 }
 
-/** One stack's records keyed by type and name: a record the stack registers again replaces its earlier value. */
-/** Which resource serves each record of a stack: `dns/<stack>.resources.json`, rewritten after every run. */
-function stackResourcesFile(stateDir: string, stack: string): string {
-  return path.join(stateDir, "dns", `${stack}.resources.json`);
-}
-
-function writeLiveRecords(stateDir: string, stack: string, records: Map<string, DnsRecord>): void {
-  mkdirSync(path.join(stateDir, "dns"), { recursive: true, mode: 0o700 });
-  writeFileSync(stackResourcesFile(stateDir, stack), `${JSON.stringify(Object.fromEntries(records), null, 2)}\n`);
-}
-
 /**
- * The stack's records as they are served when a run starts, by the resource that serves each. A run's update of a
- * resource replaces that resource's record and nothing else, as at Cloudflare (one record id per resource): two
- * records of one name and type (a node's TLSA records mid-rollover, CAA issue and iodef) are two resources.
+ * One stack's records by the resource that serves each (`dns/<stack>.records.json`). A run's update of a resource
+ * replaces that resource's record and nothing else, as at Cloudflare (one record id per resource): two records of
+ * one name and type (a node's TLSA records mid-rollover, CAA issue and iodef) are two resources.
  */
-function readLiveRecords(stateDir: string, stack: string): Map<string, DnsRecord> {
-  const file = stackResourcesFile(stateDir, stack);
-  if (existsSync(file)) return new Map(Object.entries(JSON.parse(readFileSync(file, "utf8")) as Record<string, DnsRecord>));
-  // A state written before resources were recorded: each record stays until the run ends, replaced by nothing.
-  return new Map(
-    readStackRecords(stateDir, stack).map((record) => [`(recorded) ${record.type} ${record.name} ${record.content}`, record]),
-  );
+function readStackRecords(stateDir: string, stack: string): Map<string, DnsRecord> {
+  const file = path.join(stateDir, "dns", `${stack}.records.json`);
+  if (!existsSync(file)) return new Map();
+  const saved = JSON.parse(readFileSync(file, "utf8")) as Record<string, DnsRecord> | DnsRecord[];
+  // Written before records were kept by resource: each stays until the run ends, replaced by nothing.
+  if (Array.isArray(saved)) return new Map(saved.map((r) => [`(recorded) ${r.type} ${r.name} ${r.content}`, r]));
+  return new Map(Object.entries(saved));
 }
 
 /**
  * Serves the zone made of every deployed stack's records, stored per stack in stateDir, when it differs from what
- * was last published. `records` is this stack's full set.
+ * was last published. `records` is this stack's full set, by resource.
  */
 async function publishZone(
   stateDir: string,
   stack: string,
   origin: string,
-  records: DnsRecord[],
+  records: Map<string, DnsRecord>,
   target: DnsTarget,
 ): Promise<boolean> {
   const dnsDir = path.join(stateDir, "dns");
   mkdirSync(dnsDir, { recursive: true, mode: 0o700 });
-  writeFileSync(path.join(dnsDir, `${stack}.records.json`), `${JSON.stringify(records, null, 2)}\n`);
+  writeFileSync(path.join(dnsDir, `${stack}.records.json`), `${JSON.stringify(Object.fromEntries(records), null, 2)}\n`);
   const byStack: Record<string, DnsRecord[]> = {};
   for (const file of readdirSync(dnsDir)) {
     const match = /^(.+)\.records\.json$/.exec(file);
-    if (match) byStack[match[1]!] = JSON.parse(readFileSync(path.join(dnsDir, file), "utf8")) as DnsRecord[];
+    if (match) byStack[match[1]!] = [...readStackRecords(stateDir, match[1]!).values()];
   }
   const merged = mergeZoneRecords(origin, byStack);
   const publishedFile = path.join(dnsDir, `${origin}.zone.json`);
@@ -195,11 +184,6 @@ async function publishZone(
 function sameRecords(a: readonly DnsRecord[], b: readonly DnsRecord[]): boolean {
   const canonical = (records: readonly DnsRecord[]) => records.map((record) => JSON.stringify(record)).sort();
   return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
-}
-
-function readStackRecords(stateDir: string, stack: string): DnsRecord[] {
-  const file = path.join(stateDir, "dns", `${stack}.records.json`);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as DnsRecord[]) : [];
 }
 
 /**
@@ -240,7 +224,7 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
     };
     // While the program runs, each record is served as soon as it is created (the records this stack had
     // before stay until the run ends: a record the program no longer registers is removed only then).
-    const live = readLiveRecords(options.stateDir, options.stack);
+    const live = readStackRecords(options.stateDir, options.stack);
     /** The records this run's resources registered, by resource: what serves the zone after it. */
     const registered = new Map<string, DnsRecord>();
     let published: string[] = [];
@@ -249,8 +233,7 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       live.set(resource, record);
       registered.set(resource, record);
       publishing = publishing.then(async () => {
-        if (await publishZone(options.stateDir, options.stack, domain, [...live.values()], options.dnsTarget))
-          published = [domain];
+        if (await publishZone(options.stateDir, options.stack, domain, live, options.dnsTarget)) published = [domain];
       });
       return publishing;
     };
@@ -271,8 +254,6 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
       },
     );
     await publishing.catch(() => undefined);
-    // What is served now, should the run have failed: the next run starts from it.
-    writeLiveRecords(options.stateDir, options.stack, live);
     if (!existsSync(job.resultFile))
       throw new Error(`deploy ${options.stack}: the program runner exited with code ${code} and no result`);
     const result = JSON.parse(readFileSync(job.resultFile, "utf8")) as RunnerResult;
@@ -285,8 +266,8 @@ export async function deployStack(options: DeployStackOptions): Promise<DeployRe
         `deploy ${options.stack}: the program runner exited with code ${code} after its run:\n${lastLines.join("\n")}`,
       );
     const records = options.destroy ? [] : result.dnsRecords;
-    if (await publishZone(options.stateDir, options.stack, domain, records, options.dnsTarget)) published = [domain];
-    writeLiveRecords(options.stateDir, options.stack, options.destroy ? new Map() : registered);
+    if (await publishZone(options.stateDir, options.stack, domain, options.destroy ? new Map() : registered, options.dnsTarget))
+      published = [domain];
     const zonesPublished = published;
     for (const zone of zonesPublished) progress(`[${options.stack}] lab DNS: published zone ${zone}`);
     return {

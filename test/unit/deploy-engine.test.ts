@@ -204,15 +204,28 @@ describe("deploy engine: the example stacks in the lab", () => {
 });
 
 describe("deploy engine: a failing step", () => {
-  it("stops at the first step, naming the stack, host, step, command and ssh's own output, serves the address record (not the MX, which waits for verify), and records no command as done", async () => {
-    // An SSH port that hangs up at once: the program's first remote command fails the way a dead host makes it fail.
+  /**
+   * The relay's deploy against an SSH port that hangs up at once: the program's first remote command fails the way
+   * a dead host makes it fail. `seed` writes into the state folder first; the zones the engine served are collected.
+   */
+  async function deployRelayToDeadHost(
+    work: (run: {
+      deploy: Promise<unknown>;
+      port: number;
+      stateDir: string;
+      published: { name: string; text: string }[];
+    }) => Promise<void>,
+    seed?: (stateDir: string) => void,
+  ): Promise<void> {
     const server = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as { port: number }).port;
     const dir = mkdtempSync(path.join(tmpdir(), "deploy-fail-"));
+    const stateDir = path.join(dir, "state");
     const published: { name: string; text: string }[] = [];
     try {
       writeFileSync(path.join(dir, "brightchain-lookup.cjs"), "#!/usr/bin/env node\n");
+      seed?.(stateDir);
       const lab = labStackOverrides("relay", readStackConfigFiles(REPO, "relay").values);
       const deploy = deployStack({
         stack: "relay",
@@ -223,10 +236,19 @@ describe("deploy engine: a failing step", () => {
         },
         secrets: lab.secrets,
         dnsTarget: { zoneIdPrefix: "zone-", publishZone: async (name, text) => void published.push({ name, text }) },
-        stateDir: path.join(dir, "state"),
+        stateDir,
         runtimeDist: dir,
         progress: () => undefined,
       });
+      await work({ deploy, port, stateDir, published });
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("stops at the first step, naming the stack, host, step, command and ssh's own output, serves the address record (not the MX, which waits for verify), and records no command as done", async () => {
+    await deployRelayToDeadHost(async ({ deploy, port, stateDir, published }) => {
       await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
       await expect(deploy).rejects.toThrow(
         new RegExp(
@@ -238,59 +260,33 @@ describe("deploy engine: a failing step", () => {
       expect(published.at(-1)?.name).toBe("brightchain.org");
       expect(published.at(-1)?.text).toMatch(/mail2\t3600\tIN\tA\t10\.231\.0\.20/);
       expect(published.at(-1)?.text).not.toMatch(/\tMX\t/);
-      const recorded = Object.values(readDeployState(path.join(dir, "state", "relay.state.json"), "relay").resources);
+      const recorded = Object.values(readDeployState(path.join(stateDir, "relay.state.json"), "relay").resources);
       expect(recorded.filter((r) => r.type === "command:remote:Command")).toEqual([]);
-    } finally {
-      server.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("keeps serving each resource's own record while a run publishes another: two TLSA records of one name stay two", async () => {
-    const server = createServer((socket) => socket.destroy());
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const port = (server.address() as { port: number }).port;
-    const dir = mkdtempSync(path.join(tmpdir(), "deploy-live-"));
-    const published: { name: string; text: string }[] = [];
-    try {
-      writeFileSync(path.join(dir, "brightchain-lookup.cjs"), "#!/usr/bin/env node\n");
-      // As a DANE rollover's first up leaves it: the served key's TLSA and the next key's, one name, two resources.
-      const tlsa = (digit: string) => ({
-        name: "_25._tcp.mail2.brightchain.org",
-        type: "TLSA",
-        content: `3 1 1 ${digit.repeat(64)}`,
-        ttl: 3600,
-        purpose: "DANE",
-      });
-      const dns = path.join(dir, "state", "dns");
-      mkdirSync(dns, { recursive: true });
-      writeFileSync(path.join(dns, "relay.records.json"), JSON.stringify([tlsa("a"), tlsa("b")]));
+    // As a DANE rollover's first up leaves it: the served key's TLSA and the next key's, one name, two resources.
+    const tlsa = (digit: string) => ({
+      name: "_25._tcp.mail2.brightchain.org",
+      type: "TLSA",
+      content: `3 1 1 ${digit.repeat(64)}`,
+      ttl: 3600,
+      purpose: "DANE",
+    });
+    const seed = (stateDir: string) => {
+      mkdirSync(path.join(stateDir, "dns"), { recursive: true });
       writeFileSync(
-        path.join(dns, "relay.resources.json"),
+        path.join(stateDir, "dns", "relay.records.json"),
         JSON.stringify({ "dns-tlsa-mail2-brightchain-org": tlsa("a"), "dns-tlsa-mail2-brightchain-org-2027": tlsa("b") }),
       );
-      const lab = labStackOverrides("relay", readStackConfigFiles(REPO, "relay").values);
-      const deploy = deployStack({
-        stack: "relay",
-        projectDir: REPO,
-        overrides: {
-          ...lab.overrides,
-          "gateway:ssh": JSON.stringify({ host: "127.0.0.1", port, user: "root", hostKey: EXAMPLE_HOST_KEY }),
-        },
-        secrets: lab.secrets,
-        dnsTarget: { zoneIdPrefix: "zone-", publishZone: async (name, text) => void published.push({ name, text }) },
-        stateDir: path.join(dir, "state"),
-        runtimeDist: dir,
-        progress: () => undefined,
-      });
+    };
+    await deployRelayToDeadHost(async ({ deploy, published }) => {
       await expect(deploy).rejects.toBeInstanceOf(DeployStepError);
       // The relay's A record was published mid-run; both TLSA records were served beside it.
       const zone = published.at(-1)!.text;
       expect(zone).toMatch(/mail2\t3600\tIN\tA\t10\.231\.0\.20/);
       expect(zone.match(/\tTLSA\t/g)).toHaveLength(2);
-    } finally {
-      server.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    }, seed);
   });
 });
